@@ -1,0 +1,39 @@
+# fleetvote: the two commands are `make run` and `make test`; everything else is a named check.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+N ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv test verify-exact check-cards bench-engine clean model
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[train,test]'
+	touch $@
+
+venv: $(BIN)/.installed  ## virtual environment with the train and test extras
+
+test: venv  ## the whole test suite (about 15 minutes on 2 cores)
+	$(BIN)/pytest -q --durations=20 $(PYTEST_ARGS)
+
+verify-exact: venv  ## engine vs tflite-micro on every zoo model (N=500 for a subset)
+	$(BIN)/fleetvote verify-exact $(if $(N),--limit $(N))
+
+check-cards: venv  ## recompute every zoo card on all 10,000 test images
+	$(BIN)/fleetvote card --check
+
+bench-engine: venv  ## images/s of the engine vs LiteRT vs tflite-micro, as ratios
+	$(BIN)/python -m fleetvote.bench_engine
+
+model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-s1
+	@test -n "$(ID)" || { echo "usage: make model ID=<id of models/recipes.json>"; exit 2; }
+	$(BIN)/python -m fleetvote_models.recipes $(ID)
+
+clean:  ## remove the virtual environment and build outputs (not runs/)
+	rm -rf $(VENV) build .pytest_cache

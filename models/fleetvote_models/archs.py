@@ -1,0 +1,175 @@
+"""Model families, in backend-agnostic Keras 3 (no tf.* here: the same code trains on the
+TensorFlow, JAX or PyTorch backend).
+
+Every model takes float pixels / 255 (no rescaling layer inside: the exporter then gets input
+scale 1/255 and zero point -128, so a board feeds ``pixel - 128``) and ends in a softmax over the
+10 classes. BatchNorm layers fold into the preceding convolution at export; ReLUs fuse into it.
+
+Families (the width parameter scales the channel counts):
+
+* ``baseline``: the seed's single-board model rebuilt from its published figures (see
+  ``baseline()``); it is the reference the fleet must beat, and fits no cheap board.
+* ``vgg``: plain 3x3 conv-BN-ReLU stacks with max-pooling, global average pooling.
+* ``resnet``: ResNet-style basic blocks (two 3x3 convs and an identity or 1x1 shortcut, ADD).
+* ``dsconv``: MobileNet-style depthwise-separable blocks (3x3 depthwise + 1x1 pointwise).
+
+MACC convention (ours, used by ``fleetvote analyze`` too): multiply-accumulates of convolution,
+depthwise convolution and dense layers only. X-CUBE-AI's count also includes pooling, activation
+and softmax work, so it reads a little higher for the same network.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import keras
+from keras import layers
+
+MEMBER_MACC_LIMIT = 5_000_000
+MEMBER_WEIGHT_BYTES_LIMIT = 256 * 1024
+MEMBER_ACTIVATION_BYTES_LIMIT = 96 * 1024
+WEIGHT_DECAY = 5e-4
+
+
+def _reg() -> keras.regularizers.Regularizer:
+    return keras.regularizers.L2(WEIGHT_DECAY)
+
+
+def _conv_bn_relu(x, filters: int, stride: int = 1, name: str | None = None):
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                      kernel_regularizer=_reg(), name=name)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _head(x, dropout: float = 0.0):
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    return layers.Dense(10, activation="softmax", kernel_regularizer=_reg())(x)
+
+
+def baseline(width: int = 32) -> keras.Model:
+    """The seed's model, as closely as its published figures allow.
+
+    Published: 32,997,984 MACC (X-CUBE-AI's count), 1.34 M float parameters of which the two
+    large dense layers hold 39.1 % each, Conv2D+ReLU blocks, 2x2 max-pool then twice the filters.
+    Rebuilt: conv 32,32 @32x32 | pool | 64,64 @16x16 | pool | 128 @8x8 | pool | 128 @4x4 | pool |
+    flatten 512 | dense 1024 | dense 512 | dense 10. That gives 1,342,250 parameters (dense
+    layers 39.1 % each) and 32,606,208 MACC by our convention.
+    """
+    w = width
+    inp = keras.Input((32, 32, 3), name="image")
+    x = inp
+    for filters, n in ((w, 2), (2 * w, 2), (4 * w, 1), (4 * w, 1)):
+        for _ in range(n):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(1024, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(512, activation="relu")(x)
+    out = layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inp, out, name=f"baseline_w{w}")
+
+
+def vgg(width: int = 12) -> keras.Model:
+    """w @32 | pool | 2w, 2w @16 | pool | 4w, 4w @8 | GAP | dense. w=12: 4.2 M MACC."""
+    w = width
+    inp = keras.Input((32, 32, 3), name="image")
+    x = _conv_bn_relu(inp, w)
+    x = layers.MaxPooling2D(2)(x)
+    x = _conv_bn_relu(x, 2 * w)
+    x = _conv_bn_relu(x, 2 * w)
+    x = layers.MaxPooling2D(2)(x)
+    x = _conv_bn_relu(x, 4 * w)
+    x = _conv_bn_relu(x, 4 * w)
+    x = layers.MaxPooling2D(2)(x)
+    x = _conv_bn_relu(x, 8 * w)
+    return keras.Model(inp, _head(x, 0.1), name=f"vgg_w{w}")
+
+
+def _basic_block(x, filters: int, stride: int):
+    shortcut = x
+    y = _conv_bn_relu(x, filters, stride)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=_reg())(y)
+    y = layers.BatchNormalization()(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                 kernel_regularizer=_reg())(shortcut)
+        shortcut = layers.BatchNormalization()(shortcut)
+    return layers.ReLU()(layers.Add()([y, shortcut]))
+
+
+def resnet(width: int = 16) -> keras.Model:
+    """stem w @32 | pool | block w @16 | block 2w /2 @8 | block 4w /2 @4 | GAP | dense.
+
+    MLPerf Tiny's ResNet-8 without the full-resolution block (which alone costs 4.7 M MACC).
+    """
+    w = width
+    inp = keras.Input((32, 32, 3), name="image")
+    x = _conv_bn_relu(inp, w)
+    x = layers.MaxPooling2D(2)(x)
+    x = _basic_block(x, w, 1)
+    x = _basic_block(x, 2 * w, 2)
+    x = _basic_block(x, 4 * w, 2)
+    return keras.Model(inp, _head(x), name=f"resnet_w{w}")
+
+
+def _ds_block(x, filters: int, stride: int):
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
+                               depthwise_regularizer=_reg())(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, kernel_regularizer=_reg())(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def dsconv(width: int = 32) -> keras.Model:
+    """stem w @32 | ds 2w /2 | ds 2w | ds 4w /2 | ds 4w | ds 8w /2 | ds 8w | GAP | dense."""
+    w = width
+    inp = keras.Input((32, 32, 3), name="image")
+    x = _conv_bn_relu(inp, w)
+    x = _ds_block(x, 2 * w, 2)
+    x = _ds_block(x, 2 * w, 1)
+    x = _ds_block(x, 4 * w, 2)
+    x = _ds_block(x, 4 * w, 1)
+    x = _ds_block(x, 8 * w, 2)
+    x = _ds_block(x, 8 * w, 1)
+    return keras.Model(inp, _head(x, 0.1), name=f"dsconv_w{w}")
+
+
+FAMILIES: dict[str, Callable[..., keras.Model]] = {
+    "baseline": baseline,
+    "vgg": vgg,
+    "resnet": resnet,
+    "dsconv": dsconv,
+}
+
+
+def build(arch: str) -> keras.Model:
+    """``family`` or ``family:width``, e.g. ``vgg:12``."""
+    family, _, width = arch.partition(":")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown architecture {family!r}; choose from {sorted(FAMILIES)}")
+    return FAMILIES[family](int(width)) if width else FAMILIES[family]()
+
+
+def keras_macc(model: keras.Model) -> int:
+    """MACC of conv, depthwise and dense layers (our convention), from Keras shapes."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * c * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * c * kh * kw * layer.input.shape[-1]
+        elif isinstance(layer, layers.Dense):
+            total += math.prod(layer.kernel.shape)
+    return int(total)

@@ -1,0 +1,51 @@
+"""Data augmentation in numpy, so that it is the same on every Keras backend.
+
+All functions take and return uint8 batches (N, 32, 32, 3) and draw from the generator they are
+given: an epoch's augmentation is a pure function of (seed, epoch), which makes ``--resume``
+reproduce the run it continues.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def random_crop(x: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
+    """Pad by ``pad`` pixels (reflect) and take a random 32x32 window per image."""
+    n, h, w, _ = x.shape
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    dy = rng.integers(0, 2 * pad + 1, n)
+    dx = rng.integers(0, 2 * pad + 1, n)
+    # gather with broadcast indices: one fancy-index pass instead of a Python loop per image
+    rows = dy[:, None] + np.arange(h)[None, :]
+    cols = dx[:, None] + np.arange(w)[None, :]
+    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def random_flip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    flip = rng.random(x.shape[0]) < 0.5
+    out = x.copy()
+    out[flip] = out[flip, :, ::-1]
+    return out
+
+
+def cutout(x: np.ndarray, rng: np.random.Generator, size: int = 8) -> np.ndarray:
+    """Zero a size x size square (centre anywhere in the image, clipped at the borders)."""
+    n, h, w, _ = x.shape
+    cy = rng.integers(0, h, n)
+    cx = rng.integers(0, w, n)
+    yy = np.arange(h)[None, :, None]
+    xx = np.arange(w)[None, None, :]
+    mask = (np.abs(yy - cy[:, None, None]) <= size // 2) & (np.abs(xx - cx[:, None, None]) <= size // 2)
+    out = x.copy()
+    out[mask] = 0
+    return out
+
+
+AUGMENTATIONS = {"crop": random_crop, "flip": random_flip, "cutout": cutout}
+
+
+def augment(x: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:
+    for name in names:
+        x = AUGMENTATIONS[name](x, rng)
+    return x

@@ -1,0 +1,40 @@
+"""``make model ID=<id>``: train (resumable) and export one zoo model from models/recipes.json.
+
+    python -m fleetvote_models.recipes vgg12-s1 [--runs runs] [--zoo models/zoo]
+
+Running it again after an interruption resumes training from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ROOT / "models" / "recipes.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("id")
+    p.add_argument("--runs", default=str(ROOT / "runs"))
+    p.add_argument("--zoo", default=str(ROOT / "models" / "zoo"))
+    a = p.parse_args(argv)
+    recipes = {k: v for k, v in json.loads(RECIPES.read_text()).items() if not k.startswith("_")}
+    if a.id not in recipes:
+        print(f"unknown id {a.id!r}; recipes: {', '.join(recipes)}", file=sys.stderr)
+        return 2
+    from fleetvote.cli import main as cli
+
+    r = recipes[a.id]
+    run = str(Path(a.runs) / a.id)
+    rc = cli(["train", *r["args"], "--out", run, "--resume"])
+    if rc:
+        return rc
+    return cli(["export", run, "--id", a.id, "--zoo", a.zoo, "--role", r["role"]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

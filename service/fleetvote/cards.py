@@ -1,0 +1,98 @@
+"""Model cards: ``models/zoo/<id>/card.json``, every figure recomputed from the ``.tflite``.
+
+Keys: id, role, sha256, arch, seed, epochs, train_seconds, recipe, val_accuracy, test_accuracy
+(both int8, through the TFLite Micro reference interpreter, on CIFAR-10 (JPEG copy)), macc,
+params, flash_bytes (weights and biases), ram_bytes (peak activations of the buffer plan).
+``train.json`` beside it holds what only training knows (arch, seed, recipe, time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+ACCURACY_TOLERANCE_SUBSET = 0.0  # a subset check compares the subset's own recorded accuracy
+
+
+def _measure(model_path: Path, data: str | None, limit: int | None) -> dict:
+    from .analyze import analyze
+    from .evaluate import evaluate
+
+    a = analyze(model_path)
+    val = evaluate(model_path, split="val", data=data, limit=limit)["accuracy"]
+    test = evaluate(model_path, split="test", data=data, limit=limit)["accuracy"]
+    return {"macc": a["total"]["macc"], "params": a["total"]["params"],
+            "flash_bytes": a["total"]["weight_bytes"], "ram_bytes": a["total"]["peak_activation_bytes"],
+            "arena_bytes": a["total"]["arena_bytes"], "val_accuracy": val, "test_accuracy": test}
+
+
+def write_card(model_dir: Path, data: str | None = None) -> Path:
+    model_path = model_dir / "model.tflite"
+    train = json.loads((model_dir / "train.json").read_text())
+    m = _measure(model_path, data, None)
+    # a fixed 500-image subset, recorded so that `make test` can check accuracy cheaply
+    m500 = _measure(model_path, data, 500)
+    card = {
+        "id": train["id"], "role": train["role"],
+        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+        "arch": train["arch"], "seed": train["seed"], "epochs": train["epochs"],
+        "best_epoch": train.get("best_epoch"), "train_seconds": train["train_seconds"],
+        "recipe": train["recipe"], "dataset": "CIFAR-10 (JPEG copy)",
+        "val_accuracy": round(m["val_accuracy"], 4), "test_accuracy": round(m["test_accuracy"], 4),
+        "test_accuracy_500": round(m500["test_accuracy"], 4),
+        "float_val_accuracy": round(train.get("float_val_accuracy", float("nan")), 4),
+        "macc": m["macc"], "params": m["params"], "flash_bytes": m["flash_bytes"],
+        "ram_bytes": m["ram_bytes"], "arena_bytes": m["arena_bytes"],
+    }
+    path = model_dir / "card.json"
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def load_cards(zoo: Path) -> list[dict]:
+    cards = []
+    for p in sorted(zoo.glob("*/card.json")):
+        try:
+            cards.append(json.loads(p.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}: not valid JSON ({exc})") from exc
+    return cards
+
+
+def check_cards(zoo: Path, limit: int | None = None, data: str | None = None) -> list[str]:
+    """Recompute every card; return one line per mismatch (empty: all cards hold).
+
+    With ``limit`` (500 in `make test`) the accuracy is checked on the same 500-image subset the
+    card recorded; without it on the full splits.
+    """
+    from .analyze import analyze
+    from .evaluate import evaluate
+
+    problems = []
+    cards = load_cards(zoo)
+    if not cards:
+        return [f"{zoo}: no */card.json found"]
+    for card in cards:
+        mdir = zoo / card["id"]
+        blob = (mdir / "model.tflite").read_bytes()
+        sha = hashlib.sha256(blob).hexdigest()
+        if sha != card["sha256"]:
+            problems.append(f"{card['id']}: sha256 {sha[:12]} != card {card['sha256'][:12]}")
+            continue
+        a = analyze(mdir / "model.tflite")["total"]
+        for key, got in (("macc", a["macc"]), ("params", a["params"]), ("flash_bytes", a["weight_bytes"]),
+                         ("ram_bytes", a["peak_activation_bytes"]), ("arena_bytes", a["arena_bytes"])):
+            if card.get(key) != got:
+                problems.append(f"{card['id']}: {key} {got} != card {card.get(key)}")
+        key = "test_accuracy_500" if limit == 500 else "test_accuracy"
+        if limit not in (None, 500):
+            continue  # other subsets have no recorded figure to compare with
+        acc = round(evaluate(mdir / "model.tflite", split="test", data=data, limit=limit)["accuracy"], 4)
+        if not np.isclose(acc, card[key], atol=1e-9):
+            problems.append(f"{card['id']}: {key} {acc} != card {card[key]}")
+    return problems

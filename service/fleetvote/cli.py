@@ -1,0 +1,202 @@
+"""``fleetvote``: one entry point, one subcommand per task.
+
+Subcommands that need TensorFlow (train, export) import it only when run, so the service's
+runtime environment (no ``train`` extra) still answers ``fleetvote --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import FleetvoteError
+
+EPILOG = """\
+examples:
+  fleetvote train --arch vgg:12 --seed 1 --epochs 30 --out runs/vgg12-s1
+  fleetvote export runs/vgg12-s1 --id vgg12-s1 --zoo models/zoo
+  fleetvote eval models/zoo/vgg12-s1/model.tflite --split test
+  fleetvote analyze models/zoo/vgg12-s1/model.tflite --board nucleo-f411re
+  fleetvote card --check
+
+Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.tar.gz.
+"""
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="CIFAR-10 archive (JPEG copy or official python release); "
+                                  "default: $CIFAR10_PATH, else Keras' download")
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from fleetvote_models.train import train
+
+    state = train(
+        Path(a.out), a.arch, seed=a.seed, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+        augmentations=tuple(x for x in a.augment.split(",") if x), label_smoothing=a.label_smoothing,
+        subset=a.subset, limit=a.limit, data=a.data, resume=a.resume, teacher=a.teacher,
+        distill_alpha=a.distill_alpha,
+    )
+    print(f"best validation accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
+          f"{state['train_seconds']:.0f} s of training")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from fleetvote_models.export import export_run
+
+    path = export_run(Path(a.run), a.id, Path(a.zoo), role=a.role, data=a.data,
+                      calibration=a.calibration)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_report
+
+    rep = evaluate(Path(a.model), split=a.split, limit=a.limit, data=a.data, png=a.png)
+    print(json.dumps(rep, indent=2) if a.json else format_report(rep))
+    return 0
+
+
+def _cmd_analyze(a: argparse.Namespace) -> int:
+    from .analyze import analyze, format_analysis
+
+    rep = analyze(Path(a.model), board=a.board)
+    print(json.dumps(rep, indent=2) if a.json else format_analysis(rep))
+    return 0 if rep.get("fits", True) else 3
+
+
+def _cmd_card(a: argparse.Namespace) -> int:
+    from .cards import check_cards, write_card
+
+    if a.check:
+        problems = check_cards(Path(a.zoo), limit=a.limit, data=a.data)
+        for p in problems:
+            print(f"MISMATCH {p}")
+        print(f"cards: {len(problems)} mismatches")
+        return 1 if problems else 0
+    for ident in a.ids:
+        print(f"wrote {write_card(Path(a.zoo) / ident, data=a.data)}")
+    return 0
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    from .verify import verify_exact
+
+    d, n, lines = verify_exact(Path(a.zoo), limit=a.limit, data=a.data)
+    for line in lines:
+        print(line)
+    print(f"bit-exact: {d} differing of {n} outputs")
+    return 1 if d or not n else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fleetvote",
+        description="A CIFAR-10 classifier made of several cheap STM32 boards that vote: "
+                    "train and export the int8 models, measure them, and serve the fleet.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one model (needs the 'train' extra)",
+                       description="Seeded training with augmentation, a cosine learning-rate schedule, "
+                                   "a checkpoint every epoch and --resume. Keeps the epoch with the best "
+                                   "validation accuracy.",
+                       epilog="example: fleetvote train --arch resnet:18 --seed 2 --epochs 40 --out runs/r18",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--arch", required=True, help="family[:width]: baseline, vgg:12, resnet:18, dsconv:24 ...")
+    t.add_argument("--out", required=True, help="run directory (checkpoints, log, best weights)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=0.05, help="peak learning rate after a 1-epoch warm-up")
+    t.add_argument("--augment", default="crop,flip", help="comma list of crop, flip, cutout (default: %(default)s)")
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--subset", type=float, default=1.0, help="train on this seeded share of the train split (bagging)")
+    t.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
+    t.add_argument("--teacher", help="a .keras model whose soft predictions are mixed into the targets")
+    t.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the teacher's targets")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _add_data(t)
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("export", help="quantise a run to a full-int8 .tflite in the zoo (needs 'train')",
+                       description="Full-integer post-training quantisation with TensorFlow's converter, "
+                                   "calibrated on training images; asserts input scale 1/255, zero point "
+                                   "-128 and the int8 softmax output (1/256, -128), then writes the card.",
+                       epilog="example: fleetvote export runs/r18 --id resnet18-s2",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("run", help="run directory written by fleetvote train")
+    e.add_argument("--id", required=True, help="model id in the zoo")
+    e.add_argument("--zoo", default="models/zoo")
+    e.add_argument("--role", choices=("member", "baseline"), default="member")
+    e.add_argument("--calibration", type=int, default=1000, help="training images for calibration")
+    _add_data(e)
+    e.set_defaults(func=_cmd_export)
+
+    v = sub.add_parser("eval", help="accuracy, confusion matrix and per-class report of a .tflite",
+                       description="Runs the model through the TFLite Micro reference interpreter "
+                                   "(what a board computes) and prints the seed's report format.",
+                       epilog="example: fleetvote eval models/zoo/baseline/model.tflite --png cm.png",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("model")
+    v.add_argument("--split", default="test", choices=("test", "val"))
+    v.add_argument("--limit", type=int, help="first N images only")
+    v.add_argument("--png", help="write the confusion matrix as a PNG here")
+    v.add_argument("--json", action="store_true")
+    _add_data(v)
+    v.set_defaults(func=_cmd_eval)
+
+    an = sub.add_parser("analyze", help="per-layer MACC, parameters, flash and RAM of a .tflite",
+                        description="The table X-CUBE-AI gave the seed, for an int8 .tflite: per layer MACC, "
+                                    "parameters, weight bytes, and the peak activation bytes of a buffer "
+                                    "plan over tensor lifetimes. Exit status 3 when it does not fit --board.",
+                        epilog="example: fleetvote analyze models/zoo/vgg12-s1/model.tflite --board nucleo-f411re",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    an.add_argument("model")
+    an.add_argument("--board", help="a board of firmware/boards/catalog.json")
+    an.add_argument("--json", action="store_true")
+    an.set_defaults(func=_cmd_analyze)
+
+    c = sub.add_parser("card", help="write or check the zoo's model cards",
+                       description="Without --check: recompute and write card.json for the given ids. "
+                                   "With --check: recompute every card from its .tflite and fail on any "
+                                   "mismatch (hash, counts, sizes, accuracy).",
+                       epilog="example: fleetvote card --check --limit 500",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("ids", nargs="*")
+    c.add_argument("--zoo", default="models/zoo")
+    c.add_argument("--check", action="store_true")
+    c.add_argument("--limit", type=int, help="check accuracy on the first N test images only")
+    _add_data(c)
+    c.set_defaults(func=_cmd_card)
+    x = sub.add_parser("verify-exact", help="numpy engine vs tflite-micro on every zoo model",
+                       description="Runs every zoo model on the test images through the numpy engine and "
+                                   "the tflite-micro reference interpreter and counts differing outputs. "
+                                   "Ends with 'bit-exact: D differing of N outputs'; exit status 1 if D > 0.",
+                       epilog="example: fleetvote verify-exact --limit 500",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("--zoo", default="models/zoo")
+    x.add_argument("--limit", type=int, help="an evenly spread subset of N test images")
+    _add_data(x)
+    x.set_defaults(func=_cmd_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FleetvoteError as exc:
+        print(f"fleetvote {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The one exception tree of fleetvote.
+
+    FleetvoteError
+    +-- DataError              a dataset archive is missing, corrupt or of an unknown layout
+    +-- ModelError             a .tflite file cannot be used
+    |   +-- ModelFormatError   not a TFLite flatbuffer, truncated, or inconsistent
+    |   +-- UnsupportedModel   valid, but uses a type or operator the int8 runtime does not run
+    +-- ConfigError            a settings, ensemble or catalogue file is invalid
+    +-- BoardError             talking to one board failed (carries the board's url)
+        +-- BoardTimeout       no (matching) answer within the phase's deadline
+        +-- BoardProtocolError the board answered something that breaks the protocol
+        +-- BoardRejected      the board answered with an ERROR frame
+        +-- BoardGone          the port closed or disappeared (unplugged, process died)
+
+Lower-layer exceptions (OSError, serial.SerialException, struct.error...) are re-raised at the
+boundary as the most specific of these, ``from`` the original.
+"""
+
+from __future__ import annotations
+
+
+class FleetvoteError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class DataError(FleetvoteError):
+    pass
+
+
+class ModelError(FleetvoteError):
+    pass
+
+
+class ModelFormatError(ModelError):
+    pass
+
+
+class UnsupportedModel(ModelError):
+    pass
+
+
+class ConfigError(FleetvoteError):
+    pass
+
+
+class BoardError(FleetvoteError):
+    def __init__(self, message: str, url: str | None = None) -> None:
+        super().__init__(f"{url}: {message}" if url else message)
+        self.url = url
+
+
+class BoardTimeout(BoardError):
+    pass
+
+
+class BoardProtocolError(BoardError):
+    pass
+
+
+class BoardRejected(BoardError):
+    def __init__(self, message: str, url: str | None = None, code: int = 0) -> None:
+        super().__init__(message, url)
+        self.code = code
+
+
+class BoardGone(BoardError):
+    pass
