@@ -93,6 +93,20 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     return 1 if d or not n else 0
 
 
+def _cmd_codegen(a: argparse.Namespace) -> int:
+    from .codegen import generate
+
+    zoo = Path(a.zoo)
+    ids = a.model or sorted(p.parent.name for p in zoo.glob("*/model.tflite"))
+    missing = [i for i in ids if not (zoo / i / "model.tflite").exists()]
+    if missing:
+        print(f"fleetvote codegen: error: no {', '.join(missing)} in {zoo}", file=sys.stderr)
+        return 2
+    for p in generate([(i, zoo / i / "model.tflite") for i in ids], Path(a.out)):
+        print(p)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fleetvote",
@@ -184,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--limit", type=int, help="an evenly spread subset of N test images")
     _add_data(x)
     x.set_defaults(func=_cmd_verify)
+
+    g = sub.add_parser("codegen", help="C sources of zoo models for the firmware",
+                       description="Writes model_<id>.c (weights, precomputed multipliers and shifts, the "
+                                   "layer list over a planned arena), models.c (the registry) and fv_arena.h "
+                                   "into --out. The same models give the same bytes.",
+                       epilog="example: fleetvote codegen --out firmware/build/gen --model vgg12-s1",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--zoo", default="models/zoo")
+    g.add_argument("--out", required=True)
+    g.add_argument("--model", action="append", help="a zoo id (repeat); default: every model of the zoo")
+    g.set_defaults(func=_cmd_codegen)
     return p
 
 

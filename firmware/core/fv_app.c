@@ -1,0 +1,221 @@
+/*
+ * Message handling. Replies are built in a small static buffer: the largest reply (INFO) is
+ * 65 + 32 bytes of payload, far below a request's 3072.
+ */
+#include "fv_app.h"
+
+#include <string.h>
+
+#include "fv_port.h"
+
+#ifdef FV_TEST_BUILD
+const int fv_test_build = 1;
+#else
+const int fv_test_build = 0;
+#endif
+
+#define REPLY_PAYLOAD_MAX (FV_INFO_FIXED_BYTES + FV_MODEL_ID_MAX)
+static uint8_t reply_buf[FV_ENCODED_CAP(REPLY_PAYLOAD_MAX)];
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static void send(fv_app *app, uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len)
+{
+    uint32_t n = fv_encode(type, seq, payload, len, reply_buf, sizeof reply_buf);
+    if (n == 0) {
+        return; /* cannot happen: every reply fits reply_buf by construction */
+    }
+    uint8_t fault = app->fault_kind;
+    app->fault_kind = FV_FAULT_NONE;
+    switch (fault) {
+    case FV_FAULT_DROP:
+        return;
+    case FV_FAULT_DELAY:
+        fv_port_delay_ms(app->fault_arg);
+        break;
+    case FV_FAULT_GARBAGE:
+        for (uint32_t i = 0; i < app->fault_arg; ++i) {
+            uint8_t b = (uint8_t)(fv_port_random() % 255u + 1u); /* never 0x00: not a delimiter */
+            fv_port_write(&b, 1);
+        }
+        break;
+    case FV_FAULT_BAD_CRC:
+        /* flip a bit of the last encoded byte before the delimiter: part of the CRC, and still
+         * non-zero, so the frame stays a frame */
+        reply_buf[n - 2u] = (uint8_t)(reply_buf[n - 2u] == 0x01u ? 0x02u : reply_buf[n - 2u] ^ 0x01u);
+        break;
+    case FV_FAULT_RESET:
+        fv_port_write(reply_buf, n / 2u);
+        fv_port_reset();
+        return;
+    case FV_FAULT_HANG:
+        fv_port_hang(app->fault_arg);
+        return;
+    case FV_FAULT_UNPLUG:
+        fv_port_unplug();
+        return;
+    default:
+        break;
+    }
+    fv_port_write(reply_buf, n);
+}
+
+static void send_error(fv_app *app, uint16_t seq, uint8_t code, uint8_t req_type, const char *text)
+{
+    uint8_t p[2u + FV_ERROR_TEXT_MAX];
+    uint32_t tl = (uint32_t)strlen(text);
+    if (tl > FV_ERROR_TEXT_MAX) {
+        tl = FV_ERROR_TEXT_MAX;
+    }
+    p[0] = code;
+    p[1] = req_type;
+    memcpy(p + 2, text, tl);
+    send(app, FV_MSG_ERROR, seq, p, (uint16_t)(2u + tl));
+}
+
+static void on_hello(fv_app *app, uint16_t seq)
+{
+    uint8_t p[REPLY_PAYLOAD_MAX];
+    const fv_model *m = app->model;
+    memset(p, 0, sizeof p);
+    p[0] = FV_PROTOCOL_VERSION;
+    p[1] = FV_FIRMWARE_MAJOR;
+    p[2] = FV_FIRMWARE_MINOR;
+    p[3] = FV_FIRMWARE_PATCH;
+    fv_port_board_id(p + 4);
+    memcpy(p + 16, m->sha256, 8);
+    put_u32(p + 24, m->macc);
+    put_u32(p + 28, m->arena_bytes);
+    put_u32(p + 32, fv_port_clock_hz());
+    put_u32(p + 36, fv_port_baud());
+    p[40] = (uint8_t)(3072u & 0xFFu);
+    p[41] = (uint8_t)(3072u >> 8);
+    p[42] = (uint8_t)m->num_classes;
+    p[43] = (uint8_t)((fv_test_build ? 1u : 0u) | (fv_use_optimised_kernels ? 2u : 0u));
+    put_u32(p + 44, m->weight_bytes);
+    const char *name = fv_port_board_name();
+    uint32_t nl = (uint32_t)strlen(name);
+    memcpy(p + 48, name, nl < 16u ? nl : 16u);
+    uint32_t il = (uint32_t)strlen(m->id);
+    if (il > FV_MODEL_ID_MAX) {
+        il = FV_MODEL_ID_MAX;
+    }
+    p[64] = (uint8_t)il;
+    memcpy(p + FV_INFO_FIXED_BYTES, m->id, il);
+    send(app, FV_MSG_HELLO | FV_MSG_REPLY, seq, p, (uint16_t)(FV_INFO_FIXED_BYTES + il));
+}
+
+static void on_classify(fv_app *app, const fv_msg *msg)
+{
+    uint8_t p[FV_RESULT_BYTES];
+    int8_t out[16];
+    uint32_t t0 = fv_port_time_us();
+    uint32_t c0 = fv_port_cycles();
+    if (fv_run(app->model, app->arena, msg->payload, out, 0, 0) != 0) {
+        send_error(app, msg->seq, FV_ERR_INTERNAL, msg->type, "model has an unknown layer");
+        return;
+    }
+    uint32_t c1 = fv_port_cycles();
+    uint32_t t1 = fv_port_time_us();
+    memcpy(p, out, 10);
+    put_u32(p + 10, t1 - t0); /* unsigned difference: correct across one counter wrap */
+    put_u32(p + 14, c1 - c0);
+    send(app, FV_MSG_CLASSIFY | FV_MSG_REPLY, msg->seq, p, FV_RESULT_BYTES);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void on_frame(fv_app *app, const uint8_t *frame, uint32_t n)
+{
+    fv_msg msg;
+    uint8_t err = fv_parse(frame, n, &msg);
+    if (err != FV_ERR_NONE) {
+        app->frames_bad++;
+        send_error(app, msg.seq, err, msg.type,
+                   err == FV_ERR_BAD_CRC ? "crc mismatch" :
+                   err == FV_ERR_BAD_LENGTH ? "length field disagrees with frame" : "frame too short");
+        return;
+    }
+    app->frames_ok++;
+    switch (msg.type) {
+    case FV_MSG_HELLO:
+        if (msg.len != 0) {
+            send_error(app, msg.seq, FV_ERR_BAD_LENGTH, msg.type, "hello takes no payload");
+            return;
+        }
+        on_hello(app, msg.seq);
+        return;
+    case FV_MSG_PING:
+        if (msg.len > FV_PING_MAX) {
+            send_error(app, msg.seq, FV_ERR_BAD_LENGTH, msg.type, "ping payload over 64 bytes");
+            return;
+        }
+        send(app, FV_MSG_PING | FV_MSG_REPLY, msg.seq, msg.payload, msg.len);
+        return;
+    case FV_MSG_CLASSIFY:
+        if (msg.len != 3072u) {
+            send_error(app, msg.seq, FV_ERR_BAD_LENGTH, msg.type, "classify takes 3072 bytes");
+            return;
+        }
+        on_classify(app, &msg);
+        return;
+    default:
+        break;
+    }
+    if (msg.type >= FV_MSG_FAULT && msg.type <= FV_MSG_TEST_LAST) {
+        if (!fv_test_build) {
+            send_error(app, msg.seq, FV_ERR_TEST_ONLY, msg.type, "test-only message: release build");
+            return;
+        }
+        if (msg.type != FV_MSG_FAULT || msg.len != 5u) {
+            send_error(app, msg.seq, FV_ERR_BAD_LENGTH, msg.type, "fault takes kind u8 and arg u32");
+            return;
+        }
+        uint8_t kind = msg.payload[0];
+        uint32_t arg = get_u32(msg.payload + 1);
+        send(app, FV_MSG_FAULT | FV_MSG_REPLY, msg.seq, 0, 0); /* ack first, then arm */
+        app->fault_kind = kind <= FV_FAULT_UNPLUG ? kind : FV_FAULT_NONE;
+        app->fault_arg = arg;
+        return;
+    }
+    send_error(app, msg.seq, FV_ERR_UNKNOWN_TYPE, msg.type, "unknown message type");
+}
+
+void fv_app_init(fv_app *app, const fv_model *model, int8_t *arena)
+{
+    fv_decoder_init(&app->dec);
+    app->model = model;
+    app->arena = arena;
+    app->fault_kind = FV_FAULT_NONE;
+    app->fault_arg = 0;
+    app->frames_ok = 0;
+    app->frames_bad = 0;
+}
+
+void fv_app_rx(fv_app *app, const uint8_t *data, uint32_t n)
+{
+    if (fv_port_rx_overrun()) {
+        /* bytes were lost while we computed: whatever frame is in progress is damaged */
+        fv_decoder_init(&app->dec);
+        send_error(app, 0, FV_ERR_BUSY, 0, "receive buffer overrun");
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        uint8_t err = FV_ERR_NONE;
+        fv_rx_status st = fv_decoder_push(&app->dec, data[i], &err);
+        if (st == FV_RX_FRAME) {
+            on_frame(app, app->dec.buf, app->dec.len);
+        } else if (st == FV_RX_ERROR) {
+            app->frames_bad++;
+            send_error(app, 0, err, 0, err == FV_ERR_BAD_LENGTH ? "frame over 3094 bytes" : "bad cobs framing");
+        }
+    }
+}

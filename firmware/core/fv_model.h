@@ -1,0 +1,64 @@
+/*
+ * A model as the code generator emits it: a static list of layers over one arena.
+ *
+ * Every buffer is an offset into the arena, planned ahead of time by the same greedy plan as
+ * `fleetvote analyze` (service/fleetvote/engine/plan.py), so the arena size the board needs is
+ * known at build time and nothing is allocated at run time.
+ */
+#ifndef FV_MODEL_H
+#define FV_MODEL_H
+
+#include <stdint.h>
+
+#include "fv_kernels.h"
+
+typedef enum {
+    FV_OP_CONV_2D = 1,
+    FV_OP_DEPTHWISE_CONV_2D,
+    FV_OP_FULLY_CONNECTED,
+    FV_OP_MAX_POOL_2D,
+    FV_OP_AVERAGE_POOL_2D,
+    FV_OP_ADD,
+    FV_OP_MEAN,
+    FV_OP_PAD,
+    FV_OP_RESHAPE,
+    FV_OP_SOFTMAX
+} fv_op_kind;
+
+typedef struct {
+    fv_op_kind kind;
+    const void *params;   /* the fv_*_params struct of the kind; NULL for RESHAPE */
+    uint32_t in0;         /* arena offsets of the inputs and the output */
+    uint32_t in1;         /* ADD only */
+    uint32_t out;
+    uint32_t in_bytes;    /* bytes of in0 (RESHAPE copies this many) */
+    uint32_t out_bytes;
+    uint32_t macc;
+} fv_layer;
+
+typedef struct {
+    const char *id;               /* zoo id, e.g. "vgg12-s1" */
+    uint8_t sha256[32];           /* of the .tflite the code was generated from */
+    uint32_t macc;
+    uint32_t arena_bytes;
+    uint32_t weight_bytes;
+    uint32_t n_layers;
+    const fv_layer *layers;
+    uint32_t input_offset;        /* arena offset of the 32x32x3 int8 input */
+    uint32_t output_offset;       /* arena offset of the int8 softmax output */
+    uint32_t num_classes;
+} fv_model;
+
+/* Layer timing hook for benchmarks (NULL in production): called after each layer. */
+typedef void (*fv_layer_hook)(uint32_t layer_index, const fv_layer *layer, void *ctx);
+
+/* Pixels (uint8 HWC RGB, 3072 bytes) -> int8 outputs (num_classes bytes). The input byte is
+ * pixel - 128: every zoo model is exported with input scale 1/255 and zero point -128.
+ * `arena` must hold model->arena_bytes. Returns 0, or -1 if a layer kind is unknown. */
+int fv_run(const fv_model *model, int8_t *arena, const uint8_t *pixels, int8_t *out,
+           fv_layer_hook hook, void *hook_ctx);
+
+/* Kernel selection: the reference kernels, or the optimised ones where a port provides them. */
+extern int fv_use_optimised_kernels;
+
+#endif /* FV_MODEL_H */
