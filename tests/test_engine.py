@@ -155,3 +155,23 @@ def test_single_image_and_batch_give_the_same_bytes(test_images):
     assert np.array_equal(engine.run(test_images.x[3]), batch[3])
     p = engine.probabilities(batch)
     assert p.shape == (5, 10) and np.all(np.abs(p.sum(1) - 1) < 0.05)
+
+
+def test_fast_requantizer_equals_the_reference_on_extremes():
+    from fleetvote.engine.kernels import Requantizer, _requantize
+
+    rng = np.random.default_rng(5)
+    channels = 64
+    # multipliers across the whole Q31 range and shifts from -31 to +7, as TFLite allows
+    mult = rng.integers(1 << 30, (1 << 31) - 1, channels)
+    mult[:4] = [1 << 30, (1 << 31) - 1, 0, 1 << 30]
+    shift = rng.integers(-31, 8, channels)
+    shift[:4] = [0, -31, -5, 7]
+    acc = rng.integers(-(1 << 31), 1 << 31, (2000, channels))
+    acc[:3] = [[-(1 << 31)], [(1 << 31) - 1], [0]]
+    # ties: values exactly halfway after the high multiply
+    acc[3:10] = (np.arange(-3, 4) * (1 << 20))[:, None]
+    for lo, hi, zp in ((-128, 127, -3), (-128, 127, 127), (0, 127, -128)):
+        want = _requantize(acc, mult, shift, zp, lo, hi)
+        got = Requantizer(mult, shift, zp, lo, hi, channels)(acc.astype(np.int64).copy())
+        assert np.array_equal(got, want)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import ZOO, need_module, zoo_models
-from fleetvote.analyze import analyze, format_analysis
+from fleetvote.analyze import analyze
 from fleetvote.cards import check_cards, load_cards
 from fleetvote.errors import ModelError
 
@@ -151,4 +151,3 @@ def test_analyze_arena_agrees_with_tflite_micro(tmp_path):
         # tensor and node structs, per-channel multiplier arrays). Stated tolerance: our plan is
         # within 5 % of the head (both planners are greedy; ties may place buffers differently).
         assert abs(ours - theirs["head"]) <= 0.05 * theirs["head"], (m.name, ours, theirs)
-    del format_analysis

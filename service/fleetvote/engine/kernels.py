@@ -73,8 +73,51 @@ def per_channel_multipliers(in_scale: float, w_scales: np.ndarray, out_scale: fl
 
 
 def _requantize(acc: np.ndarray, mult, shift, out_zp: int, lo: int, hi: int) -> np.ndarray:
+    """Reference requantisation: the oracle for ``Requantizer``."""
     out = multiply_by_quantized_multiplier(acc, mult, shift) + out_zp
     return np.clip(out, lo, hi).astype(np.int8)
+
+
+class Requantizer:
+    """MultiplyByQuantizedMultiplier + offset + clamp, per output channel, in few in-place passes.
+
+    Two identities make it cheap, both exact in int64 for int32 inputs:
+    * SaturatingRoundingDoublingHighMul(a, m) = (a*m + 2^30) >> 31 (a floor shift) for m >= 0:
+      the C nudge-then-truncate rounds halves towards +inf, which is what adding 2^30 before an
+      arithmetic shift does; the one saturating case needs m = INT32_MIN, never a multiplier.
+    * RoundingDivideByPOT(x, e) = (x + 2^(e-1) - [x < 0]) >> e for e >= 1 (halves away from 0).
+    It is tested against ``_requantize`` on extreme values (tests/test_engine.py).
+    """
+
+    def __init__(self, mult, shift, out_zp: int, lo: int, hi: int, channels: int):
+        mult = np.broadcast_to(np.asarray(mult, np.int64), (channels,))
+        shift = np.broadcast_to(np.asarray(shift, np.int64), (channels,))
+        if np.any(mult < 0):
+            raise UnsupportedModel("negative requantisation multiplier")
+        self.mult = mult.copy()
+        self.left = np.maximum(shift, 0)
+        self.right = np.maximum(-shift, 0)
+        self.any_left = bool(self.left.any())
+        self.half = np.where(self.right > 0, np.int64(1) << np.maximum(self.right - 1, 0), 0)
+        self.round_neg = (self.right > 0).astype(np.int64)
+        self.out_zp, self.lo, self.hi = out_zp, lo, hi
+
+    def __call__(self, acc: np.ndarray) -> np.ndarray:
+        """acc: int64 (..., channels), consumed (modified in place)."""
+        a = acc
+        if self.any_left:
+            a <<= self.left
+            a = wrap_int32(a)  # C: x * (1 << left_shift) in an int32
+        a *= self.mult
+        a += 1 << 30
+        a >>= 31
+        neg = a < 0
+        a += self.half
+        a -= neg * self.round_neg
+        a >>= self.right
+        a += self.out_zp
+        np.clip(a, self.lo, self.hi, out=a)
+        return a.astype(np.int8)
 
 
 class Kernel:
@@ -108,23 +151,29 @@ class Conv2D(Kernel):
         self.out_zp = int(y.zero_point[0])
         self.lo, self.hi = activation_range(o["activation"], float(y.scale[0]), self.out_zp)
         self.macc = self.oh * self.ow * self.cout * self.kh * self.kw * self.cin
+        self.bias_eff = self.bias - self.in_zp * self.w_sum  # exact int64, folded once
+        self.requant = Requantizer(self.mult, self.shift, self.out_zp, self.lo, self.hi, self.cout)
 
     def im2col(self, x: np.ndarray) -> np.ndarray:
+        """Windows of int8 values, (N*OH*OW, KH*KW*CIN), copied in int8 and converted once."""
         n = x.shape[0]
         xp = np.pad(x, ((0, 0), (self.pt, self.pb), (self.pl, self.pr), (0, 0)), constant_values=self.in_zp)
-        cols = np.empty((n, self.oh, self.ow, self.kh, self.kw, self.cin), dtype=np.float32)
+        if self.kh == self.kw == 1 and self.pt == self.pl == 0:
+            return xp[:, : (self.oh - 1) * self.sh + 1 : self.sh, : (self.ow - 1) * self.sw + 1 : self.sw] \
+                .reshape(n * self.oh * self.ow, self.cin).astype(np.float32)
+        cols = np.empty((n, self.oh, self.ow, self.kh, self.kw, self.cin), dtype=np.int8)
         for i in range(self.kh):
             for j in range(self.kw):
                 r0, c0 = i * self.dh, j * self.dw
                 cols[:, :, :, i, j, :] = xp[:, r0 : r0 + (self.oh - 1) * self.sh + 1 : self.sh,
                                             c0 : c0 + (self.ow - 1) * self.sw + 1 : self.sw, :]
-        return cols.reshape(n * self.oh * self.ow, -1)
+        return cols.reshape(n * self.oh * self.ow, -1).astype(np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
-        acc = exact_matmul(self.im2col(x), self.w) - self.in_zp * self.w_sum + self.bias
-        out = _requantize(acc, self.mult, self.shift, self.out_zp, self.lo, self.hi)
-        return out.reshape(n, self.oh, self.ow, self.cout)
+        acc = exact_matmul(self.im2col(x), self.w)
+        acc += self.bias_eff
+        return self.requant(acc).reshape(n, self.oh, self.ow, self.cout)
 
 
 class DepthwiseConv2D(Kernel):
@@ -149,6 +198,7 @@ class DepthwiseConv2D(Kernel):
         self.out_zp = int(y.zero_point[0])
         self.lo, self.hi = activation_range(o["activation"], float(y.scale[0]), self.out_zp)
         self.macc = self.oh * self.ow * self.cout * self.kh * self.kw
+        self.requant = Requantizer(self.mult, self.shift, self.out_zp, self.lo, self.hi, self.cout)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -162,8 +212,9 @@ class DepthwiseConv2D(Kernel):
                 r0, c0 = i * self.dh, j * self.dw
                 acc += xp[:, r0 : r0 + (self.oh - 1) * self.sh + 1 : self.sh,
                           c0 : c0 + (self.ow - 1) * self.sw + 1 : self.sw, :] * self.w[i, j]
-        acc64 = acc.reshape(-1, self.cout).astype(np.int64) + self.bias
-        return _requantize(acc64, self.mult, self.shift, self.out_zp, self.lo, self.hi).reshape(acc.shape)
+        acc64 = acc.reshape(-1, self.cout).astype(np.int64)
+        acc64 += self.bias
+        return self.requant(acc64).reshape(acc.shape)
 
 
 class FullyConnected(Kernel):
@@ -190,12 +241,15 @@ class FullyConnected(Kernel):
         self.lo, self.hi = activation_range(op.options.get("activation", "NONE"), float(y.scale[0]), self.out_zp)
         self.out_shape = tuple(y.shape[1:]) if len(y.shape) > 1 else (self.cout,)
         self.macc = self.k * self.cout
+        self.bias_eff = self.bias - self.in_zp * self.w_sum
+        self.requant = Requantizer(self.mult, self.shift, self.out_zp, self.lo, self.hi, self.cout)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         a = x.reshape(n, self.k).astype(np.float32)
-        acc = exact_matmul(a, self.w) - self.in_zp * self.w_sum + self.bias
-        return _requantize(acc, self.mult, self.shift, self.out_zp, self.lo, self.hi).reshape((n, *self.out_shape))
+        acc = exact_matmul(a, self.w)
+        acc += self.bias_eff
+        return self.requant(acc).reshape((n, *self.out_shape))
 
 
 class Pool2D(Kernel):
