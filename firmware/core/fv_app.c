@@ -41,8 +41,14 @@ static void send(fv_app *app, uint8_t type, uint16_t seq, const uint8_t *payload
         break;
     case FV_FAULT_GARBAGE:
         for (uint32_t i = 0; i < app->fault_arg; ++i) {
-            uint8_t b = (uint8_t)(fv_port_random() % 255u + 1u); /* never 0x00: not a delimiter */
+            uint8_t b = (uint8_t)(fv_port_random() % 255u + 1u); /* never 0x00 inside the noise */
             fv_port_write(&b, 1);
+        }
+        {
+            /* then a delimiter: the host drops the noise as one bad frame and resynchronises in
+             * time to read the reply that follows */
+            const uint8_t zero = 0x00u;
+            fv_port_write(&zero, 1);
         }
         break;
     case FV_FAULT_BAD_CRC:
@@ -176,7 +182,11 @@ static void on_frame(fv_app *app, const uint8_t *frame, uint32_t n)
             send_error(app, msg.seq, FV_ERR_TEST_ONLY, msg.type, "test-only message: release build");
             return;
         }
-        if (msg.type != FV_MSG_FAULT || msg.len != 5u) {
+        if (msg.type != FV_MSG_FAULT) {
+            send_error(app, msg.seq, FV_ERR_UNKNOWN_TYPE, msg.type, "reserved test-only type");
+            return;
+        }
+        if (msg.len != 5u) {
             send_error(app, msg.seq, FV_ERR_BAD_LENGTH, msg.type, "fault takes kind u8 and arg u32");
             return;
         }
