@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test verify-exact check-cards bench-engine clean model
+.PHONY: help venv run firmware-host test verify-exact check-cards bench-engine clean model
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -19,7 +19,13 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed  ## virtual environment with the train and test extras
 
-test: venv  ## the whole test suite (about 15 minutes on 2 cores)
+run: venv firmware-host  ## serve on 127.0.0.1:8000 with one virtual board per ensemble member
+	$(BIN)/fleetvote serve --virtual
+
+firmware-host: venv  ## the virtual board (firmware core built for the host)
+	$(MAKE) -C firmware BOARD=host PYTHON=$(abspath $(BIN)/python)
+
+test: venv firmware-host  ## the whole test suite (about 15 minutes on 2 cores)
 	$(BIN)/pytest -q --durations=20 $(PYTEST_ARGS)
 
 verify-exact: venv  ## engine vs tflite-micro on every zoo model (N=500 for a subset)

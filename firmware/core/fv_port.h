@@ -23,6 +23,10 @@ void fv_port_board_id(uint8_t id[12]); /* 96-bit unique id */
 /* Returns 1 once if received bytes were lost (ring buffer overrun) since the last call. */
 int fv_port_rx_overrun(void);
 
+/* Called after each inference with its duration; ports with nothing to do define it empty
+ * (the host board pads to its --latency-ms here). */
+void fv_port_after_inference(uint32_t elapsed_us);
+
 /* Fault injection (test builds) and recovery. */
 void fv_port_delay_ms(uint32_t ms);
 uint32_t fv_port_random(void);

@@ -107,6 +107,37 @@ def _cmd_codegen(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(a: argparse.Namespace) -> int:
+    import uvicorn
+
+    from . import logs
+    from .api.app import create_app
+    from .ensemble import load_ensemble
+    from .fleet.virtual import VirtualFleet
+    from .settings import ROOT, Settings
+
+    overrides = {k: v for k, v in {
+        "host": a.host, "port": a.port, "urls": a.url or None, "ensemble": a.ensemble,
+        "api_key": a.api_key, "deadline_ms": a.deadline_ms, "log_json": a.log_json or None,
+        "fallback": False if a.no_fallback else None,
+    }.items() if v is not None}
+    settings = Settings(**overrides)
+    if a.link_glob:
+        settings.link_globs = settings.link_globs + a.link_glob
+    logs.setup(settings.log_json)
+    virtual = None
+    if a.virtual:
+        run_dir = Path(a.run_dir or ROOT / "run")
+        ids = [m.id for m in load_ensemble(settings.ensemble, settings.zoo).members]
+        virtual = VirtualFleet(ids, run_dir / "boards")
+        settings.link_globs = settings.link_globs + [str(run_dir / "boards" / "*")]
+    # the lifespan starts and stops the virtual boards: uvicorn re-raises SIGINT/SIGTERM after
+    # its graceful shutdown, so code after uvicorn.run() would not run on a signal
+    uvicorn.run(create_app(settings, virtual=virtual), host=settings.host, port=settings.port,
+                log_level="info", timeout_graceful_shutdown=5)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fleetvote",
@@ -209,6 +240,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True)
     g.add_argument("--model", action="append", help="a zoo id (repeat); default: every model of the zoo")
     g.set_defaults(func=_cmd_codegen)
+
+    s = sub.add_parser("serve", help="run the HTTP service over the fleet",
+                       description="Serves POST /classify, GET /boards, /ensemble, /healthz, /readyz, /metrics "
+                                   "and the docs at /docs. Boards are found by USB VID:PID, link folders and "
+                                   "--url; members without a board are computed by the numpy engine. Every "
+                                   "option can also be set as FLEETVOTE_<NAME> in the environment.",
+                       epilog="examples:\n  fleetvote serve --virtual                 # one virtual board per member\n"
+                              "  fleetvote serve --url /dev/ttyACM0 --url socket://10.0.0.5:7000",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--host", help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="default 8000")
+    s.add_argument("--url", action="append", help="a board: tty path, socket://host:port or rfc2217://host:port")
+    s.add_argument("--link-glob", action="append", help="a glob of board links to watch")
+    s.add_argument("--ensemble", help="ensemble file (default models/zoo/ensemble.json)")
+    s.add_argument("--deadline-ms", type=float, help="per-board deadline (default: each board's estimate)")
+    s.add_argument("--no-fallback", action="store_true", help="never compute members with the engine")
+    s.add_argument("--api-key", help="require this X-API-Key on every endpoint but health")
+    s.add_argument("--virtual", action="store_true", help="start one virtual board per member (host firmware)")
+    s.add_argument("--run-dir", help="where virtual boards put their links (default ./run)")
+    s.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    s.set_defaults(func=_cmd_serve)
     return p
 
 

@@ -2,8 +2,11 @@
  * The virtual board: the firmware core built for the host, speaking protocol v1 over a
  * pseudo-terminal (raw mode, like a USB CDC port) or a TCP socket (for socket:// URLs).
  *
- *   board --model ID [--id BOARD_ID] (--pty [--link PATH] | --tcp PORT [--bind ADDR])
+ *   board --model ID [--id BOARD_ID] [--latency-ms MS] (--pty [--link PATH] | --tcp PORT [--bind ADDR])
  *   board --list
+ *
+ * --latency-ms makes each classification take at least MS milliseconds, as a real board's
+ * compute does: a virtual fleet can then stand for boards of a given speed.
  *
  * It prints one line with its port ("pty /dev/pts/7" or "tcp 127.0.0.1:7001") and then serves
  * until SIGINT or SIGTERM, which remove the --link and exit 0.
@@ -45,6 +48,7 @@ static uint8_t board_id[12];
 static volatile sig_atomic_t stop_requested;
 static jmp_buf reset_point;
 static fv_app app;
+static uint32_t min_latency_ms;
 
 static void cleanup(void)
 {
@@ -80,6 +84,18 @@ void fv_port_write(const uint8_t *data, uint32_t n)
             continue;
         }
         return; /* peer gone: the main loop notices on its next read */
+    }
+}
+
+/* Called by the app between inference and reply (fv_app.c): pads the compute time up to
+ * --latency-ms. */
+void fv_port_after_inference(uint32_t elapsed_us)
+{
+    if (min_latency_ms != 0u && elapsed_us < min_latency_ms * 1000u) {
+        uint32_t us = min_latency_ms * 1000u - elapsed_us;
+        struct timespec ts = {(time_t)(us / 1000000u), (long)(us % 1000000u) * 1000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {
+        }
     }
 }
 
@@ -252,7 +268,7 @@ static void parse_id(const char *s)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: board --model ID [--id BOARD_ID] (--pty [--link PATH] | --tcp PORT [--bind ADDR])\n"
+            "usage: board --model ID [--id BOARD_ID] [--latency-ms MS] (--pty [--link PATH] | --tcp PORT [--bind ADDR])\n"
             "       board --list\n"
             "A virtual fleetvote board: the firmware core on the host, protocol v1 over a raw pty\n"
             "or a TCP socket. Prints its port, serves until SIGINT/SIGTERM.\n");
@@ -278,6 +294,8 @@ int main(int argc, char **argv)
             link_path = argv[++i];
         } else if (!strcmp(argv[i], "--tcp") && i + 1 < argc) {
             tcp_port = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--latency-ms") && i + 1 < argc) {
+            min_latency_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
         } else if (!strcmp(argv[i], "--bind") && i + 1 < argc) {
             bind_addr = argv[++i];
         } else {

@@ -1,0 +1,39 @@
+"""Dependencies shared by the routers: the fleet, the settings, the API key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from ..fleet.manager import Fleet
+from ..metrics import Metrics
+from ..settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_fleet(request: Request) -> Fleet:
+    return request.app.state.fleet
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
+                    x_api_key: Annotated[str | None, Header()] = None) -> None:
+    if settings.api_key is None:
+        return
+    if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), settings.api_key.encode()):
+        raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header",
+                            headers={"WWW-Authenticate": "ApiKey"})
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+FleetDep = Annotated[Fleet, Depends(get_fleet)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ApiKey = Depends(require_api_key)

@@ -1,0 +1,79 @@
+"""POST /classify: one image in, the fleet's fused answer out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from ...fleet.manager import Overloaded, QuorumLost
+from ...images import ImageError, decode
+from ..deps import ApiKey, FleetDep, MetricsDep
+from ..schemas import ClassifyResponse, ErrorBody
+
+router = APIRouter(tags=["classify"], dependencies=[ApiKey])
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": "The image: a multipart upload (any file field) or the raw body. PNG, JPEG, BMP, WebP "
+                       "(resized to 32x32, converted to RGB), or application/octet-stream of exactly 3,072 "
+                       "bytes (32x32 RGB, row-major, HWC).",
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def _read_image(request: Request):
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            raise ImageError(f"unreadable multipart body ({exc})", 422) from exc
+        files = [v for v in form.values() if hasattr(v, "read")]
+        if not files:
+            raise ImageError("the multipart body has no file field", 422)
+        f = files[0]
+        data = await f.read()
+        return decode(data, f.content_type if f.content_type != "application/octet-stream" or len(data) == 3072
+                      else "application/octet-stream")
+    return decode(await request.body(), ctype or None)
+
+
+@router.post("/classify", response_model=ClassifyResponse, openapi_extra=_BODY_DOC,
+             responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody},
+                        503: {"model": ErrorBody}},
+             summary="Classify one image with the whole fleet")
+async def classify(
+    request: Request, fleet: FleetDep, metrics: MetricsDep,
+    strategy: Annotated[Literal["majority", "weighted", "soft"] | None,
+                        Query(description="fusion rule; default: the ensemble file's")] = None,
+    deadline_ms: Annotated[float | None, Query(gt=0, le=600_000,
+                           description="per-board deadline; default: each board's own estimate")] = None,
+    fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
+):
+    try:
+        image = await _read_image(request)
+    except ImageError as exc:
+        metrics.request("/classify", exc.status)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    try:
+        answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback)
+    except Overloaded as exc:
+        metrics.request("/classify", 503)
+        return JSONResponse({"detail": f"{exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"})
+    except QuorumLost as exc:
+        metrics.request("/classify", 503)
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+    metrics.request("/classify", 200)
+    return answer

@@ -1,0 +1,113 @@
+"""The ensemble file (``models/zoo/ensemble.json``): which zoo members vote, how, and how many
+answers from boards make a quorum. Validated at start-up; a bad file stops the service with a
+message that says what is wrong.
+
+    {
+      "members": [{"id": "vgg12-s1", "weight": 0.81}, ...],   # zoo ids; weight >= 0 (weighted vote)
+      "strategy": "soft",                                     # majority | weighted | soft (default)
+      "quorum": 3                                             # 1 <= quorum <= len(members)
+    }
+
+A member's weight defaults to its card's validation accuracy when omitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from .engine import Engine
+from .errors import ConfigError, ModelError
+from .fusion import STRATEGIES
+
+
+class MemberSpec(BaseModel):
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
+    weight: float | None = Field(default=None, ge=0)
+
+
+class EnsembleSpec(BaseModel):
+    members: list[MemberSpec] = Field(min_length=1)
+    strategy: str = "soft"
+    quorum: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EnsembleSpec":
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        ids = [m.id for m in self.members]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a member is listed twice: {ids}")
+        if self.quorum > len(self.members):
+            raise ValueError(f"quorum {self.quorum} exceeds the {len(self.members)} members")
+        return self
+
+
+@dataclass
+class Member:
+    id: str
+    weight: float
+    sha256: str
+    engine: Engine
+    card: dict
+
+    @property
+    def sha8(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:8]
+
+
+@dataclass
+class Ensemble:
+    members: list[Member]
+    strategy: str
+    quorum: int
+    path: Path
+
+    def by_hash(self, model_id: str, sha8: bytes) -> Member | None:
+        for m in self.members:
+            if m.id == model_id and m.sha8 == sha8:
+                return m
+        return None
+
+    @property
+    def weights(self) -> list[float]:
+        return [m.weight for m in self.members]
+
+
+def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
+    p = Path(path)
+    zoo_dir = Path(zoo) if zoo else p.parent
+    try:
+        raw = json.loads(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the ensemble file ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: not valid JSON ({exc})") from exc
+    try:
+        spec = EnsembleSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{p}: invalid ensemble file: {problems}") from exc
+    members = []
+    for m in spec.members:
+        mdir = zoo_dir / m.id
+        model = mdir / "model.tflite"
+        if not model.exists():
+            raise ConfigError(f"{p}: member {m.id!r} has no {model}")
+        try:
+            engine = Engine.from_file(model)
+        except ModelError as exc:
+            raise ConfigError(f"{p}: member {m.id!r}: {exc}") from exc
+        card = {}
+        if (mdir / "card.json").exists():
+            card = json.loads((mdir / "card.json").read_text())
+        weight = m.weight if m.weight is not None else float(card.get("val_accuracy", 1.0))
+        sha = hashlib.sha256(model.read_bytes()).hexdigest()
+        members.append(Member(m.id, weight, sha, engine, card))
+    if spec.strategy == "weighted" and sum(m.weight for m in members) <= 0:
+        raise ConfigError(f"{p}: weighted voting with all weights zero")
+    return Ensemble(members, spec.strategy, spec.quorum, p)

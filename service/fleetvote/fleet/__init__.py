@@ -1,0 +1,1 @@
+"""The fleet: discovery of board ports, one owner task per board, and the ensemble's members."""

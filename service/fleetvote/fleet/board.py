@@ -1,0 +1,300 @@
+"""One board: an owner task that serialises its requests, its health state and its figures.
+
+States:
+
+    connecting  opening the port and greeting the board (HELLO)
+    ready       greeted, idle
+    busy        a request is on the wire
+    degraded    answering, but its last request failed (timeout, error frame, bad reply)
+    offline     the port is closed or gone; the owner task retries with back-off
+
+A request waits in a bounded queue (``queue_size``); when it is full, ``submit`` raises
+``QueueFull`` at once (admission control: the caller falls back or answers 503). A request whose
+deadline has passed when the owner task picks it up is dropped before it is sent. A board that
+times out is pinged; if it does not answer the ping either, it is closed, reopened and greeted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from ..errors import BoardError, BoardGone, BoardTimeout
+from ..link.client import BoardClient, Timeouts
+from ..link.codec import Info, Result
+
+log = logging.getLogger("fleetvote.board")
+
+WINDOW = 1000  # latencies kept per board for percentiles
+
+
+class State(str, Enum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    BUSY = "busy"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    pixels: bytes
+    deadline: float  # loop.time() by which an answer is useless
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+    started: float = 0.0
+
+
+@dataclass
+class BoardAnswer:
+    result: Result
+    queue_ms: float
+    round_trip_ms: float
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    reconnects: int = 0
+    dropped_expired: int = 0
+
+
+def percentiles(values) -> dict:
+    if not values:
+        return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None}
+    a = np.fromiter(values, dtype=np.float64)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"count": int(a.size), "p50_ms": round(float(p50), 3), "p90_ms": round(float(p90), 3),
+            "p99_ms": round(float(p99), 3)}
+
+
+class Board:
+    def __init__(self, url: str, *, queue_size: int = 4, timeouts: Timeouts | None = None,
+                 baudrate: int | None = None, ping_interval_s: float = 5.0,
+                 deadline_ms: float | None = None, deadline_margin_ms: float = 50.0,
+                 on_change=None):
+        self.url = url
+        self.state = State.OFFLINE
+        self.info: Info | None = None
+        self.member = None  # set by the fleet when the board's model matches a member
+        self.counters = Counters()
+        self.last_error: str | None = None
+        self.rtt_ms: deque[float] = deque(maxlen=WINDOW)
+        self.board_us: deque[float] = deque(maxlen=WINDOW)
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+        self.timeouts = timeouts or Timeouts()
+        self.baudrate = baudrate
+        self.ping_interval_s = ping_interval_s
+        self.fixed_deadline_ms = deadline_ms
+        self.deadline_margin_ms = deadline_margin_ms
+        self._client: BoardClient | None = None
+        self._task: asyncio.Task | None = None
+        self._on_change = on_change
+        self._stopping = False
+        self.connected_at: float | None = None
+
+    # ---- public --------------------------------------------------------------------------
+
+    @property
+    def board_id(self) -> str | None:
+        return self.info.board_id.hex() if self.info else None
+
+    @property
+    def model_id(self) -> str | None:
+        return self.info.model_id if self.info else None
+
+    @property
+    def serving(self) -> bool:
+        """Greeted and able to take work now."""
+        return self.state in (State.READY, State.BUSY, State.DEGRADED)
+
+    def deadline_ms(self) -> float:
+        """The default time this board gets for one image: the configured deadline, else an
+        estimate from its HELLO figures (wire time at its baud + compute at ~8 instructions per
+        MAC), else, for boards without a clock (virtual), three times its measured p99."""
+        if self.fixed_deadline_ms:
+            return self.fixed_deadline_ms
+        est = 0.0
+        if self.info and self.info.link_baud:
+            est += 3124 * 10 / self.info.link_baud * 1000
+        if self.info and self.info.core_clock_hz:
+            est += self.info.macc * 8 / self.info.core_clock_hz * 1000
+        if est == 0.0:
+            est = 3 * percentiles(self.rtt_ms)["p99_ms"] if len(self.rtt_ms) >= 20 else 250.0
+        return est + self.deadline_margin_ms
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"board {self.url}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+        self._fail_queued(BoardGone("board removed", self.url))
+        self._set(State.OFFLINE)
+
+    def submit(self, pixels: bytes, deadline: float) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        job = Job(pixels, deadline, loop.create_future())
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise QueueFull(self.url) from None
+        return job.future
+
+    # ---- owner task ------------------------------------------------------------------------
+
+    def _set(self, state: State) -> None:
+        if state != self.state:
+            # ready <-> busy happens on every request: debug; anything else is news
+            routine = {state, self.state} <= {State.READY, State.BUSY}
+            log.log(logging.DEBUG if routine else logging.INFO, "board state",
+                    extra={"board": self.url, "from": self.state.value, "to": state.value})
+            self.state = state
+            if self._on_change:
+                self._on_change(self)
+
+    async def _close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while not self.queue.empty():
+            job = self.queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(exc)
+
+    async def _connect(self) -> None:
+        self._set(State.CONNECTING)
+        kwargs = {"baudrate": self.baudrate} if self.baudrate else {}
+        self._client = await BoardClient.open(self.url, self.timeouts, **kwargs)
+        self.info = await self._client.hello()
+        self.connected_at = time.time()
+        self._set(State.READY)
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self._stopping:
+            try:
+                await self._connect()
+                backoff = 0.2
+                await self._serve()
+            except asyncio.CancelledError:
+                raise
+            except BoardError as exc:
+                self.last_error = str(exc)
+                self.counters.errors += 1
+            except Exception as exc:  # a bug must not kill the owner task silently
+                log.exception("board owner task failed", extra={"board": self.url})
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            await self._close()
+            self._fail_queued(BoardGone(self.last_error or "board offline", self.url))
+            self._set(State.OFFLINE)
+            self.counters.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout(self.ping_interval_s):
+                    job = await self.queue.get()
+            except TimeoutError:
+                await self._health_check()
+                continue
+            if job.future.done():  # the caller gave up (deadline, fallback) while it waited
+                self.counters.dropped_expired += 1
+                continue
+            remaining = job.deadline - loop.time()
+            if remaining <= 0:
+                self.counters.dropped_expired += 1
+                job.future.set_exception(BoardTimeout("deadline passed in the queue", self.url))
+                continue
+            await self._do(job, remaining)
+
+    async def _health_check(self) -> None:
+        try:
+            await self._client.ping()
+            if self.state == State.DEGRADED:
+                self._set(State.READY)
+        except BoardError as exc:
+            self.last_error = f"health check: {exc}"
+            raise
+
+    async def _do(self, job: Job, remaining: float) -> None:
+        assert self._client is not None
+        self._set(State.BUSY)
+        self.counters.requests += 1
+        job.started = time.perf_counter()
+        queue_ms = (job.started - job.enqueued) * 1000
+        try:
+            result = await self._client.classify(job.pixels, timeout=remaining)
+        except BoardTimeout as exc:
+            self.counters.timeouts += 1
+            self.last_error = str(exc)
+            if not job.future.done():
+                job.future.set_exception(exc)
+            self._set(State.DEGRADED)
+            # a late reply is dropped by the client's seq matching; is the board still there?
+            await self._health_check()
+            return
+        except BoardGone as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            raise
+        except BoardError as exc:
+            self.counters.errors += 1
+            self.last_error = str(exc)
+            if not job.future.done():
+                job.future.set_exception(exc)
+            self._set(State.DEGRADED)
+            return
+        rtt = (time.perf_counter() - job.started) * 1000
+        self.rtt_ms.append(rtt)
+        self.board_us.append(result.inference_us / 1000)
+        if not job.future.done():
+            job.future.set_result(BoardAnswer(result, queue_ms, rtt))
+        self._set(State.READY)
+
+    # ---- views -------------------------------------------------------------------------------
+
+    def view(self) -> dict:
+        i = self.info
+        return {
+            "id": self.board_id, "url": self.url, "state": self.state.value,
+            "model_id": i.model_id if i else None,
+            "model_sha256_prefix": i.model_sha256.hex() if i else None,
+            "member": self.member is not None,
+            "board_name": i.board_name if i else None,
+            "firmware_version": ".".join(map(str, i.firmware_version)) if i else None,
+            "protocol_version": i.protocol_version if i else None,
+            "macc": i.macc if i else None, "arena_bytes": i.arena_bytes if i else None,
+            "clock_hz": i.core_clock_hz if i else None, "baud": i.link_baud if i else None,
+            "queue_depth": self.queue.qsize(),
+            "counters": vars(self.counters).copy(),
+            "round_trip": percentiles(self.rtt_ms),
+            "on_board": percentiles(self.board_us),
+            "last_error": self.last_error,
+            "deadline_ms": round(self.deadline_ms(), 3) if i else None,
+        }

@@ -1,0 +1,54 @@
+"""Service configuration: one pydantic-settings object, from environment variables
+(``FLEETVOTE_*``) and ``fleetvote serve`` flags, validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# ST-LINK/V2-1 and STLINK-V3 virtual COM ports (../shared/ANCHORS.md). 0483:5740, the STM32's own
+# USB CDC port, is not here: any STM32 USB device may carry it, so it must be asked for.
+DEFAULT_USB_IDS = ["0483:374B", "0483:3752", "0483:374E", "0483:374F", "0483:3753", "0483:3754"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETVOTE_", env_nested_delimiter="__")
+
+    host: str = Field("127.0.0.1", description="bind address; 127.0.0.1 unless you mean to expose it")
+    port: int = Field(8000, ge=1, le=65535)
+    urls: list[str] = Field(default_factory=list, description="explicit board URLs: tty paths, socket://, rfc2217://")
+    link_globs: list[str] = Field(
+        default_factory=lambda: ["/dev/serial/by-id/*STLink*", "/dev/serial/by-id/*STMicroelectronics*"],
+        description="globs of stable links to board ports (virtual boards put theirs in run/boards/)")
+    usb_ids: list[str] = Field(default_factory=lambda: list(DEFAULT_USB_IDS), description="VID:PID of boards to adopt")
+    scan_usb: bool = Field(True, description="look for boards in the OS serial port list")
+    rescan_s: float = Field(2.0, gt=0, description="seconds between discovery scans")
+    ensemble: Path = Field(ROOT / "models" / "zoo" / "ensemble.json")
+    zoo: Path = Field(ROOT / "models" / "zoo")
+    deadline_ms: float | None = Field(None, gt=0, description="per-request deadline; default: per board from its HELLO figures")
+    deadline_margin_ms: float = Field(50.0, ge=0, description="added to a board's estimated latency")
+    queue_size: int = Field(4, ge=1, le=1024, description="requests waiting per board before 503")
+    fallback: bool = Field(True, description="compute missing members with the numpy engine")
+    quorum: int | None = Field(None, ge=1, description="override the ensemble file's quorum")
+    upload_limit: int = Field(1_000_000, ge=3072, description="largest accepted request body, bytes")
+    api_key: str | None = Field(None, description="if set, required as X-API-Key on every endpoint but health")
+    open_timeout_s: float = Field(2.0, gt=0)
+    hello_timeout_s: float = Field(2.0, gt=0)
+    ping_interval_s: float = Field(5.0, gt=0, description="health check of idle boards")
+    log_json: bool = Field(False, description="one JSON object per log line")
+
+    @field_validator("usb_ids")
+    @classmethod
+    def _vidpid(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            parts = item.split(":")
+            if len(parts) != 2 or not all(len(x) == 4 for x in parts):
+                raise ValueError(f"{item!r} is not a VID:PID pair like 0483:374B")
+            int(parts[0], 16), int(parts[1], 16)
+            out.append(item.upper())
+        return out
