@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run firmware-host test verify-exact check-cards bench-engine clean model
+.PHONY: help venv run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ bench-engine: venv  ## images/s of the engine vs LiteRT vs tflite-micro, as rati
 model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-s1
 	@test -n "$(ID)" || { echo "usage: make model ID=<id of models/recipes.json>"; exit 2; }
 	$(BIN)/python -m fleetvote_models.recipes $(ID)
+
+FUZZ_SECONDS ?= 600
+fuzz-codec: venv  ## the firmware's frame decoder under libFuzzer (FUZZ_SECONDS=600)
+	$(MAKE) -C firmware fuzz-codec FUZZ_SECONDS=$(FUZZ_SECONDS) PYTHON=$(abspath $(BIN)/python)
 
 clean:  ## remove the virtual environment and build outputs (not runs/)
 	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,177 @@
+"""The firmware core: C kernels and codec against shared vectors, the codec under libFuzzer, and
+the virtual board (the core built for the host) on real ptys and sockets, byte for byte against
+the numpy engine."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import serial
+
+from conftest import ROOT, ZOO, need_tool
+from fleetvote.cards import load_cards
+from fleetvote.engine import Engine
+from fleetvote.errors import BoardTimeout
+from fleetvote.fleet.virtual import start_board, stop_process
+from fleetvote.link import codec
+from fleetvote.link.client import BoardClient, Timeouts
+
+FIRMWARE = ROOT / "firmware"
+
+
+def make(*targets: str, **env: str) -> str:
+    need_tool("cc")
+    r = subprocess.run(["make", "-C", str(FIRMWARE), f"PYTHON={sys.executable}", *targets,
+                        *(f"{k}={v}" for k, v in env.items())], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def board_bin():
+    make("BOARD=host")
+    return FIRMWARE / "build" / "host" / "board"
+
+
+def members() -> list[str]:
+    return [c["id"] for c in load_cards(ZOO) if c["role"] == "member"]
+
+
+def test_c_kernels_match_the_numpy_engine_vectors():
+    out = make("test-kernels")
+    assert ", 0 failed" in out and "passed" in out
+
+
+def test_c_codec_matches_the_shared_protocol_vectors_and_keeps_serving():
+    out = make("test-proto")
+    assert ", 0 failed" in out
+
+
+def test_codec_survives_30_seconds_of_libfuzzer():
+    need_tool("clang")
+    out = make("fuzz-codec", FUZZ_SECONDS="30")
+    assert "Done" in out and "runs in" in out
+
+
+@pytest.mark.parametrize("model_id", members())
+async def test_virtual_board_on_a_pty_answers_hello_and_matches_the_engine(board_bin, tmp_path, test_images, model_id):
+    engine = Engine.from_file(ZOO / model_id / "model.tflite")
+    b = start_board(model_id, f"t-{model_id}", link=tmp_path / "board")
+    try:
+        client = await BoardClient.open(str(tmp_path / "board"), Timeouts(classify=5))
+        try:
+            info = await client.hello()
+            assert info.model_id == model_id
+            assert info.model_sha256 == hashlib.sha256((ZOO / model_id / "model.tflite").read_bytes()).digest()[:8]
+            assert info.macc == engine.macc and info.arena_bytes == engine.plan.arena_bytes
+            x = test_images.x[::50]  # 200 images, every class
+            want = engine.run(x)
+            got = np.stack([np.array((await client.classify(img)).scores, np.int8) for img in x])
+            assert np.array_equal(got, want), f"{(got != want).any(1).sum()} of {len(x)} differ"
+        finally:
+            await client.close()
+    finally:
+        stop_process(b.process)
+
+
+async def test_two_virtual_boards_report_distinct_ids(board_bin, tmp_path):
+    ids = members()[:1] * 2
+    if not ids:
+        pytest.skip("no zoo member yet")
+    boards = [start_board(m, f"board-{k}", link=tmp_path / f"b{k}") for k, m in enumerate(ids)]
+    try:
+        seen = set()
+        for k in range(2):
+            c = await BoardClient.open(str(tmp_path / f"b{k}"))
+            seen.add((await c.hello()).board_id)
+            await c.close()
+        assert len(seen) == 2
+    finally:
+        for b in boards:
+            stop_process(b.process)
+
+
+def _read_frames(port: serial.Serial, n: int, timeout: float = 3.0) -> list:
+    dec = codec.FrameDecoder()
+    events: list = []
+    t0 = time.monotonic()
+    while len(events) < n and time.monotonic() - t0 < timeout:
+        events += dec.feed(port.read(port.in_waiting or 1))
+    return events
+
+
+def test_virtual_board_answers_bad_frames_with_errors_and_keeps_serving(board_bin, tmp_path):
+    ids = members()
+    if not ids:
+        pytest.skip("no zoo member yet")
+    b = start_board(ids[0], "t", link=tmp_path / "board")
+    try:
+        port = serial.Serial(str(tmp_path / "board"), timeout=0.05)
+        hello = codec.encode_frame(codec.MsgType.HELLO, 1, b"")
+        classify = codec.encode_frame(codec.MsgType.CLASSIFY, 2, bytes(3072))
+        cases = [
+            (b"\x01\x02\x03garbage" * 30 + b"\x00", codec.ErrorCode.BAD_FRAME),      # garbage
+            (classify[: len(classify) // 2] + b"\x00", None),                         # truncated
+            (b"\x07" * 5000 + b"\x00", codec.ErrorCode.BAD_LENGTH),                   # oversize
+            (hello[:-3] + bytes([hello[-3] ^ 0x01]) + hello[-2:], codec.ErrorCode.BAD_CRC),
+            (codec.encode_frame(codec.MsgType.CLASSIFY, 3, bytes(100)), codec.ErrorCode.BAD_LENGTH),
+            (codec.encode_frame(0x55, 4, b""), codec.ErrorCode.UNKNOWN_TYPE),
+            (codec.encode_frame(0x41, 5, b""), codec.ErrorCode.UNKNOWN_TYPE),  # reserved test type
+        ]
+        for wire, code in cases:
+            port.write(wire)
+            ev = _read_frames(port, 1)
+            assert ev and isinstance(ev[0], codec.Error), (wire[:20], ev)
+            if code is not None:
+                assert ev[0].code == code
+            port.write(hello)
+            ev = _read_frames(port, 1)
+            assert ev and isinstance(ev[0], codec.Info), "board stopped serving"
+        port.close()
+    finally:
+        stop_process(b.process)
+
+
+async def test_virtual_board_serves_socket_urls(board_bin, test_images):
+    ids = members()
+    if not ids:
+        pytest.skip("no zoo member yet")
+    b = start_board(ids[0], "tcp", tcp_port=0)
+    try:
+        client = await BoardClient.open(f"socket://{b.port}")
+        r = await client.classify(test_images.x[0])
+        assert list(r.scores) == list(Engine.from_file(ZOO / ids[0] / "model.tflite").run(test_images.x[0]))
+        await client.close()
+        # the board serves the next connection after the first one left
+        client = await BoardClient.open(f"socket://{b.port}")
+        assert (await client.hello()).model_id == ids[0]
+        await client.close()
+    finally:
+        stop_process(b.process)
+
+
+async def test_fault_injection_works_in_the_test_build(board_bin, tmp_path):
+    ids = members()
+    if not ids:
+        pytest.skip("no zoo member yet")
+    b = start_board(ids[0], "t", link=tmp_path / "board")
+    try:
+        client = await BoardClient.open(str(tmp_path / "board"), Timeouts(hello=0.3))
+        assert (await client.hello()).test_build
+        await client.fault(codec.FaultKind.BAD_CRC, 0)
+        with pytest.raises(Exception):
+            await client.hello()
+        assert (await client.hello()).model_id == ids[0]
+        await client.fault(codec.FaultKind.DELAY, 500)
+        with pytest.raises(BoardTimeout):
+            await client.hello()  # 300 ms timeout, 500 ms delay: the late reply is then dropped
+        assert (await client.hello()).model_id == ids[0]
+        assert client.counters.dropped_late_replies == 1
+        await client.close()
+    finally:
+        stop_process(b.process)
