@@ -25,6 +25,11 @@ Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.t
 """
 
 
+# Modules that add their own subcommands: each has add_parser(subparsers), which registers one
+# or more subparsers with set_defaults(func=...). They must import heavy packages lazily.
+COMMAND_MODULES: list[str] = []
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="CIFAR-10 archive (JPEG copy or official python release); "
                                   "default: $CIFAR10_PATH, else Keras' download")
@@ -261,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-dir", help="where virtual boards put their links (default ./run)")
     s.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     s.set_defaults(func=_cmd_serve)
+
+    for module in COMMAND_MODULES:
+        import importlib
+
+        importlib.import_module(module).add_parser(sub)
     return p
 
 
