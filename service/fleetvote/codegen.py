@@ -37,6 +37,29 @@ def _struct(ctype: str, name: str, fields: dict) -> str:
     return f"static const {ctype} {name} = {{\n{body}\n}};\n"
 
 
+# Limits the C kernels rely on, checked once per layer here rather than per image on the board:
+# an int32 accumulator holds K products of at most 255 * 128 = 32,640 plus the bias; TFLM's int8
+# softmax aborts once the sum of exps reaches 2^28, i.e. from 512 equal classes on.
+ACC_LIMIT = (1 << 31) - 1
+SOFTMAX_MAX_CLASSES = 511
+
+
+def _check_layer(path: Path, op, kern) -> None:
+    k = None
+    if isinstance(kern, Conv2D):
+        k = kern.kh * kern.kw * kern.cin
+    elif isinstance(kern, DepthwiseConv2D):
+        k = kern.kh * kern.kw
+    elif isinstance(kern, FullyConnected):
+        k = kern.k
+    if k is not None and k * 32640 + int(np.abs(kern.bias).max(initial=0)) > ACC_LIMIT:
+        raise ValueError(f"{path}: {op.opcode} {op.index} sums {k} products: an int32 accumulator could overflow")
+    if isinstance(kern, (Conv2D, DepthwiseConv2D, Pool2D)) and min(kern.pt, kern.pl) < 0:
+        raise ValueError(f"{path}: {op.opcode} {op.index} has negative padding")
+    if isinstance(kern, Pool2D) and (kern.pt >= kern.fh or kern.pl >= kern.fw):
+        raise ValueError(f"{path}: {op.opcode} {op.index}: padding as large as the window")
+
+
 def generate_model(path: Path, model_id: str) -> str:
     engine = Engine.from_file(path)
     model, plan = engine.model, engine.plan
@@ -49,6 +72,7 @@ def generate_model(path: Path, model_id: str) -> str:
         return model.tensors[i]
 
     for k, (op, kern) in enumerate(engine.layers):
+        _check_layer(path, op, kern)
         pfx = f"{cid}_l{k}"
         x = tensor(op.inputs[0])
         y = tensor(op.outputs[0])
@@ -125,6 +149,8 @@ def generate_model(path: Path, model_id: str) -> str:
                 "in_h": h, "in_w": wd, "c": c, "pad_top": pt, "pad_bottom": pb, "pad_left": pl,
                 "pad_right": pr, "value": kern.value}))
         elif isinstance(kern, Softmax):
+            if int(np.prod(y.shape[1:])) > SOFTMAX_MAX_CLASSES:
+                raise ValueError(f"{path}: SOFTMAX over more than {SOFTMAX_MAX_CLASSES} classes")
             out.append(_struct("fv_softmax_params", f"{pfx}_p", {
                 "size": int(np.prod(y.shape[1:])), "input_multiplier": kern.input_multiplier,
                 "input_left_shift": kern.input_left_shift, "diff_min": kern.diff_min}))
