@@ -175,3 +175,24 @@ async def test_fault_injection_works_in_the_test_build(board_bin, tmp_path):
         await client.close()
     finally:
         stop_process(b.process)
+
+
+def test_codegen_is_deterministic_and_agrees_with_analyze(tmp_path):
+    import re
+
+    from fleetvote.analyze import analyze
+    from fleetvote.codegen import generate
+
+    ids = members()
+    if not ids:
+        pytest.skip("no zoo member yet")
+    models = [(i, ZOO / i / "model.tflite") for i in ids]
+    a = {p.name: p.read_bytes() for p in generate(models, tmp_path / "a")}
+    b = {p.name: p.read_bytes() for p in generate(models, tmp_path / "b")}
+    assert a == b
+    for i in ids:
+        text = a[f"model_{i.replace('-', '_')}.c"].decode()
+        arena = int(re.search(r"\.arena_bytes = (\d+)u", text).group(1))
+        macc = int(re.search(r"\.macc = (\d+)u", text).group(1))
+        t = analyze(ZOO / i / "model.tflite")["total"]
+        assert (arena, macc) == (t["arena_bytes"], t["macc"])
