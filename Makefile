@@ -41,6 +41,9 @@ model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-
 	@test -n "$(ID)" || { echo "usage: make model ID=<id of models/recipes.json>"; exit 2; }
 	$(BIN)/python -m fleetvote_models.recipes $(ID)
 
+bench-link: venv firmware-host  ## images/s one virtual board sustains through the Python client
+	$(BIN)/python -m fleetvote.bench_link
+
 FUZZ_SECONDS ?= 600
 fuzz-codec: venv  ## the firmware's frame decoder under libFuzzer (FUZZ_SECONDS=600)
 	$(MAKE) -C firmware fuzz-codec FUZZ_SECONDS=$(FUZZ_SECONDS) PYTHON=$(abspath $(BIN)/python)
