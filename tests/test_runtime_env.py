@@ -55,7 +55,8 @@ def test_runtime_service_classifies_on_one_virtual_board(runtime_venv, tmp_path,
     ens = tmp_path / "ensemble.json"
     ens.write_text(json.dumps({"members": [{"id": members[0]}], "strategy": "soft", "quorum": 1}))
     port = _free_port()
-    env = {**os.environ, "FLEETVOTE_ZOO": str(ZOO), "FLEETVOTE_SCAN_USB": "false"}
+    env = {**os.environ, "FLEETVOTE_ZOO": str(ZOO), "FLEETVOTE_SCAN_USB": "false",
+           "FLEETVOTE_BOARD_BIN": str(ROOT / "firmware" / "build" / "host" / "board")}
     proc = subprocess.Popen([str(runtime_venv / "bin" / "fleetvote"), "serve", "--virtual", "--port", str(port),
                              "--ensemble", str(ens), "--run-dir", str(tmp_path / "run")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -14,7 +14,8 @@ from ..fleet.manager import Fleet
 from ..metrics import Metrics
 from ..settings import Settings
 from .limits import UploadLimit
-from .routes import classify, fleet as fleet_routes, health
+from .requestlog import RequestLog
+from .routes import classify, fleet as fleet_routes, health, ui
 
 log = logging.getLogger("fleetvote.api")
 
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None, fleet_factory=None, virtual=Non
     app.state.metrics = metrics
     app.state.ensemble = ensemble
     app.add_middleware(UploadLimit, limit=settings.upload_limit)
+    app.add_middleware(RequestLog)  # outermost: a refused upload is logged with its request id too
     app.include_router(classify.router)
     app.include_router(fleet_routes.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
     return app

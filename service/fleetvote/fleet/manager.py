@@ -213,6 +213,9 @@ class Fleet:
                                           None, ms)
                 if self.metrics:
                     self.metrics.fallback(reasons[k])
+                b = pending.get(k, (None,))[0]
+                log.info("member computed by the engine", extra={
+                    "model": self.ensemble.members[k].id, "board": b.url if b else None, "reason": reasons[k]})
 
         order = sorted(results)
         outputs = np.stack([results[k].output for k in order])

@@ -5,6 +5,7 @@ PID; ``stop()`` leaves no process behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -15,6 +16,20 @@ from ..errors import ConfigError
 from ..settings import ROOT
 
 BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
+
+
+def board_binary() -> Path:
+    """The virtual board's executable: $FLEETVOTE_BOARD_BIN, else `fleetvote-board` on PATH (the
+    container image installs it so), else the build folder of a source checkout."""
+    if os.environ.get("FLEETVOTE_BOARD_BIN"):
+        return Path(os.environ["FLEETVOTE_BOARD_BIN"])
+    found = shutil.which("fleetvote-board")
+    if found:
+        return Path(found)
+    for candidate in (BOARD_BIN, Path.cwd() / "firmware" / "build" / "host" / "board"):
+        if candidate.exists():
+            return candidate
+    return BOARD_BIN
 
 
 @dataclass
@@ -34,7 +49,8 @@ class VirtualBoard:
 
 
 def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port: int | None = None,
-                binary: Path = BOARD_BIN, timeout: float = 5.0, latency_ms: int = 0) -> VirtualBoard:
+                binary: Path | None = None, timeout: float = 5.0, latency_ms: int = 0) -> VirtualBoard:
+    binary = binary or board_binary()
     if not binary.exists():
         raise ConfigError(f"{binary} is missing: build it with `make -C firmware BOARD=host`")
     args = [str(binary), "--model", model_id, "--id", board_id]

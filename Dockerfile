@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# The fleetvote service, slim: the package without its `train` extra (no TensorFlow), the zoo's
+# int8 models, and the host build of the firmware (`fleetvote-board`, a virtual board for the
+# compose file's `virtual` profile). See docs/deploy.md.
+#
+#   docker build -t fleetvote .
+#   docker compose up -d                      # or: docker compose --profile virtual up -d
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: wheels of the package and its dependencies, then the host firmware ---------------
+FROM ${PYTHON_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev make \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY service service
+COPY models models
+# every wheel the runtime needs, built once; the runtime stage installs them offline
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+ && pip install --no-cache-dir --no-index --find-links /wheels fleetvote
+# the firmware's model sources come from `fleetvote codegen` over models/zoo (just installed)
+COPY firmware firmware
+RUN make -C firmware BOARD=host PYTHON=python3 \
+ && install -D -m 0755 firmware/build/host/board /out/fleetvote-board
+
+# ---- runtime --------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+# the service runs as an unprivileged user in group dialout (gid 20 on Debian and Ubuntu hosts,
+# the group of /dev/ttyACM*; compose adds the host's gid with group_add where it differs)
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links /wheels fleetvote \
+ && useradd --system --uid 10001 --gid dialout --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin fleetvote
+COPY --from=build /out/fleetvote-board /usr/local/bin/fleetvote-board
+COPY models/zoo /app/models/zoo
+ENV PYTHONUNBUFFERED=1 \
+    FLEETVOTE_HOST=0.0.0.0 \
+    FLEETVOTE_PORT=8000 \
+    FLEETVOTE_ZOO=/app/models/zoo \
+    FLEETVOTE_ENSEMBLE=/app/models/zoo/ensemble.json \
+    FLEETVOTE_LOG_JSON=true
+WORKDIR /app
+USER fleetvote
+EXPOSE 8000
+# liveness only (GET /healthz); readiness (/readyz) is the fleet's business, not the container's
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('FLEETVOTE_PORT', '8000'), timeout=2)"]
+CMD ["fleetvote", "serve"]

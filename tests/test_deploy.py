@@ -1,0 +1,293 @@
+"""Deployment files: docker-compose.yml, the Dockerfile, the udev rules, the wheel's dashboard.
+
+Docker's engine does not run here, so the compose file is checked against the Compose
+Specification's JSON schema as vendored by check-jsonschema (`--builtin-schema
+vendor.compose-spec`, no download), then for what the schema cannot know: hot-plug of serial
+ports, and a virtual profile whose socket:// URLs name its own board services. Those board
+commands are run for real, with the host build of the firmware, and classified through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, ZOO, need_module
+from test_service import board_bin, raw, wait_for  # noqa: F401  (board_bin is a fixture)
+
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+RULES = ROOT / "deploy" / "udev" / "99-fleetvote.rules"
+TTY_MAJORS = {"166": "ttyACM", "188": "ttyUSB"}
+
+
+def load_compose() -> dict:
+    need_module("ruamel.yaml")
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(COMPOSE.read_text())  # resolves the << merge keys
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR:-default} and ${VAR}, with an empty environment unless given one."""
+    env = env or {}
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: env.get(m[1]) or (m[2] or ""), value)
+
+
+def environment(service: dict) -> dict[str, str | None]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return env
+
+
+# ---- compose ----------------------------------------------------------------------------------
+def check_jsonschema(path) -> subprocess.CompletedProcess:
+    need_module("check_jsonschema")
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+                           str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_compose_file_is_valid_against_the_compose_spec_schema():
+    r = check_jsonschema(COMPOSE)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compose_schema_check_catches_a_mistake(tmp_path):
+    # the same file with one typo: proves the schema is applied, not just the YAML parsed
+    bad = tmp_path / "docker-compose.yml"
+    bad.write_text(COMPOSE.read_text().replace("device_cgroup_rules:", "device_cgroups_rules:", 1))
+    r = check_jsonschema(bad)
+    assert r.returncode != 0 and "device_cgroups_rules" in r.stdout + r.stderr
+
+
+def test_compose_real_boards_hot_plug_through_dev_and_the_tty_majors_only():
+    svc = load_compose()["services"]["fleetvote"]
+    assert "profiles" not in svc  # `docker compose up` starts it
+    assert "/dev:/dev" in svc["volumes"]
+    rules = svc["device_cgroup_rules"]
+    for major in TTY_MAJORS:
+        assert f"c {major}:* rmw" in rules
+    assert all(re.fullmatch(r"c (166|188):\* rmw", r) for r in rules), rules
+    assert not svc.get("privileged") and not svc.get("devices")
+    assert svc["cap_drop"] == ["ALL"] and svc["read_only"] is True
+    env = environment(svc)
+    assert "FLEETVOTE_API_KEY" in env and env["FLEETVOTE_API_KEY"] is None  # passed through, never ""
+    globs = json.loads(env["FLEETVOTE_LINK_GLOBS"])
+    assert "/dev/fleetvote/*" in globs and any(g.startswith("/dev/serial/by-id/") for g in globs)
+
+
+def test_compose_publishes_on_loopback_only():
+    for name, svc in load_compose()["services"].items():
+        for p in svc.get("ports", []):
+            assert interpolate(p).startswith("127.0.0.1:"), (name, p)
+
+
+def virtual_boards(compose: dict) -> dict[str, list[str]]:
+    return {name: [interpolate(a) for a in svc["command"]] for name, svc in compose["services"].items()
+            if "virtual" in svc.get("profiles", []) and svc.get("command")}
+
+
+def test_compose_virtual_profile_service_urls_name_its_board_services():
+    compose = load_compose()
+    boards = virtual_boards(compose)
+    assert len(boards) >= 1
+    svc = compose["services"]["fleetvote-virtual"]
+    assert svc["profiles"] == ["virtual"] and set(svc["depends_on"]) == set(boards)
+    env = environment(svc)
+    assert env["FLEETVOTE_SCAN_USB"] == "false" and json.loads(env["FLEETVOTE_LINK_GLOBS"]) == []
+    urls = json.loads(env["FLEETVOTE_URLS"])
+    assert sorted(urls) == sorted(f"socket://{name}:{cmd[cmd.index('--tcp') + 1]}" for name, cmd in boards.items())
+    for name, cmd in boards.items():
+        assert cmd[0] == "fleetvote-board" and cmd[cmd.index("--bind") + 1] == "0.0.0.0"
+        assert (ZOO / cmd[cmd.index("--model") + 1] / "model.tflite").exists(), cmd
+    assert len({cmd[cmd.index("--id") + 1] for cmd in boards.values()}) == len(boards)
+
+
+async def test_compose_virtual_profile_runs_as_written(board_bin, tmp_path, monkeypatch, test_images):  # noqa: F811
+    """The board commands of the virtual profile, with the binary and ports of this machine, and
+    the service configured from the profile's own environment (as pydantic-settings reads it)."""
+    import httpx
+
+    from fleetvote.api.app import create_app
+    from fleetvote.engine import Engine
+    from fleetvote.fleet.virtual import stop_process
+    from fleetvote.settings import Settings
+
+    compose = load_compose()
+    boards = virtual_boards(compose)
+    env = environment(compose["services"]["fleetvote-virtual"])
+    urls = json.loads(env["FLEETVOTE_URLS"])
+    procs, local = [], {}
+    try:
+        for name, cmd in boards.items():
+            args = [str(board_bin)] + cmd[1:]
+            args[args.index("--bind") + 1] = "127.0.0.1"  # loopback here; 0.0.0.0 in its container
+            args[args.index("--tcp") + 1] = "0"  # any free port: the board prints the one it got
+            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+            procs.append(p)
+            line = p.stdout.readline().split()
+            assert line and line[0] == "tcp", (args, line, p.poll())
+            local[f"socket://{name}:{cmd[cmd.index('--tcp') + 1]}"] = f"socket://{line[1]}"
+        for k, v in env.items():
+            if v is not None:
+                monkeypatch.setenv(k, v)
+        ens = tmp_path / "ensemble.json"
+        models = sorted({cmd[cmd.index("--model") + 1] for cmd in boards.values()})
+        ens.write_text(json.dumps({"members": [{"id": m} for m in models], "strategy": "soft", "quorum": 1}))
+        settings = Settings(ensemble=ens, zoo=ZOO, rescan_s=0.2)
+        assert settings.urls == urls and settings.scan_usb is False and settings.link_globs == []
+        settings.urls = [local[u] for u in settings.urls]
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                         timeout=30) as client:
+                await wait_for(client, lambda b: len(b) == len(boards) and all(x["state"] == "ready" for x in b))
+                r = (await client.post("/classify", **raw(test_images.x[5]))).json()
+                assert all(m["source"] == "board" for m in r["members"])
+                for m in r["members"]:
+                    want = Engine.from_file(ZOO / m["model_id"] / "model.tflite").run(test_images.x[5])
+                    assert np.array_equal(m["output"], want)
+    finally:
+        for p in procs:
+            stop_process(p)
+
+
+# ---- Dockerfile -----------------------------------------------------------------------------------
+def dockerignored() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+
+
+def test_dockerfile_copies_only_what_exists_and_is_not_ignored():
+    ignored = dockerignored()
+    for line in DOCKERFILE.read_text().splitlines():
+        if not line.startswith("COPY ") or "--from=" in line:
+            continue
+        *sources, _dest = line.split()[1:]
+        for src in sources:
+            assert (ROOT / src).exists(), f"{src} (Dockerfile: {line})"
+            assert src not in ignored and src.split("/")[0] not in ignored, f"{src} is in .dockerignore"
+    assert "firmware/build" in ignored  # a stale host binary must not reach the image
+
+
+def test_dockerfile_is_slim_and_builds_the_firmware_in_its_own_stage():
+    text = "\n".join(x for x in DOCKERFILE.read_text().splitlines() if not x.lstrip().startswith("#"))
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) == 2 and stages[0].split()[2] == "build"
+    build, runtime = stages
+    assert "gcc" in build and "make -C firmware BOARD=host" in build
+    assert "gcc" not in runtime and "apt-get" not in runtime  # no compiler in the image that runs
+    assert "[train]" not in text and "tensorflow" not in text.lower()
+    assert "install -D -m 0755 firmware/build/host/board /out/fleetvote-board" in build
+    assert "COPY --from=build /out/fleetvote-board /usr/local/bin/fleetvote-board" in runtime
+    assert re.search(r"^USER fleetvote$", runtime, flags=re.M)
+    assert "FLEETVOTE_ZOO=/app/models/zoo" in runtime and "COPY models/zoo /app/models/zoo" in runtime
+
+
+def test_wheel_ships_the_dashboard(tmp_path):
+    """The image installs a wheel, not the source tree: the page must be package data."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.tflite", "train_log.jsonl")
+    shutil.copytree(ROOT / "service", src / "service", ignore=ignore)
+    shutil.copytree(ROOT / "models", src / "models", ignore=ignore)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = (tmp_path / "dist").glob("fleetvote-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = sorted(p.name for p in (ROOT / "service" / "fleetvote" / "api" / "static").iterdir())
+    assert static and {f"fleetvote/api/static/{n}" for n in static} <= names, names
+
+
+# ---- udev -----------------------------------------------------------------------------------------
+# KEY op "VALUE", KEY{attr} op "VALUE"; the keys this file may use, and which of them match
+_PAIR = re.compile(r'(?P<key>[A-Z_]+)(?:\{(?P<attr>[A-Za-z0-9_.]+)\})?\s*(?P<op>==|!=|\+=|-=|:=|=)\s*"(?P<value>[^"]*)"')
+_MATCH_KEYS = {"ACTION", "SUBSYSTEM", "SUBSYSTEMS", "KERNEL", "KERNELS", "ATTR", "ATTRS", "ENV", "DRIVERS", "TAG"}
+_ASSIGN_KEYS = {"ENV", "GROUP", "MODE", "OWNER", "SYMLINK", "TAG", "GOTO", "LABEL", "RUN", "IMPORT"}
+
+
+def rules() -> list[list[dict]]:
+    out = []
+    for n, line in enumerate(RULES.read_text().splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        assert not s.endswith("\\"), f"line {n}: no continuation lines"
+        pairs, pos = [], 0
+        while pos < len(s):
+            m = _PAIR.match(s, pos)
+            assert m, f"line {n}: cannot parse at {s[pos:]!r}"
+            pairs.append(m.groupdict())
+            pos = m.end()
+            if pos < len(s):
+                assert s[pos:pos + 2] == ", ", f"line {n}: pairs are separated by ', ' at {s[pos:]!r}"
+                pos += 2
+        for p in pairs:
+            key, op = p["key"], p["op"]
+            if op in ("==", "!="):
+                assert key in _MATCH_KEYS, f"line {n}: {key} cannot be matched"
+            else:
+                assert key in _ASSIGN_KEYS, f"line {n}: {key} cannot be assigned"
+            assert (p["attr"] is not None) == (key in {"ATTR", "ATTRS", "ENV", "IMPORT"}), f"line {n}: {key}"
+        out.append(pairs)
+    return out
+
+
+def test_udev_rules_parse_as_key_op_value_pairs_and_every_goto_has_its_label():
+    parsed = rules()
+    gotos = {p["value"] for r in parsed for p in r if p["key"] == "GOTO"}
+    labels = [p["value"] for r in parsed for p in r if p["key"] == "LABEL"]
+    assert gotos and gotos <= set(labels) and len(labels) == len(set(labels))
+    assert all(v.startswith("fleetvote_") for v in labels)  # no clash with other rule files
+
+
+def test_udev_rules_cover_every_stlink_vcp_with_group_mode_modemmanager_and_a_link():
+    from fleetvote.settings import DEFAULT_USB_IDS
+
+    parsed = rules()
+    tty_ids, usb_ids = set(), set()
+    for r in parsed:
+        d = {(p["key"], p["attr"], p["op"]): p["value"] for p in r}
+        ident = (d.get(("ATTRS", "idVendor", "==")) or d.get(("ATTR", "idVendor", "==")),
+                 d.get(("ATTRS", "idProduct", "==")) or d.get(("ATTR", "idProduct", "==")))
+        if ident[0] is None:
+            continue
+        assert ident == tuple(x.lower() for x in ident), "sysfs ids are lower case"
+        (tty_ids if d.get(("SUBSYSTEM", None, "==")) == "tty" else usb_ids).add(":".join(ident))
+    wanted = {x.lower() for x in DEFAULT_USB_IDS}
+    assert tty_ids == wanted and usb_ids == wanted
+
+    text = RULES.read_text()
+    vcp = text[text.index('LABEL="fleetvote_vcp"'):text.index('LABEL="fleetvote_stlink"')]
+    assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in vcp and 'GROUP="dialout"' in vcp and 'MODE="0660"' in vcp
+    assert 'SYMLINK+="fleetvote/$env{ID_SERIAL_SHORT}-if$env{ID_USB_INTERFACE_NUM}"' in vcp
+
+
+def test_udev_rules_pass_udevadm_verify_where_it_exists():
+    udevadm = shutil.which("udevadm")
+    if udevadm is None or subprocess.run([udevadm, "verify", "--help"], capture_output=True).returncode != 0:
+        pytest.skip("udevadm verify needs systemd 254 or later")  # optional: the parser above always runs
+    r = subprocess.run([udevadm, "verify", "--resolve-names=never", str(RULES)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_deploy_doc_names_files_that_exist_and_the_stlink_by_id_patterns():
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    for path in set(re.findall(r"`((?:deploy|docs|firmware|tests)/[\w./-]+|Dockerfile|docker-compose\.yml)`", doc)):
+        assert (ROOT / path).exists(), path
+    assert "/dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_" in doc
+    assert "/dev/serial/by-id/usb-STMicroelectronics_STLINK-V3_" in doc
+    assert re.search(r"^st-flash .*write firmware\.bin 0x08000000", doc, flags=re.M)
+    assert re.search(r"^openocd .*interface/stlink\.cfg", doc, flags=re.M)
