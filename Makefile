@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model
+.PHONY: size-report bench-firmware sim-qemu help venv run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,5 +48,29 @@ FUZZ_SECONDS ?= 600
 fuzz-codec: venv  ## the firmware's frame decoder under libFuzzer (FUZZ_SECONDS=600)
 	$(MAKE) -C firmware fuzz-codec FUZZ_SECONDS=$(FUZZ_SECONDS) PYTHON=$(abspath $(BIN)/python)
 
+size-report: venv  ## flash and RAM of every (board, zoo model) STM32 image, beside the limits
+	$(MAKE) -C firmware size-report PYTHON=$(abspath $(BIN)/python)
+
+bench-firmware: venv  ## instructions per MAC of each member's firmware under QEMU, reference vs DSP
+	$(MAKE) -C firmware bench-firmware PYTHON=$(abspath $(BIN)/python)
+
+sim-qemu: venv  ## N emulated STM32F405 boards under QEMU, one member each (make sim-qemu N=2)
+	$(BIN)/fleetvote sim --qemu $(or $(N),2)
+
 clean:  ## remove the virtual environment and build outputs (not runs/)
 	rm -rf $(VENV) build .pytest_cache
+
+# ---- results: README's table from ensemble-eval, a bench of the virtual fleet, and the plan ------
+RESULTS ?= runs/results
+BENCH_COUNT ?= 256
+.PHONY: results
+results: venv firmware-host  ## regenerate README.md's results table (ensemble-eval, bench, plan; ~5 min)
+	@test -n "$$CIFAR10_PATH" || { echo "make results: set CIFAR10_PATH to cifar10-jpeg.tar.gz (figures are on that copy)"; exit 2; }
+	@mkdir -p $(RESULTS)
+	$(BIN)/fleetvote ensemble-eval --json $(RESULTS)/ensemble-eval.json --png $(RESULTS)/ensemble-eval.png \
+	    --write-ensemble $(RESULTS)/ensemble-best.json --no-progress
+	$(BIN)/fleetvote bench --serve-virtual --ensemble $(RESULTS)/ensemble-best.json --count $(BENCH_COUNT) \
+	    --out $(RESULTS)/bench --no-progress
+	$(BIN)/fleetvote plan --eval $(RESULTS)/ensemble-eval.json --bench $(RESULTS)/bench/bench.json \
+	    --json $(RESULTS)/plan.json
+	$(BIN)/fleetvote results --dir $(RESULTS) --readme README.md

@@ -9,6 +9,9 @@
  * when everything passed; the last line is "N passed, M failed".
  *
  * Build and run: make -C firmware -f tests/kernels.mk test-kernels (see tests/kernels.mk).
+ * Built with -DFV_TEST_OPT, the conv, depthwise and fully connected vectors go through the
+ * optimised kernels (fv_*_opt) instead: `make -C firmware test-kernels-dsp` runs that build
+ * with the Cortex-M4 DSP kernels under QEMU (ports/stm32f4/port.mk).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +63,16 @@ typedef struct {
 
 #include "kernel_vectors.h"
 
+#ifdef FV_TEST_OPT
+#define FV_CONV2D fv_conv2d_opt
+#define FV_DEPTHWISE fv_depthwise_conv2d_opt
+#define FV_FC fv_fully_connected_opt
+#else
+#define FV_CONV2D fv_conv2d_ref
+#define FV_DEPTHWISE fv_depthwise_conv2d_ref
+#define FV_FC fv_fully_connected_ref
+#endif
+
 #define GUARD 64
 #define CANARY ((int8_t)0x5A)
 
@@ -69,13 +82,13 @@ static void run_kernel(const fv_kernel_vector *v, int8_t *out)
 {
     switch (v->op) {
     case KV_OP_CONV:
-        fv_conv2d_ref((const fv_conv_params *)v->params, v->in1, out);
+        FV_CONV2D((const fv_conv_params *)v->params, v->in1, out);
         break;
     case KV_OP_DEPTHWISE:
-        fv_depthwise_conv2d_ref((const fv_conv_params *)v->params, v->in1, out);
+        FV_DEPTHWISE((const fv_conv_params *)v->params, v->in1, out);
         break;
     case KV_OP_FC:
-        fv_fully_connected_ref((const fv_fc_params *)v->params, v->in1, out);
+        FV_FC((const fv_fc_params *)v->params, v->in1, out);
         break;
     case KV_OP_MAXPOOL:
         fv_max_pool_ref((const fv_pool_params *)v->params, v->in1, out);

@@ -20,6 +20,7 @@ examples:
   fleetvote eval models/zoo/vgg12-s1/model.tflite --split test
   fleetvote analyze models/zoo/vgg12-s1/model.tflite --board nucleo-f411re
   fleetvote card --check
+  fleetvote serve --virtual          # the dashboard at http://127.0.0.1:8000/
 
 Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.tar.gz.
 """
@@ -27,7 +28,7 @@ Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.t
 
 # Modules that add their own subcommands: each has add_parser(subparsers), which registers one
 # or more subparsers with set_defaults(func=...). They must import heavy packages lazily.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.hardware"]
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -139,7 +140,8 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     # the lifespan starts and stops the virtual boards: uvicorn re-raises SIGINT/SIGTERM after
     # its graceful shutdown, so code after uvicorn.run() would not run on a signal
     uvicorn.run(create_app(settings, virtual=virtual), host=settings.host, port=settings.port,
-                log_level="info", timeout_graceful_shutdown=5)
+                log_level="info", timeout_graceful_shutdown=5,
+                log_config=logs.uvicorn_log_config(settings.log_json))
     return 0
 
 
@@ -247,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_cmd_codegen)
 
     s = sub.add_parser("serve", help="run the HTTP service over the fleet",
-                       description="Serves POST /classify, GET /boards, /ensemble, /healthz, /readyz, /metrics "
-                                   "and the docs at /docs. Boards are found by USB VID:PID, link folders and "
-                                   "--url; members without a board are computed by the numpy engine. Every "
-                                   "option can also be set as FLEETVOTE_<NAME> in the environment.",
+                       description="Serves the dashboard at /, POST /classify, GET /boards, /ensemble, /healthz, "
+                                   "/readyz, /metrics and the docs at /docs. Boards are found by USB VID:PID, link "
+                                   "folders and --url; members without a board are computed by the numpy engine. "
+                                   "Every option can also be set as FLEETVOTE_<NAME> in the environment. udev "
+                                   "rules, Docker Compose and boards on other hosts (ser2net): docs/deploy.md.",
                        epilog="examples:\n  fleetvote serve --virtual                 # one virtual board per member\n"
-                              "  fleetvote serve --url /dev/ttyACM0 --url socket://10.0.0.5:7000",
+                              "  fleetvote serve --url /dev/ttyACM0 --url socket://10.0.0.5:7000\n"
+                              "  fleetvote serve --url rfc2217://192.0.2.10:3331 --log-json   # a board behind ser2net",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--host", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="default 8000")

@@ -1,0 +1,218 @@
+/*
+ * The optimised kernels (core/fv_kernels_dsp.c) against the reference (core/fv_kernels_ref.c),
+ * byte for byte, on random shapes and values: the oracle test of STYLE habit 2. Built for the
+ * Cortex-M4 with FV_DSP_MAX_K=200, so that the layers whose columns do not fit the scratch (the
+ * reference fallback) are exercised too; run under QEMU's MPS2 AN386 with semihosting
+ * (make -C firmware test-kernels-dsp).
+ *
+ * Shapes cover what the fast paths special-case: channel counts that are and are not multiples
+ * of 4 (the SXTB16 groups and their tails), odd output channel and pixel counts (the 2x2 blocks'
+ * edges), strides, dilation, asymmetric padding, depth multipliers above 1, missing biases, and
+ * every input offset sign. Each output buffer is followed by guard bytes that must stay intact.
+ * Exit status 0 only when all passed; the last line is "N passed, M failed".
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fv_kernels.h"
+
+#define CASES 300
+#define MAX_BUF 8192
+#define GUARD 32
+
+static int8_t in_buf[MAX_BUF];
+static int8_t w_buf[MAX_BUF];
+static int32_t bias_buf[256];
+static int32_t mult_buf[256];
+static int32_t shift_buf[256];
+static int8_t out_ref[MAX_BUF + GUARD];
+static int8_t out_opt[MAX_BUF + GUARD];
+
+static uint32_t rng_state = 0x9E3779B9u;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+/* uniform in [lo, hi] */
+static int32_t between(int32_t lo, int32_t hi)
+{
+    return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1));
+}
+
+static void fill_i8(int8_t *p, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        p[i] = (int8_t)between(-128, 127);
+    }
+}
+
+/* per-channel requantisation in the range the code generator produces: multiplier in [2^30, 2^31),
+ * shift mostly negative (downscaling), an activation range inside [-128, 127] */
+static void fill_quant(int32_t n, int with_bias)
+{
+    for (int32_t i = 0; i < n; i++) {
+        mult_buf[i] = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
+        shift_buf[i] = between(-14, 1);
+        bias_buf[i] = with_bias ? between(-60000, 60000) : 0;
+    }
+}
+
+static void act_range(int32_t *lo, int32_t *hi, int32_t out_zp)
+{
+    switch (rnd() % 3u) {
+    case 0:
+        *lo = -128;
+        *hi = 127;
+        break;
+    case 1: /* ReLU */
+        *lo = out_zp;
+        *hi = 127;
+        break;
+    default: /* ReLU6-like */
+        *lo = out_zp;
+        *hi = out_zp + between(0, 127 - out_zp);
+        break;
+    }
+}
+
+static int compare(const char *what, int32_t case_no, int32_t n)
+{
+    for (int32_t i = 0; i < n + GUARD; i++) {
+        if (out_ref[i] != out_opt[i]) {
+            printf("FAIL %s case %ld: byte %ld: ref %d opt %d%s\n", what, (long)case_no, (long)i, out_ref[i],
+                   out_opt[i], i >= n ? " (guard)" : "");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* output size for a padded, dilated window; 0 when it does not fit */
+static int32_t out_size(int32_t in, int32_t pad_before, int32_t pad_after, int32_t k, int32_t dil, int32_t stride)
+{
+    const int32_t span = dil * (k - 1) + 1;
+    const int32_t padded = in + pad_before + pad_after;
+    return padded < span ? 0 : (padded - span) / stride + 1;
+}
+
+static int conv_case(int32_t case_no, int depthwise)
+{
+    fv_conv_params p;
+    int32_t k_elems, n_out;
+    memset(&p, 0, sizeof p);
+    for (;;) {
+        p.k_h = between(1, 5);
+        p.k_w = between(1, 5);
+        p.in_h = between(1, 9);
+        p.in_w = between(1, 9);
+        p.stride_h = between(1, 3);
+        p.stride_w = between(1, 3);
+        p.dil_h = (rnd() % 4u) == 0u ? 2 : 1;
+        p.dil_w = (rnd() % 4u) == 0u ? 2 : 1;
+        p.pad_top = between(0, p.k_h - 1);
+        p.pad_left = between(0, p.k_w - 1);
+        p.out_h = out_size(p.in_h, p.pad_top, between(0, p.k_h - 1), p.k_h, p.dil_h, p.stride_h);
+        p.out_w = out_size(p.in_w, p.pad_left, between(0, p.k_w - 1), p.k_w, p.dil_w, p.stride_w);
+        if (depthwise) {
+            p.in_c = (rnd() % 3u) == 0u ? 4 * between(1, 6) : between(1, 13);
+            p.depth_multiplier = (rnd() % 3u) == 0u ? between(2, 3) : 1;
+            p.out_c = p.in_c * p.depth_multiplier;
+            k_elems = p.k_h * p.k_w * p.out_c;
+        } else {
+            /* some columns longer than FV_DSP_MAX_K (200): the reference fallback */
+            p.in_c = (rnd() % 4u) == 0u ? between(14, 40) : between(1, 13);
+            p.depth_multiplier = 1;
+            p.out_c = between(1, 9);
+            k_elems = p.out_c * p.k_h * p.k_w * p.in_c;
+        }
+        n_out = p.out_h * p.out_w * p.out_c;
+        if (p.out_h > 0 && p.out_w > 0 && p.out_c <= 256 && k_elems <= MAX_BUF && n_out <= MAX_BUF &&
+            p.in_h * p.in_w * p.in_c <= MAX_BUF) {
+            break;
+        }
+    }
+    p.input_offset = between(-127, 128);
+    p.output_offset = between(-128, 127);
+    act_range(&p.act_min, &p.act_max, p.output_offset);
+    fill_i8(in_buf, p.in_h * p.in_w * p.in_c);
+    fill_i8(w_buf, k_elems);
+    fill_quant(p.out_c, 1);
+    p.weights = w_buf;
+    p.bias = (rnd() % 4u) == 0u ? NULL : bias_buf;
+    p.multiplier = mult_buf;
+    p.shift = shift_buf;
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    if (depthwise) {
+        fv_depthwise_conv2d_ref(&p, in_buf, out_ref);
+        fv_depthwise_conv2d_opt(&p, in_buf, out_opt);
+    } else {
+        fv_conv2d_ref(&p, in_buf, out_ref);
+        fv_conv2d_opt(&p, in_buf, out_opt);
+    }
+    if (!compare(depthwise ? "depthwise" : "conv", case_no, n_out)) {
+        printf("  in %ldx%ldx%ld k %ldx%ld s %ld,%ld d %ld,%ld pad %ld,%ld out %ldx%ldx%ld dm %ld\n", (long)p.in_h,
+               (long)p.in_w, (long)p.in_c, (long)p.k_h, (long)p.k_w, (long)p.stride_h, (long)p.stride_w,
+               (long)p.dil_h, (long)p.dil_w, (long)p.pad_top, (long)p.pad_left, (long)p.out_h, (long)p.out_w,
+               (long)p.out_c, (long)p.depth_multiplier);
+        return 0;
+    }
+    return 1;
+}
+
+static int fc_case(int32_t case_no)
+{
+    fv_fc_params p;
+    memset(&p, 0, sizeof p);
+    p.depth = (rnd() % 4u) == 0u ? between(201, 400) : between(1, 200);
+    p.out_c = between(1, 17);
+    p.input_offset = between(-127, 128);
+    p.output_offset = between(-128, 127);
+    act_range(&p.act_min, &p.act_max, p.output_offset);
+    fill_i8(in_buf, p.depth);
+    fill_i8(w_buf, p.depth * p.out_c);
+    fill_quant(p.out_c, 1);
+    p.weights = w_buf;
+    p.bias = (rnd() % 4u) == 0u ? NULL : bias_buf;
+    p.multiplier = mult_buf;
+    p.shift = shift_buf;
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    fv_fully_connected_ref(&p, in_buf, out_ref);
+    fv_fully_connected_opt(&p, in_buf, out_opt);
+    if (!compare("fully_connected", case_no, p.out_c)) {
+        printf("  depth %ld out_c %ld\n", (long)p.depth, (long)p.out_c);
+        return 0;
+    }
+    return 1;
+}
+
+int main(void)
+{
+    long passed = 0, failed = 0;
+    for (int32_t i = 0; i < CASES; i++) {
+        const int ok = conv_case(i, 0);
+        passed += ok;
+        failed += !ok;
+    }
+    for (int32_t i = 0; i < CASES; i++) {
+        const int ok = conv_case(i, 1);
+        passed += ok;
+        failed += !ok;
+    }
+    for (int32_t i = 0; i < CASES; i++) {
+        const int ok = fc_case(i);
+        passed += ok;
+        failed += !ok;
+    }
+    printf("dsp vs reference: %d conv, %d depthwise, %d fully connected random cases\n", CASES, CASES, CASES);
+    printf("%ld passed, %ld failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Instructions per inference of each ensemble member's firmware, counted under QEMU.
+
+    bench_firmware.py --members vgg12-s1 resnet18-s2 [--build firmware/build] [--json OUT]
+
+Runs the bench image of each member (``make -C firmware BOARD=netduinoplus2 MODEL=<id>
+VARIANT=bench``, ports/stm32f4/bench.c) on ``qemu-system-arm -M netduinoplus2 -icount shift=0``.
+With -icount shift=0 every guest instruction advances virtual time by 1 ns, and SysTick, clocked
+at the model's 168 MHz, by 0.168 ticks: the bench's tick counts divided by 0.168 are instruction
+counts, the same on every run and every host (../shared/ANCHORS.md, "Emulated STM32").
+
+Prints, per member, each layer's instructions and instructions per MAC with the reference C
+kernels and with the Cortex-M4 DSP kernels, grouped as the first layer, the other standard
+convolutions, depthwise, fully connected and the rest; then an estimated latency on a
+NUCLEO-F411RE at 100 MHz, for a stated cycles-per-instruction assumption, beside the anchors.
+Exit status 1 if a bench fails or the two kernel sets disagree on the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "service"))
+
+KINDS = {1: "CONV_2D", 2: "DEPTHWISE_CONV_2D", 3: "FULLY_CONNECTED", 4: "MAX_POOL_2D", 5: "AVERAGE_POOL_2D",
+         6: "ADD", 7: "MEAN", 8: "PAD", 9: "RESHAPE", 10: "SOFTMAX"}
+GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "other")
+
+# Cycles per instruction assumed for the estimate on the F411 (Cortex-M4 at 100 MHz, flash at 3
+# wait states behind the ART accelerator, whose 1 KB instruction cache holds these inner loops):
+# SMLAD, SXTB16 and ALU ops take 1 cycle, a load 2 (1 when pipelined behind another), a taken
+# branch 2-4. The DSP inner loop (20 instructions: 6 loads, 14 single-cycle) runs at about 1.2;
+# the reference loops, load- and branch-heavier, nearer 1.4. 1.3 is the middle; the range
+# 1.1-1.5 bounds it.
+CPI = 1.3
+CPI_RANGE = (1.1, 1.5)
+F411_HZ = 100_000_000
+
+ANCHORS = """anchors (../shared/ANCHORS.md): reference C int8 3x3 conv in plain C on the M4, measured
+  under QEMU: ~7.4 instructions/MAC (8.0 M instructions for 1.08 M MACs); TFLM reference kernels
+  ~0.15 MAC/cycle; vendor-optimised int8 (X-CUBE-AI, CMSIS-NN, Plumerai) 0.6-1.1 MAC/cycle.
+  target here: <= 2 instructions/MAC on the standard convolutions."""
+
+
+def run_bench(image: Path, qemu: str = "qemu-system-arm", timeout: float = 300.0) -> list[str]:
+    args = [qemu, "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-serial", "stdio",
+            "-icount", "shift=0", "-kernel", str(image)]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.strip() == "done" or time.monotonic() > deadline:
+                break
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return lines
+
+
+def parse(lines: list[str]) -> dict:
+    out: dict = {"layers": {"ref": [], "opt": []}, "total": {}, "out": {}}
+    for line in lines:
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "bench":
+            kv = dict(zip(f[1::2], f[2::2]))
+            out.update(model=kv["model"], n_layers=int(kv["layers"]), macc=int(kv["macc"]),
+                       clock_hz=int(kv["clock"]), dwt=int(kv["dwt"]))
+        elif f[0] == "overhead":
+            out["overhead"] = int(f[1])
+        elif f[0] == "layer":
+            out["layers"][f[1]].append({"index": int(f[2]), "kind": int(f[3]), "macc": int(f[4]), "ticks": int(f[5])})
+        elif f[0] == "total":
+            out["total"][f[1]] = int(f[2])
+            out["out"][f[1]] = f[4]
+        elif f[0] == "match":
+            out["match"] = f[1] == "1"
+    if "match" not in out or len(out["layers"]["ref"]) != out.get("n_layers"):
+        raise RuntimeError("incomplete bench output:\n" + "\n".join(lines[-10:]))
+    return out
+
+
+def layer_shapes(model_id: str) -> list[tuple[str, int]]:
+    """(a short shape, kernel taps) per layer, from the engine (the generated code's layer list)."""
+    try:
+        from fleetvote.engine import Engine
+    except ImportError:
+        return []
+    eng = Engine.from_file(ROOT / "models" / "zoo" / model_id / "model.tflite")
+    shapes = []
+    for op, k in eng.layer_table():
+        if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            cin = getattr(k, "cin", "?")
+            shapes.append((f"{k.kh}x{k.kw} {cin}->{k.cout} s{k.sh} {k.oh}x{k.ow}", k.kh * k.kw))
+        elif op == "FULLY_CONNECTED":
+            shapes.append((f"{k.k}->{k.cout}", 0))
+        else:
+            shapes.append(("", 0))
+    return shapes
+
+
+def group_of(layer: dict, first_conv: int, taps: int) -> str:
+    kind = KINDS.get(layer["kind"], "?")
+    if kind == "CONV_2D":
+        if layer["index"] == first_conv:
+            return "first layer"
+        return "conv 1x1" if taps == 1 else "conv"
+    if kind == "DEPTHWISE_CONV_2D":
+        return "depthwise"
+    if kind == "FULLY_CONNECTED":
+        return "fully connected"
+    return "other"
+
+
+def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
+    tpi = b["clock_hz"] / 1e9  # SysTick ticks per instruction under -icount shift=0
+    first_conv = next((l["index"] for l in b["layers"]["ref"] if l["kind"] in (1, 2)), -1)
+    rows = []
+    groups = {g: {"macc": 0, "ref": 0.0, "opt": 0.0} for g in GROUPS}
+    for ref, opt in zip(b["layers"]["ref"], b["layers"]["opt"]):
+        # the first layer's count includes fv_run's input quantisation: take it off
+        extra = b.get("overhead", 0) if ref["index"] == 0 else 0
+        r = (ref["ticks"] - extra) / tpi
+        o = (opt["ticks"] - extra) / tpi
+        g = group_of(ref, first_conv, shapes[ref["index"]][1] if ref["index"] < len(shapes) else 0)
+        groups[g]["macc"] += ref["macc"]
+        groups[g]["ref"] += r
+        groups[g]["opt"] += o
+        rows.append({"index": ref["index"], "kind": KINDS.get(ref["kind"], "?"), "group": g, "macc": ref["macc"],
+                     "ref_instructions": round(r), "opt_instructions": round(o)})
+    total = {v: b["total"][v] / tpi for v in ("ref", "opt")}
+    return {"model": b["model"], "macc": b["macc"], "layers": rows, "groups": groups,
+            "total_instructions": {k: round(v) for k, v in total.items()}, "match": b["match"],
+            "outputs": b["out"], "overhead_instructions": round(b.get("overhead", 0) / tpi)}
+
+
+def per_mac(instr: float, macc: int) -> str:
+    return f"{instr / macc:6.2f}" if macc else "     -"
+
+
+def report(a: dict, shapes: list[tuple[str, int]]) -> str:
+    out = [f"== {a['model']}: {a['macc']:,} MACs, outputs {'identical' if a['match'] else 'DIFFER'} "
+           f"(ref {a['outputs']['ref']}, dsp {a['outputs']['opt']})",
+           f"{'#':>3} {'layer':<18} {'shape':<22} {'MACs':>10} {'ref instr':>11} {'/MAC':>6} "
+           f"{'dsp instr':>11} {'/MAC':>6} {'speed-up':>8}"]
+    for r in a["layers"]:
+        shape = shapes[r["index"]][0] if r["index"] < len(shapes) else ""
+        sp = r["ref_instructions"] / r["opt_instructions"] if r["opt_instructions"] else 0
+        out.append(f"{r['index']:>3} {r['kind'][:18]:<18} {shape:<22} {r['macc']:>10,} {r['ref_instructions']:>11,} "
+                   f"{per_mac(r['ref_instructions'], r['macc'])} {r['opt_instructions']:>11,} "
+                   f"{per_mac(r['opt_instructions'], r['macc'])} {sp:>7.2f}x")
+    out.append("  by group:")
+    for g in GROUPS:
+        v = a["groups"][g]
+        if v["ref"] == 0:
+            continue
+        out.append(f"    {g:<16} {v['macc']:>10,} MACs  ref {v['ref']:>11,.0f} ({per_mac(v['ref'], v['macc']).strip()}/MAC)"
+                   f"  dsp {v['opt']:>11,.0f} ({per_mac(v['opt'], v['macc']).strip()}/MAC)")
+    t = a["total_instructions"]
+    out.append(f"    {'total':<16} {a['macc']:>10,} MACs  ref {t['ref']:>11,} ({t['ref'] / a['macc']:.2f}/MAC)"
+               f"  dsp {t['opt']:>11,} ({t['opt'] / a['macc']:.2f}/MAC)")
+    for v, name in (("ref", "reference C"), ("opt", "DSP kernels")):
+        ms = t[v] * CPI / F411_HZ * 1e3
+        lo, hi = (t[v] * c / F411_HZ * 1e3 for c in CPI_RANGE)
+        out.append(f"  est. NUCLEO-F411RE @100 MHz, {name:<11}: {ms:6.1f} ms at CPI {CPI} "
+                   f"({lo:.1f}-{hi:.1f} ms for CPI {CPI_RANGE[0]}-{CPI_RANGE[1]}), "
+                   f"{a['macc'] / (t[v] * CPI):.2f} MAC/cycle")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--members", nargs="+", required=True)
+    ap.add_argument("--build", type=Path, default=ROOT / "firmware" / "build")
+    ap.add_argument("--qemu", default="qemu-system-arm")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    results, ok = [], True
+    for m in a.members:
+        image = a.build / "stm32f4" / "netduinoplus2" / m / "bench" / "firmware.bin"
+        if not image.exists():
+            print(f"{m}: no bench image {image} (make -C firmware BOARD=netduinoplus2 MODEL={m} VARIANT=bench)")
+            ok = False
+            continue
+        shapes = layer_shapes(m)
+        try:
+            res = analyse(parse(run_bench(image, a.qemu)), shapes)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            print(f"{m}: bench failed: {exc}")
+            ok = False
+            continue
+        ok = ok and res["match"]
+        results.append(res)
+        print(report(res, shapes))
+        print()
+    print(f"instructions counted under QEMU 7.2 -icount shift=0 (SysTick at 168 MHz = 0.168 ticks per "
+          f"instruction); latency = instructions x CPI / 100 MHz, CPI {CPI} assumed (see bench_firmware.py)")
+    print(ANCHORS)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"cpi": CPI, "cpi_range": CPI_RANGE, "clock_hz": F411_HZ,
+                                      "members": results}, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Real-board bring-up: ``fleetvote flash`` and ``fleetvote probe`` (docs/hardware.md).
+
+    fleetvote flash --board nucleo-f411re --model vgg12-s1 /dev/serial/by-id/usb-STMicro...-if02
+    fleetvote probe /dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02 --limit 50
+
+* ``flash`` builds the release image (``make -C firmware BOARD=B MODEL=M``), writes it with
+  st-flash (stlink-tools) or, failing that, OpenOCD, then opens the board's port at the
+  catalogue's baud and checks with HELLO that it reports the board and the model's hash.
+* ``probe`` says HELLO, classifies N test images, compares every output byte with the numpy
+  engine on the same model, and prints the timings: the round trip seen by the host and the
+  inference time and cycles the board measured.
+
+Both import the engine, the dataset and the serial client only when run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import BoardError, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+ZOO = ROOT / "models" / "zoo"
+FLASH_BASE = 0x08000000
+REAL_BOARDS = ("nucleo-f411re", "nucleo-f446re")  # boards of ports/stm32f4 that are not emulated
+
+
+def model_sha8(model_id: str, zoo: Path = ZOO) -> bytes:
+    path = zoo / model_id / "model.tflite"
+    if not path.exists():
+        raise ConfigError(f"no model {model_id} in {zoo}")
+    return hashlib.sha256(path.read_bytes()).digest()[:8]
+
+
+def flash_command(board: str, model_id: str, tool: str | None = None) -> list[str]:
+    """The command that writes the release image of (board, model); ConfigError if no tool."""
+    out = FIRMWARE / "build" / "stm32f4" / board / model_id / "release"
+    tools = [tool] if tool else ["st-flash", "openocd"]
+    for t in tools:
+        if shutil.which(t) is None:
+            continue
+        if t == "st-flash":
+            return [t, "--reset", "write", str(out / "firmware.bin"), hex(FLASH_BASE)]
+        if t == "openocd":
+            return [t, "-f", "interface/stlink.cfg", "-f", "target/stm32f4x.cfg",
+                    "-c", f"program {out / 'firmware.elf'} verify reset exit"]
+        raise ConfigError(f"unknown flash tool {t!r}: use st-flash or openocd")
+    raise ConfigError(
+        f"no flash tool: {'neither st-flash nor openocd is' if len(tools) > 1 else tools[0] + ' is not'} installed. Install stlink-tools (st-flash) "
+        "or openocd (apt-get install stlink-tools openocd), plug the board's ST-LINK USB port in, "
+        "and run again.")
+
+
+async def _hello(url: str, baud: int, timeout: float = 3.0):
+    from .link.client import BoardClient, Timeouts
+
+    client = await BoardClient.open(url, Timeouts(open=5.0, hello=timeout), baudrate=baud)
+    try:
+        return await client.hello()
+    finally:
+        await client.close()
+
+
+def flash(board: str, model_id: str, port: str, tool: str | None = None, build: bool = True,
+          boot_s: float = 1.0) -> int:
+    from .boards import get_board
+    from .fleet.qemu import build_image
+
+    spec = get_board(board)
+    if board not in REAL_BOARDS:
+        raise ConfigError(f"{board} is not a real board of the STM32F4 port ({', '.join(REAL_BOARDS)})"
+                          + ("; the emulated one runs with `fleetvote sim --qemu N`" if spec.get("emulated") else ""))
+    cmd = flash_command(board, model_id, tool)  # fail on a missing tool before building
+    if build:
+        build_image(model_id, "release", board)
+    print("$ " + " ".join(cmd), flush=True)
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise ConfigError(f"{cmd[0]} failed with status {r.returncode}: is the ST-LINK plugged in "
+                          "and its firmware up to date?")
+    time.sleep(boot_s)
+    want = model_sha8(model_id)
+    try:
+        info = asyncio.run(_hello(port, int(spec["baud"])))
+    except BoardError as exc:
+        print(f"flashed, but HELLO on {port} failed: {exc}", file=sys.stderr)
+        return 1
+    ok = info.model_id == model_id and info.model_sha256 == want and info.board_name == board
+    print(f"{info.board_name} id {info.board_id.hex()} model {info.model_id} "
+          f"sha256 {info.model_sha256.hex()} (expected {want.hex()}) clock {info.core_clock_hz / 1e6:.0f} MHz "
+          f"baud {info.link_baud}: {'OK' if ok else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+async def _probe(url: str, baud: int, images, timeout: float, zoo: Path) -> int:
+    import numpy as np
+
+    from .engine import Engine
+    from .link.client import BoardClient, Timeouts
+
+    client = await BoardClient.open(url, Timeouts(open=5.0, hello=3.0, classify=timeout), baudrate=baud)
+    try:
+        info = await client.hello()
+        print(f"board   {info.board_name} id {info.board_id.hex()} firmware "
+              f"{'.'.join(map(str, info.firmware_version))} protocol {info.protocol_version}")
+        print(f"model   {info.model_id} sha256 {info.model_sha256.hex()} MACC {info.macc:,} "
+              f"weights {info.weight_bytes:,} B arena {info.arena_bytes:,} B")
+        print(f"clock   {info.core_clock_hz / 1e6:.0f} MHz, link {info.link_baud} baud, "
+              f"{'test' if info.flags & 1 else 'release'} build, "
+              f"{'DSP' if info.flags & 2 else 'reference'} kernels")
+        path = zoo / info.model_id / "model.tflite"
+        if not path.exists():
+            print(f"no {path}: cannot compare with the engine", file=sys.stderr)
+            return 1
+        if hashlib.sha256(path.read_bytes()).digest()[:8] != info.model_sha256:
+            print(f"the board's model hash differs from {path}'s: reflash it", file=sys.stderr)
+            return 1
+        expected = Engine.from_file(path).run(images)
+        rtt, inf_us, cycles, bad = [], [], [], 0
+        for i, img in enumerate(images):
+            t0 = time.perf_counter()
+            r = await client.classify(img)
+            rtt.append((time.perf_counter() - t0) * 1e3)
+            inf_us.append(r.inference_us)
+            cycles.append(r.inference_cycles)
+            if tuple(int(v) for v in expected[i]) != r.scores:
+                bad += 1
+                if bad <= 3:
+                    print(f"image {i}: board {r.scores} engine {tuple(int(v) for v in expected[i])}")
+        n = len(images)
+
+        def pct(xs, q):
+            return float(np.percentile(np.asarray(xs, dtype=float), q)) if xs else 0.0
+
+        print(f"images  {n}, {n - bad} identical to the engine byte for byte, {bad} differ")
+        if n:
+            print(f"round trip  p50 {pct(rtt, 50):.1f} ms  p99 {pct(rtt, 99):.1f} ms  (host, transfer included)")
+            print(f"inference   p50 {statistics.median(inf_us) / 1e3:.1f} ms  "
+                  f"{statistics.median(cycles):,.0f} cycles  (board's own count)")
+            if info.macc and info.core_clock_hz:
+                print(f"            {info.macc / statistics.median(cycles):.2f} MAC/cycle")
+        return 0 if bad == 0 and n > 0 else 1
+    finally:
+        await client.close()
+
+
+def probe(url: str, limit: int = 50, baud: int | None = None, data: str | None = None,
+          timeout: float = 10.0, zoo: Path = ZOO, board: str | None = None) -> int:
+    from .data import load_split
+
+    if baud is None:
+        baud = 921_600
+        if board:
+            from .boards import get_board
+
+            baud = int(get_board(board)["baud"])
+    split = load_split("test", data)
+    images = split.x[:limit]
+    return asyncio.run(_probe(url, baud, images, timeout, zoo))
+
+
+# ---- subcommands -----------------------------------------------------------------------------
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser(
+        "flash", help="build, flash and check a real board (st-flash or openocd)",
+        description="Builds the release firmware of --model for --board, writes it with st-flash "
+                    "(stlink-tools) or OpenOCD, then opens PORT and checks with HELLO that the board "
+                    "reports the model's hash. See docs/hardware.md.",
+        epilog="example: fleetvote flash --board nucleo-f411re --model vgg12-s1 "
+               "/dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("port", help="the board's serial port (its ST-LINK virtual COM port)")
+    f.add_argument("--board", required=True, choices=REAL_BOARDS)
+    f.add_argument("--model", required=True, help="a zoo id")
+    f.add_argument("--tool", choices=("st-flash", "openocd"), help="default: st-flash, else openocd")
+    f.add_argument("--no-build", action="store_true", help="flash the image already built")
+    f.set_defaults(func=lambda a: flash(a.board, a.model, a.port, a.tool, build=not a.no_build))
+
+    p = sub.add_parser(
+        "probe", help="HELLO and N test images on one board, byte for byte against the engine",
+        description="Says HELLO, classifies the first N test images, compares every output byte with "
+                    "the numpy engine running the zoo model the board reports, and prints round-trip "
+                    "and on-board inference times. Exit status 1 on any difference.",
+        epilog="example: fleetvote probe /dev/ttyACM0 --limit 100 --board nucleo-f411re",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("url", help="tty path, socket://host:port or rfc2217://host:port")
+    p.add_argument("--limit", type=int, default=50, help="test images (default %(default)s)")
+    p.add_argument("--board", help="a catalogue board: its baud is used")
+    p.add_argument("--baud", type=int, help="default: the --board's, else 921600")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per classification")
+    p.add_argument("--data", help="CIFAR-10 archive; default $CIFAR10_PATH")
+    p.set_defaults(func=lambda a: probe(a.url, a.limit, a.baud, a.data, a.timeout, board=a.board))
