@@ -18,7 +18,12 @@ from .boards import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, get_board
 from .engine import Engine, load_model
 
 
-def analyze(model_path: Path, board: str | None = None) -> dict:
+# The seed's single-board model as X-CUBE-AI analysed it (../shared/seed/README.md)
+SEED = {"macc": 32_997_984, "params": 1_343_146, "weight_bytes": 5_372_584, "activation_bytes": 143_468,
+        "accuracy": 0.8320, "latency_s": 0.2749832}
+
+
+def analyze(model_path: Path, board: str | None = None, vs_seed: bool | None = None) -> dict:
     model = load_model(model_path)
     engine = Engine(model)
     layers, seen_const = [], set()
@@ -51,6 +56,11 @@ def analyze(model_path: Path, board: str | None = None) -> dict:
     }
     rep = {"model": str(model_path), "sha256": model.sha256, "layers": layers, "total": total,
            "macc_convention": "multiply-accumulates of conv, depthwise conv and dense layers only"}
+    if vs_seed is None:  # by default for the zoo's baseline, the model rebuilt after the seed
+        card = Path(model_path).parent / "card.json"
+        vs_seed = card.exists() and '"role": "baseline"' in card.read_text()
+    if vs_seed:
+        rep["seed"] = SEED
     if board:
         b = get_board(board)
         flash_need = total["weight_bytes"] + FIRMWARE_FLASH_BYTES
@@ -82,6 +92,16 @@ def format_analysis(rep: dict) -> str:
         f"(peak live tensors, at layer {t['peak_at_layer']})",
         f"arena           {t['arena_bytes']:>12,} B = {_human(t['arena_bytes'])}  (greedy buffer plan, 16-byte aligned)",
     ]
+    if "seed" in rep:
+        sd = rep["seed"]
+        lines += ["", "beside the seed (X-CUBE-AI's analysis of the float model, ../shared/seed/README.md):",
+                  f"{'':<22}{'this model (int8)':>20}{'seed (float32)':>18}{'ratio':>8}"]
+        for label, ours, theirs in (("MACC", t["macc"], sd["macc"]), ("parameters", t["params"], sd["params"]),
+                                    ("weights (ro), bytes", t["weight_bytes"], sd["weight_bytes"]),
+                                    ("activations (rw), B", t["peak_activation_bytes"], sd["activation_bytes"])):
+            lines.append(f"{label:<22}{ours:>20,}{theirs:>18,}{ours / theirs:>8.2f}")
+        lines.append("MACC conventions differ: ours counts conv and dense multiply-accumulates only; X-CUBE-AI's "
+                     "count also includes pooling, activations and softmax. Weights: int8 here, float32 there.")
     if "board" in rep:
         b = rep["board"]
         verdict = "fits" if b["fits"] else "DOES NOT FIT"
