@@ -74,3 +74,17 @@ results: venv firmware-host  ## regenerate README.md's results table (ensemble-e
 	$(BIN)/fleetvote plan --eval $(RESULTS)/ensemble-eval.json --bench $(RESULTS)/bench/bench.json \
 	    --json $(RESULTS)/plan.json
 	$(BIN)/fleetvote results --dir $(RESULTS) --readme README.md
+
+# ---- reliability: chaos, load, API fuzzing (service/fleetvote/chaos.py, load.py; tests/test_schemathesis.py)
+CHAOS_ARGS ?= --boards 6 --victims 3 --requests 2000 --concurrency 8
+LOAD_ARGS ?= --requests 10000 --concurrency 64
+FUZZ_API_EXAMPLES ?= 1000
+.PHONY: chaos load fuzz-api
+chaos: venv firmware-host  ## faults at random into K of N virtual boards under load: answers, deadlines, recovery, leaks
+	$(BIN)/python -m fleetvote.chaos $(CHAOS_ARGS)
+
+load: venv firmware-host  ## 10,000 requests at concurrency 64 against fleetvote serve: throughput, p99, fallbacks, RSS
+	$(BIN)/python -m fleetvote.load $(LOAD_ARGS)
+
+fuzz-api: venv firmware-host  ## the HTTP API against its OpenAPI schema under schemathesis (FUZZ_API_EXAMPLES per operation)
+	FUZZ_API_EXAMPLES=$(FUZZ_API_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_schemathesis.py

@@ -28,7 +28,7 @@ Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.t
 
 # Modules that add their own subcommands: each has add_parser(subparsers), which registers one
 # or more subparsers with set_defaults(func=...). They must import heavy packages lazily.
-COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.hardware"]
+COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.hardware", "fleetvote.bench", "fleetvote.ensemble_eval", "fleetvote.plan", "fleetvote.results"]
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -70,7 +70,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_analyze(a: argparse.Namespace) -> int:
     from .analyze import analyze, format_analysis
 
-    rep = analyze(Path(a.model), board=a.board)
+    rep = analyze(Path(a.model), board=a.board, vs_seed=True if a.vs_seed else None)
     print(json.dumps(rep, indent=2) if a.json else format_analysis(rep))
     return 0 if rep.get("fits", True) else 3
 
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("model")
     an.add_argument("--board", help="a board of firmware/boards/catalog.json")
     an.add_argument("--json", action="store_true")
+    an.add_argument("--vs-seed", action="store_true", help="print the figures beside the seed's (default for the "
+                                                           "zoo's baseline)")
     an.set_defaults(func=_cmd_analyze)
 
     c = sub.add_parser("card", help="write or check the zoo's model cards",

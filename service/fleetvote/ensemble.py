@@ -27,7 +27,8 @@ from .fusion import STRATEGIES
 
 class MemberSpec(BaseModel):
     id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
-    weight: float | None = Field(default=None, ge=0)
+    # finite and bounded: an infinite weight makes the weighted vote's scores NaN
+    weight: float | None = Field(default=None, ge=0, le=1e6)
 
 
 class EnsembleSpec(BaseModel):
@@ -103,9 +104,16 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
         except ModelError as exc:
             raise ConfigError(f"{p}: member {m.id!r}: {exc}") from exc
         card = {}
-        if (mdir / "card.json").exists():
-            card = json.loads((mdir / "card.json").read_text())
-        weight = m.weight if m.weight is not None else float(card.get("val_accuracy", 1.0))
+        try:
+            if (mdir / "card.json").exists():
+                card = json.loads((mdir / "card.json").read_text())
+                if not isinstance(card, dict):
+                    raise ValueError("not a JSON object")
+            weight = m.weight if m.weight is not None else float(card.get("val_accuracy", 1.0))
+            if not 0 <= weight <= 1e6:  # NaN fails too
+                raise ValueError(f"val_accuracy {weight} is not a weight in 0..1e6")
+        except (OSError, ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            raise ConfigError(f"{p}: member {m.id!r}: bad card {mdir / 'card.json'} ({exc})") from exc
         sha = hashlib.sha256(model.read_bytes()).hexdigest()
         members.append(Member(m.id, weight, sha, engine, card))
     if spec.strategy == "weighted" and sum(m.weight for m in members) <= 0:

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     zoo: Path = Field(ROOT / "models" / "zoo")
     deadline_ms: float | None = Field(None, gt=0, description="per-request deadline; default: per board from its HELLO figures")
     deadline_margin_ms: float = Field(50.0, ge=0, description="added to a board's estimated latency")
-    queue_size: int = Field(4, ge=1, le=1024, description="requests waiting per board before 503")
+    queue_size: int = Field(16, ge=1, le=1024, description="requests waiting per board (beyond: fallback, "
+                            "or 503 when every board is full)")
     fallback: bool = Field(True, description="compute missing members with the numpy engine")
     quorum: int | None = Field(None, ge=1, description="override the ensemble file's quorum")
     upload_limit: int = Field(1_000_000, ge=3072, description="largest accepted request body, bytes")

@@ -101,4 +101,4 @@ class Health(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    detail: str
+    detail: str | list[dict] = Field(description="what is wrong; FastAPI's list of errors for a bad query parameter")

@@ -1,0 +1,713 @@
+"""``fleetvote bench``: a load generator for the HTTP API, in the manner of Triton's perf_analyzer.
+
+It POSTs CIFAR-10 test images (raw 3,072-byte bodies) to ``/classify`` over real HTTP on the
+loopback interface, at each concurrency level of a sweep (default 1, 4, 16, 64: that many
+requests in flight, each worker sending its next image as soon as its answer arrives), for a
+number of requests (``--count``) or a time (``--duration``) per level. Per level it reports:
+
+* throughput (answered requests per second of wall time) and HTTP latency p50/p90/p95/p99, as
+  the client sees it (send to last byte of the answer);
+* errors (transport failures, non-200 other than 503) and 503s (admission control) apart;
+* accuracy of the answers against the test labels, and the share of member answers that came
+  from the fallback engine rather than a board (and of requests with at least one);
+* per board (from each answer's ``members``): queue, wire and on-board time and the member's
+  latency (queue + round trip);
+* the service's own overhead (below).
+
+Then it runs the fusion strategies (``?strategy=``) on the same images, for accuracy per strategy.
+
+Overhead of the service, per request: HTTP latency minus the largest member latency of that
+answer (``latency_ms`` of a member = its queue wait + the board's round trip; for a fallback member
+the engine's compute time). What is left is HTTP (client and server), decoding, the fan-out's own
+bookkeeping and fusion. It is split into two parts that locate the time:
+``client_http_ms`` = HTTP latency - the server's ``latency_ms`` (client, socket, uvicorn, FastAPI,
+decoding) and ``fleet_ms`` = the server's ``latency_ms`` - the largest member (inside
+``Fleet.classify`` but not waiting for a member). Targets: p50 <= 2 ms and p99 <= 10 ms at
+concurrency 1 and 32 (``--overhead-concurrency``; levels not in the sweep are run as well).
+
+Writes ``bench.json`` (everything), ``bench.csv`` (one row per level and strategy),
+``bench_boards.csv`` (one row per level and board), ``bench_latency.png`` (latency and throughput
+against concurrency) and ``bench_strategies.png`` (accuracy per strategy).
+
+    fleetvote bench --url http://127.0.0.1:8000 --count 500
+    fleetvote bench --serve-virtual --ensemble models/zoo/ensemble.json --duration 10
+
+``--serve-virtual`` starts ``fleetvote serve --virtual`` itself on a free loopback port, waits
+until every member has a ready board, runs the bench and stops the server (and, should any
+outlive it, its virtual boards) by PID.
+
+Only loopback URLs are accepted: the load is meant for this machine's own service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import ipaddress
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .errors import ConfigError
+
+DEFAULT_LEVELS = (1, 4, 16, 64)
+OVERHEAD_LEVELS = (1, 32)
+OVERHEAD_TARGET_P50_MS = 2.0
+OVERHEAD_TARGET_P99_MS = 10.0
+STRATEGIES = ("majority", "weighted", "soft")
+ORDER_SEED = 0  # the image order: a fixed permutation of the test split, the same for every level
+PERCENTILES = (50, 90, 95, 99)
+
+
+# ---- one request -----------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    index: int  # image index in the test split
+    truth: int
+    status: int  # HTTP status; 0 for a transport error
+    http_ms: float
+    t_send: float = 0.0  # time.perf_counter() at the send (CLOCK_MONOTONIC: comparable across processes)
+    seq: int = -1  # also sent as the x-bench-seq header, to match server-side traces
+    error: str | None = None
+    label: int | None = None
+    fallbacks: int = 0
+    server_ms: float | None = None
+    members: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def member_max_ms(self) -> float | None:
+        return max((m["latency_ms"] for m in self.members), default=None)
+
+
+def check_loopback(url: str) -> str:
+    """The URL, if its host is this machine's loopback; ConfigError otherwise."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{url}: not an http:// URL")
+    if host != "localhost":
+        try:
+            loop = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loop = False
+        if not loop:
+            raise ConfigError(f"{url}: the bench only loads loopback services (127.0.0.0/8, ::1, localhost)")
+    return url.rstrip("/")
+
+
+def _member_view(m: dict) -> dict:
+    return {"model_id": m["model_id"], "board_id": m.get("board_id"), "source": m["source"],
+            "queue_ms": float(m["queue_ms"]), "wire_ms": float(m["wire_ms"]),
+            "board_us": m.get("board_us"), "latency_ms": float(m["latency_ms"])}
+
+
+async def _post(client, path: str, body: bytes, index: int, truth: int, seq: int = -1) -> Sample:
+    import httpx
+
+    t0 = time.perf_counter()
+    try:
+        r = await client.post(path, content=body, headers={"x-bench-seq": str(seq)})
+        ms = (time.perf_counter() - t0) * 1000
+    except httpx.HTTPError as exc:
+        return Sample(index, truth, 0, (time.perf_counter() - t0) * 1000, t0, seq, error=type(exc).__name__)
+    if r.status_code != 200:
+        return Sample(index, truth, r.status_code, ms, t0, seq, error=f"HTTP {r.status_code}")
+    try:
+        b = r.json()
+        return Sample(index, truth, 200, ms, t0, seq, label=int(b["label"]), fallbacks=int(b.get("fallbacks", 0)),
+                      server_ms=float(b["latency_ms"]), members=[_member_view(m) for m in b["members"]])
+    except (ValueError, KeyError, TypeError) as exc:
+        return Sample(index, truth, 0, ms, t0, seq, error=f"bad body: {type(exc).__name__}")
+
+
+async def run_level(client, images: np.ndarray, labels: np.ndarray, order: np.ndarray, concurrency: int,
+                    count: int | None, duration: float | None, strategy: str | None = None,
+                    desc: str = "", progress: bool = True) -> tuple[list[Sample], float]:
+    """``concurrency`` workers, each sending its next image as soon as its answer arrives, until
+    ``count`` requests were sent or ``duration`` seconds passed. Returns the samples and the
+    wall time from the first send to the last answer."""
+    from tqdm.auto import tqdm
+
+    path = "/classify" + (f"?strategy={strategy}" if strategy else "")
+    samples: list[Sample] = []
+    next_i = 0
+    t0 = time.perf_counter()
+    stop_at = t0 + duration if duration else None
+    bar = tqdm(total=count if count else None, desc=desc, unit="req", leave=False,
+               disable=None if progress else True)
+
+    async def worker() -> None:
+        nonlocal next_i
+        while True:
+            if count is not None and next_i >= count:
+                return
+            if stop_at is not None and time.perf_counter() >= stop_at:
+                return
+            i = next_i
+            next_i += 1
+            k = int(order[i % len(order)])
+            s = await _post(client, path, images[k].tobytes(), k, int(labels[k]), seq=i)
+            samples.append(s)
+            bar.update(1)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        bar.close()
+    return samples, time.perf_counter() - t0
+
+
+# ---- CPU accounting --------------------------------------------------------------------------
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) so far of this process ("client") and of each named group of
+    processes (Linux /proc; a process that has gone counts 0)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"client": ru.ru_utime + ru.ru_stime}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15)
+            except (OSError, IndexError, ValueError):
+                pass
+        out[name] = total
+    return out
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float | None]:
+    return {k: round((after[k] - before[k]) * 1000 / n, 2) if n else None for k in after}
+
+
+# ---- statistics ------------------------------------------------------------------------------
+
+def pct(values, ps=PERCENTILES) -> dict:
+    """p50... of values (linear interpolation between ranks), mean and max; None when empty."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return {**{f"p{p}": None for p in ps}, "mean": None, "max": None}
+    out = {f"p{p}": round(float(np.percentile(v, p)), 3) for p in ps}
+    out.update(mean=round(float(v.mean()), 3), max=round(float(v.max()), 3))
+    return out
+
+
+def board_stats(samples: list[Sample]) -> list[dict]:
+    """Per (model, board) of the answered requests: queue, wire, on-board time, member latency."""
+    groups: dict[tuple, list[dict]] = {}
+    for s in samples:
+        if s.ok:
+            for m in s.members:
+                key = (m["model_id"], m["board_id"] if m["source"] == "board" else None, m["source"])
+                groups.setdefault(key, []).append(m)
+    rows = []
+    for (mid, bid, source), ms in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1] or "")):
+        rows.append({
+            "model_id": mid, "board_id": bid, "source": source, "answers": len(ms),
+            "queue_ms": pct([m["queue_ms"] for m in ms], (50, 99)),
+            "wire_ms": pct([m["wire_ms"] for m in ms], (50, 99)),
+            "board_ms": pct([m["board_us"] / 1000 if m["board_us"] is not None else None for m in ms], (50, 99)),
+            "latency_ms": pct([m["latency_ms"] for m in ms], (50, 99)),
+        })
+    return rows
+
+
+def summarize(samples: list[Sample], wall_s: float, concurrency: int, strategy: str | None,
+              purpose: str = "sweep") -> dict:
+    ok = [s for s in samples if s.ok]
+    n_members = sum(len(s.members) for s in ok)
+    errors: dict[str, int] = {}
+    for s in samples:
+        if not s.ok and s.status != 503:
+            errors[s.error or "?"] = errors.get(s.error or "?", 0) + 1
+    overhead = [s.http_ms - s.member_max_ms for s in ok if s.member_max_ms is not None]
+    return {
+        "purpose": purpose, "concurrency": concurrency, "strategy": strategy or "default",
+        "requests": len(samples), "ok": len(ok), "errors": sum(errors.values()),
+        "status_503": sum(1 for s in samples if s.status == 503), "error_kinds": errors,
+        "wall_s": round(wall_s, 3), "throughput_rps": round(len(ok) / wall_s, 2) if wall_s > 0 else None,
+        "latency_ms": pct([s.http_ms for s in ok]),
+        "accuracy": round(float(np.mean([s.label == s.truth for s in ok])), 4) if ok else None,
+        "fallback_share": round(sum(s.fallbacks for s in ok) / n_members, 4) if n_members else None,
+        "degraded_share": round(sum(1 for s in ok if s.fallbacks) / len(ok), 4) if ok else None,
+        "overhead_ms": pct(overhead),
+        "overhead_parts_ms": {
+            "client_http_ms": pct([s.http_ms - s.server_ms for s in ok if s.server_ms is not None], (50, 99)),
+            "fleet_ms": pct([s.server_ms - s.member_max_ms for s in ok
+                             if s.server_ms is not None and s.member_max_ms is not None], (50, 99)),
+            "largest_member_ms": pct([s.member_max_ms for s in ok], (50, 99)),
+        },
+        "boards": board_stats(samples),
+    }
+
+
+# ---- the bench -------------------------------------------------------------------------------
+
+async def _server_view(client) -> dict:
+    view: dict = {}
+    for path in ("/ensemble", "/boards"):
+        try:
+            r = await client.get(path)
+            if r.status_code == 200:
+                view[path.strip("/")] = r.json()
+        except Exception:  # informative only: the bench itself says what failed
+            pass
+    return view
+
+
+async def _floor(client, n: int) -> dict:
+    """The HTTP floor: GET /healthz (no fleet, no body) one at a time, through the same client."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = await client.get("/healthz")
+        if r.status_code == 200:
+            times.append((time.perf_counter() - t0) * 1000)
+    return {"what": "GET /healthz at concurrency 1, same client and connection pool", "requests": n,
+            "latency_ms": pct(times, (50, 99))}
+
+
+async def _bench(url: str, images: np.ndarray, labels: np.ndarray, levels, count, duration, strategies,
+                 strategy_count, strategy_concurrency, overhead_levels, warmup, timeout, api_key,
+                 progress, watch) -> dict:
+    import httpx
+
+    order = np.random.default_rng(ORDER_SEED).permutation(len(labels))
+    most = max([*levels, *overhead_levels, strategy_concurrency, 1])
+    headers = {"content-type": "application/octet-stream"}
+    if api_key:
+        headers["x-api-key"] = api_key
+    limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
+    rep: dict = {"levels": [], "strategies": []}
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=timeout) as client:
+        view = await _server_view(client)
+        rep["server"] = {
+            "strategy": view.get("ensemble", {}).get("strategy"),
+            "quorum": view.get("ensemble", {}).get("quorum"),
+            "members": [{"id": m["id"], "weight": m["weight"], "macc": m["macc"], "boards": len(m["boards"])}
+                        for m in view.get("ensemble", {}).get("members", [])],
+            "boards": [{k: b.get(k) for k in ("id", "url", "state", "model_id", "board_name", "clock_hz", "baud")}
+                       for b in view.get("boards", {}).get("boards", [])],
+        }
+        if warmup:
+            await run_level(client, images, labels, order, 1, warmup, None, desc="warm-up", progress=progress)
+        rep["floor"] = await _floor(client, min(count or 200, 200))
+        plan = sorted([(c, "sweep") for c in levels] + [(c, "overhead") for c in set(overhead_levels) - set(levels)])
+        for c, purpose in plan:
+            load, before = os.getloadavg()[0], cpu_seconds(watch)
+            samples, wall = await run_level(client, images, labels, order, c, count, duration,
+                                            desc=f"concurrency {c}", progress=progress)
+            rep["levels"].append({**summarize(samples, wall, c, None, purpose), "load_avg_1m": round(load, 2),
+                                  "cpu_ms_per_request": cpu_per_request(before, cpu_seconds(watch), len(samples))})
+            rep.setdefault("raw", []).extend(
+                {"concurrency": c, "seq": x.seq, "t_send": round(x.t_send, 6), "http_ms": round(x.http_ms, 3),
+                 "status": x.status, "server_ms": x.server_ms, "member_max_ms": x.member_max_ms,
+                 "fallbacks": x.fallbacks} for x in samples)
+        for st in strategies:
+            load, before = os.getloadavg()[0], cpu_seconds(watch)
+            samples, wall = await run_level(client, images, labels, order, strategy_concurrency, strategy_count,
+                                            None, strategy=st, desc=f"strategy {st}", progress=progress)
+            rep["strategies"].append({**summarize(samples, wall, strategy_concurrency, st, "strategy"),
+                                      "load_avg_1m": round(load, 2),
+                                      "cpu_ms_per_request": cpu_per_request(before, cpu_seconds(watch), len(samples))})
+    by_c = {lv["concurrency"]: lv for lv in rep["levels"]}
+    rep["overhead"] = []
+    for c in overhead_levels:
+        o = by_c[c]["overhead_ms"]
+        rep["overhead"].append({
+            "concurrency": c, "p50_ms": o["p50"], "p99_ms": o["p99"],
+            "target_p50_ms": OVERHEAD_TARGET_P50_MS, "target_p99_ms": OVERHEAD_TARGET_P99_MS,
+            "meets_target": (o["p50"] is not None and o["p50"] <= OVERHEAD_TARGET_P50_MS
+                             and o["p99"] <= OVERHEAD_TARGET_P99_MS),
+            "parts_ms": by_c[c]["overhead_parts_ms"],
+        })
+    return rep
+
+
+def run_bench(url: str, out_dir: Path | None = None, levels=DEFAULT_LEVELS, count: int | None = 200,
+              duration: float | None = None, strategies=STRATEGIES, strategy_count: int | None = None,
+              strategy_concurrency: int = 4, overhead_levels=OVERHEAD_LEVELS, warmup: int = 10,
+              timeout: float = 30.0, api_key: str | None = None, data: str | None = None,
+              limit: int | None = None, progress: bool = True, command: str | None = None,
+              plots: bool = True, watch_pids: dict[str, list[int]] | None = None) -> dict:
+    """Run the sweep against ``url``; write the files into ``out_dir`` when given; the report.
+    ``watch_pids``: {"server": [pid], "boards": [pids]}: their CPU time per request is reported
+    beside the client's (this process's)."""
+    from .data import load_split
+
+    url = check_loopback(url)
+    if count is None and duration is None:
+        raise ConfigError("give a count or a duration per level")
+    thin = [c for c in (*levels, *overhead_levels) if count is not None and duration is None and count < 4 * c]
+    if thin:
+        print(f"fleetvote bench: note: {count} requests per level is under 4 per worker at concurrency "
+              f"{', '.join(map(str, sorted(set(thin))))}: those levels are mostly ramp-up and ramp-down",
+              file=sys.stderr)
+    ds = load_split("test", data)
+    x, y = ds.x, ds.y
+    if limit:
+        idx = np.linspace(0, len(y) - 1, num=min(limit, len(y))).round().astype(int)
+        x, y = x[idx], y[idx]
+    started = datetime.now(timezone.utc)
+    rep = asyncio.run(_bench(url, x, y, tuple(levels), count, duration, tuple(strategies),
+                             strategy_count or count or 200, strategy_concurrency, tuple(overhead_levels),
+                             warmup, timeout, api_key, progress, watch_pids or {}))
+    rep = {"command": command, "url": url, "started": started.isoformat(timespec="seconds"),
+           "images": int(len(y)), "dataset": "CIFAR-10 test split (JPEG copy)"
+           if "jpeg" in str(data or os.environ.get("CIFAR10_PATH", "")) else "CIFAR-10 test split",
+           "settings": {"levels": list(levels), "count": count, "duration_s": duration,
+                        "strategies": list(strategies), "strategy_count": strategy_count or count,
+                        "strategy_concurrency": strategy_concurrency, "overhead_levels": list(overhead_levels),
+                        "warmup": warmup, "timeout_s": timeout, "order_seed": ORDER_SEED},
+           "host": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+           "overhead_definition": "HTTP latency (client) minus the largest member latency_ms (queue + board round "
+                                  "trip; engine time for a fallback member) of the same answer",
+           **rep}
+    if out_dir is not None:
+        rep["files"] = write_outputs(rep, Path(out_dir), plots=plots)
+    return rep
+
+
+# ---- outputs ---------------------------------------------------------------------------------
+
+CSV_FIELDS = ["purpose", "concurrency", "strategy", "requests", "ok", "errors", "status_503", "wall_s",
+              "throughput_rps", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms", "accuracy",
+              "fallback_share", "degraded_share", "overhead_p50_ms", "overhead_p99_ms"]
+BOARD_FIELDS = ["purpose", "concurrency", "strategy", "model_id", "board_id", "source", "answers",
+                "queue_p50_ms", "queue_p99_ms", "wire_p50_ms", "wire_p99_ms", "board_p50_ms", "board_p99_ms",
+                "latency_p50_ms", "latency_p99_ms"]
+
+
+def _csv_row(lv: dict) -> dict:
+    lat = lv["latency_ms"]
+    return {**{k: lv[k] for k in ("purpose", "concurrency", "strategy", "requests", "ok", "errors", "status_503",
+                                   "wall_s", "throughput_rps", "accuracy", "fallback_share", "degraded_share")},
+            **{f"p{p}_ms": lat[f"p{p}"] for p in PERCENTILES}, "mean_ms": lat["mean"], "max_ms": lat["max"],
+            "overhead_p50_ms": lv["overhead_ms"]["p50"], "overhead_p99_ms": lv["overhead_ms"]["p99"]}
+
+
+def write_outputs(rep: dict, out: Path, plots: bool = True) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(out / "bench.json"), "csv": str(out / "bench.csv"),
+             "boards_csv": str(out / "bench_boards.csv")}
+    raw = rep.pop("raw", None)
+    if raw:  # one line per request of the sweep: for matching with server-side traces (x-bench-seq)
+        files["raw_jsonl"] = str(out / "bench_requests.jsonl")
+        Path(files["raw_jsonl"]).write_text("".join(json.dumps(r) + "\n" for r in raw))
+    rows = rep["levels"] + rep["strategies"]
+    with open(files["csv"], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(_csv_row(lv) for lv in rows)
+    with open(files["boards_csv"], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=BOARD_FIELDS)
+        w.writeheader()
+        for lv in rows:
+            for b in lv["boards"]:
+                w.writerow({"purpose": lv["purpose"], "concurrency": lv["concurrency"], "strategy": lv["strategy"],
+                            "model_id": b["model_id"], "board_id": b["board_id"], "source": b["source"],
+                            "answers": b["answers"],
+                            **{f"{k}_{p}_ms": b[f"{k}_ms"][p] for k in ("queue", "wire", "board", "latency")
+                               for p in ("p50", "p99")}})
+    if plots:
+        try:
+            files.update(plot(rep, out))
+        except ImportError:
+            files["plots"] = "matplotlib is not installed: no PNG"
+    Path(files["json"]).write_text(json.dumps({**rep, "files": files}, indent=1) + "\n")
+    return files
+
+
+def plot(rep: dict, out: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    lv = sorted(rep["levels"], key=lambda v: v["concurrency"])
+    cs = [v["concurrency"] for v in lv]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for p, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
+        ax.plot(cs, [v["latency_ms"][p] for v in lv], style, label=f"HTTP {p}")
+    ax.plot(cs, [v["overhead_ms"]["p50"] for v in lv], "x-", color="grey", label="service overhead p50")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(cs, [str(c) for c in cs])
+    ax.set_xlabel("concurrency (requests in flight)")
+    ax.set_ylabel("latency, ms")
+    ax2 = ax.twinx()
+    ax2.plot(cs, [v["throughput_rps"] for v in lv], "D-", color="black", alpha=0.5, label="throughput")
+    ax2.set_ylabel("answered requests / s")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    ax.set_title(f"fleetvote bench: {len(rep.get('server', {}).get('members', []))} members, {rep['url']}")
+    fig.tight_layout()
+    files["latency_png"] = str(out / "bench_latency.png")
+    fig.savefig(files["latency_png"], dpi=110)
+    plt.close(fig)
+    if rep["strategies"]:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        names = [s["strategy"] for s in rep["strategies"]]
+        accs = [s["accuracy"] or 0.0 for s in rep["strategies"]]
+        bars = ax.bar(names, accs, color=["#4c72b0", "#dd8452", "#55a868"][: len(names)])
+        for b, a in zip(bars, accs):
+            ax.text(b.get_x() + b.get_width() / 2, a, f"{a:.3f}", ha="center", va="bottom", fontsize=9)
+        lo = min(accs) if accs else 0
+        ax.set_ylim(max(0.0, lo - 0.1), min(1.0, max(accs, default=1) + 0.05))
+        ax.set_ylabel(f"accuracy on {rep['strategies'][0]['requests']} test images")
+        ax.set_title("accuracy per fusion strategy (over HTTP)")
+        fig.tight_layout()
+        files["strategies_png"] = str(out / "bench_strategies.png")
+        fig.savefig(files["strategies_png"], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def _f(v, fmt="{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def format_report(rep: dict) -> str:
+    s = rep.get("server", {})
+    lines = [f"{rep['url']}: {len(s.get('members', []))} members "
+             f"({', '.join(m['id'] for m in s.get('members', []))}), default strategy {s.get('strategy')}, "
+             f"{len(s.get('boards', []))} boards; {rep['images']} test images",
+             "",
+             f"{'conc':>5}{'req':>6}{'ok/s':>8}{'p50':>8}{'p90':>8}{'p95':>8}{'p99':>8}{'err':>5}{'503':>5}"
+             f"{'fallb.':>8}{'acc':>7}{'ovh p50':>9}{'ovh p99':>9}   (ms)"]
+    for lv in rep["levels"] + rep["strategies"]:
+        lat = lv["latency_ms"]
+        tag = f"  {lv['strategy']}" if lv["purpose"] == "strategy" else ("  (overhead)" if lv["purpose"] == "overhead" else "")
+        lines.append(f"{lv['concurrency']:>5}{lv['requests']:>6}{_f(lv['throughput_rps'], '{:.1f}'):>8}"
+                     f"{_f(lat['p50']):>8}{_f(lat['p90']):>8}{_f(lat['p95']):>8}{_f(lat['p99']):>8}"
+                     f"{lv['errors']:>5}{lv['status_503']:>5}{_f(lv['fallback_share'], '{:.1%}'):>8}"
+                     f"{_f(lv['accuracy'], '{:.3f}'):>7}{_f(lv['overhead_ms']['p50']):>9}"
+                     f"{_f(lv['overhead_ms']['p99']):>9}{tag}")
+    lines += ["", "per board, p50 (ms):",
+              f"{'conc':>5}  {'member':<16}{'board':<26}{'n':>5}{'queue':>8}{'wire':>8}{'board':>8}{'latency':>9}"]
+    for lv in rep["levels"]:
+        for b in lv["boards"]:
+            lines.append(f"{lv['concurrency']:>5}  {b['model_id']:<16}{(b['board_id'] or b['source']):<26}"
+                         f"{b['answers']:>5}{_f(b['queue_ms']['p50']):>8}{_f(b['wire_ms']['p50']):>8}"
+                         f"{_f(b['board_ms']['p50']):>8}{_f(b['latency_ms']['p50']):>9}")
+    lines += ["", "CPU time per request sent (ms), and the host's 1-minute load average at the start of the level:"]
+    for lv in rep["levels"] + rep["strategies"]:
+        cpu = lv.get("cpu_ms_per_request") or {}
+        lines.append(f"{lv['concurrency']:>5}  " + ", ".join(f"{k} {_f(v)}" for k, v in cpu.items())
+                     + f"; load {lv.get('load_avg_1m')}" + (f"  {lv['strategy']}" if lv["purpose"] == "strategy" else ""))
+    lines += ["", f"service overhead ({rep['overhead_definition']}):"]
+    if rep.get("floor"):
+        fl = rep["floor"]["latency_ms"]
+        lines.append(f"  HTTP floor ({rep['floor']['what']}): p50 {_f(fl['p50'])} ms, p99 {_f(fl['p99'])} ms")
+    for o in rep["overhead"]:
+        p = o["parts_ms"]
+        verdict = "meets" if o["meets_target"] else "MISSES"
+        lines.append(f"  concurrency {o['concurrency']:>3}: p50 {_f(o['p50_ms'])} ms, p99 {_f(o['p99_ms'])} ms "
+                     f"({verdict} <= {o['target_p50_ms']:g} / <= {o['target_p99_ms']:g} ms); p50 parts: "
+                     f"client+HTTP+app {_f(p['client_http_ms']['p50'])}, fleet {_f(p['fleet_ms']['p50'])}; "
+                     f"largest member {_f(p['largest_member_ms']['p50'])}")
+    if rep.get("files"):
+        lines += ["", "wrote " + ", ".join(v for v in rep["files"].values() if v.endswith((".json", ".csv", ".png")))]
+    return "\n".join(lines)
+
+
+# ---- a server of our own ---------------------------------------------------------------------
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _board_pids(log_path: Path) -> list[int]:
+    pids = []
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(line)
+                    if rec.get("msg") == "virtual board started" and isinstance(rec.get("pid"), int):
+                        pids.append(rec["pid"])
+    return pids
+
+
+def _is_board(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"board")
+    except OSError:
+        return False
+
+
+def stop_by_pid(proc: subprocess.Popen, board_pids: list[int], grace_s: float = 20.0) -> list[int]:
+    """SIGTERM the server (its lifespan stops its boards), SIGKILL it after ``grace_s``; then any
+    of its boards still alive, by PID. Returns the board PIDs that had to be killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    killed = []
+    for pid in board_pids:
+        if _is_board(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
+
+
+@contextlib.contextmanager
+def virtual_server(ensemble: Path | None = None, run_dir: Path | None = None, ready_timeout: float = 90.0,
+                   api_key: str | None = None):
+    """``fleetvote serve --virtual`` on a free loopback port; yields (url, info). Stopped by PID."""
+    import httpx
+
+    run_dir = Path(run_dir or tempfile.mkdtemp(prefix="fleetvote-bench-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "fleetvote.cli", "serve", "--virtual", "--host", "127.0.0.1", "--port", str(port),
+           "--run-dir", str(run_dir), "--log-json"]
+    if ensemble:
+        cmd += ["--ensemble", str(ensemble)]
+    # boards of the virtual fleet only: no USB scan, no by-id links
+    env = {**os.environ, "FLEETVOTE_SCAN_USB": "false", "FLEETVOTE_LINK_GLOBS": "[]"}
+    if api_key:
+        env["FLEETVOTE_API_KEY"] = api_key
+    log_path = run_dir / "serve.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    info = {"pid": proc.pid, "command": shlex.join(["fleetvote", *cmd[3:]]), "log": str(log_path), "port": port}
+    try:
+        deadline = time.monotonic() + ready_timeout
+        headers = {"x-api-key": api_key} if api_key else {}
+        while True:
+            if proc.poll() is not None:
+                raise ConfigError(f"fleetvote serve exited with status {proc.returncode}; log: "
+                                  f"{log_path.read_text(errors='replace')[-2000:]}")
+            if time.monotonic() > deadline:
+                raise ConfigError(f"fleetvote serve was not ready in {ready_timeout:.0f} s; log: {log_path}")
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                r = httpx.get(url + "/ensemble", headers=headers, timeout=2)
+                if r.status_code == 200 and all(m["boards"] for m in r.json()["members"]):
+                    break
+            time.sleep(0.2)
+        info["board_pids"] = _board_pids(log_path)
+        yield url, info
+    finally:
+        info["killed_boards"] = stop_by_pid(proc, _board_pids(log_path))
+        info["exit_status"] = proc.returncode
+        log.close()
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma list of integers like 1,4,16,64") from exc
+    if any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError("concurrency levels are >= 1")
+    return vals
+
+
+def _strategies(text: str) -> list[str]:
+    vals = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [v for v in vals if v not in STRATEGIES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown strategy {', '.join(bad)}; use {', '.join(STRATEGIES)}")
+    return vals
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    try:
+        import httpx  # noqa: F401  (the client: in the test extra, not the service's runtime)
+    except ImportError:
+        raise ConfigError("fleetvote bench needs httpx: pip install httpx (or the project's test extra)") from None
+    out = Path(a.out or Path("runs") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    count = None if a.duration and a.count is None else (a.count or 200)
+    command = "fleetvote " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "fleetvote" else None
+    kw = dict(out_dir=out, levels=a.concurrency, count=count, duration=a.duration, strategies=a.strategies,
+              strategy_count=a.strategy_count, strategy_concurrency=a.strategy_concurrency,
+              overhead_levels=a.overhead_concurrency, warmup=a.warmup, timeout=a.timeout, api_key=a.api_key,
+              data=a.data, limit=a.limit, progress=not a.no_progress, command=command)
+    if a.serve_virtual:
+        with virtual_server(Path(a.ensemble) if a.ensemble else None, Path(out) / "serve",
+                            api_key=a.api_key) as (url, info):
+            print(f"started {info['command']} (pid {info['pid']}, boards {info.get('board_pids')})", file=sys.stderr)
+            watch = {"server": [info["pid"]], "boards": info.get("board_pids", [])}
+            rep = run_bench(url, **{**kw, "out_dir": None, "watch_pids": watch})
+        rep["served_by"] = info
+        rep["files"] = write_outputs(rep, out)
+        print(f"stopped the server (pid {info['pid']}, exit status {info['exit_status']}); "
+              f"boards killed after it: {info['killed_boards'] or 'none'}", file=sys.stderr)
+    else:
+        rep = run_bench(a.url, **kw, watch_pids={"server": [a.server_pid]} if a.server_pid else None)
+    print(json.dumps(rep, indent=1) if a.json else format_report(rep))
+    return 0 if all(lv["ok"] for lv in rep["levels"]) else 1
+
+
+def add_parser(sub) -> None:
+    b = sub.add_parser(
+        "bench", help="load the HTTP API: latency, throughput, accuracy per concurrency level",
+        description="POSTs CIFAR-10 test images to /classify over HTTP at each concurrency level of a sweep, "
+                    "like Triton's perf_analyzer: throughput, p50/p90/p95/p99 latency, errors and 503s, accuracy, "
+                    "fallback share, per-board queue/wire/on-board time, and the service's own overhead (HTTP "
+                    "latency minus the largest member's queue + round trip). Then accuracy per fusion strategy. "
+                    "Only loopback URLs are accepted.",
+        epilog="examples:\n"
+               "  fleetvote bench --url http://127.0.0.1:8000                  # 200 requests per level\n"
+               "  fleetvote bench --url http://127.0.0.1:8000 --duration 10 --concurrency 1,8,32\n"
+               "  fleetvote bench --serve-virtual --count 100 --out runs/bench/virtual\n"
+               "Writes bench.json, bench.csv, bench_boards.csv, bench_latency.png, bench_strategies.png into --out.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--url", default="http://127.0.0.1:8000", help="the service (loopback only; default %(default)s)")
+    b.add_argument("--serve-virtual", action="store_true",
+                   help="start `fleetvote serve --virtual` on a free loopback port, bench it, stop it")
+    b.add_argument("--ensemble", help="with --serve-virtual: the ensemble file to serve")
+    b.add_argument("--concurrency", type=_ints, default=list(DEFAULT_LEVELS),
+                   help="levels of the sweep, requests in flight (default 1,4,16,64)")
+    b.add_argument("--count", type=int, help="requests per level (default 200 unless --duration)")
+    b.add_argument("--duration", type=float, help="seconds per level (with --count: whichever ends first)")
+    b.add_argument("--strategies", type=_strategies, default=list(STRATEGIES),
+                   help="fusion strategies to measure accuracy of, via ?strategy= ('' for none)")
+    b.add_argument("--strategy-count", type=int, help="images per strategy (default: --count)")
+    b.add_argument("--strategy-concurrency", type=int, default=4)
+    b.add_argument("--overhead-concurrency", type=_ints, default=list(OVERHEAD_LEVELS),
+                   help="levels at which the service overhead is reported (default 1,32; run if not in the sweep)")
+    b.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
+    b.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
+    b.add_argument("--limit", type=int, help="use an evenly spread subset of N test images")
+    b.add_argument("--api-key", default=os.environ.get("FLEETVOTE_API_KEY"))
+    b.add_argument("--server-pid", type=int, help="with --url: report this process's CPU time per request")
+    b.add_argument("--out", help="output folder (default runs/bench/<date-time>)")
+    b.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")
+    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--data", help="CIFAR-10 archive (default: $CIFAR10_PATH)")
+    b.set_defaults(func=_cmd_bench)

@@ -1,0 +1,364 @@
+"""``fleetvote ensemble-eval``: accuracy of majority, weighted and soft voting for subsets of the zoo.
+
+Every zoo model is run once per split through the numpy engine (bit-exact with the boards and
+with TFLite Micro's reference kernels); its int8 outputs are cached in
+``$FLEETVOTE_CACHE/outputs/<model sha256>-<split>-<data fingerprint>-<subset>.npz``, so a second
+run, or a run with one more model, computes only what is new. Fusion is ``fusion.fuse_batch``: the
+same rules, tie breaks included, as the service applies to one request.
+
+Choices are made on the validation split (5,000 training images held out) and reported on the test
+split:
+
+* weighted-vote weights: the log-odds of each member's validation accuracy among K = 10 classes,
+  ``w = max(0, ln((K - 1) * a / (1 - a)))`` -- the optimal weight of a vote when members err
+  independently and spread their errors evenly over the wrong classes (Nitzan & Paroush, 1982);
+  a member at or below chance (a <= 1/K) gets no say;
+* for every size k, the subset of k members (and the strategy) with the best validation accuracy;
+  ties go to the smaller total MACC, then soft > weighted > majority, then the names.
+
+``--write-ensemble`` writes the ensemble file from that: members = the best subset of 5 (of all
+members when the zoo has fewer), strategy = the best of the three on validation for it, quorum = a
+majority of the members, each member's weight = its log-odds weight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .fusion import STRATEGIES, fuse_batch
+
+NUM_CLASSES = 10
+# tie-break order between strategies of equal validation accuracy (the simplest rule last)
+STRATEGY_PREFERENCE = ("soft", "weighted", "majority")
+ENSEMBLE_SIZE = 5
+SEED_ACCURACY = 0.832  # the seed's float model on its board (seed/README.md, ANCHORS.md)
+
+
+# ---- engine outputs, cached ------------------------------------------------------------------
+
+def subset_indices(n: int, limit: int | None) -> np.ndarray:
+    """The evenly spread subset ``fleetvote eval --limit`` uses (splits are sorted by class)."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, num=limit).round().astype(int)
+
+
+def fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x).data)
+    h.update(np.ascontiguousarray(y).data)
+    return h.hexdigest()[:12]
+
+
+def outputs_cache_dir() -> Path:
+    from .data import cache_dir
+
+    return cache_dir() / "outputs"
+
+
+def engine_outputs(model: Path, split: str, x: np.ndarray, fp: str, tag: str, cache: Path | None = None,
+                   progress: bool = True) -> tuple[np.ndarray, bool]:
+    """int8 outputs (N, 10) of ``model`` on ``x``; (outputs, True when read from the cache)."""
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    cache = cache if cache is not None else outputs_cache_dir()
+    path = cache / f"{sha[:24]}-{split}-{fp}-{tag}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                if str(z["sha256"]) == sha and z["outputs"].shape == (len(x), NUM_CLASSES):
+                    return z["outputs"], True
+        except Exception:
+            pass  # a torn or foreign file is recomputed, never trusted
+        path.unlink(missing_ok=True)
+    from .engine import Engine
+
+    engine = Engine.from_file(model)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = []
+        with tqdm(total=len(x), desc=f"engine {model.parent.name} {split}", unit="img", leave=False,
+                  disable=None) as bar:
+            for s in range(0, len(x), 512):
+                chunks.append(engine.run(x[s : s + 512]))
+                bar.update(len(chunks[-1]))
+        out = np.concatenate(chunks) if chunks else np.zeros((0, NUM_CLASSES), np.int8)
+    else:
+        out = engine.run(x)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, outputs=out, sha256=np.array(sha), split=np.array(split))
+    tmp.replace(path)  # atomic: a concurrent run never reads half a file
+    return out, False
+
+
+# ---- weights and subsets ---------------------------------------------------------------------
+
+def log_odds_weight(accuracy: float, k: int = NUM_CLASSES) -> float:
+    """ln((k-1) a / (1-a)), floored at 0; clipped away from a = 1 (one perfect member would
+    otherwise outvote everyone by infinity)."""
+    a = min(max(float(accuracy), 1e-6), 1 - 1e-6)
+    return max(0.0, math.log((k - 1) * a / (1 - a)))
+
+
+def accuracy(labels: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(labels == y)) if len(y) else float("nan")
+
+
+@dataclass
+class Result:
+    members: tuple[str, ...]
+    macc: int
+    val: dict[str, float]
+    test: dict[str, float]
+
+    @property
+    def best_strategy(self) -> str:
+        return max(STRATEGY_PREFERENCE, key=lambda s: (self.val[s], -STRATEGY_PREFERENCE.index(s)))
+
+    def as_dict(self) -> dict:
+        return {"members": list(self.members), "size": len(self.members), "macc": self.macc,
+                "val": {s: round(v, 4) for s, v in self.val.items()},
+                "test": {s: round(v, 4) for s, v in self.test.items()}, "best_strategy_on_val": self.best_strategy}
+
+
+def evaluate_subsets(val_out: dict[str, np.ndarray], test_out: dict[str, np.ndarray], y_val: np.ndarray,
+                     y_test: np.ndarray, weights: dict[str, float], macc: dict[str, int] | None = None,
+                     max_size: int | None = None) -> list[Result]:
+    """Every non-empty subset (up to ``max_size`` members) of the ids in ``val_out``, each
+    strategy, on both splits. Pure: outputs in, accuracies out."""
+    ids = sorted(val_out)
+    macc = macc or {}
+    results = []
+    for k in range(1, min(max_size or len(ids), len(ids)) + 1):
+        for combo in itertools.combinations(ids, k):
+            w = [weights[i] for i in combo]
+            if sum(w) <= 0:
+                w = [1.0] * len(combo)  # every member at chance: weighted degrades to majority
+            vo = np.stack([val_out[i] for i in combo])
+            to = np.stack([test_out[i] for i in combo])
+            results.append(Result(
+                combo, int(sum(macc.get(i, 0) for i in combo)),
+                {s: accuracy(fuse_batch(vo, s, w), y_val) for s in STRATEGIES},
+                {s: accuracy(fuse_batch(to, s, w), y_test) for s in STRATEGIES}))
+    return results
+
+
+def _rank(r: Result, strategy: str | None = None) -> tuple:
+    s = strategy or r.best_strategy
+    return (-r.val[s], r.macc, STRATEGY_PREFERENCE.index(s), r.members)
+
+
+def best_by_size(results: list[Result], strategy: str | None = None) -> dict[int, Result]:
+    """For each size, the subset with the best validation accuracy (of ``strategy``, or of its
+    best strategy); ties: smaller total MACC, strategy preference, names."""
+    best: dict[int, Result] = {}
+    for r in results:
+        k = len(r.members)
+        if k not in best or _rank(r, strategy) < _rank(best[k], strategy):
+            best[k] = r
+    return dict(sorted(best.items()))
+
+
+# ---- the command -----------------------------------------------------------------------------
+
+def run(zoo: Path, members: list[str] | None = None, limit: int | None = None, data: str | None = None,
+        max_size: int | None = None, cache: Path | None = None, progress: bool = True) -> dict:
+    from .cards import load_cards
+    from .data import load_split
+
+    cards = {c["id"]: c for c in load_cards(zoo) if (zoo / c["id"] / "model.tflite").exists()}
+    if members:
+        unknown = [m for m in members if m not in cards]
+        if unknown:
+            raise ConfigError(f"not in {zoo}: {', '.join(unknown)} (have {', '.join(sorted(cards))})")
+        ids = list(dict.fromkeys(members))
+    else:
+        ids = sorted(i for i, c in cards.items() if c.get("role") == "member")
+    if not ids:
+        raise ConfigError(f"{zoo}: no member models (card role 'member') to evaluate")
+    others = sorted(i for i, c in cards.items() if c.get("role") == "baseline" and i not in ids)
+    splits = {}
+    for name in ("val", "test"):
+        ds = load_split(name, data)
+        idx = subset_indices(len(ds), limit)
+        x, y = ds.x[idx], ds.y[idx]
+        splits[name] = (x, y, fingerprint(x, y), "all" if len(idx) == len(ds) else f"n{len(idx)}")
+    outs: dict[str, dict[str, np.ndarray]] = {"val": {}, "test": {}}
+    cached = computed = 0
+    for i in ids + others:
+        for name, (x, _y, fp, tag) in splits.items():
+            out, hit = engine_outputs(zoo / i / "model.tflite", name, x, fp, tag, cache, progress)
+            outs[name][i] = out
+            cached += hit
+            computed += not hit
+    y_val, y_test = splits["val"][1], splits["test"][1]
+    models = []
+    for i in ids + others:
+        va = accuracy(np.argmax(outs["val"][i], axis=1), y_val)
+        te = accuracy(np.argmax(outs["test"][i], axis=1), y_test)
+        c = cards[i]
+        models.append({"id": i, "role": c.get("role"), "arch": c.get("arch"), "macc": c.get("macc"),
+                       "flash_bytes": c.get("flash_bytes"), "ram_bytes": c.get("ram_bytes"),
+                       "val_accuracy": round(va, 4), "test_accuracy": round(te, 4),
+                       "weight": round(log_odds_weight(va), 4) if i in ids else None,
+                       "card_test_accuracy": c.get("test_accuracy")})
+    weights = {m["id"]: m["weight"] for m in models if m["id"] in ids}
+    macc = {m["id"]: int(m["macc"] or 0) for m in models}
+    results = evaluate_subsets({i: outs["val"][i] for i in ids}, {i: outs["test"][i] for i in ids},
+                               y_val, y_test, weights, macc, max_size)
+    best = best_by_size(results)
+    best_per_strategy = {s: {k: r.as_dict() for k, r in best_by_size(results, s).items()} for s in STRATEGIES}
+    return {
+        "zoo": str(zoo), "members": ids, "others": others, "limit": limit,
+        "images": {"val": int(len(y_val)), "test": int(len(y_test))},
+        "dataset": "CIFAR-10 (JPEG copy)" if "jpeg" in str(data or os.environ.get("CIFAR10_PATH", ""))
+        else "CIFAR-10",
+        "computed_with": "numpy engine (bit-exact with TFLite Micro reference kernels and the boards)",
+        "cache": {"dir": str(cache or outputs_cache_dir()), "hits": cached, "computed": computed},
+        "weights_rule": "log-odds of validation accuracy: w = max(0, ln(9 a / (1 - a)))",
+        "selection_rule": "best validation accuracy per size; ties: smaller total MACC, soft > weighted > "
+                          "majority, names; reported on test",
+        "models": models,
+        "subsets": [r.as_dict() for r in results],
+        "best": {str(k): r.as_dict() for k, r in best.items()},
+        "best_per_strategy": {s: {str(k): v for k, v in d.items()} for s, d in best_per_strategy.items()},
+    }
+
+
+def ensemble_from(rep: dict, size: int = ENSEMBLE_SIZE) -> dict:
+    """The ensemble file for the best subset of ``size`` (or of all members, when fewer)."""
+    k = max(int(n) for n in rep["best"] if int(n) <= size)
+    best = rep["best"][str(k)]
+    weights = {m["id"]: m["weight"] for m in rep["models"]}
+    ids = best["members"]
+    return {
+        "_doc": f"written by fleetvote ensemble-eval --write-ensemble: the best subset of {k} members on the "
+                f"validation split ({best['val'][best['best_strategy_on_val']]:.4f}), its best strategy on "
+                "validation, a majority quorum, log-odds weights of validation accuracy",
+        "members": [{"id": i, "weight": weights[i]} for i in ids],
+        "strategy": best["best_strategy_on_val"],
+        "quorum": len(ids) // 2 + 1,
+    }
+
+
+def plot(rep: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s, style in zip(STRATEGIES, ("o-", "s--", "^-")):
+        d = rep["best_per_strategy"][s]
+        ks = sorted(int(k) for k in d)
+        ax.plot(ks, [d[str(k)]["test"][s] for k in ks], style, label=f"{s} (best subset on val)")
+    singles = [m for m in rep["models"] if m["id"] in rep["members"]]
+    ax.scatter([1] * len(singles), [m["test_accuracy"] for m in singles], marker="x", color="grey",
+               label="single members", zorder=3)
+    for m in rep["models"]:
+        if m["role"] == "baseline":
+            ax.axhline(m["test_accuracy"], color="red", ls=":", label=f"int8 baseline {m['id']} (one board)")
+    ax.axhline(SEED_ACCURACY, color="black", ls="--", lw=0.8, label="seed, float, as reported (0.832)")
+    ax.set_xlabel("members in the ensemble")
+    ax.set_ylabel(f"test accuracy ({rep['images']['test']} images)")
+    ax.set_xticks(range(1, len(rep["members"]) + 1))
+    ax.legend(fontsize=8)
+    ax.set_title("fleetvote: accuracy against the number of members")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_report(rep: dict, every: bool = False) -> str:
+    lines = [f"{rep['images']['val']} val / {rep['images']['test']} test images, {rep['dataset']}; "
+             f"{rep['computed_with']}; cache: {rep['cache']['hits']} hits, {rep['cache']['computed']} computed",
+             f"weighted-vote weights: {rep['weights_rule']}", "",
+             f"{'model':<18}{'role':<10}{'MACC':>11}{'val':>8}{'test':>8}{'weight':>8}"]
+    for m in rep["models"]:
+        lines.append(f"{m['id']:<18}{m['role'] or '-':<10}{m['macc'] or 0:>11,}{m['val_accuracy']:>8.4f}"
+                     f"{m['test_accuracy']:>8.4f}{m['weight'] if m['weight'] is not None else '-':>8}")
+    lines += ["", f"best subset per size ({rep['selection_rule']}):",
+              f"{'k':>2}  {'members':<48}{'chosen':<10}" + "".join(f"{'val ' + s[:4]:>10}" for s in STRATEGIES)
+              + "".join(f"{'test ' + s[:4]:>11}" for s in STRATEGIES)]
+    for k, b in rep["best"].items():
+        lines.append(f"{k:>2}  {','.join(b['members']):<48}{b['best_strategy_on_val']:<10}"
+                     + "".join(f"{b['val'][s]:>10.4f}" for s in STRATEGIES)
+                     + "".join(f"{b['test'][s]:>11.4f}" for s in STRATEGIES))
+    if every:
+        lines += ["", "every subset:"]
+        for b in sorted(rep["subsets"], key=lambda r: (r["size"], -max(r["val"].values()))):
+            lines.append(f"{b['size']:>2}  {','.join(b['members']):<48}{b['best_strategy_on_val']:<10}"
+                         + "".join(f"{b['val'][s]:>10.4f}" for s in STRATEGIES)
+                         + "".join(f"{b['test'][s]:>11.4f}" for s in STRATEGIES))
+    return "\n".join(lines)
+
+
+def _cmd(a: argparse.Namespace) -> int:
+    zoo = Path(a.zoo)
+    members = [m for m in a.members.split(",") if m] if a.members else None
+    rep = run(zoo, members, limit=a.limit, data=a.data, max_size=a.max_size,
+              cache=Path(a.cache_dir) if a.cache_dir else None, progress=not a.no_progress)
+    rep["command"] = "fleetvote " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "fleetvote" else None
+    rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if a.png:
+        try:
+            plot(rep, Path(a.png))
+            rep["png"] = a.png
+        except ImportError:
+            print("matplotlib is not installed: no plot", file=sys.stderr)
+    if a.write_ensemble:
+        ens = ensemble_from(rep, a.size)
+        Path(a.write_ensemble).write_text(json.dumps(ens, indent=2) + "\n")
+        rep["ensemble_written"] = {"path": a.write_ensemble, **ens}
+    if a.json:
+        Path(a.json).write_text(json.dumps(rep, indent=1) + "\n")
+    print(format_report(rep, every=a.all))
+    if a.write_ensemble:
+        e = rep["ensemble_written"]
+        print(f"\nwrote {a.write_ensemble}: {', '.join(m['id'] for m in e['members'])}; "
+              f"strategy {e['strategy']}, quorum {e['quorum']}")
+    if a.png and rep.get("png"):
+        print(f"plot: {a.png}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "ensemble-eval", help="accuracy of majority, weighted and soft voting for subsets of the zoo",
+        description="Runs every zoo model through the numpy engine once per split (outputs cached by model "
+                    "sha256), then scores majority, weighted and soft voting for every subset of members. Weighted "
+                    "votes use log-odds weights of validation accuracy; the best subset of each size is chosen on "
+                    "the validation split and reported on the test split.",
+        epilog="examples:\n"
+               "  fleetvote ensemble-eval                                      # every member, every subset\n"
+               "  fleetvote ensemble-eval --members vgg12-s1,resnet18-s2 --limit 500\n"
+               "  fleetvote ensemble-eval --png runs/ens.png --write-ensemble   # models/zoo/ensemble.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zoo", default="models/zoo")
+    p.add_argument("--members", help="comma list of zoo ids (default: every model with role member)")
+    p.add_argument("--limit", type=int, help="an evenly spread subset of N images of each split")
+    p.add_argument("--max-size", type=int, help="largest subset size (default: all members)")
+    p.add_argument("--size", type=int, default=ENSEMBLE_SIZE, help="members of --write-ensemble (default 5)")
+    p.add_argument("--write-ensemble", nargs="?", const="models/zoo/ensemble.json",
+                   help="write the best subset of --size as an ensemble file (default path %(const)s)")
+    p.add_argument("--cache-dir", help="engine outputs cache (default $FLEETVOTE_CACHE/outputs)")
+    p.add_argument("--json", help="write the full report here")
+    p.add_argument("--png", help="plot accuracy against the number of members here")
+    p.add_argument("--all", action="store_true", help="print every subset, not only the best of each size")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data", help="CIFAR-10 archive (default: $CIFAR10_PATH)")
+    p.set_defaults(func=_cmd)

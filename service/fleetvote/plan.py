@@ -1,0 +1,425 @@
+"""``fleetvote plan``: the cheapest board for each model, the bill of materials of a fleet, and an
+estimate of its latency, beside the baseline.
+
+For each model of the zoo:
+
+* what it needs: flash and RAM of its firmware image as measured by the STM32 port's size report
+  (``firmware/build/size-report.json``, from ``make -C firmware size-report``) when that file
+  exists and has the pair; otherwise the card's weights and arena plus ``FIRMWARE_FLASH_BYTES``
+  and ``FIRMWARE_RAM_BYTES`` of ``fleetvote.boards`` (upper bounds); the report says which;
+* the cheapest board of the catalogue (``firmware/boards/catalog.json``; boards with a price only,
+  which leaves out the emulated one) that it fits; ties go to the faster clock;
+* its latency on that board, estimated as
+
+      transfer  3,124 bytes on the wire (image frame out, answer back) x 10 bits / the board's baud
+    + compute   MACC x instructions per MAC x cycles per instruction / the board's clock
+
+  Instructions per MAC: a whole inference's instructions over the model's MACC, counted under QEMU
+  by the firmware bench (``firmware/build/bench-firmware.json``, ``make -C firmware
+  bench-firmware``; the optimised DSP kernels the release firmware runs) when present; a model it
+  did not count takes the largest counted figure; without the file, 7.4, ANCHORS.md's measurement
+  of a reference C int8 convolution on a Cortex-M4 (gcc -O2). Cycles per instruction: the figure
+  that file states (1.3 for the F411, range 1.1-1.5), else a stated 1.0 (7.4 cycles/MAC is 0.135
+  MAC/cycle, where MLPerf Tiny's TFLite Micro reference kernels on an L4R5 reached about 0.15,
+  ANCHORS.md). The M7 is given the M4 build's instruction count and CPI: pessimistic for a
+  dual-issue core.
+
+A fleet answers when its slowest member has: its estimate is the largest member latency plus the
+host's own overhead, the p50 measured by ``fleetvote bench`` at concurrency 1 (``--bench``; 0 and
+said so without it).
+
+Fleets: the best subsets of 3 and 5 members from ``fleetvote ensemble-eval --json`` (``--eval``),
+the current ensemble file, and any ``--fleet a,b,c``. Accuracies come from the same report (engine,
+test split of the JPEG copy) or, without it, from the cards. The baseline: the zoo's int8
+``baseline`` (role baseline) on the cheapest board it fits, and the seed's float deployment as its
+README reports it (5.12 MiB of weights in external flash, 83.2 %, 0.275 s on its board).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .boards import CATALOG, FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_catalog
+from .errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE_REPORT = ROOT / "firmware" / "build" / "size-report.json"
+BENCH_FIRMWARE = ROOT / "firmware" / "build" / "bench-firmware.json"
+WIRE_BYTES = 3124  # one image frame and its answer (docs/protocol.md)
+BITS_PER_BYTE = 10  # 8N1
+REFERENCE_INSTRUCTIONS_PER_MAC = 7.4  # ANCHORS.md, reference C conv on Cortex-M4, gcc -O2
+CYCLES_PER_INSTRUCTION = {"cortex-m4f": 1.0, "cortex-m4": 1.0, "cortex-m7": 1.0}
+SEED = {
+    "id": "seed (float, X-CUBE-AI)", "macc": 32_997_984, "flash_bytes": 5_372_584, "ram_bytes": 143_468,
+    "test_accuracy": 0.832, "latency_ms": 275.0,
+    "board": "stm32h747i-disco",
+    "note": "as reported by the seed (seed/README.md): 5.12 MiB float32 weights, external flash; 0.275 s of "
+            "inference on its board, image transfer not included; the seed does not name its board: the "
+            "catalogue's stm32h747i-disco is the one with the external flash it needs",
+}
+
+
+# ---- measured firmware figures, when the STM32 port has produced them ------------------------
+
+def _walk(obj):
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from _walk(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk(v)
+
+
+def _first(d: dict, keys) -> object:
+    for k in keys:
+        if k in d and d[k] is not None:
+            return d[k]
+    return None
+
+
+def load_size_report(path: Path = SIZE_REPORT) -> tuple[dict[tuple[str, str], tuple[int, int]], str | None]:
+    """{(board, model): (flash bytes, RAM bytes)} of the firmware images, and a note on problems.
+    Reads any record with a board, a model and flash/RAM figures, wherever it sits in the file."""
+    if not path.exists():
+        return {}, None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return {}, f"{path}: unreadable ({exc})"
+    out = {}
+    for d in _walk(raw):
+        board = _first(d, ("board", "board_name"))
+        model = _first(d, ("model", "model_id", "id"))
+        flash = _first(d, ("flash_bytes", "flash_used", "flash", "image_flash_bytes", "rom_bytes"))
+        ram = _first(d, ("ram_bytes", "ram_used", "ram", "image_ram_bytes"))
+        if isinstance(flash, dict):
+            flash = _first(flash, ("used", "bytes", "total"))
+        if isinstance(ram, dict):
+            ram = _first(ram, ("used", "bytes", "total"))
+        if isinstance(board, str) and isinstance(model, str) and isinstance(flash, (int, float)) \
+                and isinstance(ram, (int, float)):
+            out[(board, model)] = (int(flash), int(ram))
+    return out, None if out else f"{path}: no (board, model, flash, RAM) records recognised"
+
+
+def load_bench_firmware(path: Path = BENCH_FIRMWARE) -> tuple[dict[str, tuple[float, str]], float | None, str | None]:
+    """({model: (instructions per MAC, which kernels)}, the file's stated cycles per instruction,
+    a note on problems). Instructions per MAC are a whole inference's instructions over the
+    model's MACC; the optimised (DSP) kernels' figure when the file has one, as the release
+    firmware runs those; else the reference kernels'."""
+    if not path.exists():
+        return {}, None, None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return {}, None, f"{path}: unreadable ({exc})"
+    cpi = raw.get("cpi") if isinstance(raw, dict) and isinstance(raw.get("cpi"), (int, float)) else None
+    out: dict[str, tuple[float, str]] = {}
+    for d in _walk(raw):
+        model = _first(d, ("model", "model_id", "member"))
+        if not isinstance(model, str):
+            continue
+        figures: dict[str, float] = {}
+        total, macc = d.get("total_instructions"), d.get("macc")
+        if isinstance(total, dict) and isinstance(macc, (int, float)) and macc > 0:
+            for k, v in total.items():  # {"ref": N, "opt": N}: instructions of one inference
+                if isinstance(v, (int, float)):
+                    figures[f"{k} kernels, total instructions / MACC"] = v / macc
+        for k, v in d.items():  # or figures stated per MAC: {"dsp": {"instructions_per_mac": ...}}
+            if "per_mac" in k and isinstance(v, (int, float)):
+                figures[k] = float(v)
+            if isinstance(v, dict):
+                for k2, v2 in v.items():
+                    if "per_mac" in k2 and isinstance(v2, (int, float)):
+                        figures[f"{k} {k2}"] = float(v2)
+        if not figures:
+            continue
+        opt = [k for k in figures if any(t in k for t in ("dsp", "opt"))]
+        key = opt[0] if opt else sorted(figures)[0]
+        out[model] = (round(figures[key], 3), f"measured under QEMU ({key})")
+    return out, cpi, None if out else f"{path}: no per-model instruction counts recognised"
+
+
+# ---- fitting and latency ---------------------------------------------------------------------
+
+def requirement(card: dict, board: str, sizes: dict[tuple[str, str], tuple[int, int]]) -> tuple[int, int, str]:
+    """(flash, RAM, source) that ``card``'s model needs on ``board``."""
+    mid = card["id"]
+    if (board, mid) in sizes:
+        f, r = sizes[(board, mid)]
+        return f, r, "size report"
+    measured = [(b, fr) for (b, m), fr in sizes.items() if m == mid]
+    if measured:
+        f = max(fr[0] for _b, fr in measured)
+        r = max(fr[1] for _b, fr in measured)
+        return f, r, f"size report ({'/'.join(sorted(b for b, _ in measured))} image)"
+    arena = card.get("arena_bytes") or card.get("ram_bytes") or 0
+    return (int(card["flash_bytes"]) + FIRMWARE_FLASH_BYTES, int(arena) + FIRMWARE_RAM_BYTES,
+            "card + firmware estimate")
+
+
+def fits(card: dict, board: str, spec: dict, sizes) -> bool:
+    f, r, _ = requirement(card, board, sizes)
+    return f <= spec["flash_bytes"] and r <= spec["ram_bytes"]
+
+
+def priced_boards(catalog: dict) -> dict[str, dict]:
+    return {n: b for n, b in catalog.items() if b.get("price_usd") is not None and not b.get("emulated")}
+
+
+def cheapest_board(card: dict, catalog: dict, sizes) -> str | None:
+    ok = [(b["price_usd"], -b["clock_hz"], n) for n, b in priced_boards(catalog).items() if fits(card, n, b, sizes)]
+    return min(ok)[2] if ok else None
+
+
+def latency(macc: int, board: dict, ipm: float, cpi: float | None = None) -> dict:
+    cpi = cpi if cpi is not None else CYCLES_PER_INSTRUCTION.get(board["core"], 1.0)
+    transfer = WIRE_BYTES * BITS_PER_BYTE / board["baud"] * 1000
+    compute = macc * ipm * cpi / board["clock_hz"] * 1000
+    return {"transfer_ms": round(transfer, 2), "compute_ms": round(compute, 2),
+            "total_ms": round(transfer + compute, 2), "instructions_per_mac": ipm, "cpi": cpi}
+
+
+# ---- the plan --------------------------------------------------------------------------------
+
+def _rel(path: Path) -> str:
+    """A path as the reader would type it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def model_row(card: dict, catalog: dict, sizes, ipms, cpi: float | None, accuracy: float | None) -> dict:
+    board = cheapest_board(card, catalog, sizes)
+    if card["id"] in ipms:
+        ipm, ipm_src = ipms[card["id"]]
+    elif ipms:  # measured for other models only: the least favourable of those, said so
+        other, (ipm, src) = max(ipms.items(), key=lambda kv: kv[1][0])
+        ipm_src = f"not measured for this model: {other}'s figure, {src}"
+    else:
+        ipm, ipm_src = REFERENCE_INSTRUCTIONS_PER_MAC, "ANCHORS reference C (not measured here)"
+    row = {"id": card["id"], "role": card.get("role"), "macc": card.get("macc"), "test_accuracy": accuracy,
+           "board": board, "fits_boards": sorted(n for n, b in priced_boards(catalog).items()
+                                                 if fits(card, n, b, sizes)),
+           "ipm_source": ipm_src}
+    if board is None:
+        f, r, src = requirement(card, "-", sizes)
+        row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=None, latency=None)
+        return row
+    f, r, src = requirement(card, board, sizes)
+    spec = catalog[board]
+    row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=spec["price_usd"],
+               price_date=spec["price_date"], price_source=spec["price_source"],
+               latency=latency(int(card["macc"]), spec, ipm, cpi))
+    return row
+
+
+def fleet_plan(name: str, ids: list[str], rows: dict[str, dict], catalog: dict, host_ms: float | None,
+               accuracy: dict | None) -> dict:
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise ConfigError(f"fleet {name}: not in the zoo: {', '.join(missing)}")
+    members = [rows[i] for i in ids]
+    unfit = [m["id"] for m in members if m["board"] is None]
+    bom: dict[str, dict] = {}
+    for m in members:
+        if m["board"]:
+            b = bom.setdefault(m["board"], {"board": m["board"], "count": 0, "unit_usd": m["price_usd"],
+                                            "price_date": m["price_date"], "price_source": m["price_source"]})
+            b["count"] += 1
+    board_ms = max((m["latency"]["total_ms"] for m in members if m["latency"]), default=None)
+    return {
+        "name": name, "members": ids, "boards": [m["board"] for m in members], "unfit": unfit,
+        "bom": list(bom.values()), "total_usd": sum(b["count"] * b["unit_usd"] for b in bom.values()),
+        "macc_per_board_max": max(m["macc"] or 0 for m in members),
+        "macc_total": sum(m["macc"] or 0 for m in members),
+        "flash_per_board_max": max(m["flash_bytes"] for m in members),
+        "ram_per_board_max": max(m["ram_bytes"] for m in members),
+        "slowest_board_ms": board_ms, "host_overhead_ms": host_ms,
+        "latency_ms": None if board_ms is None else round(board_ms + (host_ms or 0.0), 2),
+        "accuracy": accuracy,
+    }
+
+
+def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None,
+        ensemble: Path | None = None, fleets: list[list[str]] | None = None, catalog_path: Path = CATALOG,
+        size_report: Path = SIZE_REPORT, bench_firmware: Path = BENCH_FIRMWARE, cpi: float | None = None,
+        ipm: float | None = None) -> dict:
+    from .cards import load_cards
+
+    catalog = load_catalog(catalog_path)
+    cards = {c["id"]: c for c in load_cards(zoo)}
+    sizes, size_note = load_size_report(size_report)
+    ipms, file_cpi, ipm_note = load_bench_firmware(bench_firmware)
+    if ipm is not None:
+        ipms = {i: (ipm, "--instructions-per-mac") for i in cards}
+    if cpi is None and file_cpi is not None and ipms:
+        cpi, cpi_note = float(file_cpi), f"{file_cpi} for every core, as stated by {_rel(bench_firmware)} (for the F411)"
+    else:
+        cpi_note = (f"{cpi} (given)" if cpi is not None else
+                    ", ".join(f"{k} {v}" for k, v in CYCLES_PER_INSTRUCTION.items()) + " (stated, not measured)")
+    notes = []
+    if sizes:
+        notes.append(f"flash/RAM: measured firmware images from {_rel(size_report)} (models it lacks: card "
+                     f"weights + {FIRMWARE_FLASH_BYTES:,} B flash, arena + {FIRMWARE_RAM_BYTES:,} B RAM)")
+    else:
+        notes.append(f"flash/RAM: no size report ({size_note or f'{_rel(size_report)} does not exist yet'}): card "
+                     f"weights + {FIRMWARE_FLASH_BYTES:,} B flash and arena + {FIRMWARE_RAM_BYTES:,} B RAM of "
+                     "firmware (fleetvote.boards upper bounds)")
+    if ipms:
+        notes.append("instructions per MAC: " + ", ".join(f"{k} {v[0]}" for k, v in sorted(ipms.items()))
+                     + (f" (optimised kernels, counted under QEMU: {_rel(bench_firmware)}); models not measured there "
+                        "take the largest measured figure" if ipm is None else " (given)"))
+    else:
+        notes.append(f"instructions per MAC: {REFERENCE_INSTRUCTIONS_PER_MAC} (ANCHORS.md, reference C int8 conv on "
+                     f"Cortex-M4; {ipm_note or f'{_rel(bench_firmware)} does not exist yet'})")
+    notes.append(f"cycles per instruction: {cpi_note}; the Cortex-M7 boards are given the Cortex-M4 build's "
+                 "instruction count")
+    ev = json.loads(Path(eval_json).read_text()) if eval_json else None
+    bench = json.loads(Path(bench_json).read_text()) if bench_json else None
+    host_ms = host_p99 = None
+    if bench:
+        one = next((o for o in bench.get("overhead", []) if o["concurrency"] == 1), None)
+        if one:
+            host_ms, host_p99 = one["p50_ms"], one["p99_ms"]
+    notes.append(f"host overhead: {host_ms} ms p50 at concurrency 1 from {bench_json}" if host_ms is not None else
+                 "host overhead: not measured (no --bench): 0 ms added")
+    acc = {m["id"]: m["test_accuracy"] for m in ev["models"]} if ev else {}
+    rows = {i: model_row(c, catalog, sizes, ipms, cpi, acc.get(i, c.get("test_accuracy"))) for i, c in cards.items()}
+
+    def fleet_acc(ids: list[str]) -> dict | None:
+        if not ev:
+            return None
+        for s in ev["subsets"]:
+            if sorted(s["members"]) == sorted(ids):
+                return s["test"]
+        return None
+
+    plans = []
+    if ev:
+        for k in (3, 5):
+            best = ev["best"].get(str(k))
+            label = f"best {k}"
+            if best is None:
+                have = max(int(n) for n in ev["best"])
+                if have < k and str(have) in ev["best"] and not any(p["members"] == ev["best"][str(have)]["members"]
+                                                                    for p in plans):
+                    best, label = ev["best"][str(have)], f"best {have} (only {have} members in the zoo; {k} asked)"
+                else:
+                    continue
+            plans.append(fleet_plan(label, best["members"], rows, catalog, host_ms, best["test"]))
+            plans[-1]["chosen_strategy"] = best["best_strategy_on_val"]
+    if ensemble and Path(ensemble).exists():
+        ids = [m["id"] for m in json.loads(Path(ensemble).read_text())["members"]]
+        plans.append(fleet_plan(f"ensemble file {Path(ensemble).name}", ids, rows, catalog, host_ms, fleet_acc(ids)))
+    for ids in fleets or []:
+        plans.append(fleet_plan(",".join(ids), ids, rows, catalog, host_ms, fleet_acc(ids)))
+
+    base_cards = [c for c in cards.values() if c.get("role") == "baseline"]
+    baseline = None
+    if base_cards:
+        c = base_cards[0]
+        r = rows[c["id"]]
+        baseline = {**r, "latency_ms": None if r["latency"] is None else
+                    round(r["latency"]["total_ms"] + (host_ms or 0.0), 2),
+                    "accuracy_from": "ensemble-eval (numpy engine, test split)" if c["id"] in acc else "card"}
+    seed_board = catalog.get(SEED["board"], {})
+    return {
+        "catalog": str(catalog_path), "notes": notes, "host_overhead_ms": {"p50": host_ms, "p99": host_p99},
+        "wire_bytes": WIRE_BYTES, "bits_per_byte": BITS_PER_BYTE,
+        "models": sorted(rows.values(), key=lambda r: (r["role"] != "member", r["id"])),
+        "fleets": plans,
+        "baseline": baseline,
+        "baseline_note": None if baseline else "no zoo model with role 'baseline' yet (models/recipes.json: "
+                                                 "make model ID=baseline)",
+        "seed": {**SEED, "price_usd": seed_board.get("price_usd"), "price_date": seed_board.get("price_date"),
+                 "price_source": seed_board.get("price_source")},
+    }
+
+
+# ---- output ----------------------------------------------------------------------------------
+
+def _kib(n) -> str:
+    return "-" if n is None else (f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB")
+
+
+def format_report(rep: dict) -> str:
+    lines = ["notes:"] + [f"  - {n}" for n in rep["notes"]] + [
+        "", f"{'model':<18}{'role':<10}{'MACC':>11}{'flash':>12}{'RAM':>11}  {'cheapest board':<16}{'$':>4}"
+            f"{'xfer ms':>9}{'MCU ms':>9}{'total':>8}  sizes from"]
+    for r in rep["models"]:
+        lat = r["latency"] or {}
+        lines.append(f"{r['id']:<18}{r['role'] or '-':<10}{r['macc'] or 0:>11,}{_kib(r['flash_bytes']):>12}"
+                     f"{_kib(r['ram_bytes']):>11}  {r['board'] or 'FITS NONE':<16}{r['price_usd'] or '-':>4}"
+                     f"{lat.get('transfer_ms', '-'):>9}{lat.get('compute_ms', '-'):>9}{lat.get('total_ms', '-'):>8}"
+                     f"  {r['sizes_from']}")
+    lines += ["", "fleets (latency = slowest member's transfer + compute + host overhead p50):"]
+    for f in rep["fleets"]:
+        bom = " + ".join(f"{b['count']} x {b['board']} (${b['unit_usd']})" for b in f["bom"])
+        acc = f["accuracy"] or {}
+        lines.append(f"  {f['name']}: {', '.join(f['members'])}")
+        lines.append(f"    BOM {bom} = ${f['total_usd']}; per board max MACC {f['macc_per_board_max']:,}, flash "
+                     f"{_kib(f['flash_per_board_max'])}, RAM {_kib(f['ram_per_board_max'])}; latency "
+                     f"{f['latency_ms']} ms; test accuracy "
+                     + (", ".join(f"{s} {v:.4f}" for s, v in acc.items()) or "-")
+                     + (f"; unfit: {', '.join(f['unfit'])}" if f["unfit"] else ""))
+    b = rep["baseline"]
+    if b:
+        lines.append(f"  baseline {b['id']} (int8, one board): {b['board'] or 'FITS NONE'} "
+                     f"(${b['price_usd']}); MACC {b['macc']:,}, flash {_kib(b['flash_bytes'])}, RAM "
+                     f"{_kib(b['ram_bytes'])}; latency {b['latency_ms']} ms; test accuracy {b['test_accuracy']}")
+    else:
+        lines.append(f"  baseline: {rep['baseline_note']}")
+    s = rep["seed"]
+    lines.append(f"  seed, as reported: {s['board']} (${s['price_usd']}); MACC {s['macc']:,}, flash "
+                 f"{_kib(s['flash_bytes'])} (float32, external), RAM {_kib(s['ram_bytes'])}; "
+                 f"{s['latency_ms']:.0f} ms on board; test accuracy {s['test_accuracy']}")
+    return "\n".join(lines)
+
+
+def _cmd(a: argparse.Namespace) -> int:
+    fleets = [[x for x in f.split(",") if x] for f in a.fleet or []]
+    rep = run(Path(a.zoo), Path(a.eval) if a.eval else None, Path(a.bench) if a.bench else None,
+              Path(a.ensemble) if a.ensemble else None, fleets, Path(a.catalog),
+              Path(a.size_report), Path(a.bench_firmware), a.cpi, a.instructions_per_mac)
+    rep["command"] = "fleetvote " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "fleetvote" else None
+    rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rep, indent=1) + "\n")
+    print(format_report(rep))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "plan", help="cheapest board per model, bill of materials and estimated latency of fleets",
+        description="For each zoo model: flash and RAM (measured firmware images when the size report exists), "
+                    "the cheapest catalogue board it fits, and its latency estimated as serial transfer (3,124 "
+                    "bytes x 10 bits / baud) + MACC x instructions per MAC x cycles per instruction / clock. For "
+                    "fleets: bill of materials and latency (slowest member + measured host overhead), beside the "
+                    "int8 baseline and the seed as reported.",
+        epilog="examples:\n"
+               "  fleetvote plan                                      # the zoo and the current ensemble file\n"
+               "  fleetvote plan --eval runs/results/ensemble-eval.json --bench runs/results/bench/bench.json\n"
+               "  fleetvote plan --fleet vgg12-s1,resnet18-s2 --json plan.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zoo", default="models/zoo")
+    p.add_argument("--eval", help="fleetvote ensemble-eval --json output: accuracies and the best fleets of 3 and 5")
+    p.add_argument("--bench", help="fleetvote bench's bench.json: the host overhead (p50 at concurrency 1)")
+    p.add_argument("--ensemble", default="models/zoo/ensemble.json", help="also plan this ensemble file's fleet")
+    p.add_argument("--fleet", action="append", help="also plan this comma list of zoo ids (repeat)")
+    p.add_argument("--catalog", default=str(CATALOG))
+    p.add_argument("--size-report", default=str(SIZE_REPORT))
+    p.add_argument("--bench-firmware", default=str(BENCH_FIRMWARE))
+    p.add_argument("--cpi", type=float, help="cycles per instruction for every core (default: stated per core)")
+    p.add_argument("--instructions-per-mac", type=float, help="override the measured or reference figure")
+    p.add_argument("--json", help="write the full report here")
+    p.set_defaults(func=_cmd)

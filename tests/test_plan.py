@@ -1,0 +1,118 @@
+"""``fleetvote plan`` on the board catalogue, and ``fleetvote results`` on its reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ZOO
+from fleetvote.boards import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_catalog
+from fleetvote.cards import load_cards
+
+
+def members() -> list[dict]:
+    cards = [c for c in load_cards(ZOO) if c["role"] == "member"]
+    if not cards:
+        pytest.skip("no zoo member yet")
+    return cards
+
+
+def baseline_card(**kw) -> dict:
+    # the int8 rebuild of the seed: 1.34 M parameters, about 1.35 MB of weights
+    return {"id": "baseline", "role": "baseline", "macc": 32_606_208, "flash_bytes": 1_352_000,
+            "ram_bytes": 98_304, "arena_bytes": 98_304, "test_accuracy": 0.8, **kw}
+
+
+def test_every_member_fits_a_nucleo_f411re():
+    from fleetvote.plan import fits
+
+    cat = load_catalog()
+    for c in members():
+        assert fits(c, "nucleo-f411re", cat["nucleo-f411re"], {}), c["id"]
+
+
+def test_baseline_fits_only_boards_with_its_flash_and_goes_on_the_cheapest():
+    from fleetvote.plan import cheapest_board, model_row, priced_boards
+
+    cat = load_catalog()
+    cards = [baseline_card()] + [c for c in load_cards(ZOO) if c["role"] == "baseline"]
+    for card in cards:
+        need_f = card["flash_bytes"] + FIRMWARE_FLASH_BYTES
+        need_r = card["arena_bytes"] + FIRMWARE_RAM_BYTES
+        row = model_row(card, cat, {}, {}, None, None)
+        want = sorted(n for n, b in priced_boards(cat).items() if b["flash_bytes"] >= need_f and b["ram_bytes"] >= need_r)
+        assert row["fits_boards"] == want and want
+        assert all(cat[n]["flash_bytes"] >= need_f for n in row["fits_boards"])
+        assert cheapest_board(card, cat, {}) == min(want, key=lambda n: cat[n]["price_usd"])
+    assert cheapest_board(baseline_card(), cat, {}) == "nucleo-h743zi2"  # 2 MB flash, $27
+
+
+def test_latency_is_transfer_plus_compute():
+    from fleetvote.plan import latency
+
+    board = {"baud": 921_600, "clock_hz": 100_000_000, "core": "cortex-m4f"}
+    lat = latency(1_000_000, board, 7.4)
+    assert lat["transfer_ms"] == pytest.approx(3124 * 10 / 921_600 * 1000, abs=0.01)  # 33.9 ms
+    assert lat["compute_ms"] == pytest.approx(74.0)
+    assert lat["total_ms"] == pytest.approx(lat["transfer_ms"] + lat["compute_ms"], abs=0.01)
+    assert latency(1_000_000, board, 7.4, cpi=2.0)["compute_ms"] == pytest.approx(148.0)
+
+
+def test_measured_firmware_figures_replace_the_estimates(tmp_path):
+    from fleetvote.plan import load_bench_firmware, load_size_report, requirement
+
+    card = members()[0]
+    sr = tmp_path / "size.json"
+    sr.write_text(json.dumps({"rows": [{"board": "nucleo-f411re", "model": card["id"], "flash_bytes": 150_000,
+                                        "ram_bytes": 40_000}]}))
+    sizes, note = load_size_report(sr)
+    assert note is None
+    assert requirement(card, "nucleo-f411re", sizes) == (150_000, 40_000, "size report")
+    assert requirement(card, "nucleo-l476rg", sizes)[2].startswith("size report (nucleo-f411re")
+    assert requirement(card, "nucleo-f411re", {})[2] == "card + firmware estimate"
+    assert load_size_report(tmp_path / "absent.json") == ({}, None)
+    bf = tmp_path / "bench.json"  # the layout of firmware/tools/bench_firmware.py
+    bf.write_text(json.dumps({"cpi": 1.3, "members": [{"model": card["id"], "macc": 1000,
+                                                        "total_instructions": {"ref": 7900, "opt": 2500}}]}))
+    ipms, cpi, note = load_bench_firmware(bf)
+    assert ipms[card["id"]][0] == 2.5 and "opt" in ipms[card["id"]][1] and cpi == 1.3 and note is None
+    bf.write_text(json.dumps({"members": [{"model": card["id"], "dsp": {"instructions_per_mac": 2.25}}]}))
+    assert load_bench_firmware(bf)[0][card["id"]][0] == 2.25
+
+
+def test_plan_and_results_table_from_a_zoo_with_and_without_baseline(tmp_path):
+    from fleetvote.plan import run
+    from fleetvote.results import END, START, render, splice
+
+    zoo = tmp_path / "zoo"
+    m = members()[0]
+    for card in (m, baseline_card()):
+        (zoo / card["id"]).mkdir(parents=True)
+        (zoo / card["id"] / "card.json").write_text(json.dumps(card))
+    ev = {"dataset": "CIFAR-10 (JPEG copy)", "images": {"val": 10, "test": 10}, "members": [m["id"]],
+          "models": [{"id": m["id"], "role": "member", "val_accuracy": 0.8, "test_accuracy": 0.79, "weight": 3.6},
+                     {"id": "baseline", "role": "baseline", "val_accuracy": 0.81, "test_accuracy": 0.805, "weight": None}],
+          "subsets": [{"members": [m["id"]], "test": {"majority": 0.79, "weighted": 0.79, "soft": 0.79}}],
+          "best": {"1": {"members": [m["id"]], "val": {"majority": 0.8, "weighted": 0.8, "soft": 0.8},
+                         "test": {"majority": 0.79, "weighted": 0.79, "soft": 0.79}, "best_strategy_on_val": "soft"}},
+          "command": "fleetvote ensemble-eval --json x"}
+    evp = tmp_path / "ev.json"
+    evp.write_text(json.dumps(ev))
+    rep = run(zoo, eval_json=evp, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json")
+    assert rep["baseline"]["board"] == "nucleo-h743zi2" and rep["baseline"]["test_accuracy"] == 0.805
+    (fleet,) = rep["fleets"]
+    assert fleet["members"] == [m["id"]] and fleet["bom"][0]["count"] == 1 and fleet["total_usd"] > 0
+    assert fleet["latency_ms"] == next(r for r in rep["models"] if r["id"] == m["id"])["latency"]["total_ms"]
+    assert any("does not exist yet" in n for n in rep["notes"])
+    rep["command"] = "fleetvote plan --eval ev.json"
+    body = render(ev, rep, None)
+    assert "nucleo-h743zi2" in body and "83.20 %" in body and "fleetvote plan --eval ev.json" in body
+    readme = "# x\n\ntext\n"
+    once = splice(readme, body)
+    assert once.count(START) == 1 and "## Results" in once
+    assert splice(splice(once, "other"), body) == once
+
+    (zoo / "baseline" / "card.json").unlink()
+    rep = run(zoo, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json")
+    assert rep["baseline"] is None and "baseline" in rep["baseline_note"]
