@@ -44,6 +44,9 @@ model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-
 bench-link: venv firmware-host  ## images/s one virtual board sustains through the Python client
 	$(BIN)/python -m fleetvote.bench_link
 
+bench-hotplug: venv firmware-host  ## /classify rps and latency at 1 and 16; unplug->offline, replug->ready times
+	$(BIN)/python -m fleetvote.bench_hotplug
+
 FUZZ_SECONDS ?= 600
 fuzz-codec: venv  ## the firmware's frame decoder under libFuzzer (FUZZ_SECONDS=600)
 	$(MAKE) -C firmware fuzz-codec FUZZ_SECONDS=$(FUZZ_SECONDS) PYTHON=$(abspath $(BIN)/python)

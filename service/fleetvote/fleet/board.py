@@ -218,22 +218,38 @@ class Board:
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                async with asyncio.timeout(self.ping_interval_s):
-                    job = await self.queue.get()
-            except TimeoutError:
-                await self._health_check()
-                continue
-            if job.future.done():  # the caller gave up (deadline, fallback) while it waited
-                self.counters.dropped_expired += 1
-                continue
-            remaining = job.deadline - loop.time()
-            if remaining <= 0:
-                self.counters.dropped_expired += 1
-                job.future.set_exception(BoardTimeout("deadline passed in the queue", self.url))
-                continue
-            await self._do(job, remaining)
+        assert self._client is not None
+        lost = asyncio.ensure_future(self._client.wait_lost())
+        try:
+            while True:
+                get = asyncio.ensure_future(self.queue.get())
+                done, _ = await asyncio.wait({get, lost}, timeout=self.ping_interval_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await get
+                if lost in done:
+                    if get.done() and not get.cancelled():  # a job that raced the unplug
+                        job = get.result()
+                        if not job.future.done():
+                            job.future.set_exception(BoardGone("link lost", self.url))
+                    raise BoardGone("link lost (unplugged or the board went away)", self.url)
+                if not done:
+                    await self._health_check()
+                    continue
+                job = get.result()
+                if job.future.done():  # the caller gave up (deadline, fallback) while it waited
+                    self.counters.dropped_expired += 1
+                    continue
+                remaining = job.deadline - loop.time()
+                if remaining <= 0:
+                    self.counters.dropped_expired += 1
+                    job.future.set_exception(BoardTimeout("deadline passed in the queue", self.url))
+                    continue
+                await self._do(job, remaining)
+        finally:
+            lost.cancel()
 
     async def _health_check(self) -> None:
         try:

@@ -257,6 +257,12 @@ class BoardClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    async def wait_lost(self) -> None:
+        """Returns when the link is lost (the board hung up, the port vanished) or closed: an
+        owner task waits on this beside its queue, so an unplug is seen at once, not at the next
+        request or health check."""
+        await asyncio.shield(self._lost_future)
+
     @property
     def is_closed(self) -> bool:
         return self._closing or self._lost is not None
