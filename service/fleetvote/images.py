@@ -59,6 +59,8 @@ def decode(data: bytes, content_type: str | None) -> np.ndarray:
             img = img.convert("RGB")
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large to decode safely ({exc})", 413) from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageError("the data is not a PNG, JPEG, BMP or WebP image", 422) from exc
     except Exception as exc:  # Pillow raises many types for damaged data

@@ -8,7 +8,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
 
 from ..fleet.manager import Fleet
 from ..metrics import Metrics
@@ -27,11 +28,19 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+# Declared as an OpenAPI security scheme, so /docs and schema-driven clients know about the key;
+# auto_error=False: the key is optional until the settings ask for one.
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="required on every endpoint but /healthz and /readyz when "
+                                          "the service is started with an API key")
+
+
 async def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
-                    x_api_key: Annotated[str | None, Header()] = None) -> None:
+                          x_api_key: Annotated[str | None, Security(api_key_header)] = None) -> None:
     if settings.api_key is None:
         return
-    if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), settings.api_key.encode()):
+    if x_api_key is None or not secrets.compare_digest(x_api_key.encode("utf-8", "surrogateescape"),
+                                                       settings.api_key.encode("utf-8", "surrogateescape")):
         raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header",
                             headers={"WWW-Authenticate": "ApiKey"})
 
@@ -40,3 +49,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 FleetDep = Annotated[Fleet, Depends(get_fleet)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ApiKey = Depends(require_api_key)
+# documented on every protected route
+UNAUTHORIZED = {401: {"description": "missing or wrong X-API-Key (only when the service has an API key)",
+                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}}

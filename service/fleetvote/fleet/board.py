@@ -159,8 +159,27 @@ class Board:
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
-            raise QueueFull(self.url) from None
+            # jobs whose caller gave up or whose deadline passed still hold places: drop them
+            # and try once more before refusing
+            self._purge(loop.time())
+            try:
+                self.queue.put_nowait(job)
+            except asyncio.QueueFull:
+                raise QueueFull(self.url) from None
         return job.future
+
+    def _purge(self, now: float) -> None:
+        keep = []
+        while not self.queue.empty():
+            j = self.queue.get_nowait()
+            if j.future.done() or j.deadline <= now:
+                self.counters.dropped_expired += 1
+                if not j.future.done():
+                    j.future.set_exception(BoardTimeout("deadline passed in the queue", self.url))
+            else:
+                keep.append(j)
+        for j in keep:
+            self.queue.put_nowait(j)
 
     # ---- owner task ------------------------------------------------------------------------
 
@@ -220,6 +239,7 @@ class Board:
         loop = asyncio.get_running_loop()
         assert self._client is not None
         lost = asyncio.ensure_future(self._client.wait_lost())
+        get: asyncio.Future | None = None
         try:
             while True:
                 get = asyncio.ensure_future(self.queue.get())
@@ -250,6 +270,8 @@ class Board:
                 await self._do(job, remaining)
         finally:
             lost.cancel()
+            if get is not None and not get.done():
+                get.cancel()
 
     async def _health_check(self) -> None:
         try:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +68,10 @@ class Fleet:
         if self.quorum > len(ensemble.members):
             raise FleetvoteError(f"quorum {self.quorum} exceeds the {len(ensemble.members)} members")
         self._scanned = asyncio.Event()
+        # fallback work: at most one engine per core at a time, in a pool of its own (the default
+        # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
+        # its matrix products, so members of one request run side by side
+        self._engine_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="engine")
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -82,6 +88,7 @@ class Fleet:
                 await self._scan_task
         await asyncio.gather(*(b.stop() for b in self.boards.values()), return_exceptions=True)
         self.boards.clear()
+        self._engine_pool.shutdown(wait=False, cancel_futures=True)
 
     def _on_change(self, board: Board) -> None:
         board.member = None
@@ -173,6 +180,10 @@ class Fleet:
         if any_board and all_full and not pending:
             raise Overloaded("every board queue is full")
 
+        # members already known to be missing are computed now, while the boards work
+        early = {k: loop.run_in_executor(self._engine_pool, self._engine_run, self.ensemble.members[k], image)
+                 for k in reasons} if fallback else {}
+
         results: dict[int, MemberResult] = {}
         if pending:
             budget = max(p[2] for p in pending.values())
@@ -206,8 +217,9 @@ class Fleet:
                                  f"quorum is {self.quorum}; missing: {', '.join(names)} "
                                  f"({'; '.join(reasons[k] for k in missing)})", names)
         elif missing:
-            outs = await asyncio.gather(*(asyncio.to_thread(self._engine_run, self.ensemble.members[k], image)
-                                          for k in missing))
+            futs = [early.get(k) or loop.run_in_executor(self._engine_pool, self._engine_run,
+                                                         self.ensemble.members[k], image) for k in missing]
+            outs = await asyncio.gather(*futs)
             for k, (out, ms) in zip(missing, outs):
                 results[k] = MemberResult(self.ensemble.members[k], out, "fallback", reasons[k], None, 0.0, 0.0,
                                           None, ms)

@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 
 from ...fleet.manager import Overloaded, QuorumLost
 from ...images import ImageError, decode
-from ..deps import ApiKey, FleetDep, MetricsDep
+from ..deps import UNAUTHORIZED, ApiKey, FleetDep, MetricsDep
 from ..schemas import ClassifyResponse, ErrorBody
 
-router = APIRouter(tags=["classify"], dependencies=[ApiKey])
+router = APIRouter(tags=["classify"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
 _BODY_DOC = {
     "requestBody": {
@@ -58,7 +58,7 @@ async def classify(
     request: Request, fleet: FleetDep, metrics: MetricsDep,
     strategy: Annotated[Literal["majority", "weighted", "soft"] | None,
                         Query(description="fusion rule; default: the ensemble file's")] = None,
-    deadline_ms: Annotated[float | None, Query(gt=0, le=600_000,
+    deadline_ms: Annotated[float | None, Query(ge=1, le=600_000,
                            description="per-board deadline; default: each board's own estimate")] = None,
     fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
 ):

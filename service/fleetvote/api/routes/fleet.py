@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from ..deps import ApiKey, FleetDep, MetricsDep, SettingsDep
+from ..deps import UNAUTHORIZED, ApiKey, FleetDep, MetricsDep, SettingsDep
 from ..schemas import BoardsResponse, BoardView, EnsembleResponse, ErrorBody
 
-router = APIRouter(tags=["fleet"], dependencies=[ApiKey])
+router = APIRouter(tags=["fleet"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
 
 @router.get("/boards", response_model=BoardsResponse, summary="Every board the service knows, with its health")

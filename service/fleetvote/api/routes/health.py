@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ..deps import ApiKey, FleetDep, MetricsDep
+from ..deps import UNAUTHORIZED, ApiKey, FleetDep, MetricsDep
 from ..schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -28,7 +28,7 @@ async def readyz(fleet: FleetDep):
                          **body}, status_code=503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, dependencies=[ApiKey],
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[ApiKey], responses=UNAUTHORIZED,
             summary="Prometheus metrics (text exposition format)")
 async def metrics(fleet: FleetDep, m: MetricsDep):
     return PlainTextResponse(m.render(fleet), media_type="text/plain; version=0.0.4")
