@@ -95,23 +95,23 @@ def test_records_logged_while_a_request_is_served_carry_its_id():
     assert "request" not in second
 
 
-def test_uvicorn_log_config_puts_the_server_messages_in_json_lines_and_drops_its_access_log(capsys):
-    import logging.config
+def test_uvicorn_log_config_puts_the_server_messages_in_json_lines_and_drops_its_access_log():
+    # in a child process: dictConfig closes every existing handler of the process, and in this
+    # one that includes handlers other libraries (absl, imported with TensorFlow) opened on
+    # pytest's captured stderr
+    import subprocess
+    import sys
 
-    from fleetvote import logs
-
-    names = ("uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level, logging.getLogger(n).propagate)
-             for n in names}
-    try:
-        logging.config.dictConfig(logs.uvicorn_log_config(json_lines=True))
-        logging.getLogger("uvicorn.error").info("Uvicorn running on %s", "http://127.0.0.1:8000")
-        logging.getLogger("uvicorn.access").info('127.0.0.1:1 - "GET /boards HTTP/1.1" 200')
-    finally:
-        for n, (handlers, level, propagate) in saved.items():
-            lg = logging.getLogger(n)
-            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
-    (line,) = capsys.readouterr().err.splitlines()
+    code = (
+        "import logging, logging.config\n"
+        "from fleetvote import logs\n"
+        "logging.config.dictConfig(logs.uvicorn_log_config(json_lines=True))\n"
+        "logging.getLogger('uvicorn.error').info('Uvicorn running on %s', 'http://127.0.0.1:8000')\n"
+        "logging.getLogger('uvicorn.access').info('127.0.0.1:1 - \"GET /boards HTTP/1.1\" 200')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stderr.splitlines()
     assert json.loads(line)["msg"] == "Uvicorn running on http://127.0.0.1:8000"
 
 

@@ -69,7 +69,7 @@ def served(board_bin, tmp_path_factory):  # noqa: F811
         settings = Settings(ensemble=ens, zoo=ZOO, urls=[], link_globs=[str(links / "*")], scan_usb=False,
                             rescan_s=0.2, ping_interval_s=0.5)
         out.app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(out.app, log_level="warning", lifespan="on"))
+        server = uvicorn.Server(uvicorn.Config(out.app, log_level="warning", log_config=None, lifespan="on"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 15
