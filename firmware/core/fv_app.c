@@ -17,6 +17,17 @@ const int fv_test_build = 0;
 #define REPLY_PAYLOAD_MAX (FV_INFO_FIXED_BYTES + FV_MODEL_ID_MAX)
 static uint8_t reply_buf[FV_ENCODED_CAP(REPLY_PAYLOAD_MAX)];
 
+/* Length of a C string, at most `cap`: the core takes nothing from libc beyond
+ * memcpy/memset/memcmp, and a bound keeps a missing terminator from running off. */
+static uint32_t bounded_len(const char *s, uint32_t cap)
+{
+    uint32_t n = 0;
+    while (n < cap && s[n] != '\0') {
+        n++;
+    }
+    return n;
+}
+
 static void put_u32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v & 0xFFu);
@@ -75,10 +86,7 @@ static void send(fv_app *app, uint8_t type, uint16_t seq, const uint8_t *payload
 static void send_error(fv_app *app, uint16_t seq, uint8_t code, uint8_t req_type, const char *text)
 {
     uint8_t p[2u + FV_ERROR_TEXT_MAX];
-    uint32_t tl = (uint32_t)strlen(text);
-    if (tl > FV_ERROR_TEXT_MAX) {
-        tl = FV_ERROR_TEXT_MAX;
-    }
+    uint32_t tl = bounded_len(text, FV_ERROR_TEXT_MAX);
     p[0] = code;
     p[1] = req_type;
     memcpy(p + 2, text, tl);
@@ -106,12 +114,8 @@ static void on_hello(fv_app *app, uint16_t seq)
     p[43] = (uint8_t)((fv_test_build ? 1u : 0u) | (fv_use_optimised_kernels ? 2u : 0u));
     put_u32(p + 44, m->weight_bytes);
     const char *name = fv_port_board_name();
-    uint32_t nl = (uint32_t)strlen(name);
-    memcpy(p + 48, name, nl < 16u ? nl : 16u);
-    uint32_t il = (uint32_t)strlen(m->id);
-    if (il > FV_MODEL_ID_MAX) {
-        il = FV_MODEL_ID_MAX;
-    }
+    memcpy(p + 48, name, bounded_len(name, 16u));
+    uint32_t il = bounded_len(m->id, FV_MODEL_ID_MAX);
     p[64] = (uint8_t)il;
     memcpy(p + FV_INFO_FIXED_BYTES, m->id, il);
     send(app, FV_MSG_HELLO | FV_MSG_REPLY, seq, p, (uint16_t)(FV_INFO_FIXED_BYTES + il));
