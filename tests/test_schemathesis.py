@@ -97,7 +97,11 @@ def _fuzz(schema, mode) -> tuple[int, list[str]]:
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, report_multiple_bugs=False,
                   suppress_health_check=list(HealthCheck))
         def run(case):
-            case.call_and_validate(headers={"X-API-Key": KEY}, checks=CHECKS, timeout=30)
+            # the real key replaces a generated one; a case that leaves the header out on purpose
+            # (negative mode) keeps it out, and must get its 401
+            keyed = {k.lower() for k in (case.headers or {})}
+            headers = {"X-API-Key": KEY} if "x-api-key" in keyed or mode == GenerationMode.POSITIVE else None
+            case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
 
         try:
             run()

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from .. import __version__
 from ..ensemble import load_ensemble
 from ..fleet.manager import Fleet
 from ..metrics import Metrics
 from ..settings import Settings
+from .deps import no_unknown_query
 from .limits import UploadLimit
 from .requestlog import RequestLog
 from .routes import classify, fleet as fleet_routes, health, ui
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, fleet_factory=None, virtual=Non
 
     app = FastAPI(
         title="fleetvote", version=__version__, lifespan=lifespan,
+        dependencies=[Depends(no_unknown_query)],
         description="A CIFAR-10 classifier made of several cheap STM32 boards that vote. POST an image to "
                     "/classify; GET /boards shows the fleet.")
     app.state.settings = settings

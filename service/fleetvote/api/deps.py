@@ -45,6 +45,16 @@ async def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
                             headers={"WWW-Authenticate": "ApiKey"})
 
 
+async def no_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: `?stratgy=soft` must not be ignored."""
+    route = request.scope.get("route")
+    allowed = {p.alias for p in getattr(getattr(route, "dependant", None), "query_params", [])}
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter(s): {', '.join(unknown)}; this route takes "
+                                 f"{', '.join(sorted(allowed)) or 'none'}")
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 FleetDep = Annotated[Fleet, Depends(get_fleet)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
