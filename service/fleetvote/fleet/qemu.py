@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from .virtual import stop_process  # one way to stop a child process, shared with virtual boards
 
 ROOT = Path(__file__).resolve().parents[3]
 FIRMWARE = ROOT / "firmware"
@@ -188,21 +189,6 @@ def start_qemu(image: Path, qemu: str = QEMU, icount: bool = False, timeout: flo
     out: collections.deque = collections.deque(seen, maxlen=50)
     threading.Thread(target=_drain, args=(proc, out), daemon=True).start()
     return proc, pty, out
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 3.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout:
-        try:
-            proc.stdout.close()
-        except OSError:
-            pass
 
 
 def _link(path: Path, target: str) -> None:
