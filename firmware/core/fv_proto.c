@@ -34,15 +34,6 @@ void fv_decoder_init(fv_decoder *d)
     d->broken = 0;
 }
 
-static void restart(fv_decoder *d)
-{
-    d->len = 0;
-    d->remaining = 0;
-    d->zero_after = 0;
-    d->in_frame = 0;
-    d->overflow = 0;
-    d->broken = 0;
-}
 
 static void store(fv_decoder *d, uint8_t b)
 {
@@ -69,7 +60,7 @@ fv_rx_status fv_decoder_push(fv_decoder *d, uint8_t byte, uint8_t *error)
             st = FV_RX_FRAME;  /* the last block's implied zero is not part of the frame */
         }
         if (st != FV_RX_FRAME) {
-            restart(d);
+            fv_decoder_init(d);
         } else {
             d->in_frame = 0;   /* buf/len stay valid until the next byte is pushed */
             d->remaining = 0;
@@ -79,7 +70,7 @@ fv_rx_status fv_decoder_push(fv_decoder *d, uint8_t byte, uint8_t *error)
     }
     if (!d->in_frame) {
         /* first byte of a new frame: forget the previous (already consumed) one */
-        restart(d);
+        fv_decoder_init(d);
         d->in_frame = 1;
     }
     if (d->overflow || d->broken) {
