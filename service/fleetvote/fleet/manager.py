@@ -31,6 +31,10 @@ from .board import Board, BoardAnswer, QueueFull, State
 log = logging.getLogger("fleetvote.fleet")
 
 
+# how long before a request's deadline the engine starts on members whose board is still out
+FALLBACK_LEAD_S = 0.05
+
+
 class Overloaded(FleetvoteError):
     """Every board queue is full: admission control refuses the request (503)."""
 
@@ -187,7 +191,18 @@ class Fleet:
         results: dict[int, MemberResult] = {}
         if pending:
             budget = max(p[2] for p in pending.values())
-            done, _ = await asyncio.wait([p[1] for p in pending.values()], timeout=budget)
+            # a member still out shortly before the deadline is computed by the engine meanwhile,
+            # so that a board that never answers costs the deadline, not the deadline plus the
+            # engine; an answer that still arrives in time wins over the speculative one
+            lead = min(budget / 2, FALLBACK_LEAD_S) if fallback else 0.0
+            done, not_done = await asyncio.wait([p[1] for p in pending.values()], timeout=budget - lead)
+            if not_done and lead:
+                for k, (_b, fut, _budget) in pending.items():
+                    if fut in not_done and k not in early:
+                        early[k] = loop.run_in_executor(self._engine_pool, self._engine_run,
+                                                        self.ensemble.members[k], image)
+                more, _ = await asyncio.wait(not_done, timeout=lead)
+                done |= more
             for k, (b, fut, _b) in pending.items():
                 m = self.ensemble.members[k]
                 if fut in done and fut.exception() is None:
