@@ -179,4 +179,22 @@ static inline int32_t fv_one_over_one_plus_x_for_x_in_0_1(int32_t a)
     return fv_sat_shl(x, 1);
 }
 
+static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/*
+ * Requantise an accumulator to an output byte: MBQM with the channel's multiplier and shift, plus
+ * the output zero point, clamped to the fused activation range (act_min/act_max are already in
+ * output bytes, inside [-128, 127]). Shared by the reference and the DSP kernels, so both round
+ * the same way by construction.
+ */
+static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
+                                int32_t act_min, int32_t act_max)
+{
+    const int32_t v = fv_mbqm(acc, multiplier, shift) + output_offset;
+    return (int8_t)clamp_i32(v, act_min, act_max);
+}
+
 #endif /* FV_FIXEDPOINT_H */

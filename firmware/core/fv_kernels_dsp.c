@@ -111,18 +111,6 @@ static inline int32_t pack_offset(int32_t offset)
     return (int32_t)(((uint32_t)offset & 0xFFFFu) * 0x10001u);
 }
 
-static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : (v > hi ? hi : v);
-}
-
-/* The reference's requantisation, the same arithmetic. */
-static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
-                                int32_t act_min, int32_t act_max)
-{
-    const int32_t v = fv_mbqm(acc, multiplier, shift) + output_offset;
-    return (int8_t)clamp_i32(v, act_min, act_max);
-}
 
 /* groups of 4 int8 from src (padded to a multiple of 4) -> int16 pairs in pair order, +offset */
 static void widen(const int8_t *src, int32_t *dst, int32_t groups, int32_t off2)

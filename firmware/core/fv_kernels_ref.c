@@ -34,22 +34,6 @@
     } while (0)
 #endif
 
-static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
-{
-    return v < lo ? lo : (v > hi ? hi : v);
-}
-
-/*
- * Requantise a convolution accumulator to an output byte: MBQM with the channel's multiplier and
- * shift, plus the output zero point, clamped to the fused activation range (act_min/act_max are
- * already in output bytes, inside [-128, 127]).
- */
-static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
-                                int32_t act_min, int32_t act_max)
-{
-    const int32_t v = fv_mbqm(acc, multiplier, shift) + output_offset;
-    return (int8_t)clamp_i32(v, act_min, act_max);
-}
 
 /*
  * CONV_2D, TFLite ConvPerChannel. NHWC input [in_h][in_w][in_c], weights [out_c][k_h][k_w][in_c],
