@@ -63,6 +63,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .errors import ConfigError
+from .fleet.virtual import terminate
 
 DEFAULT_LEVELS = (1, 4, 16, 64)
 OVERHEAD_LEVELS = (1, 32)
@@ -565,13 +566,7 @@ def _is_board(pid: int) -> bool:
 def stop_by_pid(proc: subprocess.Popen, board_pids: list[int], grace_s: float = 20.0) -> list[int]:
     """SIGTERM the server (its lifespan stops its boards), SIGKILL it after ``grace_s``; then any
     of its boards still alive, by PID. Returns the board PIDs that had to be killed."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc, grace_s)
     killed = []
     for pid in board_pids:
         if _is_board(pid):

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fleet.virtual import terminate
 from .settings import ROOT
 
 BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
@@ -172,15 +173,9 @@ class ControlledBoard:
     def stop(self, timeout: float = 3.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            if self.frozen:
-                os.kill(self.process.pid, signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process.poll() is None and self.frozen:
+            os.kill(self.process.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        terminate(self.process, timeout)
         self.process = None
         self.frozen = False
         for p in (self.link, self.control):
@@ -348,14 +343,7 @@ class ServiceProcess:
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        rc, self.process = self.process.returncode, None
+        rc, self.process = terminate(self.process, timeout), None
         return rc
 
 

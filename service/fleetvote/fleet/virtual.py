@@ -79,7 +79,8 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
     return VirtualBoard(model_id, board_id, proc, port, link if kind == "pty" else None, kind)
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 3.0) -> None:
+def terminate(proc: subprocess.Popen, timeout: float = 3.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit status."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -87,6 +88,12 @@ def stop_process(proc: subprocess.Popen, timeout: float = 3.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return proc.returncode
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 3.0) -> None:
+    """terminate() and close the pipes we held to it."""
+    terminate(proc, timeout)
     for f in (proc.stdout, proc.stderr):
         if f:
             try:
