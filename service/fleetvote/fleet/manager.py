@@ -195,7 +195,20 @@ class Fleet:
             # so that a board that never answers costs the deadline, not the deadline plus the
             # engine; an answer that still arrives in time wins over the speculative one
             lead = min(budget / 2, FALLBACK_LEAD_S) if fallback else 0.0
-            done, not_done = await asyncio.wait([p[1] for p in pending.values()], timeout=budget - lead)
+            member_of = {p[1]: k for k, p in pending.items()}
+            done, not_done = set(), set(member_of)
+            until = loop.time() + budget - lead
+            while not_done and (left := until - loop.time()) > 0:
+                now_done, not_done = await asyncio.wait(not_done, timeout=left,
+                                                        return_when=asyncio.FIRST_COMPLETED)
+                done |= now_done
+                # a board that failed (error frame, link lost, queue expiry) is replaced at once,
+                # not when the slowest board of the request has answered
+                for fut in now_done if fallback else ():
+                    k = member_of[fut]
+                    if fut.exception() is not None and k not in early:
+                        early[k] = loop.run_in_executor(self._engine_pool, self._engine_run,
+                                                        self.ensemble.members[k], image)
             if not_done and lead:
                 for k, (_b, fut, _budget) in pending.items():
                     if fut in not_done and k not in early:
