@@ -2,7 +2,9 @@
 
     python -m fleetvote_models.recipes vgg12-s1 [--runs runs] [--zoo models/zoo]
 
-Running it again after an interruption resumes training from the last finished epoch.
+Running it again after an interruption resumes training from the last finished epoch. A recipe
+with a ``parent`` is a warm restart: the parent is made first (if its run is not finished yet),
+then this run starts from the parent's best weights (``--init``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ def main(argv: list[str] | None = None) -> int:
 
     r = recipes[a.id]
     run = str(Path(a.runs) / a.id)
-    rc = cli(["train", *r["args"], "--out", run, "--resume"])
+    init: list[str] = []
+    if "parent" in r:
+        rc = main([r["parent"], "--runs", a.runs, "--zoo", a.zoo])
+        if rc:
+            return rc
+        init = ["--init", str(Path(a.runs) / r["parent"])]
+    rc = cli(["train", *r["args"], *init, "--out", run, "--resume"])
     if rc:
         return rc
     return cli(["export", run, "--id", a.id, "--zoo", a.zoo, "--role", r["role"]])

@@ -56,6 +56,7 @@ def train(
     resume: bool = False,
     teacher: str | None = None,
     distill_alpha: float = 0.5,
+    init: str | None = None,
 ) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -75,14 +76,14 @@ def train(
         "augmentation": list(augmentations), "label_smoothing": label_smoothing,
         "subset": subset, "limit": limit, "teacher": teacher,
         "distill_alpha": distill_alpha if teacher else None,
+        "init": init,
         "backend": keras.backend.backend(),
     }
     state = {"recipe": recipe, "epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     if resume and run_file.exists() and ckpt.exists():
         prev = json.loads(run_file.read_text())
-        if {k: v for k, v in prev["recipe"].items() if k != "backend"} != {
-            k: v for k, v in recipe.items() if k != "backend"
-        }:
+        # keys added to the recipe later read as None in older runs
+        if any(prev["recipe"].get(k) != v for k, v in recipe.items() if k != "backend"):
             raise SystemExit(f"{run_file}: --resume with a different recipe; use a new --out or the same flags")
         state = prev
     elif ckpt.exists() and not resume:
@@ -107,6 +108,11 @@ def train(
         print(f"resuming {out} after epoch {state['epoch']}/{epochs}")
     else:
         model = build(arch)
+        if init:  # warm restart (SGDR): the parent's best weights, then a fresh cosine cycle
+            parent = Path(init) / "best.weights.h5"
+            if not parent.exists():
+                raise SystemExit(f"--init {init}: no best.weights.h5 there; train that run first")
+            model.load_weights(parent)
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=lr / 10, decay_steps=max(1, steps * (epochs - 1)),
             warmup_target=lr, warmup_steps=steps, alpha=0.0,

@@ -28,7 +28,7 @@ Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.t
 
 # Modules that add their own subcommands: each has add_parser(subparsers), which registers one
 # or more subparsers with set_defaults(func=...). They must import heavy packages lazily.
-COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.hardware", "fleetvote.bench", "fleetvote.ensemble_eval", "fleetvote.plan", "fleetvote.results"]
+COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.hardware", "fleetvote.bench", "fleetvote.ensemble_eval", "fleetvote.plan", "fleetvote.results", "fleetvote.robustness"]
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         Path(a.out), a.arch, seed=a.seed, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
         augmentations=tuple(x for x in a.augment.split(",") if x), label_smoothing=a.label_smoothing,
         subset=a.subset, limit=a.limit, data=a.data, resume=a.resume, teacher=a.teacher,
-        distill_alpha=a.distill_alpha,
+        distill_alpha=a.distill_alpha, init=a.init,
     )
     print(f"best validation accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
           f"{state['train_seconds']:.0f} s of training")
@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
     t.add_argument("--teacher", help="a .keras model whose soft predictions are mixed into the targets")
     t.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the teacher's targets")
+    t.add_argument("--init", metavar="RUN", help="start from the best weights of this finished run of the same "
+                   "--arch (a warm restart: a new cosine cycle from those weights)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     _add_data(t)
     t.set_defaults(func=_cmd_train)
