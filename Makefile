@@ -91,3 +91,10 @@ load: venv firmware-host  ## 10,000 requests at concurrency 64 against fleetvote
 
 fuzz-api: venv firmware-host  ## the HTTP API against its OpenAPI schema under schemathesis (FUZZ_API_EXAMPLES per operation)
 	FUZZ_API_EXAMPLES=$(FUZZ_API_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_schemathesis.py
+
+# ---- robustness: the best member, the fleet and the baseline on corrupted test images -------------
+.PHONY: robustness
+robustness: venv  ## accuracy on corrupted test images (CIFAR-10-C severity 3), best member vs fleet vs baseline (N=500 for a subset; ~15 min)
+	@test -n "$$CIFAR10_PATH" || { echo "make robustness: set CIFAR10_PATH to cifar10-jpeg.tar.gz (figures are on that copy)"; exit 2; }
+	@mkdir -p $(RESULTS)
+	$(BIN)/python -m fleetvote.cli robustness --out $(RESULTS)/robustness.json $(if $(N),--limit $(N))

@@ -88,6 +88,25 @@ def test_train_export_eval_analyze_on_a_few_hundred_images(keras_mod, cifar_path
     # a finished run refuses to be overwritten, and --resume past the end changes nothing
     assert main(["train", "--arch", "resnet:4", "--epochs", "1", "--limit", "300", "--out", str(run),
                  "--data", cifar_path, "--resume"]) == 0
+    # a warm restart starts from the parent's best weights: with a zero learning rate they stay
+    # (BatchNorm statistics move without gradients, so compare the convolution kernels)
+    child = tmp_path / "child"
+    assert main(["train", "--arch", "resnet:4", "--epochs", "1", "--limit", "300", "--lr", "0",
+                 "--init", str(run), "--out", str(child), "--data", cifar_path]) == 0
+    assert json.loads((child / "run.json").read_text())["recipe"]["init"] == str(run)
+    import keras
+
+    from fleetvote_models.archs import build
+
+    kernels = []
+    for d in (run, child):
+        m = build("resnet:4")
+        m.load_weights(d / "best.weights.h5")
+        kernels.append([l.kernel.numpy() for l in m.layers if isinstance(l, keras.layers.Conv2D)])
+    assert all(np.array_equal(a, b) for a, b in zip(*kernels)) and kernels[0]
+    with pytest.raises(SystemExit, match="train that run first"):
+        main(["train", "--arch", "resnet:4", "--epochs", "1", "--limit", "300", "--init", str(tmp_path / "none"),
+              "--out", str(tmp_path / "orphan"), "--data", cifar_path])
     assert main(["export", str(run), "--id", "smoke", "--zoo", str(zoo), "--data", cifar_path]) == 0
     card = json.loads((zoo / "smoke" / "card.json").read_text())
     assert {"id", "role", "sha256", "arch", "seed", "epochs", "train_seconds", "recipe", "val_accuracy",
