@@ -440,3 +440,40 @@ async def test_open_deadline_raises_board_timeout() -> None:
         url = f"rfc2217://127.0.0.1:{silent.getsockname()[1]}?timeout=1"
         with pytest.raises(BoardTimeout, match="not open"):
             await BoardClient.open(url, dataclasses.replace(FAST, open=0.2))
+
+
+async def test_a_write_to_an_unplugged_port_is_one_log_line_not_a_traceback(caplog):
+    import logging
+    import os
+
+    import serial_asyncio_fast
+
+    from fleetvote.link.client import quiet_link_errors
+
+    loop = asyncio.get_running_loop()
+
+    async def write_after_unplug() -> None:
+        master, slave = os.openpty()
+        lost = loop.create_future()
+
+        class Proto(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        transport, _ = await serial_asyncio_fast.create_serial_connection(loop, Proto, os.ttyname(slave))
+        os.close(master)  # the board goes away: writes on the slave now fail with EIO
+        transport.write(b"\x00" * 64)
+        await asyncio.wait_for(lost, 5)
+        os.close(slave)
+
+    caplog.set_level(logging.INFO)
+    restore = quiet_link_errors(loop)
+    try:
+        await write_after_unplug()
+    finally:
+        restore()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("closed and reopened" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    await write_after_unplug()  # restored: the loop's own handler reports it, as before
+    assert any("Fatal write error" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)

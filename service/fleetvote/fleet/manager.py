@@ -23,7 +23,7 @@ from ..data import CLASS_NAMES
 from ..ensemble import Ensemble, Member
 from ..errors import BoardError, BoardTimeout, FleetvoteError
 from ..fusion import fuse, probabilities
-from ..link.client import Timeouts
+from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
 from .board import Board, BoardAnswer, QueueFull, State
@@ -72,6 +72,7 @@ class Fleet:
         if self.quorum > len(ensemble.members):
             raise FleetvoteError(f"quorum {self.quorum} exceeds the {len(ensemble.members)} members")
         self._scanned = asyncio.Event()
+        self._restore_handler = None
         # fallback work: at most one engine per core at a time, in a pool of its own (the default
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
@@ -80,6 +81,7 @@ class Fleet:
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._restore_handler = quiet_link_errors(asyncio.get_running_loop())
         self._scan_task = asyncio.create_task(self._scan_loop(), name="fleet discovery")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -93,6 +95,9 @@ class Fleet:
         await asyncio.gather(*(b.stop() for b in self.boards.values()), return_exceptions=True)
         self.boards.clear()
         self._engine_pool.shutdown(wait=False, cancel_futures=True)
+        if self._restore_handler is not None:
+            self._restore_handler()
+            self._restore_handler = None
 
     def _on_change(self, board: Board) -> None:
         board.member = None
