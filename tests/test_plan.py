@@ -108,6 +108,16 @@ def test_plan_and_results_table_from_a_zoo_with_and_without_baseline(tmp_path):
     rep["command"] = "fleetvote plan --eval ev.json"
     body = render(ev, rep, None)
     assert "nucleo-h743zi2" in body and "83.20 %" in body and "fleetvote plan --eval ev.json" in body
+    assert "**Robustness**" not in body
+    rows = [{"condition": c, "parameter": p, "best_member": 0.7, "fleet": f, "baseline": 0.71,
+             "fleet_minus_best_member": f - 0.7} for c, p, f in (("clean", None, 0.8), ("contrast", "factor 0.4", 0.5432))]
+    rob = {"images": 10, "dataset": "CIFAR-10 (JPEG copy)", "seed": 1, "computed_with": "the numpy engine",
+           "cache": {"hits": 0, "computed": 4}, "best_member": {"id": m["id"], "val_accuracy": 0.8},
+           "members": [m["id"]], "strategy": "soft", "baseline": "baseline", "rows": rows,
+           "mean_corrupted": {"best_member": 0.7, "fleet": 0.5432, "baseline": 0.71, "fleet_minus_best_member": -0.16},
+           "command": "fleetvote robustness --limit 10"}
+    with_rob = render(ev, rep, None, rob=rob)
+    assert "54.32 %" in with_rob.split("**Robustness**")[1] and "fleetvote robustness --limit 10" in with_rob
     readme = "# x\n\ntext\n"
     once = splice(readme, body)
     assert once.count(START) == 1 and "## Results" in once

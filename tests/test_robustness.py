@@ -182,3 +182,4 @@ def test_robustness_help_names_its_options(capsys):
     out = capsys.readouterr().out
     for opt in ("--limit", "--zoo", "--ensemble", "--seed", "--out", "--data", "--no-baseline"):
         assert opt in out
+
