@@ -18,6 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "models" / "recipes.json"
 
 
+def _finished(run: Path, zoo_dir: Path) -> bool:
+    """The run did all its epochs and its model is in the zoo (so it need not be made again)."""
+    try:
+        state = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return state.get("epoch") == state.get("recipe", {}).get("epochs") and (zoo_dir / "card.json").exists()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("id")
@@ -34,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     run = str(Path(a.runs) / a.id)
     init: list[str] = []
     if "parent" in r:
-        rc = main([r["parent"], "--runs", a.runs, "--zoo", a.zoo])
-        if rc:
-            return rc
+        if not _finished(Path(a.runs) / r["parent"], Path(a.zoo) / r["parent"]):
+            rc = main([r["parent"], "--runs", a.runs, "--zoo", a.zoo])
+            if rc:
+                return rc
         init = ["--init", str(Path(a.runs) / r["parent"])]
     rc = cli(["train", *r["args"], *init, "--out", run, "--resume"])
     if rc:
