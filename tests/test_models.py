@@ -170,3 +170,32 @@ def test_analyze_arena_agrees_with_tflite_micro(tmp_path):
         # tensor and node structs, per-channel multiplier arrays). Stated tolerance: our plan is
         # within 5 % of the head (both planners are greedy; ties may place buffers differently).
         assert abs(ours - theirs["head"]) <= 0.05 * theirs["head"], (m.name, ours, theirs)
+
+
+def test_a_recipe_with_a_parent_makes_the_parent_first_then_warm_starts_from_it(tmp_path, monkeypatch):
+    import fleetvote.cli
+    from fleetvote_models import recipes
+
+    book = tmp_path / "recipes.json"
+    book.write_text(json.dumps({
+        "p": {"role": "member", "args": ["--arch", "vgg:4", "--epochs", "2"]},
+        "c": {"role": "member", "parent": "p", "args": ["--arch", "vgg:4", "--epochs", "3"]},
+    }))
+    calls = []
+    monkeypatch.setattr(recipes, "RECIPES", book)
+    monkeypatch.setattr(fleetvote.cli, "main", lambda argv: calls.append(argv) or 0)
+    runs, zoo = tmp_path / "runs", tmp_path / "zoo"
+    args = ["--runs", str(runs), "--zoo", str(zoo)]
+    assert recipes.main(["c", *args]) == 0
+    assert [c[0] for c in calls] == ["train", "export", "train", "export"]
+    assert calls[0][calls[0].index("--out") + 1] == str(runs / "p") and "--init" not in calls[0]
+    assert calls[2][calls[2].index("--init") + 1] == str(runs / "p")
+    # once the parent's run is finished and exported, only the child is made
+    (runs / "p").mkdir(parents=True)
+    (runs / "p" / "run.json").write_text(json.dumps({"epoch": 2, "recipe": {"epochs": 2}}))
+    (zoo / "p").mkdir(parents=True)
+    (zoo / "p" / "card.json").write_text("{}")
+    calls.clear()
+    assert recipes.main(["c", *args]) == 0
+    assert [c[0] for c in calls] == ["train", "export"] and "--init" in calls[0]
+    assert recipes.main(["nope", *args]) == 2
