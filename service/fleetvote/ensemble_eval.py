@@ -284,24 +284,28 @@ def plot(rep: dict, path: Path) -> None:
 
 
 def format_report(rep: dict, every: bool = False) -> str:
+    # columns as wide as their longest entry (model ids and member lists vary in length)
+    idw = max([len(m["id"]) for m in rep["models"]] + [16]) + 2
+    rows = list(rep["best"].values()) + (rep["subsets"] if every else [])
+    mw = max([len(",".join(b["members"])) for b in rows] + [46]) + 2
     lines = [f"{rep['images']['val']} val / {rep['images']['test']} test images, {rep['dataset']}; "
              f"{rep['computed_with']}; cache: {rep['cache']['hits']} hits, {rep['cache']['computed']} computed",
              f"weighted-vote weights: {rep['weights_rule']}", "",
-             f"{'model':<18}{'role':<10}{'MACC':>11}{'val':>8}{'test':>8}{'weight':>8}"]
+             f"{'model':<{idw}}{'role':<10}{'MACC':>11}{'val':>8}{'test':>8}{'weight':>8}"]
     for m in rep["models"]:
-        lines.append(f"{m['id']:<18}{m['role'] or '-':<10}{m['macc'] or 0:>11,}{m['val_accuracy']:>8.4f}"
+        lines.append(f"{m['id']:<{idw}}{m['role'] or '-':<10}{m['macc'] or 0:>11,}{m['val_accuracy']:>8.4f}"
                      f"{m['test_accuracy']:>8.4f}{m['weight'] if m['weight'] is not None else '-':>8}")
     lines += ["", f"best subset per size ({rep['selection_rule']}):",
-              f"{'k':>2}  {'members':<48}{'chosen':<10}" + "".join(f"{'val ' + s[:4]:>10}" for s in STRATEGIES)
+              f"{'k':>2}  {'members':<{mw}}{'chosen':<10}" + "".join(f"{'val ' + s[:4]:>10}" for s in STRATEGIES)
               + "".join(f"{'test ' + s[:4]:>11}" for s in STRATEGIES)]
     for k, b in rep["best"].items():
-        lines.append(f"{k:>2}  {','.join(b['members']):<48}{b['best_strategy_on_val']:<10}"
+        lines.append(f"{k:>2}  {','.join(b['members']):<{mw}}{b['best_strategy_on_val']:<10}"
                      + "".join(f"{b['val'][s]:>10.4f}" for s in STRATEGIES)
                      + "".join(f"{b['test'][s]:>11.4f}" for s in STRATEGIES))
     if every:
         lines += ["", "every subset:"]
         for b in sorted(rep["subsets"], key=lambda r: (r["size"], -max(r["val"].values()))):
-            lines.append(f"{b['size']:>2}  {','.join(b['members']):<48}{b['best_strategy_on_val']:<10}"
+            lines.append(f"{b['size']:>2}  {','.join(b['members']):<{mw}}{b['best_strategy_on_val']:<10}"
                          + "".join(f"{b['val'][s]:>10.4f}" for s in STRATEGIES)
                          + "".join(f"{b['test'][s]:>11.4f}" for s in STRATEGIES))
     return "\n".join(lines)
