@@ -156,6 +156,19 @@ def test_zoo_members_meet_the_budget_and_the_seed_bar():
         assert c["test_accuracy"] >= 0.75, c["id"]
 
 
+def test_the_committed_ensemble_weighs_members_by_their_validation_accuracy():
+    from fleetvote.ensemble_eval import log_odds_weight
+
+    ens = json.loads((ZOO / "ensemble.json").read_text())
+    cards = {c["id"]: c for c in load_cards(ZOO)}
+    assert len(ens["members"]) == 5 and ens["quorum"] == 3
+    for m in ens["members"]:
+        card = cards[m["id"]]
+        assert card["role"] == "member"
+        # card val_accuracy: int8, on the validation split (never test), as ensemble-eval computes it
+        assert m["weight"] == pytest.approx(log_odds_weight(card["val_accuracy"]), abs=1e-4), m["id"]
+
+
 def test_analyze_arena_agrees_with_tflite_micro(tmp_path):
     need_module("tflite_micro")
     models = zoo_models()
