@@ -98,4 +98,4 @@ fuzz-api: venv firmware-host  ## the HTTP API against its OpenAPI schema under s
 robustness: venv  ## accuracy on corrupted test images (CIFAR-10-C severity 3), best member vs fleet vs baseline (N=500 for a subset; ~15 min)
 	@test -n "$$CIFAR10_PATH" || { echo "make robustness: set CIFAR10_PATH to cifar10-jpeg.tar.gz (figures are on that copy)"; exit 2; }
 	@mkdir -p $(RESULTS)
-	$(BIN)/python -m fleetvote.cli robustness --out $(RESULTS)/robustness.json $(if $(N),--limit $(N))
+	$(BIN)/fleetvote robustness --out $(RESULTS)/robustness.json $(if $(N),--limit $(N))

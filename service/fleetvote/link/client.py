@@ -85,29 +85,6 @@ from .codec import (
 
 log = logging.getLogger(__name__)
 
-
-def quiet_link_errors(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-    """Report a serial transport's write failure (a board unplugged while a frame went out) as one
-    log line instead of the event loop's traceback: the transport closes itself, the protocol
-    sees connection_lost and the board's owner task reconnects, so it is news, not a bug.
-    Anything else goes to the handler that was there. Returns a function that restores it."""
-    previous = loop.get_exception_handler()
-
-    def handler(lp: asyncio.AbstractEventLoop, context: dict) -> None:
-        exc = context.get("exception")
-        if isinstance(context.get("transport"), serial_asyncio_fast.SerialTransport) \
-                and isinstance(exc, (serial.SerialException, OSError)):
-            port = getattr(getattr(context["transport"], "serial", None), "port", "?")
-            log.info("%s: %s (the link is closed and reopened)", port, exc)
-            return
-        if previous is not None:
-            previous(lp, context)
-        else:
-            lp.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-    return lambda: loop.set_exception_handler(previous)
-
 DEFAULT_BAUD = 115_200  # the slowest board of the catalogue; callers pass the catalogue's baud
 
 # The rfc2217 reader thread waits this long for a byte before it looks whether the transport is
@@ -574,3 +551,26 @@ class _ThreadedSerialTransport(asyncio.Transport):
     def _call(self, callback: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens any more
             self._loop.call_soon_threadsafe(callback, *args)
+
+
+def quiet_link_errors(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Report a serial transport's write failure (a board unplugged while a frame went out) as one
+    log line instead of the event loop's traceback: the transport closes itself, the protocol
+    sees connection_lost and the board's owner task reconnects, so it is news, not a bug.
+    Anything else goes to the handler that was there. Returns a function that restores it."""
+    previous = loop.get_exception_handler()
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict) -> None:
+        exc = context.get("exception")
+        if isinstance(context.get("transport"), serial_asyncio_fast.SerialTransport) \
+                and isinstance(exc, (serial.SerialException, OSError)):
+            port = getattr(getattr(context["transport"], "serial", None), "port", "?")
+            log.info("%s: %s (the link is closed and reopened)", port, exc)
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    return lambda: loop.set_exception_handler(previous)
