@@ -126,3 +126,16 @@ def test_plan_and_results_table_from_a_zoo_with_and_without_baseline(tmp_path):
     (zoo / "baseline" / "card.json").unlink()
     rep = run(zoo, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json")
     assert rep["baseline"] is None and "baseline" in rep["baseline_note"]
+
+
+def test_reports_record_their_command_only_when_made_by_the_fleetvote_command(monkeypatch):
+    import sys
+
+    from fleetvote.cli import command_line
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/fleetvote", "plan", "--json", "a b.json"])
+    assert command_line() == "fleetvote plan --json 'a b.json'"
+    monkeypatch.setattr(sys, "argv", ["/repo/service/fleetvote/cli.py", "robustness", "--limit", "50"])
+    assert command_line() == "fleetvote robustness --limit 50"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pytest", "-q"])
+    assert command_line() is None

@@ -647,7 +647,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         raise ConfigError("fleetvote bench needs httpx: pip install httpx (or the project's test extra)") from None
     out = Path(a.out or Path("runs") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S"))
     count = None if a.duration and a.count is None else (a.count or 200)
-    command = "fleetvote " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "fleetvote" else None
+    from .cli import command_line
+    command = command_line()
     kw = dict(out_dir=out, levels=a.concurrency, count=count, duration=a.duration, strategies=a.strategies,
               strategy_count=a.strategy_count, strategy_concurrency=a.strategy_concurrency,
               overhead_levels=a.overhead_concurrency, warmup=a.warmup, timeout=a.timeout, api_key=a.api_key,

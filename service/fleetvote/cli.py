@@ -31,6 +31,18 @@ Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.t
 COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.hardware", "fleetvote.bench", "fleetvote.ensemble_eval", "fleetvote.plan", "fleetvote.results", "fleetvote.robustness"]
 
 
+def command_line() -> str | None:
+    """The command that made a report, as a user would type it again: ``fleetvote ARGS`` when this
+    process is the fleetvote command (the console script or ``python -m fleetvote.cli``); None
+    otherwise (a test or a script calling ``main()``, whose argv says nothing about the report)."""
+    prog = Path(sys.argv[0])
+    if prog.name == "fleetvote" or (prog.name == "cli.py" and prog.parent.name == "fleetvote"):
+        import shlex
+
+        return "fleetvote " + shlex.join(sys.argv[1:])
+    return None
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="CIFAR-10 archive (JPEG copy or official python release); "
                                   "default: $CIFAR10_PATH, else Keras' download")

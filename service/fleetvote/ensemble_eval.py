@@ -29,7 +29,6 @@ import itertools
 import json
 import math
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -316,7 +315,8 @@ def _cmd(a: argparse.Namespace) -> int:
     members = [m for m in a.members.split(",") if m] if a.members else None
     rep = run(zoo, members, limit=a.limit, data=a.data, max_size=a.max_size,
               cache=Path(a.cache_dir) if a.cache_dir else None, progress=not a.no_progress)
-    rep["command"] = "fleetvote " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "fleetvote" else None
+    from .cli import command_line
+    rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if a.png:
         try:

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -390,7 +388,8 @@ def _cmd(a: argparse.Namespace) -> int:
     rep = run(Path(a.zoo), Path(a.eval) if a.eval else None, Path(a.bench) if a.bench else None,
               Path(a.ensemble) if a.ensemble else None, fleets, Path(a.catalog),
               Path(a.size_report), Path(a.bench_firmware), a.cpi, a.instructions_per_mac)
-    rep["command"] = "fleetvote " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "fleetvote" else None
+    from .cli import command_line
+    rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if a.json:
         Path(a.json).write_text(json.dumps(rep, indent=1) + "\n")

@@ -25,7 +25,6 @@ import argparse
 import io
 import json
 import os
-import shlex
 import sys
 import zlib
 from dataclasses import dataclass
@@ -359,7 +358,8 @@ def plot(rep: dict, path: Path) -> None:
 def _cmd(a: argparse.Namespace) -> int:
     rep = run(Path(a.zoo), Path(a.ensemble), limit=a.limit, data=a.data, seed=a.seed, baseline=not a.no_baseline,
               cache=Path(a.cache_dir) if a.cache_dir else None, progress=not a.no_progress)
-    rep["command"] = "fleetvote " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["robustness"] else None
+    from .cli import command_line
+    rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
