@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['litert_b1']:>11.0f}{r['micro_b1']:>10.0f}{r['engine_b256'] / r['litert_b1']:>13.2f}"
               f"{r['litert_b1'] / r['engine_b1']:>11.2f}{r['engine_b1'] / r['micro_b1']:>10.1f}"
               f"{r['engine_b256_peak_bytes'] / 1e6:>9.1f}")
-    print(f"\ntargets: b256/LiteRT >= 1 (engine at batch 256 at least as fast as LiteRT image by image); "
-          f"LiteRT/b1 <= 3 (batch 1 within 3x of LiteRT)")
+    print("\ntargets: b256/LiteRT >= 1 (engine at batch 256 at least as fast as LiteRT image by image); "
+          "LiteRT/b1 <= 3 (batch 1 within 3x of LiteRT)")
     print(f"anchor (ANCHORS.md, 6.3 M-MACC CNN on this machine kind): LiteRT {ANCHOR_LITERT:.0f} images/s, "
           f"tflite-micro {ANCHOR_MICRO:.0f} images/s")
     return 0

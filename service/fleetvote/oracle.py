@@ -47,8 +47,6 @@ class MicroInterpreter:
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """uint8 images -> int8 outputs, quantising the input as the export contract says."""
-        from .engine.fixedpoint import wrap_int32  # noqa: F401  (keeps one import path for both)
-
         q = np.round(images.astype(np.float32) / np.float32(255.0) / np.float32(self.input_scale)) + self.input_zero_point
         return self.run_quantized(np.clip(q, -128, 127).astype(np.int8))
 

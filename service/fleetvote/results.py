@@ -118,7 +118,6 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     L.append("")
     if bench:
         srv = bench.get("server", {})
-        sb = bench.get("served_by", {})
         L.append(f"**The virtual fleet over HTTP** ({len(srv.get('members', []))} virtual boards: the firmware built "
                  f"for the host, one process per member on a pty; members {', '.join(m['id'] for m in srv.get('members', []))}; "
                  f"default strategy {srv.get('strategy')}; {bench['host']['cpus']} CPUs shared with the client and "
