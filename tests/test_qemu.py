@@ -303,11 +303,11 @@ def test_fleetvote_sim_prints_ports_and_sigterm_stops_every_qemu(members, tmp_pa
     assert not list(run_dir.glob("board*"))
 
 
-def test_probe_compares_an_emulated_board_with_the_engine(fleet, capsys):
+def test_probe_compares_an_emulated_board_with_the_engine(fleet, capsys, cifar_path):
     from fleetvote.hardware import probe
 
     board = fleet.boards[0]
-    assert probe(board.url, limit=5, baud=115_200) == 0
+    assert probe(board.url, limit=5, baud=115_200, data=cifar_path) == 0
     out = capsys.readouterr().out
     assert "5 identical to the engine byte for byte, 0 differ" in out
     assert f"model   {board.model_id}" in out and "netduinoplus2" in out
