@@ -6,23 +6,39 @@ BIN := $(VENV)/bin
 N ?=
 PYTEST_ARGS ?=
 
-.PHONY: size-report bench-firmware sim-qemu help venv run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model
+.PHONY: size-report bench-firmware sim-qemu help venv venv-run deps deps-run run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model qemu-startup
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# Debian packages: one script, two sets (tests/debian-packages.sh). As root it installs what is
+# missing; otherwise it prints the apt-get line and stops (DEPS=skip goes on without them).
+deps-run:  ## the Debian packages make run needs (python3-venv, gcc, make)
+	@DEPS=$(DEPS) tests/debian-packages.sh run
+
+deps:  ## the Debian packages make test needs (ARM toolchain, QEMU, clang, Chromium, ser2net, ...)
+	@DEPS=$(DEPS) tests/debian-packages.sh test
+
+# Two stamps: the runtime (the package alone: what `make run` serves with) and the extras
+# (train, test) that make test and the offline tools add on top.
+$(BIN)/.runtime: pyproject.toml | deps-run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime pyproject.toml | deps
 	$(BIN)/pip install -q -e '.[train,test]'
 	touch $@
 
+venv-run: $(BIN)/.runtime  ## virtual environment with the runtime only
+
 venv: $(BIN)/.installed  ## virtual environment with the train and test extras
 
-run: venv firmware-host  ## serve on 127.0.0.1:8000 with one virtual board per ensemble member
+run: venv-run firmware-host  ## serve on 127.0.0.1:8000 with one virtual board per ensemble member
 	$(BIN)/fleetvote serve --virtual
 
-firmware-host: venv  ## the virtual board (firmware core built for the host)
+firmware-host: venv-run  ## the virtual board (firmware core built for the host)
 	$(MAKE) -C firmware BOARD=host PYTHON=$(abspath $(BIN)/python)
 
 test: venv firmware-host  ## the whole test suite (about 15 minutes on 2 cores)
@@ -56,6 +72,9 @@ size-report: venv  ## flash and RAM of every (board, zoo model) STM32 image, bes
 
 bench-firmware: venv  ## instructions per MAC of each member's firmware under QEMU, reference vs DSP
 	$(MAKE) -C firmware bench-firmware PYTHON=$(abspath $(BIN)/python)
+
+qemu-startup: venv  ## each QEMU image kind started 10 times beside a CPU hog: failures, time to first answer
+	$(BIN)/python -m fleetvote.bench_qemu --starts $(or $(N),10)
 
 sim-qemu: venv  ## N emulated STM32F405 boards under QEMU, one member each (make sim-qemu N=2)
 	$(BIN)/fleetvote sim --qemu $(or $(N),2)
