@@ -26,7 +26,9 @@ import serial
 from conftest import ROOT, ZOO, need, need_tool
 from fleetvote.cards import load_cards
 from fleetvote.engine import Engine
+from fleetvote.errors import ConfigError
 from fleetvote.fleet.qemu import (
+    ANSWER_TIMEOUT_S,
     CONFIG_OFFSET,
     FLAG_OPTIMISED,
     QemuFleet,
@@ -37,6 +39,7 @@ from fleetvote.fleet.qemu import (
     read_config,
     start_qemu,
     stop_process,
+    wait_for_answer,
 )
 from fleetvote.link.client import BoardClient, Timeouts
 from fleetvote.errors import BoardError, BoardRejected
@@ -130,11 +133,11 @@ def test_nucleo_image_boots_on_the_emulated_chip_without_hanging_in_clock_setup(
     faults under QEMU: PING only."""
     make("BOARD=nucleo-f411re", f"MODEL={members[0]}")
     image = FIRMWARE / "build" / "stm32f4" / "nucleo-f411re" / members[0] / "release" / "firmware.bin"
-    proc, pty, _ = start_qemu(image, usart=2)
+    started = start_qemu(image, usart=2)
     try:
-        assert asyncio.run(_ping(pty)) < 5.0
+        assert asyncio.run(_ping(started.pty)) < 5.0
     finally:
-        stop_process(proc)
+        stop_process(started.process)
 
 
 async def _hello_and_fault(url):
@@ -411,3 +414,66 @@ def test_service_on_two_emulated_boards_answers_classify_with_both_members_from_
 
     with QemuFleet(members, run_dir=run_dir) as fleet:
         asyncio.run(scenario(fleet))
+
+
+# ---------------------------------------------------------------------------- start-up
+
+
+def test_emulated_boards_are_handed_out_only_once_they_answer_with_a_busy_core(members):
+    """Each image kind started 3 times while a CPU hog holds one core (make qemu-startup does
+    10): every start ends with the board answering a PING, none with a timeout."""
+    from fleetvote.bench_qemu import KINDS, measure
+
+    results = measure(members[0], starts=3, hog=True)
+    assert [(r.board, r.variant) for r in results] == [k[:2] for k in KINDS]
+    for r in results:
+        assert r.starts == 3 and not r.failures, r.failures
+        assert len(r.answer_s) == 3 and max(r.answer_s) < ANSWER_TIMEOUT_S
+
+
+def test_wait_for_answer_resends_a_ping_that_the_board_dropped():
+    """A board whose USART was still off drops the first PING: the wait resends and returns on
+    the PONG to the second, and leaves no PONG behind for the next client."""
+    import os
+    import threading
+
+    from fleetvote.link.codec import FrameDecoder, Ping, Pong, encode
+
+    master, slave = os.openpty()
+    os.set_blocking(master, True)
+    seen: list[int] = []
+
+    def board():
+        decoder = FrameDecoder()
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            for m in decoder.feed(data):
+                if isinstance(m, Ping):
+                    seen.append(m.seq)
+                    if len(seen) >= 2:  # the first is dropped, as QEMU's disabled USART does
+                        os.write(master, encode(Pong(m.seq, m.data)))
+
+    threading.Thread(target=board, daemon=True).start()
+    try:
+        waited = wait_for_answer(os.ttyname(slave), timeout=5.0, resend=0.3)
+        assert seen[:2] == [1, 2] and 0.3 <= waited < 2.0
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_wait_for_answer_gives_up_with_a_clear_error_when_nothing_answers():
+    import os
+
+    master, slave = os.openpty()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ConfigError, match=r"no answer to \d+ PINGs in 1 s"):
+            wait_for_answer(os.ttyname(slave), timeout=1.0, resend=0.3)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        os.close(slave)
+        os.close(master)

@@ -20,6 +20,13 @@ port on a pty with a stable link in ``run/qemu/``.
   stopped by PID: SIGTERM, then SIGKILL after a grace period. ``stop()`` leaves no QEMU behind
   and removes the links and image copies.
 
+**Handed out only once they answer.** QEMU prints the pty line before the firmware has enabled
+its USART, and QEMU's STM32 USART model drops every byte that arrives while the USART is
+disabled: a client that writes at once loses its request about half the time (6 of 12 starts
+here). So ``start_qemu`` returns only after the board has answered a PING on that pty, resending
+every ``RESEND_S`` (above QEMU's 1 s pty poll, so a PING that is only waiting to be read is not
+sent twice for nothing), and fails with the QEMU output after ``ANSWER_TIMEOUT_S``. A real board
+is not affected: opening an ST-LINK's COM port does not reset the chip.
 QEMU notices a client opening a pty by polling once a second, so the first request after an
 open may wait up to a second before the board sees it: give it a timeout above that.
 QEMU does not model the baud rate: bytes move as fast as its event loop passes them (tens of
@@ -64,6 +71,13 @@ FLAG_OPTIMISED = 0x1
 BOARD_ID_SIZE = 12
 
 _PTY_LINE = re.compile(r"char device redirected to (/dev/pts/\d+)")
+
+# QEMU polls a pty it has not seen connected about once a second: resend a PING after 1.5 s
+RESEND_S = 1.5
+# time to first answer was at most ~3 s here with a CPU hog on one core (make qemu-startup); 30 s
+# is a stuck board, not a slow one
+ANSWER_TIMEOUT_S = 30.0
+_READY_PING = b"fleetvote: are you up?"
 
 
 def image_path(model_id: str, variant: str = "test", board: str = MACHINE) -> Path:
@@ -133,6 +147,7 @@ class QemuBoard:
     pty: str  # /dev/pts/N
     link: Path  # run/qemu/board<i>-<model> -> pty
     output: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
+    answer_s: float = 0.0  # from QEMU's spawn to the board's first PONG
 
     @property
     def url(self) -> str:
@@ -153,11 +168,23 @@ def _drain(proc: subprocess.Popen, sink: collections.deque) -> None:
         sink.append(line.rstrip())
 
 
+@dataclass
+class Started:
+    """A QEMU process whose board has answered a PING on ``pty``."""
+
+    process: subprocess.Popen
+    pty: str  # /dev/pts/N
+    output: collections.deque  # QEMU's last lines
+    answer_s: float  # from the spawn to the first PONG
+
+
 def start_qemu(image: Path, qemu: str = QEMU, icount: bool = False, timeout: float = 10.0,
-               extra: list[str] | None = None, usart: int = 1) -> tuple[subprocess.Popen, str, collections.deque]:
-    """One QEMU with the image's serial port on a new pty; returns (process, pty path, output).
+               extra: list[str] | None = None, usart: int = 1,
+               answer_timeout: float = ANSWER_TIMEOUT_S) -> Started:
+    """One QEMU with the image's serial port on a new pty, returned once the board answers.
     `usart`: which USART the image talks on (QEMU's n-th -serial is USARTn; 2 for a Nucleo image,
-    whose clock bring-up times out on QEMU's empty RCC and falls back to the HSI)."""
+    whose clock bring-up times out on QEMU's empty RCC and falls back to the HSI). `timeout`
+    bounds the wait for QEMU's pty line, `answer_timeout` the wait for the board's first PONG."""
     if shutil.which(qemu) is None:
         raise ConfigError(f"{qemu} is not installed (apt-get install qemu-system-arm)")
     args = [qemu, "-M", MACHINE, "-nographic", "-monitor", "none"]
@@ -165,10 +192,11 @@ def start_qemu(image: Path, qemu: str = QEMU, icount: bool = False, timeout: flo
     if icount:
         args += ["-icount", "shift=0"]
     args += extra or []
+    t0 = time.monotonic()
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
+    deadline = t0 + timeout
     seen: list[str] = []
     pty = None
     while pty is None and time.monotonic() < deadline:
@@ -188,7 +216,53 @@ def start_qemu(image: Path, qemu: str = QEMU, icount: bool = False, timeout: flo
         raise ConfigError(f"QEMU did not start with {image.name}: " + (" | ".join(seen) or "no output"))
     out: collections.deque = collections.deque(seen, maxlen=50)
     threading.Thread(target=_drain, args=(proc, out), daemon=True).start()
-    return proc, pty, out
+    try:
+        wait_for_answer(pty, proc, answer_timeout)
+    except ConfigError as exc:
+        stop_process(proc)
+        raise ConfigError(f"{image.name} on {pty}: {exc}; QEMU said: " + (" | ".join(out) or "nothing")) from None
+    return Started(proc, pty, out, time.monotonic() - t0)
+
+
+def wait_for_answer(port: str, proc: subprocess.Popen | None = None,
+                    timeout: float = ANSWER_TIMEOUT_S, resend: float = RESEND_S) -> float:
+    """PING the board on `port` until it answers (resending every `resend` seconds, with a new
+    sequence number); returns the seconds waited. Raises ConfigError after `timeout`, or at once
+    when `proc` exits. Any PONG counts: one for an earlier PING proves the board is up just as
+    well. A PONG still on its way when this returns is read and dropped here, not by the next
+    client: after the first answer the port is drained until it has been quiet for 0.2 s."""
+    import serial
+
+    from ..link.codec import FrameDecoder, Ping, Pong, encode
+
+    t0 = time.monotonic()
+    try:
+        link = serial.Serial(port, timeout=0.05, write_timeout=1.0)
+    except (OSError, serial.SerialException) as exc:
+        raise ConfigError(f"cannot open {port}: {exc}") from exc
+    decoder = FrameDecoder()
+    seq = 0
+    try:
+        while True:
+            seq += 1
+            link.write(encode(Ping(seq, _READY_PING)))
+            sent = time.monotonic()
+            while time.monotonic() - sent < resend:
+                if any(isinstance(m, Pong) for m in decoder.feed(link.read(256))):
+                    waited = time.monotonic() - t0
+                    quiet = time.monotonic()
+                    while time.monotonic() - quiet < 0.2:
+                        if link.read(256):
+                            quiet = time.monotonic()
+                    return waited
+                if proc is not None and proc.poll() is not None:
+                    raise ConfigError(f"QEMU exited ({proc.returncode}) before the board answered")
+                if time.monotonic() - t0 > timeout:
+                    raise ConfigError(f"no answer to {seq} PINGs in {timeout:.0f} s")
+    except serial.SerialException as exc:
+        raise ConfigError(f"{port}: {exc}") from exc
+    finally:
+        link.close()
 
 
 def _link(path: Path, target: str) -> None:
@@ -246,11 +320,12 @@ class QemuFleet:
                 copy = self.run_dir / "images" / f"{name}.bin"
                 copy.parent.mkdir(exist_ok=True)
                 copy.write_bytes(patch_image(images[mid], bid, flags))
-                proc, pty, out = start_qemu(copy, self.qemu, self.icount)
+                started = start_qemu(copy, self.qemu, self.icount)
                 link = self.run_dir / name
-                board = QemuBoard(i, mid, bid, self.optimised[i], copy, proc, pty, link, out)
+                board = QemuBoard(i, mid, bid, self.optimised[i], copy, started.process, started.pty,
+                                  link, started.output, started.answer_s)
                 self.boards.append(board)
-                _link(link, pty)
+                _link(link, started.pty)
         except BaseException:
             self.stop()
             raise
