@@ -112,3 +112,12 @@ def test_real_archive_has_the_documented_splits(cifar_path):
     tr, va, te = (data.load_split(s, cifar_path) for s in ("train", "val", "test"))
     assert (len(tr), len(va), len(te)) == (45000, 5000, 10000)
     assert abs(float(tr.x.mean()) - 120.7) < 0.1 and abs(float(te.x.mean()) - 121.5) < 0.1
+
+
+def test_ci_refuses_to_download_when_no_archive_is_named(monkeypatch):
+    """Under CI a missing CIFAR10_PATH is an error that names the variable, never Keras' download."""
+    monkeypatch.delenv("CIFAR10_PATH", raising=False)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(data, "_keras_download", lambda: pytest.fail("CI downloaded the data set"))
+    with pytest.raises(DataError, match="CIFAR10_PATH"):
+        data.load_arrays()
