@@ -93,7 +93,8 @@ def test_train_export_eval_analyze_on_a_few_hundred_images(keras_mod, cifar_path
     child = tmp_path / "child"
     assert main(["train", "--arch", "resnet:4", "--epochs", "1", "--limit", "300", "--lr", "0",
                  "--init", str(run), "--out", str(child), "--data", cifar_path]) == 0
-    assert json.loads((child / "run.json").read_text())["recipe"]["init"] == str(run)
+    # the recipe names the parent run by its id, never by a path of this machine
+    assert json.loads((child / "run.json").read_text())["recipe"]["init"] == run.name
     import keras
 
     from fleetvote_models.archs import build
@@ -212,3 +213,110 @@ def test_a_recipe_with_a_parent_makes_the_parent_first_then_warm_starts_from_it(
     assert recipes.main(["c", *args]) == 0
     assert [c[0] for c in calls] == ["train", "export"] and "--init" in calls[0]
     assert recipes.main(["nope", *args]) == 2
+
+
+def test_mlperf_resnet8_has_the_published_size(keras_mod):
+    """MLPerf Tiny's ResNet-8: about 78 k parameters and 12.5 M MACs (mlcommons/tiny)."""
+    from fleetvote_models.archs import build, keras_macc
+
+    m = build("resnet8")
+    assert keras_macc(m) == 12_501_632
+    assert 77_000 < m.count_params() < 79_000
+    assert sum(isinstance(l, keras_mod.layers.Add) for l in m.layers) == 3
+
+
+def test_weight_decay_reaches_every_kernel_and_only_the_model_being_built(keras_mod):
+    from fleetvote_models.archs import WEIGHT_DECAY, build
+
+    def l2s(m):
+        return {float(l.kernel_regularizer.l2) for l in m.layers if getattr(l, "kernel_regularizer", None)}
+
+    assert l2s(build("vgg:4", weight_decay=1e-4)) == {1e-4}
+    assert l2s(build("vgg:4")) == {WEIGHT_DECAY}
+
+
+def test_alternating_flip_shows_each_image_both_ways_over_two_epochs():
+    from fleetvote_models.augment import augment
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64, 32, 32, 3), dtype=np.uint8)
+    ids = rng.permutation(1000)[:64]
+    e0 = augment(x, ["altflip"], rng, ids=ids, epoch=0, seed=3)
+    e1 = augment(x, ["altflip"], rng, ids=ids, epoch=1, seed=3)
+    flipped0 = np.array([np.array_equal(a, b[:, ::-1]) for a, b in zip(e0, x)])
+    flipped1 = np.array([np.array_equal(a, b[:, ::-1]) for a, b in zip(e1, x)])
+    assert np.all(flipped0 != flipped1)  # every image: flipped in exactly one of the two epochs
+    assert 10 < flipped0.sum() < 54  # and the phase is random per image
+    # the phase belongs to the image, not to its place in the epoch's order
+    order = rng.permutation(64)
+    again = augment(x[order], ["altflip"], rng, ids=ids[order], epoch=0, seed=3)
+    assert np.array_equal(again, e0[order])
+    with pytest.raises(ValueError, match="ids"):
+        augment(x, ["altflip"], rng)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment(x, ["rotate"], rng)
+
+
+def test_weight_average_follows_slowly_and_warms_up_fast():
+    from fleetvote_models.train import WeightAverage
+
+    avg = WeightAverage(0.999, every=1)
+    avg.update([np.zeros(3, np.float32)])
+    avg.update([np.ones(3, np.float32)])  # step 2: decay (1 + 2) / (10 + 2) = 0.25
+    assert np.allclose(avg.avg[0], 0.75)
+    for _ in range(20_000):
+        avg.update([np.ones(3, np.float32)])
+    assert np.allclose(avg.avg[0], 1.0, atol=1e-6)
+
+
+def test_the_shared_recipe_comes_first_and_an_entry_overrides_it(tmp_path):
+    from fleetvote_models.recipes import load_recipes
+
+    book = tmp_path / "recipes.json"
+    book.write_text(json.dumps({
+        "_recipe": {"args": ["--epochs", "150", "--ema", "0.999"]},
+        "r": {"role": "reference", "recipe": True, "args": ["--arch", "resnet8", "--epochs", "200"]},
+        "old": {"role": "member", "args": ["--arch", "vgg:12", "--epochs", "30"]},
+    }))
+    got = load_recipes(book)
+    assert got["r"]["args"] == ["--epochs", "150", "--ema", "0.999", "--arch", "resnet8", "--epochs", "200"]
+    assert got["old"]["args"] == ["--arch", "vgg:12", "--epochs", "30"]
+    from fleetvote.cli import build_parser
+
+    a = build_parser().parse_args(["train", *got["r"]["args"], "--out", "x"])
+    assert a.epochs == 200 and a.ema == 0.999  # the entry's own value wins
+
+
+def test_committed_recipes_and_cards_name_runs_by_id_never_by_path():
+    for card in load_cards(ZOO):
+        for key in ("init", "teacher"):
+            v = card.get("recipe", {}).get(key)
+            assert v is None or ("/" not in v and "\\" not in v), (card["id"], key, v)
+    raw = (ZOO.parent / "recipes.json").read_text()
+    assert "/work/" not in raw and "/home/" not in raw
+
+
+def test_a_resumed_run_continues_its_weight_average(keras_mod, cifar_path, tmp_path):
+    """--ema keeps its average in the run: a run resumed after epoch 1 has averaged both epochs'
+    steps, as one run of 2 epochs would."""
+    from fleetvote.cli import main
+
+    run = tmp_path / "run"
+    common = ["train", "--arch", "resnet:4", "--limit", "256", "--batch-size", "64", "--ema", "0.99",
+              "--augment", "crop,altflip", "--out", str(run), "--data", cifar_path]
+    assert main([*common, "--epochs", "2"]) == 0
+    full = np.load(run / "ema.npz")
+    assert int(full["step"]) == 2 * 4  # 256 images / 64 a batch, two epochs
+    # the same run again, stopped after one epoch and resumed: the average's step carries on
+    import shutil
+
+    shutil.rmtree(run)
+    from fleetvote_models import train as train_mod
+
+    state = train_mod.train(run, "resnet:4", epochs=2, batch_size=64, limit=256, data=cifar_path,
+                            augmentations=("crop", "altflip"), ema=0.99, stop_after=1)
+    assert state["epoch"] == 1 and int(np.load(run / "ema.npz")["step"]) == 4
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    assert int(np.load(run / "ema.npz")["step"]) == 2 * 4
+    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2] and all(e["split_s"]["fit"] > 0 for e in log)

@@ -12,6 +12,9 @@ Families (the width parameter scales the channel counts):
 * ``vgg``: plain 3x3 conv-BN-ReLU stacks with max-pooling, global average pooling.
 * ``resnet``: ResNet-style basic blocks (two 3x3 convs and an identity or 1x1 shortcut, ADD).
 * ``dsconv``: MobileNet-style depthwise-separable blocks (3x3 depthwise + 1x1 pointwise).
+* ``resnet8``: MLPerf Tiny's image-classification reference model (ResNet-8, 16/32/64 filters,
+  about 78 k parameters, 12.5 M MACC), the single-board model the fleet is compared with. It is
+  the ``reference`` role: it runs on one board and never in a fleet.
 
 MACC convention (ours, used by ``fleetvote analyze`` too): multiply-accumulates of convolution,
 depthwise convolution and dense layers only. X-CUBE-AI's count also includes pooling, activation
@@ -29,11 +32,14 @@ from keras import layers
 MEMBER_MACC_LIMIT = 5_000_000
 MEMBER_WEIGHT_BYTES_LIMIT = 256 * 1024
 MEMBER_ACTIVATION_BYTES_LIMIT = 96 * 1024
+# L2 coefficient of every kernel; build() sets it from the recipe (``--weight-decay``) for the
+# duration of one model's construction
 WEIGHT_DECAY = 5e-4
+_weight_decay = WEIGHT_DECAY
 
 
 def _reg() -> keras.regularizers.Regularizer:
-    return keras.regularizers.L2(WEIGHT_DECAY)
+    return keras.regularizers.L2(_weight_decay)
 
 
 def _conv_bn_relu(x, filters: int, stride: int = 1, name: str | None = None):
@@ -123,6 +129,29 @@ def resnet(width: int = 16) -> keras.Model:
     return keras.Model(inp, _head(x), name=f"resnet_w{w}")
 
 
+def resnet8(width: int = 16) -> keras.Model:
+    """MLPerf Tiny's ResNet-8 (mlcommons/tiny, benchmark/training/image_classification/keras_model.py):
+    stem w @32 | block w @32 | block 2w /2 @16 | block 4w /2 @8 | average pool | dense.
+
+    As MLPerf defines it: the first block runs at full resolution with an identity shortcut; the
+    strided blocks' shortcuts are a 1x1 convolution with a bias and no BatchNormalization (MLPerf's
+    other convolutions carry a bias too, which the BatchNormalization after them makes redundant).
+    w=16: 78,426 parameters with BatchNormalization's, 12,501,632 MACC by our convention (the stem
+    0.44 M, the full-resolution block 4.72 M of them).
+    """
+    w = width
+    inp = keras.Input((32, 32, 3), name="image")
+    x = _conv_bn_relu(inp, w)
+    for filters, stride in ((w, 1), (2 * w, 2), (4 * w, 2)):
+        y = _conv_bn_relu(x, filters, stride)
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=_reg())(y)
+        y = layers.BatchNormalization()(y)
+        if stride != 1:
+            x = layers.Conv2D(filters, 1, strides=stride, kernel_regularizer=_reg())(x)
+        x = layers.ReLU()(layers.Add()([x, y]))
+    return keras.Model(inp, _head(x), name=f"resnet8_w{w}")
+
+
 def _ds_block(x, filters: int, stride: int):
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
                                depthwise_regularizer=_reg())(x)
@@ -152,15 +181,21 @@ FAMILIES: dict[str, Callable[..., keras.Model]] = {
     "vgg": vgg,
     "resnet": resnet,
     "dsconv": dsconv,
+    "resnet8": resnet8,
 }
 
 
-def build(arch: str) -> keras.Model:
-    """``family`` or ``family:width``, e.g. ``vgg:12``."""
+def build(arch: str, weight_decay: float = WEIGHT_DECAY) -> keras.Model:
+    """``family`` or ``family:width``, e.g. ``vgg:12``; every kernel gets L2 ``weight_decay``."""
+    global _weight_decay
     family, _, width = arch.partition(":")
     if family not in FAMILIES:
         raise ValueError(f"unknown architecture {family!r}; choose from {sorted(FAMILIES)}")
-    return FAMILIES[family](int(width)) if width else FAMILIES[family]()
+    _weight_decay = weight_decay
+    try:
+        return FAMILIES[family](int(width)) if width else FAMILIES[family]()
+    finally:
+        _weight_decay = WEIGHT_DECAY
 
 
 def keras_macc(model: keras.Model) -> int:

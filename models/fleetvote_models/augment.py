@@ -42,10 +42,35 @@ def cutout(x: np.ndarray, rng: np.random.Generator, size: int = 8) -> np.ndarray
     return out
 
 
+def alternating_flip(x: np.ndarray, ids: np.ndarray, epoch: int, seed: int) -> np.ndarray:
+    """Flip each image on every other epoch, starting at random (airbench's alternating flip,
+    KellerJordan/cifar10-airbench): over any two epochs the net sees both views of every image,
+    where a coin per epoch leaves a quarter of them one-sided for two epochs in a row.
+    ``ids`` are the images' indices in the training split, so the phase belongs to the image,
+    not to its place in this epoch's order."""
+    phase = np.random.default_rng([seed, 0x5EED]).random(int(ids.max()) + 1) < 0.5
+    flip = phase[ids] ^ bool(epoch % 2)
+    out = x.copy()
+    out[flip] = out[flip, :, ::-1]
+    return out
+
+
 AUGMENTATIONS = {"crop": random_crop, "flip": random_flip, "cutout": cutout}
+# augmentations that depend on the image and the epoch, not only on the generator
+PER_IMAGE = {"altflip": alternating_flip}
 
 
-def augment(x: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:
+def augment(x: np.ndarray, names: list[str], rng: np.random.Generator,
+            ids: np.ndarray | None = None, epoch: int = 0, seed: int = 0) -> np.ndarray:
+    """Apply ``names`` in order. ``altflip`` needs ``ids`` (indices into the training split)."""
     for name in names:
-        x = AUGMENTATIONS[name](x, rng)
+        if name in PER_IMAGE:
+            if ids is None:
+                raise ValueError(f"augmentation {name!r} needs the images' ids")
+            x = PER_IMAGE[name](x, ids, epoch, seed)
+        elif name in AUGMENTATIONS:
+            x = AUGMENTATIONS[name](x, rng)
+        else:
+            raise ValueError(f"unknown augmentation {name!r}; choose from "
+                             f"{', '.join([*AUGMENTATIONS, *PER_IMAGE])}")
     return x

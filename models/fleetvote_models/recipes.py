@@ -1,21 +1,45 @@
 """``make model ID=<id>``: train (resumable) and export one zoo model from models/recipes.json.
 
-    python -m fleetvote_models.recipes vgg12-s1 [--runs runs] [--zoo models/zoo]
+    python -m fleetvote_models.recipes resnet8 [--runs DIR] [--zoo models/zoo]
 
 Running it again after an interruption resumes training from the last finished epoch. A recipe
 with a ``parent`` is a warm restart: the parent is made first (if its run is not finished yet),
-then this run starts from the parent's best weights (``--init``).
+then this run starts from the parent's best weights (``--init``). An entry with ``"recipe":
+true`` trains with the shared recipe (``_recipe`` in recipes.json) and then its own arguments,
+which win where they overlap (argparse keeps the last).
+
+Runs (checkpoints every epoch, logs, best weights) live outside the work tree, in
+``$FLEETVOTE_RUNS`` or else ``~/.local/state/fleetvote/runs``: a checkpoint is not a model, and
+only the exported model and its card are committed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "models" / "recipes.json"
+
+
+def default_runs() -> Path:
+    env = os.environ.get("FLEETVOTE_RUNS")
+    return Path(env) if env else Path.home() / ".local" / "state" / "fleetvote" / "runs"
+
+
+def load_recipes(path: Path | None = None) -> dict[str, dict]:
+    """Every zoo id's recipe, with the shared recipe's arguments expanded in front of its own."""
+    raw = json.loads((path or RECIPES).read_text())
+    shared = raw.get("_recipe", {}).get("args", [])
+    out = {}
+    for k, v in raw.items():
+        if k.startswith("_"):
+            continue
+        out[k] = {**v, "args": [*shared, *v["args"]] if v.get("recipe") else list(v["args"])}
+    return out
 
 
 def _finished(run: Path, zoo_dir: Path) -> bool:
@@ -30,10 +54,11 @@ def _finished(run: Path, zoo_dir: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("id")
-    p.add_argument("--runs", default=str(ROOT / "runs"))
+    p.add_argument("--runs", default=str(default_runs()),
+                   help="where runs and their checkpoints go (default: $FLEETVOTE_RUNS, else %(default)s)")
     p.add_argument("--zoo", default=str(ROOT / "models" / "zoo"))
     a = p.parse_args(argv)
-    recipes = {k: v for k, v in json.loads(RECIPES.read_text()).items() if not k.startswith("_")}
+    recipes = load_recipes()
     if a.id not in recipes:
         print(f"unknown id {a.id!r}; recipes: {', '.join(recipes)}", file=sys.stderr)
         return 2

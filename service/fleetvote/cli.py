@@ -55,7 +55,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         Path(a.out), a.arch, seed=a.seed, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
         augmentations=tuple(x for x in a.augment.split(",") if x), label_smoothing=a.label_smoothing,
         subset=a.subset, limit=a.limit, data=a.data, resume=a.resume, teacher=a.teacher,
-        distill_alpha=a.distill_alpha, init=a.init,
+        distill_alpha=a.distill_alpha, init=a.init, weight_decay=a.weight_decay, ema=a.ema,
+        stop_after=a.stop_after,
     )
     print(f"best validation accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']}; "
           f"{state['train_seconds']:.0f} s of training")
@@ -178,8 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=0.05, help="peak learning rate after a 1-epoch warm-up")
-    t.add_argument("--augment", default="crop,flip", help="comma list of crop, flip, cutout (default: %(default)s)")
+    t.add_argument("--augment", default="crop,flip",
+                   help="comma list of crop, flip, altflip (each image flipped on alternate epochs), "
+                        "cutout (default: %(default)s)")
     t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--weight-decay", type=float, default=5e-4, help="L2 coefficient of every kernel")
+    t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and keep an exponential moving average of the weights with this "
+                        "decay per step (0.999 is about three epochs); 0: off")
     t.add_argument("--subset", type=float, default=1.0, help="train on this seeded share of the train split (bagging)")
     t.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
     t.add_argument("--teacher", help="a .keras model whose soft predictions are mixed into the targets")
@@ -187,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", metavar="RUN", help="start from the best weights of this finished run of the same "
                    "--arch (a warm restart: a new cosine cycle from those weights)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--stop-after", type=int, metavar="EPOCH",
+                   help="stop once this epoch of the schedule is done (--resume goes on later)")
     _add_data(t)
     t.set_defaults(func=_cmd_train)
 
@@ -199,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run directory written by fleetvote train")
     e.add_argument("--id", required=True, help="model id in the zoo")
     e.add_argument("--zoo", default="models/zoo")
-    e.add_argument("--role", choices=("member", "baseline"), default="member")
+    e.add_argument("--role", choices=("member", "baseline", "reference"), default="member",
+                   help="member: runs in a fleet; baseline: the seed's single-board model; reference: "
+                        "MLPerf Tiny's ResNet-8 on one board, the comparison's bar")
     e.add_argument("--calibration", type=int, default=1000, help="training images for calibration")
     _add_data(e)
     e.set_defaults(func=_cmd_export)
