@@ -96,6 +96,7 @@ results: venv firmware-host  ## regenerate README.md's results table (ensemble-e
 	    --out $(RESULTS)/bench --no-progress
 	$(BIN)/fleetvote plan --eval $(RESULTS)/ensemble-eval.json --bench $(RESULTS)/bench/bench.json \
 	    --json $(RESULTS)/plan.json
+	$(BIN)/fleetvote curves --png docs/curves.png --json $(RESULTS)/curves.json
 	$(BIN)/fleetvote results --dir $(RESULTS) --readme README.md
 
 # ---- reliability: chaos, load, API fuzzing (service/fleetvote/chaos.py, load.py; tests/test_schemathesis.py)

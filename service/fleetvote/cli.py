@@ -28,7 +28,7 @@ Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.t
 
 # Modules that add their own subcommands: each has add_parser(subparsers), which registers one
 # or more subparsers with set_defaults(func=...). They must import heavy packages lazily.
-COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.hardware", "fleetvote.bench", "fleetvote.ensemble_eval", "fleetvote.plan", "fleetvote.results", "fleetvote.robustness"]
+COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.curves", "fleetvote.hardware", "fleetvote.bench", "fleetvote.ensemble_eval", "fleetvote.plan", "fleetvote.results", "fleetvote.robustness"]
 
 
 def command_line() -> str | None:
