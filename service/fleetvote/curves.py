@@ -110,7 +110,9 @@ def table(rows: list[dict]) -> str:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("curves", help="validation accuracy against epoch for every zoo model, in one plot",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__.split("\n\n    fleetvote curves")[0],
+                       epilog="example: fleetvote curves --png docs/curves.png --json runs/results/curves.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--zoo", default=str(ZOO))
     s.add_argument("--png", help="write the plot here (needs matplotlib, in the train extra)")
     s.add_argument("--json", help="write the curves and their end slopes here")

@@ -164,8 +164,11 @@ class QemuBoard:
 def _drain(proc: subprocess.Popen, sink: collections.deque) -> None:
     """Keep reading QEMU's stdout so that it can never block on a full pipe; keep the tail."""
     assert proc.stdout is not None
-    for line in proc.stdout:
-        sink.append(line.rstrip())
+    try:
+        for line in proc.stdout:
+            sink.append(line.rstrip())
+    except (OSError, ValueError):  # stop_process closed the pipe under us: QEMU is gone
+        pass
 
 
 @dataclass
