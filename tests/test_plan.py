@@ -18,10 +18,33 @@ def members() -> list[dict]:
     return cards
 
 
+def counted(ref: float, opt: float, machine: str = "netduinoplus2", mid: str = "x") -> dict:
+    """A card's bench_firmware record, as firmware/tools/bench_firmware.py --cards writes it."""
+    return {"instructions_per_mac": {"ref": ref, "opt": opt}, "machine": machine,
+            "emulator": "QEMU 7.2.22, -icount shift=0", "compiler": "GCC 12.2.1",
+            "command": f"make -C firmware bench-firmware MODELS={mid} CARDS=1"}
+
+
 def baseline_card(**kw) -> dict:
-    # the int8 rebuild of the seed: 1.34 M parameters, about 1.35 MB of weights
+    # the int8 rebuild of the seed: 1.34 M parameters, about 1.35 MB of weights; its count is
+    # made on the MPS2 AN386, whose 4 MiB hold it
     return {"id": "baseline", "role": "baseline", "macc": 32_606_208, "flash_bytes": 1_352_000,
-            "ram_bytes": 98_304, "arena_bytes": 98_304, "test_accuracy": 0.8, **kw}
+            "ram_bytes": 98_304, "arena_bytes": 98_304, "test_accuracy": 0.8,
+            "bench_firmware": counted(6.647, 1.599, "mps2-an386", "baseline"), **kw}
+
+
+def reference_card(**kw) -> dict:
+    # MLPerf Tiny's ResNet-8 (models/fleetvote_models/archs.py): about 78 k parameters, 12.5 M MACC
+    return {"id": "resnet8", "role": "reference", "macc": 12_501_632, "flash_bytes": 80_000,
+            "ram_bytes": 49_152, "arena_bytes": 49_152, "test_accuracy": 0.87,
+            "bench_firmware": counted(8.1, 2.2, mid="resnet8"), **kw}
+
+
+def write_zoo(zoo, *cards: dict):
+    for card in cards:
+        (zoo / card["id"]).mkdir(parents=True, exist_ok=True)
+        (zoo / card["id"] / "card.json").write_text(json.dumps(card))
+    return zoo
 
 
 def test_every_member_fits_a_nucleo_f411re():
@@ -54,7 +77,8 @@ def test_latency_is_transfer_plus_compute():
     board = {"baud": 921_600, "clock_hz": 100_000_000, "core": "cortex-m4f"}
     lat = latency(1_000_000, board, 7.4)
     assert lat["transfer_ms"] == pytest.approx(3124 * 10 / 921_600 * 1000, abs=0.01)  # 33.9 ms
-    assert lat["compute_ms"] == pytest.approx(74.0)
+    assert lat["compute_ms"] == pytest.approx(7.4 * 1.3 * 10)  # 7.4 M instructions at CPI 1.3, 100 MHz
+    assert lat["cpi"] == 1.3
     assert lat["total_ms"] == pytest.approx(lat["transfer_ms"] + lat["compute_ms"], abs=0.01)
     assert latency(1_000_000, board, 7.4, cpi=2.0)["compute_ms"] == pytest.approx(148.0)
 
@@ -73,10 +97,11 @@ def test_measured_firmware_figures_replace_the_estimates(tmp_path):
     assert requirement(card, "nucleo-f411re", {})[2] == "card + firmware estimate"
     assert load_size_report(tmp_path / "absent.json") == ({}, None)
     bf = tmp_path / "bench.json"  # the layout of firmware/tools/bench_firmware.py
-    bf.write_text(json.dumps({"cpi": 1.3, "members": [{"model": card["id"], "macc": 1000,
-                                                        "total_instructions": {"ref": 7900, "opt": 2500}}]}))
+    bf.write_text(json.dumps({"cpi": 1.3, "models": [{"model": card["id"], "machine": "netduinoplus2", "macc": 1000,
+                                                       "total_instructions": {"ref": 7900, "opt": 2500}}]}))
     ipms, cpi, note = load_bench_firmware(bf)
-    assert ipms[card["id"]][0] == 2.5 and "opt" in ipms[card["id"]][1] and cpi == 1.3 and note is None
+    assert ipms[card["id"]][0] == 2.5 and cpi == 1.3 and note is None
+    assert "opt" in ipms[card["id"]][1] and "netduinoplus2" in ipms[card["id"]][1]
     bf.write_text(json.dumps({"members": [{"model": card["id"], "dsp": {"instructions_per_mac": 2.25}}]}))
     assert load_bench_firmware(bf)[0][card["id"]][0] == 2.25
 
@@ -85,11 +110,8 @@ def test_plan_and_results_table_from_a_zoo_with_and_without_baseline(tmp_path):
     from fleetvote.plan import run
     from fleetvote.results import END, START, render, splice
 
-    zoo = tmp_path / "zoo"
     m = members()[0]
-    for card in (m, baseline_card()):
-        (zoo / card["id"]).mkdir(parents=True)
-        (zoo / card["id"] / "card.json").write_text(json.dumps(card))
+    zoo = write_zoo(tmp_path / "zoo", m, baseline_card())
     ev = {"dataset": "CIFAR-10 (JPEG copy)", "images": {"val": 10, "test": 10}, "members": [m["id"]],
           "models": [{"id": m["id"], "role": "member", "val_accuracy": 0.8, "test_accuracy": 0.79, "weight": 3.6},
                      {"id": "baseline", "role": "baseline", "val_accuracy": 0.81, "test_accuracy": 0.805, "weight": None}],
@@ -126,6 +148,85 @@ def test_plan_and_results_table_from_a_zoo_with_and_without_baseline(tmp_path):
     (zoo / "baseline" / "card.json").unlink()
     rep = run(zoo, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json")
     assert rep["baseline"] is None and "baseline" in rep["baseline_note"]
+
+
+def test_plan_refuses_a_model_without_its_own_instruction_count(tmp_path):
+    from fleetvote.errors import ConfigError
+    from fleetvote.plan import run
+
+    m = members()[0]
+    uncounted = {k: v for k, v in m.items() if k != "bench_firmware"} | {"id": "uncounted"}
+    zoo = write_zoo(tmp_path / "zoo", m, uncounted)
+    bench = tmp_path / "bench.json"  # the firmware bench counted another model only
+    bench.write_text(json.dumps({"cpi": 1.3, "models": [{"model": m["id"], "macc": 1000,
+                                                         "total_instructions": {"ref": 7900, "opt": 2500}}]}))
+    with pytest.raises(ConfigError, match=r"uncounted: no instruction count of its own.*"
+                                          r"make bench-firmware MODELS=uncounted CARDS=1"):
+        run(zoo, size_report=tmp_path / "none.json", bench_firmware=bench)
+    # a figure given for every model is used, and labelled as given
+    rep = run(zoo, size_report=tmp_path / "none.json", bench_firmware=bench, ipm=3.0)
+    row = next(r for r in rep["models"] if r["id"] == "uncounted")
+    assert row["latency"]["instructions_per_mac"] == 3.0 and "given" in row["ipm_source"]
+    assert any("3.0 for every model (given" in n for n in rep["notes"])
+
+
+def test_plan_uses_exactly_each_models_own_count(tmp_path):
+    from fleetvote.plan import run
+
+    m = members()[0]
+    a = m | {"id": "a", "bench_firmware": counted(7.0, 1.5, mid="a")}
+    b = m | {"id": "b", "bench_firmware": counted(9.0, 3.25, mid="b")}
+    zoo = write_zoo(tmp_path / "zoo", a, b, baseline_card())
+    bench = tmp_path / "bench.json"  # a newer count of b only: 2.5 per MAC with the DSP kernels
+    bench.write_text(json.dumps({"cpi": 1.3, "models": [{"model": "b", "machine": "netduinoplus2", "macc": 1000,
+                                                         "total_instructions": {"ref": 7900, "opt": 2500}}]}))
+    cat = load_catalog()
+    for bf, want in ((tmp_path / "none.json", {"a": 1.5, "b": 3.25, "baseline": 1.599}),
+                     (bench, {"a": 1.5, "b": 2.5, "baseline": 1.599})):
+        rep = run(zoo, size_report=tmp_path / "none.json", bench_firmware=bf)
+        rows = {r["id"]: r for r in rep["models"]}
+        assert {i: r["latency"]["instructions_per_mac"] for i, r in rows.items()} == want
+        for i, r in rows.items():
+            lat, spec = r["latency"], cat[r["board"]]
+            assert lat["compute_ms"] == pytest.approx(r["macc"] * want[i] * lat["cpi"] / spec["clock_hz"] * 1000,
+                                                      abs=0.01)
+        assert "its card" in rows["a"]["ipm_source"] and "mps2-an386" in rows["baseline"]["ipm_source"]
+        assert ("measured under QEMU" in rows["b"]["ipm_source"]) == (bf == bench)
+
+
+def test_reference_model_is_planned_on_one_nucleo_f411re_beside_the_baseline(tmp_path):
+    from fleetvote.plan import format_report, run
+    from fleetvote.results import render
+
+    m = members()[0]
+    zoo = write_zoo(tmp_path / "zoo", m, baseline_card(), reference_card())
+    ev = {"dataset": "CIFAR-10 (JPEG copy)", "images": {"val": 10, "test": 10}, "members": [m["id"]],
+          "models": [{"id": m["id"], "role": "member", "val_accuracy": 0.8, "test_accuracy": 0.79, "weight": 3.6}],
+          "subsets": [{"members": [m["id"]], "test": {"majority": 0.79, "weighted": 0.79, "soft": 0.79}}],
+          "best": {"1": {"members": [m["id"]], "val": {"majority": 0.8, "weighted": 0.8, "soft": 0.8},
+                         "test": {"majority": 0.79, "weighted": 0.79, "soft": 0.79}, "best_strategy_on_val": "soft"}}}
+    evp = tmp_path / "ev.json"
+    evp.write_text(json.dumps(ev))
+    rep = run(zoo, eval_json=evp, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json")
+    ref = rep["reference"]
+    assert ref["id"] == "resnet8" and ref["board"] == "nucleo-f411re" and ref["price_usd"] == 13
+    assert ref["latency"]["instructions_per_mac"] == 2.2 and ref["latency_ms"] == ref["latency"]["total_ms"]
+    assert rep["reference_note"] is None and all("resnet8" not in f["members"] for f in rep["fleets"])
+    text = format_report(rep)
+    assert "reference resnet8 (int8, one board): nucleo-f411re ($13)" in text
+    body = render(ev, rep, None)
+    lines = body.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| int8 baseline `baseline`"))
+    assert lines[at + 1].startswith("| reference `resnet8` (MLPerf Tiny) | 1 | 87.00 %")
+    assert "1 x nucleo-f411re ($13)" in lines[at + 1]
+    assert any(line.startswith("| `resnet8` | reference |") for line in lines)
+    # too large for a nucleo-f411re: said so, not moved to a bigger board
+    write_zoo(zoo, reference_card(flash_bytes=600_000))
+    ref = run(zoo, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json")["reference"]
+    assert ref["board"] is None and ref["latency"] is None
+    rep_without = run(write_zoo(tmp_path / "zoo2", m), size_report=tmp_path / "none.json",
+                      bench_firmware=tmp_path / "none.json")
+    assert rep_without["reference"] is None and "resnet8" in rep_without["reference_note"]
 
 
 def test_reports_record_their_command_only_when_made_by_the_fleetvote_command(monkeypatch):

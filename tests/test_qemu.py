@@ -346,28 +346,86 @@ def test_size_report_lists_every_board_and_model_beside_the_limits():
     assert "seed (X-CUBE-AI)" in out and "5,372,584" in out
 
 
+def test_size_report_holds_the_members_and_the_reference_to_their_boards(tmp_path):
+    sys.path.insert(0, str(FIRMWARE / "tools"))
+    from size_report import assignments
+
+    zoo = tmp_path / "zoo"
+    for mid, role in (("a", "member"), ("baseline", "baseline"), ("resnet8", "reference")):
+        (zoo / mid).mkdir(parents=True)
+        (zoo / mid / "card.json").write_text(json.dumps({"id": mid, "role": role}))
+    ens = tmp_path / "ensemble.json"
+    ens.write_text(json.dumps({"members": [{"id": "a", "board": "nucleo-f446re"}]}))
+    assert assignments(ens, zoo, ["a", "baseline", "resnet8"]) == {"a": "nucleo-f446re", "resnet8": "nucleo-f411re"}
+    assert assignments(tmp_path / "absent.json", zoo, ["baseline"]) == {}
+
+
+def bench_firmware(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(FIRMWARE / "tools" / "bench_firmware.py"),
+                           "--build", str(FIRMWARE / "build"), *args], capture_output=True, text=True, timeout=timeout)
+
+
 def test_bench_firmware_counts_instructions_and_dsp_convolutions_take_at_most_2_per_mac(members, tmp_path):
+    from fleetvote.cards import bench_problems
+
     # a member with standard convolutions beyond its first layer (not a depthwise-separable one)
     arch = {c["id"]: c["arch"] for c in load_cards(ZOO)}
     member = next((m for m in members if not arch.get(m, "").startswith("dsconv")), members[0])
+    make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench", "measure")
     make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench")
     out_json = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, str(FIRMWARE / "tools" / "bench_firmware.py"), "--members", member,
-                        "--build", str(FIRMWARE / "build"), "--json", str(out_json)],
-                       capture_output=True, text=True, timeout=240)
+    r = bench_firmware("--models", member, "--json", str(out_json))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    res = json.loads(out_json.read_text())["members"][0]
-    assert res["match"]
+    res = json.loads(out_json.read_text())["models"][0]
+    assert res["match"] and res["machine"] == "netduinoplus2"  # a member fits the fleet's emulated board
     conv = res["groups"]["conv"]
     assert conv["macc"] > 0
     assert conv["opt"] / conv["macc"] <= 2.0, r.stdout
     assert conv["ref"] / conv["macc"] > 4.0  # the plain C reference, about 7 per MAC
-    # -icount makes the count deterministic: a second run gives the same totals
-    again = subprocess.run([sys.executable, str(FIRMWARE / "tools" / "bench_firmware.py"), "--members", member,
-                            "--build", str(FIRMWARE / "build"), "--json", str(tmp_path / "again.json")],
-                           capture_output=True, text=True, timeout=240)
-    assert json.loads((tmp_path / "again.json").read_text())["members"][0]["total_instructions"] == \
+    # -icount makes the count deterministic: a second run gives the same totals, here recorded
+    # in a copy of the card, in a form that `fleetvote card --check` accepts
+    zoo = tmp_path / "zoo"
+    (zoo / member).mkdir(parents=True)
+    card = {k: v for k, v in json.loads((ZOO / member / "card.json").read_text()).items() if k != "bench_firmware"}
+    (zoo / member / "card.json").write_text(json.dumps(card))
+    again = bench_firmware("--models", member, "--json", str(tmp_path / "again.json"), "--cards", str(zoo))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert json.loads((tmp_path / "again.json").read_text())["models"][0]["total_instructions"] == \
         res["total_instructions"]
+    recorded = json.loads((zoo / member / "card.json").read_text())
+    t = res["total_instructions"]
+    assert recorded["bench_firmware"]["instructions_per_mac"] == {v: round(t[v] / res["macc"], 3) for v in t}
+    assert recorded["bench_firmware"]["machine"] == "netduinoplus2"
+    assert recorded["bench_firmware"]["compiler"].startswith("GCC ")
+    assert recorded["bench_firmware"]["command"] == f"make -C firmware bench-firmware MODELS={member} CARDS=1"
+    assert {k: v for k, v in recorded.items() if k != "bench_firmware"} == card
+    assert bench_problems(recorded) == []
+    assert bench_problems(recorded | {"bench_firmware": {"instructions_per_mac": {"opt": 2.0}}}) != []
+
+
+def test_bench_firmware_counts_the_baseline_on_the_mps2_an386_and_members_on_the_netduinoplus2(members):
+    need((ZOO / "baseline" / "model.tflite").exists(), "the zoo has no baseline")
+    make("bench-firmware", f"MODELS={members[0]} baseline")
+    res = {r["model"]: r for r in json.loads((FIRMWARE / "build" / "bench-firmware.json").read_text())["models"]}
+    assert res[members[0]]["machine"] == "netduinoplus2"
+    # 1.35 MB of weights: more than the netduinoplus2's 1 MiB of flash
+    assert res["baseline"]["machine"] == "mps2-an386" and res["baseline"]["match"]
+    assert 1.0 < res["baseline"]["total_instructions"]["opt"] / res["baseline"]["macc"] < 3.0
+
+
+def test_mps2_an386_bench_counts_a_member_as_the_netduinoplus2_does(members):
+    sys.path.insert(0, str(FIRMWARE / "tools"))
+    import bench_firmware as bf
+
+    make("BOARD=netduinoplus2", f"MODEL={members[0]}", "VARIANT=bench")
+    make("BOARD=mps2-an386", f"MODEL={members[0]}")
+    images = {"netduinoplus2": FIRMWARE / "build" / "stm32f4" / "netduinoplus2" / members[0] / "bench" / "firmware.bin",
+              "mps2-an386": FIRMWARE / "build" / "mps2-an386" / members[0] / "bench" / "firmware.elf"}
+    totals = {m: bf.analyse(bf.parse(bf.run_bench(image, m)), [])["total_instructions"] for m, image in images.items()}
+    # the same instructions between two SysTick readings; each reading is exact to one tick: 40
+    # instructions at the AN386's 25 MHz, 6 at the netduinoplus2's 168 MHz
+    for v in ("ref", "opt"):
+        assert abs(totals["netduinoplus2"][v] - totals["mps2-an386"][v]) <= 2 * (40 + 6), totals
 
 
 # ---------------------------------------------------------------------------- the service

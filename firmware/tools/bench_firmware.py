@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""Instructions per inference of each ensemble member's firmware, counted under QEMU.
+"""Instructions per inference of any zoo model's firmware, counted under QEMU.
 
-    bench_firmware.py --members vgg12-s1 resnet18-s2 [--build firmware/build] [--json OUT]
+    bench_firmware.py --models vgg12-s1 baseline [--build firmware/build] [--json OUT] [--cards ZOO]
+    bench_firmware.py --machine baseline        the machine that counts a model (bench-firmware's
+                                                make recipe asks, then builds that image)
 
-Runs the bench image of each member (``make -C firmware BOARD=netduinoplus2 MODEL=<id>
-VARIANT=bench``, ports/stm32f4/bench.c) on ``qemu-system-arm -M netduinoplus2 -icount shift=0``.
-With -icount shift=0 every guest instruction advances virtual time by 1 ns, and SysTick, clocked
-at the model's 168 MHz, by 0.168 ticks: the bench's tick counts divided by 0.168 are instruction
-counts, the same on every run and every host (../shared/ANCHORS.md, "Emulated STM32").
+Each model's bench image (ports/stm32f4/bench.c) runs on one of two emulated Cortex-M4s with
+``-icount shift=0``: the netduinoplus2 (STM32F405, ``make -C firmware BOARD=netduinoplus2
+MODEL=<id> VARIANT=bench``) when the image fits it, else the MPS2 AN386 (``make -C firmware
+BOARD=mps2-an386 MODEL=<id>``, tests/bench_mps2_an386.c), whose larger memory holds the int8
+baseline; ``machine_for`` states the rule. With -icount shift=0 every guest instruction
+advances virtual time by 1 ns, and SysTick, clocked at the machine's core clock (168 MHz on the
+netduinoplus2, 25 MHz on the AN386), by clock / 1 GHz ticks: the bench's tick counts divided by
+that are instruction counts, the same on every run and every host (../shared/ANCHORS.md,
+"Emulated STM32"), and on both machines, which run the same code between two readings.
 
-Prints, per member, each layer's instructions and instructions per MAC with the reference C
+Prints, per model, each layer's instructions and instructions per MAC with the reference C
 kernels and with the Cortex-M4 DSP kernels, grouped as the first layer, the other standard
 convolutions, depthwise, fully connected and the rest; then an estimated latency on a
 NUCLEO-F411RE at 100 MHz, for a stated cycles-per-instruction assumption, beside the anchors.
+With ``--cards ZOO`` it records each model's whole-inference instructions per MAC (both kernel
+sets) in ZOO/<id>/card.json under ``"bench_firmware"``, with the machine, the emulator, the
+compiler of the image and the make command that counts it again; ``fleetvote plan`` reads them.
 Exit status 1 if a bench fails or the two kernel sets disagree on the output.
 """
 
@@ -20,14 +29,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from size_report import CATALOG, measure
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "service"))
 
+NETDUINO, AN386 = "netduinoplus2", "mps2-an386"
+# per machine: the bench image under the build directory, and the make command that builds it
+IMAGES = {
+    NETDUINO: ("stm32f4/netduinoplus2/{m}/bench/firmware.bin",
+               "make -C firmware BOARD=netduinoplus2 MODEL={m} VARIANT=bench"),
+    AN386: ("mps2-an386/{m}/bench/firmware.elf", "make -C firmware BOARD=mps2-an386 MODEL={m}"),
+}
 KINDS = {1: "CONV_2D", 2: "DEPTHWISE_CONV_2D", 3: "FULLY_CONNECTED", 4: "MAX_POOL_2D", 5: "AVERAGE_POOL_2D",
          6: "ADD", 7: "MEAN", 8: "PAD", 9: "RESHAPE", 10: "SOFTMAX"}
 GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "other")
@@ -48,8 +67,21 @@ ANCHORS = """anchors (../shared/ANCHORS.md): reference C int8 3x3 conv in plain 
   target here: <= 2 instructions/MAC on the standard convolutions."""
 
 
-def run_bench(image: Path, qemu: str = "qemu-system-arm", timeout: float = 300.0) -> list[str]:
-    args = [qemu, "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-serial", "stdio",
+def machine_for(model: str, build: Path) -> str:
+    """The machine that counts ``model``: the netduinoplus2, the fleet's emulated board, when the
+    model's bench image fits its flash and RAM (the catalogue's, the limits its real link checks),
+    measured on the same objects linked into unbounded memory (``make ... VARIANT=bench
+    measure``); else the MPS2 AN386 (tests/mps2_an386/memory.ld)."""
+    elf = build / "stm32f4" / NETDUINO / model / "bench" / "measure.elf"
+    if not elf.exists():
+        raise FileNotFoundError(f"{elf} (make -C firmware BOARD={NETDUINO} MODEL={model} VARIANT=bench measure)")
+    used = measure(elf)
+    limit = json.loads(CATALOG.read_text())["boards"][NETDUINO]
+    return NETDUINO if used["flash"] <= limit["flash_bytes"] and used["ram"] <= limit["ram_bytes"] else AN386
+
+
+def run_bench(image: Path, machine: str, qemu: str = "qemu-system-arm", timeout: float = 300.0) -> list[str]:
+    args = [qemu, "-M", machine, "-nographic", "-monitor", "none", "-serial", "stdio",
             "-icount", "shift=0", "-kernel", str(image)]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -154,7 +186,7 @@ def per_mac(instr: float, macc: int) -> str:
 
 
 def report(a: dict, shapes: list[tuple[str, int]]) -> str:
-    out = [f"== {a['model']}: {a['macc']:,} MACs, outputs {'identical' if a['match'] else 'DIFFER'} "
+    out = [f"== {a['model']} on {a['machine']}: {a['macc']:,} MACs, outputs {'identical' if a['match'] else 'DIFFER'} "
            f"(ref {a['outputs']['ref']}, dsp {a['outputs']['opt']})",
            f"{'#':>3} {'layer':<18} {'shape':<22} {'MACs':>10} {'ref instr':>11} {'/MAC':>6} "
            f"{'dsp instr':>11} {'/MAC':>6} {'speed-up':>8}"]
@@ -183,38 +215,98 @@ def report(a: dict, shapes: list[tuple[str, int]]) -> str:
     return "\n".join(out)
 
 
+def compiler_of(elf: Path) -> str:
+    """The compiler named in the image's .comment section (gcc writes "GCC: (<build>) <version>")."""
+    found = re.search(rb"GCC: ([^\0]+)", elf.read_bytes())
+    return "GCC " + found.group(1).decode(errors="replace") if found else "unknown"
+
+
+def qemu_version(qemu: str) -> str:
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"version (\S+)", out)
+    return f"QEMU {found.group(1) if found else '?'}"
+
+
+def card_record(res: dict, emulator: str, compiler: str) -> dict:
+    """What a card keeps of a count: whole-inference instructions over the model's MACC, both
+    kernel sets, 3 decimals (the count is exact; 0.001 per MAC is 0.05 % of the DSP kernels'
+    ~2), and how to get it again."""
+    t = res["total_instructions"]
+    return {"instructions_per_mac": {v: round(t[v] / res["macc"], 3) for v in ("ref", "opt")},
+            "machine": res["machine"], "emulator": f"{emulator}, -icount shift=0", "compiler": compiler,
+            "command": f"make -C firmware bench-firmware MODELS={res['model']} CARDS=1"}
+
+
+def record_in_card(zoo: Path, record: dict, model: str, macc: int) -> None:
+    from fleetvote.cards import BENCH_KEY
+
+    path = zoo / model / "card.json"
+    card = json.loads(path.read_text())
+    if card.get("macc") != macc:  # the image is not the card's model: count nothing into it
+        raise ValueError(f"{path}: macc {card.get('macc')} != the firmware's {macc}")
+    card[BENCH_KEY] = record
+    path.write_text(json.dumps(card, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--members", nargs="+", required=True)
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--models", nargs="+", help="zoo ids to count")
+    what.add_argument("--machine", metavar="MODEL", help="print the machine that counts MODEL and exit")
     ap.add_argument("--build", type=Path, default=ROOT / "firmware" / "build")
     ap.add_argument("--qemu", default="qemu-system-arm")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--cards", type=Path, metavar="ZOO", help="record each count in ZOO/<id>/card.json")
     a = ap.parse_args(argv)
+    if a.machine:
+        try:
+            print(machine_for(a.machine, a.build))
+        except FileNotFoundError as exc:
+            print(f"{a.machine}: no measured bench image: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    emulator = qemu_version(a.qemu)
     results, ok = [], True
-    for m in a.members:
-        image = a.build / "stm32f4" / "netduinoplus2" / m / "bench" / "firmware.bin"
+    for m in a.models:
+        try:
+            machine = machine_for(m, a.build)
+        except FileNotFoundError as exc:
+            print(f"{m}: cannot choose a machine without {exc}")
+            ok = False
+            continue
+        path, how = IMAGES[machine]
+        image = a.build / path.format(m=m)
         if not image.exists():
-            print(f"{m}: no bench image {image} (make -C firmware BOARD=netduinoplus2 MODEL={m} VARIANT=bench)")
+            print(f"{m}: no bench image {image} ({how.format(m=m)})")
             ok = False
             continue
         shapes = layer_shapes(m)
         try:
-            res = analyse(parse(run_bench(image, a.qemu)), shapes)
+            res = {"machine": machine, **analyse(parse(run_bench(image, machine, a.qemu)), shapes)}
         except (RuntimeError, KeyError, ValueError) as exc:
-            print(f"{m}: bench failed: {exc}")
+            print(f"{m}: bench failed on {machine}: {exc}")
             ok = False
             continue
         ok = ok and res["match"]
         results.append(res)
         print(report(res, shapes))
+        if a.cards and res["match"]:
+            try:
+                record = card_record(res, emulator, compiler_of(image.with_suffix(".elf")))
+                record_in_card(a.cards, record, m, res["macc"])
+                print(f"  recorded in {a.cards / m / 'card.json'}")
+            except (OSError, ValueError) as exc:
+                print(f"{m}: not recorded: {exc}")
+                ok = False
         print()
-    print(f"instructions counted under QEMU 7.2 -icount shift=0 (SysTick at 168 MHz = 0.168 ticks per "
-          f"instruction); latency = instructions x CPI / 100 MHz, CPI {CPI} assumed (see bench_firmware.py)")
+    print(f"instructions counted under {emulator} -icount shift=0 (1 ns of virtual time per instruction; SysTick at "
+          f"the core clock each bench reports: clock / 1 GHz ticks per instruction); latency = instructions x CPI "
+          f"/ 100 MHz, CPI {CPI} assumed (see bench_firmware.py)")
     print(ANCHORS)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"cpi": CPI, "cpi_range": CPI_RANGE, "clock_hz": F411_HZ,
-                                      "members": results}, indent=2))
+                                      "models": results}, indent=2))
     return 0 if ok else 1
 
 

@@ -15,8 +15,10 @@ image that does not fit still links, so it can be measured) with ``arm-none-eabi
 
 Printed beside the catalogue's limits and beside the seed's X-CUBE-AI figures (float32 weights
 5,372,584 B in flash, activations 143,468 B in RAM), which fit none of these boards. Exit status
-1 only when an ensemble member does not fit the board it is assigned: a member's ``"board"`` in
-the ensemble file, nucleo-f411re when it has none.
+1 only when a model does not fit the board it is assigned: an ensemble member the ``"board"`` the
+ensemble file gives it (nucleo-f411re when none); the reference (card role ``reference``, MLPerf
+Tiny's ResNet-8) one nucleo-f411re, where ``fleetvote plan`` places it. The baseline is assigned
+none: it is expected to fit none of these boards.
 """
 
 from __future__ import annotations
@@ -66,12 +68,15 @@ def card(zoo: Path, model: str) -> dict:
         return {}
 
 
-def assignments(ensemble: Path) -> dict[str, str]:
+def assignments(ensemble: Path, zoo: Path, models: list[str]) -> dict[str, str]:
+    """{model: the board it must fit}: the ensemble's members, and the reference among ``models``."""
     try:
         members = json.loads(ensemble.read_text())["members"]
     except (OSError, ValueError, KeyError):
-        return {}
-    return {m["id"]: m.get("board", DEFAULT_BOARD) for m in members}
+        members = []
+    out = {m["id"]: m.get("board", DEFAULT_BOARD) for m in members}
+    out.update({m: DEFAULT_BOARD for m in models if card(zoo, m).get("role") == "reference"})
+    return out
 
 
 def fmt(n: int) -> str:
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     catalog = json.loads(CATALOG.read_text())["boards"]
-    assigned = assignments(a.ensemble)
+    assigned = assignments(a.ensemble, a.zoo, a.models)
     rows = []
     for b in a.boards:
         lim = catalog[b]
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             why.append(f"RAM over by {fmt(r['ram'] - r['ram_limit'])} B")
         verdict = "yes" if not why else "NO: " + ", ".join(why)
         if r["assigned"]:
-            verdict += "  (member assigned here)"
+            verdict += f"  ({r['role']} assigned here)"
         print(f"{r['board']:<14} {r['model']:<18} {fmt(r['flash']):>11} {fmt(r['flash_limit']):>10} "
               f"{100 * r['flash'] / r['flash_limit']:>4.0f}%  {fmt(r['weights'] or 0):>9}  {fmt(r['ram']):>9} "
               f"{fmt(r['ram_limit']):>8} {100 * r['ram'] / r['ram_limit']:>4.0f}%  {fmt(r['arena'] or 0):>7}  {verdict}")
@@ -143,13 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     failures = []
     for m, b in assigned.items():
         hit = [r for r in rows if r["model"] == m and r["board"] == b]
+        role = card(a.zoo, m).get("role", "member")
         if not hit:
             if b not in a.boards:
-                failures.append(f"member {m} is assigned to {b}, which this port does not build")
+                failures.append(f"{role} {m} is assigned to {b}, which this port does not build")
             else:
-                failures.append(f"member {m} is not in the zoo")
+                failures.append(f"{role} {m} is not in the zoo")
         elif not (hit[0]["fits_flash"] and hit[0]["fits_ram"]):
-            failures.append(f"member {m} does not fit its board {b}")
+            failures.append(f"{role} {m} does not fit its board {b}")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"rows": rows, "seed": SEED, "assigned": assigned, "failures": failures},
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in failures:
         print(f"FAIL: {f}")
     if not failures:
-        print(f"every ensemble member fits its board ({', '.join(f'{m} on {b}' for m, b in assigned.items())})")
+        print(f"every assigned model fits its board ({', '.join(f'{m} on {b}' for m, b in assigned.items())})")
     return 1 if failures else 0
 
 

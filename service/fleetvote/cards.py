@@ -4,6 +4,15 @@ Keys: id, role, sha256, arch, seed, epochs, train_seconds, recipe, val_accuracy,
 (both int8, through the TFLite Micro reference interpreter, on CIFAR-10 (JPEG copy)), macc,
 params, flash_bytes (weights and biases), ram_bytes (peak activations of the buffer plan).
 ``train.json`` beside it holds what only training knows (arch, seed, recipe, time).
+
+One key is measured, not recomputed: ``bench_firmware``, the model's firmware counted under
+QEMU by ``make -C firmware bench-firmware MODELS=<id> CARDS=1`` (firmware/tools/
+bench_firmware.py): whole-inference instructions per MAC with the reference and the optimised
+kernels (``ref``, ``opt``), the machine that ran it, the emulator, the compiler and that
+command. ``--check`` has neither QEMU nor the ARM toolchain at hand: it checks the record's
+form, not its figures. A card without one is valid (a new model is counted after it is
+written); ``fleetvote plan`` refuses to estimate its latency. ``write_card`` keeps the record
+while the model's bytes are the same.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import numpy as np
 from .errors import ConfigError
 
 ACCURACY_TOLERANCE_SUBSET = 0.0  # a subset check compares the subset's own recorded accuracy
+BENCH_KEY = "bench_firmware"
+BENCH_MACHINES = ("netduinoplus2", "mps2-an386")  # firmware/tools/bench_firmware.py's two
 
 
 def _measure(model_path: Path, data: str | None, limit: int | None) -> dict:
@@ -50,8 +61,33 @@ def write_card(model_dir: Path, data: str | None = None) -> Path:
         "ram_bytes": m["ram_bytes"], "arena_bytes": m["arena_bytes"],
     }
     path = model_dir / "card.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    # the same bytes count the same (until the kernels or the compiler change: count again)
+    if BENCH_KEY in old and old.get("sha256") == card["sha256"]:
+        card[BENCH_KEY] = old[BENCH_KEY]
     path.write_text(json.dumps(card, indent=2) + "\n")
     return path
+
+
+def bench_problems(card: dict) -> list[str]:
+    """What is wrong with the form of a card's ``bench_firmware`` record (none: absent or sound)."""
+    rec = card.get(BENCH_KEY)
+    if rec is None:
+        return []
+    if not isinstance(rec, dict):
+        return [f"{card['id']}: {BENCH_KEY} is not a record"]
+    ipm = rec.get("instructions_per_mac")
+    problems = []
+    if not (isinstance(ipm, dict) and all(isinstance(ipm.get(k), (int, float)) and ipm[k] > 0 for k in ("ref", "opt"))):
+        problems.append(f"{card['id']}: {BENCH_KEY}.instructions_per_mac needs positive ref and opt figures")
+    if rec.get("machine") not in BENCH_MACHINES:
+        problems.append(f"{card['id']}: {BENCH_KEY}.machine is not one of {', '.join(BENCH_MACHINES)}")
+    if "bench-firmware" not in str(rec.get("command", "")):
+        problems.append(f"{card['id']}: {BENCH_KEY}.command does not say how it was counted")
+    return problems
 
 
 def load_cards(zoo: Path) -> list[dict]:
@@ -84,6 +120,7 @@ def check_cards(zoo: Path, limit: int | None = None, data: str | None = None) ->
         if sha != card["sha256"]:
             problems.append(f"{card['id']}: sha256 {sha[:12]} != card {card['sha256'][:12]}")
             continue
+        problems += bench_problems(card)
         a = analyze(mdir / "model.tflite")["total"]
         for key, got in (("macc", a["macc"]), ("params", a["params"]), ("flash_bytes", a["weight_bytes"]),
                          ("ram_bytes", a["peak_activation_bytes"]), ("arena_bytes", a["arena_bytes"])):

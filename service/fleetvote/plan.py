@@ -1,5 +1,5 @@
 """``fleetvote plan``: the cheapest board for each model, the bill of materials of a fleet, and an
-estimate of its latency, beside the baseline.
+estimate of its latency, beside the baseline and the reference.
 
 For each model of the zoo:
 
@@ -8,21 +8,23 @@ For each model of the zoo:
   exists and has the pair; otherwise the card's weights and arena plus ``FIRMWARE_FLASH_BYTES``
   and ``FIRMWARE_RAM_BYTES`` of ``fleetvote.boards`` (upper bounds); the report says which;
 * the cheapest board of the catalogue (``firmware/boards/catalog.json``; boards with a price only,
-  which leaves out the emulated one) that it fits; ties go to the faster clock;
+  which leaves out the emulated one) that it fits; ties go to the faster clock. A model of role
+  ``reference`` (MLPerf Tiny's ResNet-8) goes on a nucleo-f411re, the members' board, whatever
+  is cheaper: it is the one-board system the fleet is compared with;
 * its latency on that board, estimated as
 
       transfer  3,124 bytes on the wire (image frame out, answer back) x 10 bits / the board's baud
     + compute   MACC x instructions per MAC x cycles per instruction / the board's clock
 
-  Instructions per MAC: a whole inference's instructions over the model's MACC, counted under QEMU
-  by the firmware bench (``firmware/build/bench-firmware.json``, ``make -C firmware
-  bench-firmware``; the optimised DSP kernels the release firmware runs) when present; a model it
-  did not count takes the largest counted figure; without the file, 7.4, ANCHORS.md's measurement
-  of a reference C int8 convolution on a Cortex-M4 (gcc -O2). Cycles per instruction: the figure
-  that file states (1.3 for the F411, range 1.1-1.5), else a stated 1.0 (7.4 cycles/MAC is 0.135
-  MAC/cycle, where MLPerf Tiny's TFLite Micro reference kernels on an L4R5 reached about 0.15,
-  ANCHORS.md). The M7 is given the M4 build's instruction count and CPI: pessimistic for a
-  dual-issue core.
+  Instructions per MAC: the model's own count, a whole inference's instructions over its MACC
+  with the optimised DSP kernels the release firmware runs, counted under QEMU by the firmware
+  bench: from ``firmware/build/bench-firmware.json`` (``make bench-firmware MODELS=<id>``) when
+  it counted the model, else from the card's ``bench_firmware`` record (``CARDS=1``). No other
+  model's figure and no constant stands in: a model without a count of its own is refused
+  (ConfigError), unless ``--instructions-per-mac`` gives one figure for every model, labelled as
+  given. Cycles per instruction: 1.3 for every core (``CYCLES_PER_INSTRUCTION``, the firmware
+  bench's assumption, range 1.1-1.5; not measured), whether or not the bench's file exists. The
+  M7 is given the M4 build's instruction count and CPI: pessimistic for a dual-issue core.
 
 A fleet answers when its slowest member has: its estimate is the largest member latency plus the
 host's own overhead, the p50 measured by ``fleetvote bench`` at concurrency 1 (``--bench``; 0 and
@@ -30,9 +32,10 @@ said so without it).
 
 Fleets: the best subsets of 3 and 5 members from ``fleetvote ensemble-eval --json`` (``--eval``),
 the current ensemble file, and any ``--fleet a,b,c``. Accuracies come from the same report (engine,
-test split of the JPEG copy) or, without it, from the cards. The baseline: the zoo's int8
-``baseline`` (role baseline) on the cheapest board it fits, and the seed's float deployment as its
-README reports it (5.12 MiB of weights in external flash, 83.2 %, 0.275 s on its board).
+test split of the JPEG copy) or, without it, from the cards. Beside the fleets, each on one
+board: the zoo's int8 ``baseline`` (role baseline) on the cheapest board it fits, the reference
+(role reference) on its nucleo-f411re, and the seed's float deployment as its README reports it
+(5.12 MiB of weights in external flash, 83.2 %, 0.275 s on its board).
 """
 
 from __future__ import annotations
@@ -50,8 +53,14 @@ SIZE_REPORT = ROOT / "firmware" / "build" / "size-report.json"
 BENCH_FIRMWARE = ROOT / "firmware" / "build" / "bench-firmware.json"
 WIRE_BYTES = 3124  # one image frame and its answer (docs/protocol.md)
 BITS_PER_BYTE = 10  # 8N1
-REFERENCE_INSTRUCTIONS_PER_MAC = 7.4  # ANCHORS.md, reference C conv on Cortex-M4, gcc -O2
-CYCLES_PER_INSTRUCTION = {"cortex-m4f": 1.0, "cortex-m4": 1.0, "cortex-m7": 1.0}
+REFERENCE_BOARD = "nucleo-f411re"  # the reference's one board: the members' (size_report.py's default)
+SINGLE_ROLES = ("baseline", "reference")  # one board each, shown beside the fleets
+# Cycles per instruction, assumed until the boards issue derives them per board from flash wait
+# states: firmware/tools/bench_firmware.py's CPI (1.3: the DSP inner loop's loads at 2 cycles and
+# its single-cycle MACs near 1.2, the load- and branch-heavier reference loops near 1.4). One
+# figure whether or not a bench-firmware.json exists, so an estimate never depends on which
+# files happen to be in the build folder.
+CYCLES_PER_INSTRUCTION = {"cortex-m4f": 1.3, "cortex-m4": 1.3, "cortex-m7": 1.3}
 SEED = {
     "id": "seed (float, X-CUBE-AI)", "macc": 32_997_984, "flash_bytes": 5_372_584, "ram_bytes": 143_468,
     "test_accuracy": 0.832, "latency_ms": 275.0,
@@ -140,7 +149,8 @@ def load_bench_firmware(path: Path = BENCH_FIRMWARE) -> tuple[dict[str, tuple[fl
             continue
         opt = [k for k in figures if any(t in k for t in ("dsp", "opt"))]
         key = opt[0] if opt else sorted(figures)[0]
-        out[model] = (round(figures[key], 3), f"measured under QEMU ({key})")
+        where = f" on {d['machine']}" if isinstance(d.get("machine"), str) else ""
+        out[model] = (round(figures[key], 3), f"measured under QEMU{where} ({key})")
     return out, cpi, None if out else f"{path}: no per-model instruction counts recognised"
 
 
@@ -195,23 +205,35 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def instructions_per_mac(card: dict, measured: dict[str, tuple[float, str]]) -> tuple[float, str]:
+    """(instructions per MAC, where from) of ``card``'s own model: the firmware bench's file when it
+    counted the model (``measured``, from ``load_bench_firmware``), else the card's record. Raises
+    ConfigError without either: no other model's count stands in."""
+    mid = card["id"]
+    if mid in measured:
+        return measured[mid]
+    rec = card.get("bench_firmware") or {}
+    ipm = (rec.get("instructions_per_mac") or {}).get("opt")
+    if isinstance(ipm, (int, float)) and ipm > 0:
+        return float(ipm), f"its card (opt kernels, counted on {rec.get('machine')}: {rec.get('command')})"
+    raise ConfigError(f"{mid}: no instruction count of its own to estimate its latency from (neither the "
+                      "firmware bench's JSON nor its card's bench_firmware record has one): count it with "
+                      f"`make bench-firmware MODELS={mid} CARDS=1`, or give --instructions-per-mac")
+
+
 def model_row(card: dict, catalog: dict, sizes, ipms, cpi: float | None, accuracy: float | None) -> dict:
-    board = cheapest_board(card, catalog, sizes)
-    if card["id"] in ipms:
-        ipm, ipm_src = ipms[card["id"]]
-    elif ipms:  # measured for other models only: the least favourable of those, said so
-        other, (ipm, src) = max(ipms.items(), key=lambda kv: kv[1][0])
-        ipm_src = f"not measured for this model: {other}'s figure, {src}"
+    if card.get("role") == "reference":
+        board = REFERENCE_BOARD if fits(card, REFERENCE_BOARD, catalog[REFERENCE_BOARD], sizes) else None
     else:
-        ipm, ipm_src = REFERENCE_INSTRUCTIONS_PER_MAC, "ANCHORS reference C (not measured here)"
+        board = cheapest_board(card, catalog, sizes)
     row = {"id": card["id"], "role": card.get("role"), "macc": card.get("macc"), "test_accuracy": accuracy,
            "board": board, "fits_boards": sorted(n for n, b in priced_boards(catalog).items()
-                                                 if fits(card, n, b, sizes)),
-           "ipm_source": ipm_src}
-    if board is None:
+                                                 if fits(card, n, b, sizes))}
+    if board is None:  # no latency to estimate: no count needed
         f, r, src = requirement(card, "-", sizes)
-        row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=None, latency=None)
+        row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=None, latency=None, ipm_source=None)
         return row
+    ipm, row["ipm_source"] = instructions_per_mac(card, ipms)
     f, r, src = requirement(card, board, sizes)
     spec = catalog[board]
     row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=spec["price_usd"],
@@ -256,14 +278,11 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
     catalog = load_catalog(catalog_path)
     cards = {c["id"]: c for c in load_cards(zoo)}
     sizes, size_note = load_size_report(size_report)
-    ipms, file_cpi, ipm_note = load_bench_firmware(bench_firmware)
+    ipms, _, ipm_note = load_bench_firmware(bench_firmware)
     if ipm is not None:
-        ipms = {i: (ipm, "--instructions-per-mac") for i in cards}
-    if cpi is None and file_cpi is not None and ipms:
-        cpi, cpi_note = float(file_cpi), f"{file_cpi} for every core, as stated by {_rel(bench_firmware)} (for the F411)"
-    else:
-        cpi_note = (f"{cpi} (given)" if cpi is not None else
-                    ", ".join(f"{k} {v}" for k, v in CYCLES_PER_INSTRUCTION.items()) + " (stated, not measured)")
+        ipms = {i: (ipm, "given (--instructions-per-mac)") for i in cards}
+    cpi_note = (f"{cpi} (given)" if cpi is not None else
+                ", ".join(f"{k} {v}" for k, v in CYCLES_PER_INSTRUCTION.items()) + " (assumed, not measured)")
     notes = []
     if sizes:
         notes.append(f"flash/RAM: measured firmware images from {_rel(size_report)} (models it lacks: card "
@@ -272,13 +291,6 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
         notes.append(f"flash/RAM: no size report ({size_note or f'{_rel(size_report)} does not exist yet'}): card "
                      f"weights + {FIRMWARE_FLASH_BYTES:,} B flash and arena + {FIRMWARE_RAM_BYTES:,} B RAM of "
                      "firmware (fleetvote.boards upper bounds)")
-    if ipms:
-        notes.append("instructions per MAC: " + ", ".join(f"{k} {v[0]}" for k, v in sorted(ipms.items()))
-                     + (f" (optimised kernels, counted under QEMU: {_rel(bench_firmware)}); models not measured there "
-                        "take the largest measured figure" if ipm is None else " (given)"))
-    else:
-        notes.append(f"instructions per MAC: {REFERENCE_INSTRUCTIONS_PER_MAC} (ANCHORS.md, reference C int8 conv on "
-                     f"Cortex-M4; {ipm_note or f'{_rel(bench_firmware)} does not exist yet'})")
     notes.append(f"cycles per instruction: {cpi_note}; the Cortex-M7 boards are given the Cortex-M4 build's "
                  "instruction count")
     ev = json.loads(Path(eval_json).read_text()) if eval_json else None
@@ -292,6 +304,13 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
                  "host overhead: not measured (no --bench): 0 ms added")
     acc = {m["id"]: m["test_accuracy"] for m in ev["models"]} if ev else {}
     rows = {i: model_row(c, catalog, sizes, ipms, cpi, acc.get(i, c.get("test_accuracy"))) for i, c in cards.items()}
+    used = ", ".join(f"{i} {r['latency']['instructions_per_mac']}" for i, r in sorted(rows.items()) if r["latency"])
+    if ipm is not None:
+        notes.insert(1, f"instructions per MAC: {ipm} for every model (given: --instructions-per-mac)")
+    else:
+        notes.insert(1, f"instructions per MAC: each model's own count of the optimised kernels under QEMU "
+                        f"({used}), from {_rel(bench_firmware)} where it counted the model"
+                        + (f" ({ipm_note})" if ipm_note else "") + ", else from its card")
 
     def fleet_acc(ids: list[str]) -> dict | None:
         if not ev:
@@ -321,23 +340,26 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
     for ids in fleets or []:
         plans.append(fleet_plan(",".join(ids), ids, rows, catalog, host_ms, fleet_acc(ids)))
 
-    base_cards = [c for c in cards.values() if c.get("role") == "baseline"]
-    baseline = None
-    if base_cards:
-        c = base_cards[0]
-        r = rows[c["id"]]
-        baseline = {**r, "latency_ms": None if r["latency"] is None else
-                    round(r["latency"]["total_ms"] + (host_ms or 0.0), 2),
-                    "accuracy_from": "ensemble-eval (numpy engine, test split)" if c["id"] in acc else "card"}
+    singles = {}
+    for role in SINGLE_ROLES:
+        c = next((c for c in cards.values() if c.get("role") == role), None)
+        if c is not None:
+            r = rows[c["id"]]
+            singles[role] = {**r, "latency_ms": None if r["latency"] is None else
+                             round(r["latency"]["total_ms"] + (host_ms or 0.0), 2),
+                             "accuracy_from": "ensemble-eval (numpy engine, test split)" if c["id"] in acc else "card"}
     seed_board = catalog.get(SEED["board"], {})
     return {
         "catalog": str(catalog_path), "notes": notes, "host_overhead_ms": {"p50": host_ms, "p99": host_p99},
         "wire_bytes": WIRE_BYTES, "bits_per_byte": BITS_PER_BYTE,
         "models": sorted(rows.values(), key=lambda r: (r["role"] != "member", r["id"])),
         "fleets": plans,
-        "baseline": baseline,
-        "baseline_note": None if baseline else "no zoo model with role 'baseline' yet (models/recipes.json: "
-                                                 "make model ID=baseline)",
+        "baseline": singles.get("baseline"),
+        "baseline_note": None if "baseline" in singles else "no zoo model with role 'baseline' yet "
+                                                            "(models/recipes.json: make model ID=baseline)",
+        "reference": singles.get("reference"),
+        "reference_note": None if "reference" in singles else "no zoo model with role 'reference' yet "
+                                                              "(MLPerf Tiny's ResNet-8: make model ID=resnet8)",
         "seed": {**SEED, "price_usd": seed_board.get("price_usd"), "price_date": seed_board.get("price_date"),
                  "price_source": seed_board.get("price_source")},
     }
@@ -376,6 +398,13 @@ def format_report(rep: dict) -> str:
                      f"{_kib(b['ram_bytes'])}; latency {b['latency_ms']} ms; test accuracy {b['test_accuracy']}")
     else:
         lines.append(f"  baseline: {rep['baseline_note']}")
+    r = rep.get("reference")
+    if r:
+        lines.append(f"  reference {r['id']} (int8, one board): {r['board'] or 'DOES NOT FIT ' + REFERENCE_BOARD} "
+                     f"(${r['price_usd']}); MACC {r['macc']:,}, flash {_kib(r['flash_bytes'])}, RAM "
+                     f"{_kib(r['ram_bytes'])}; latency {r['latency_ms']} ms; test accuracy {r['test_accuracy']}")
+    else:
+        lines.append(f"  reference: {rep['reference_note']}")
     s = rep["seed"]
     lines.append(f"  seed, as reported: {s['board']} (${s['price_usd']}); MACC {s['macc']:,}, flash "
                  f"{_kib(s['flash_bytes'])} (float32, external), RAM {_kib(s['ram_bytes'])}; "
@@ -419,6 +448,7 @@ def add_parser(sub) -> None:
     p.add_argument("--size-report", default=str(SIZE_REPORT))
     p.add_argument("--bench-firmware", default=str(BENCH_FIRMWARE))
     p.add_argument("--cpi", type=float, help="cycles per instruction for every core (default: stated per core)")
-    p.add_argument("--instructions-per-mac", type=float, help="override the measured or reference figure")
+    p.add_argument("--instructions-per-mac", type=float,
+                   help="one figure for every model instead of each model's own count (labelled as given)")
     p.add_argument("--json", help="write the full report here")
     p.set_defaults(func=_cmd)

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from .errors import ConfigError
+from .plan import REFERENCE_BOARD
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -82,6 +83,11 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
                  f"{_kib(b['flash_bytes'])} | {_kib(b['ram_bytes'])} | {_ms(b['latency_ms'])} ms | {bom} |")
     else:
         L.append(f"| int8 baseline | - | {plan['baseline_note']} | | | | | |")
+    r = plan.get("reference")  # plans made before the reference role have no such key
+    if r:
+        bom = f"1 x {r['board']} (${r['price_usd']})" if r["board"] else f"does not fit its {REFERENCE_BOARD}"
+        L.append(f"| reference `{r['id']}` (MLPerf Tiny) | 1 | {_pct(r['test_accuracy'])} (argmax) | {r['macc']:,} | "
+                 f"{_kib(r['flash_bytes'])} | {_kib(r['ram_bytes'])} | {_ms(r['latency_ms'])} ms | {bom} |")
     for f in plan["fleets"]:
         if not f["name"].startswith("best"):
             continue
@@ -91,8 +97,8 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     L.append("")
     L.append("Planning assumptions: " + "; ".join(plan["notes"]) + ".")
     L.append("")
-    L.append("**Members** (each on the cheapest catalogue board it fits; prices: approximate list prices, "
-             "with date and source in `firmware/boards/catalog.json`)")
+    L.append(f"**Members** (each on the cheapest catalogue board it fits, the reference on a {REFERENCE_BOARD}; "
+             "prices: approximate list prices, with date and source in `firmware/boards/catalog.json`)")
     L.append("")
     L.append("| model | role | val | test | weight | MACC | flash | RAM | flash/RAM from | board | "
              "transfer + compute |")

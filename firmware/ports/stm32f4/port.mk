@@ -4,7 +4,7 @@
 #   make -C firmware BOARD=netduinoplus2 MODEL=vgg12-s1              QEMU test image (fault injection)
 #   make -C firmware BOARD=netduinoplus2 MODEL=vgg12-s1 VARIANT=bench  instruction-count bench
 #   make -C firmware size-report       flash and RAM of every (board, zoo model) pair
-#   make -C firmware bench-firmware    instructions per MAC of every ensemble member under QEMU
+#   make -C firmware bench-firmware    instructions per MAC under QEMU (the rule is in ../../Makefile)
 #   make -C firmware test-kernels-dsp  the DSP kernels against the reference, under QEMU
 #
 # Outputs: build/stm32f4/<board>/<model>/<variant>/firmware.{elf,bin,map}. Every link writes a
@@ -125,15 +125,6 @@ size-report:
 	done; done
 	$(PYTHON3) tools/size_report.py --build $(BUILD) --zoo $(ZOO) --ensemble $(ENSEMBLE) \
 	    --boards $(STM_BOARDS) --models $(STM_MODELS) --json $(BUILD)/size-report.json
-
-# Instructions per inference of every member under QEMU -icount shift=0, reference vs DSP kernels
-bench-firmware:
-	@set -e; for m in $(STM_MEMBERS); do \
-	    $(MAKE) --no-print-directory BOARD=netduinoplus2 MODEL=$$m VARIANT=bench > $(BUILD)/bench-$$m.log 2>&1 \
-	        || { cat $(BUILD)/bench-$$m.log; exit 1; }; \
-	done
-	$(PYTHON3) tools/bench_firmware.py --build $(BUILD) --qemu $(QEMU_ARM) --members $(STM_MEMBERS) \
-	    --json $(BUILD)/bench-firmware.json
 
 # The optimised kernels against the reference, byte for byte, under QEMU's Cortex-M4 (MPS2
 # AN386, semihosting): the numpy engine's kernel vectors through the opt functions, then random
