@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ROOT, ZOO, need_tool
 from fleetvote.cards import load_cards
+from test_fusion import fourth_strategy  # noqa: F401  (a fixture)
 
 BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -127,6 +128,19 @@ def test_bench_refuses_urls_off_loopback(url):
 
     with pytest.raises(ConfigError):
         check_loopback(url)
+
+
+def test_bench_measures_every_registered_strategy_and_refuses_others(fourth_strategy):  # noqa: F811
+    import argparse
+
+    from fleetvote.bench import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    assert parser.parse_args(["bench"]).strategies == ["majority", "weighted", "soft", "median"]
+    assert parser.parse_args(["bench", "--strategies", "median,soft"]).strategies == ["median", "soft"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--strategies", "soft,loud"])
 
 
 def test_bench_accepts_loopback_urls():

@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from conftest import ZOO
+from conftest import ZOO, need_module
 from fleetvote.cards import load_cards
+from fleetvote.fusion import STRATEGIES
+from test_fusion import fourth_strategy  # noqa: F401  (a fixture)
 
 
 def member_ids(limit: int) -> list[str]:
@@ -30,7 +32,7 @@ def test_identical_members_vote_like_one_member():
                            {"a": 2.0, "b": 2.0})
     by = {r.members: r for r in res}
     single = float(np.mean(np.argmax(test, axis=1) == yt))
-    for s in ("majority", "weighted", "soft"):
+    for s in STRATEGIES:
         assert by[("a",)].test[s] == pytest.approx(single)
         assert by[("a", "b")].test[s] == pytest.approx(single)
         assert by[("a", "b")].val[s] == pytest.approx(by[("a",)].val[s])
@@ -48,6 +50,74 @@ def test_a_member_outvoted_by_two_agreeing_members():
     res = {r.members: r for r in evaluate_subsets(outs, outs, y, y, {"g1": 1.0, "g2": 1.0, "b": 1.0})}
     assert res[("b", "g1", "g2")].test["majority"] == 1.0
     assert res[("b",)].test["soft"] == 0.0
+
+
+def test_equal_strategies_go_to_the_one_registered_last_and_each_keeps_its_plot_style():
+    from fleetvote.ensemble_eval import evaluate_subsets, plot_styles
+
+    rng = np.random.default_rng(5)
+    outs = {"a": rng.integers(-128, 128, (50, 10)).astype(np.int8)}
+    y = rng.integers(0, 10, 50)
+    (r,) = evaluate_subsets(outs, outs, y, y, {"a": 1.0})  # one member: every strategy scores the same
+    assert r.best_strategy == "soft"
+    assert plot_styles() == {"majority": "o-", "weighted": "s--", "soft": "^-"}
+
+
+def test_plot_styles_stay_distinct_for_many_strategies(monkeypatch):
+    from fleetvote import ensemble_eval
+
+    names = [f"s{i}" for i in range(14)]
+    monkeypatch.setattr(ensemble_eval, "STRATEGIES", names)
+    styles = ensemble_eval.plot_styles()
+    assert list(styles) == names and len(set(styles.values())) == 14
+
+
+def synthetic_report(n_members: int = 3, n_images: int = 80) -> dict:
+    """What ``ensemble_eval.run`` reports, from random member outputs instead of the zoo's."""
+    from fleetvote.ensemble_eval import evaluate_subsets, tables
+
+    rng = np.random.default_rng(6)
+    ids = [f"m{i}" for i in range(n_members)]
+    outs = {i: rng.integers(-128, 128, (n_images, 10)).astype(np.int8) for i in ids}
+    y = rng.integers(0, 10, n_images)
+    results = evaluate_subsets(outs, outs, y, y, {i: 1.0 for i in ids})
+    models = [{"id": i, "role": "member", "macc": 1000, "val_accuracy": 0.5, "test_accuracy": 0.5, "weight": 1.0}
+              for i in ids]
+    return {"members": ids, "models": models, "images": {"val": n_images, "test": n_images},
+            "dataset": "random", "computed_with": "numpy", "cache": {"hits": 0, "computed": 0},
+            "weights_rule": "1", "selection_rule": "best", **tables(results)}
+
+
+def test_a_registered_strategy_is_scored_plotted_and_tabled(fourth_strategy):
+    need_module("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fleetvote.ensemble_eval import draw, format_report, plot_styles
+    from fleetvote.results import best_subsets_table
+
+    rep = synthetic_report()
+    assert all(set(b["test"]) == set(STRATEGIES) for b in rep["subsets"])
+    assert set(rep["best_per_strategy"]) == {"majority", "weighted", "soft", "median"}
+    styles = plot_styles()
+    assert list(styles) == list(STRATEGIES) and len(set(styles.values())) == 4
+    fig, ax = plt.subplots()
+    try:
+        draw(rep, ax)
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        line = lines["median (best subset on val)"]
+        assert line.get_marker() + line.get_linestyle() == styles["median"]
+        assert list(line.get_ydata()) == [rep["best_per_strategy"]["median"][str(k)]["test"]["median"]
+                                          for k in (1, 2, 3)]
+    finally:
+        plt.close(fig)
+    header = next(line for line in format_report(rep).splitlines() if line.split()[:2] == ["k", "members"])
+    assert header.split()[-10:] == ["val", "medi", "test", "majo", "test", "weig", "test", "soft", "test", "medi"]
+    table = best_subsets_table({"best": rep["best"]})
+    assert table[2] == "| k | members | chosen strategy | val (chosen) | test maj. / wtd. / soft / med. |"
+    assert all(row.count("%") == 5 for row in table[4:])  # val (chosen) and one per strategy
 
 
 def test_log_odds_weights():
@@ -76,7 +146,7 @@ def test_single_member_subset_has_the_member_engine_accuracy_and_cache_is_reused
     for i in ids:
         want = float(np.mean(np.argmax(Engine.from_file(ZOO / i / "model.tflite").run(ds.x[idx]), axis=1) == ds.y[idx]))
         (single,) = [s for s in rep["subsets"] if s["members"] == [i]]
-        assert single["test"] == {s: pytest.approx(round(want, 4)) for s in ("majority", "weighted", "soft")}
+        assert single["test"] == {s: pytest.approx(round(want, 4)) for s in STRATEGIES}
         assert next(m for m in rep["models"] if m["id"] == i)["test_accuracy"] == pytest.approx(round(want, 4))
     assert len(rep["subsets"]) == 2 ** len(ids) - 1
     assert set(rep["best"]) == {str(k) for k in range(1, len(ids) + 1)}

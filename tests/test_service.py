@@ -19,7 +19,8 @@ from PIL import Image
 from conftest import ROOT, ZOO, need_tool
 from fleetvote.cards import load_cards
 from fleetvote.engine import Engine
-from fleetvote.fusion import fuse
+from fleetvote.fusion import STRATEGIES, fuse
+from test_fusion import fourth_strategy  # noqa: F401  (a fixture)
 
 BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
 
@@ -84,7 +85,7 @@ def raw(img: np.ndarray) -> dict:
     return {"content": img.tobytes(), "headers": {"content-type": "application/octet-stream"}}
 
 
-@pytest.mark.parametrize("strategy", ["majority", "weighted", "soft"])
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 async def test_classify_gives_the_engine_bytes_and_label_for_each_strategy(board_bin, tmp_path, test_images, strategy):
     ids = member_ids()
     engines = [Engine.from_file(ZOO / i / "model.tflite") for i in ids]
@@ -234,6 +235,57 @@ async def test_admission_control_answers_503_with_retry_after_when_queues_are_fu
         assert 503 in codes and 200 in codes
         r503 = next(r for r in rs if r.status_code == 503)
         assert r503.headers["retry-after"] == "1"
+
+
+def api_modules() -> dict:
+    return {n: m for n, m in sys.modules.items() if n == "fleetvote.api" or n.startswith("fleetvote.api.")}
+
+
+@pytest.fixture
+def api_with_fourth_strategy(fourth_strategy):  # noqa: F811
+    """``create_app`` of the API package imported afresh, after the fourth strategy was registered:
+    FastAPI reads a route's parameter types when the route is declared, at import, as it would
+    after an edit of the registry. The modules as they were are put back after the test."""
+    import fleetvote
+
+    saved, package_attr = api_modules(), fleetvote.__dict__.get("api")
+    for name in saved:
+        del sys.modules[name]
+    try:
+        from fleetvote.api.app import create_app
+
+        yield create_app
+    finally:
+        for name in api_modules():
+            del sys.modules[name]
+        sys.modules.update(saved)
+        if package_attr is None:
+            fleetvote.__dict__.pop("api", None)
+        else:
+            fleetvote.api = package_attr
+
+
+async def test_classify_takes_a_registered_strategy_and_refuses_an_unknown_one(api_with_fourth_strategy, tmp_path):
+    from fleetvote.settings import Settings
+
+    ids = member_ids(2)
+    ens = tmp_path / "ensemble.json"
+    ens.write_text(json.dumps({"members": [{"id": i} for i in ids], "strategy": "median", "quorum": 1}))
+    # no board: every member is computed by the fallback engine, which is all this test needs
+    app = api_with_fourth_strategy(Settings(ensemble=ens, zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
+    param = next(p for p in app.openapi()["paths"]["/classify"]["post"]["parameters"] if p["name"] == "strategy")
+    assert param["schema"]["anyOf"][0]["enum"] == ["majority", "weighted", "soft", "median"]
+    img = np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            for query in ("?strategy=median", ""):  # asked for, and the ensemble file's default
+                r = await client.post(f"/classify{query}", **raw(img))
+                assert r.status_code == 200, r.text
+                body = r.json()
+                outputs = [m["output"] for m in body["members"]]
+                assert body["strategy"] == "median" and body["label"] == fuse(outputs, "median").label
+            r = await client.post("/classify?strategy=loud", **raw(img))
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "strategy"]
 
 
 def test_bad_ensemble_file_stops_startup_with_a_clear_message(tmp_path):

@@ -236,6 +236,32 @@ def test_dashboard_shows_the_fleet_and_the_votes_of_a_dropped_image_and_its_fall
     wait(d, lambda d: state_of(d) == "ready", timeout=20, what="the board back")
 
 
+def test_dashboard_fusion_menu_lists_the_strategies_the_api_takes_and_sends_the_chosen_one(
+        served, browser, test_images):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from fleetvote.fusion import STRATEGIES
+
+    d = browser
+    d.get(served.url + "/")
+    values = lambda d: [o.get_attribute("value") for o in Select(d.find_element(By.ID, "strategy")).options]  # noqa: E731
+    wait(d, lambda d: len(values(d)) > 1, what="the fusion menu")
+    param = next(p for p in httpx.get(served.url + "/openapi.json", timeout=10).json()["paths"]["/classify"]["post"]
+                 ["parameters"] if p["name"] == "strategy")
+    assert values(d) == ["", *param["schema"]["anyOf"][0]["enum"]] == ["", *STRATEGIES]
+
+    data = png(test_images.x[5])
+    for strategy in ("majority", ""):  # one asked for, then the ensemble's default (soft)
+        Select(d.find_element(By.ID, "strategy")).select_by_value(strategy)
+        a = drop_and_wait(d, data)
+        api = httpx.post(served.url + "/classify" + (f"?strategy={strategy}" if strategy else ""),
+                         files={"file": ("cifar.png", data, "image/png")}, timeout=30).json()
+        assert a["label"] == str(api["label"])
+        assert d.find_element(By.ID, "answer-meta").text.startswith(f"fusion {strategy or 'soft'} ·")
+    assert not severe_logs(d)
+
+
 def test_dashboard_asks_for_the_api_key_and_sends_it(served, browser, test_images, tmp_path):
     from selenium.webdriver.common.by import By
 

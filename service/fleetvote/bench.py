@@ -64,12 +64,13 @@ import numpy as np
 
 from .errors import ConfigError
 from .fleet.virtual import terminate
+from .fusion import STRATEGIES
 
 DEFAULT_LEVELS = (1, 4, 16, 64)
 OVERHEAD_LEVELS = (1, 32)
 OVERHEAD_TARGET_P50_MS = 2.0
 OVERHEAD_TARGET_P99_MS = 10.0
-STRATEGIES = ("majority", "weighted", "soft")
+BAR_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")  # one per strategy bar, cycled
 ORDER_SEED = 0  # the image order: a fixed permutation of the test split, the same for every level
 PERCENTILES = (50, 90, 95, 99)
 
@@ -474,7 +475,7 @@ def plot(rep: dict, out: Path) -> dict:
         fig, ax = plt.subplots(figsize=(5, 4))
         names = [s["strategy"] for s in rep["strategies"]]
         accs = [s["accuracy"] or 0.0 for s in rep["strategies"]]
-        bars = ax.bar(names, accs, color=["#4c72b0", "#dd8452", "#55a868"][: len(names)])
+        bars = ax.bar(names, accs, color=[BAR_COLOURS[k % len(BAR_COLOURS)] for k in range(len(names))])
         for b, a in zip(bars, accs):
             ax.text(b.get_x() + b.get_width() / 2, a, f"{a:.3f}", ha="center", va="bottom", fontsize=9)
         lo = min(accs) if accs else 0

@@ -4,7 +4,7 @@ message that says what is wrong.
 
     {
       "members": [{"id": "vgg12-s1", "weight": 0.81}, ...],   # zoo ids; weight >= 0 (weighted vote)
-      "strategy": "soft",                                     # majority | weighted | soft (default)
+      "strategy": "soft",                                     # a name in fusion.REGISTRY (default soft)
       "quorum": 3                                             # 1 <= quorum <= len(members)
     }
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from .engine import Engine
 from .errors import ConfigError, ModelError
-from .fusion import STRATEGIES
+from .fusion import REGISTRY, STRATEGIES
 
 
 class MemberSpec(BaseModel):
@@ -116,6 +116,6 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
             raise ConfigError(f"{p}: member {m.id!r}: bad card {mdir / 'card.json'} ({exc})") from exc
         sha = hashlib.sha256(model.read_bytes()).hexdigest()
         members.append(Member(m.id, weight, sha, engine, card))
-    if spec.strategy == "weighted" and sum(m.weight for m in members) <= 0:
-        raise ConfigError(f"{p}: weighted voting with all weights zero")
+    if REGISTRY[spec.strategy].uses_weights and sum(m.weight for m in members) <= 0:
+        raise ConfigError(f"{p}: {spec.strategy} voting with all weights zero")
     return Ensemble(members, spec.strategy, spec.quorum, p)

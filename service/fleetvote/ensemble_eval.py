@@ -1,4 +1,4 @@
-"""``fleetvote ensemble-eval``: accuracy of majority, weighted and soft voting for subsets of the zoo.
+"""``fleetvote ensemble-eval``: accuracy of every fusion strategy for subsets of the zoo.
 
 Every zoo model is run once per split through the numpy engine (bit-exact with the boards and
 with TFLite Micro's reference kernels); its int8 outputs are cached in
@@ -14,11 +14,12 @@ split:
   independently and spread their errors evenly over the wrong classes (Nitzan & Paroush, 1982);
   a member at or below chance (a <= 1/K) gets no say;
 * for every size k, the subset of k members (and the strategy) with the best validation accuracy;
-  ties go to the smaller total MACC, then soft > weighted > majority, then the names.
+  ties go to the smaller total MACC, then the strategy registered last in ``fusion.REGISTRY``
+  (which lists the simplest rule first), then the names.
 
 ``--write-ensemble`` writes the ensemble file from that: members = the best subset of 5 (of all
-members when the zoo has fewer), strategy = the best of the three on validation for it, quorum = a
-majority of the members, each member's weight = its log-odds weight.
+members when the zoo has fewer), strategy = the best on validation for it, quorum = a majority of
+the members, each member's weight = its log-odds weight.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ from .errors import ConfigError
 from .fusion import STRATEGIES, fuse_batch
 
 NUM_CLASSES = 10
-# tie-break order between strategies of equal validation accuracy (the simplest rule last)
-STRATEGY_PREFERENCE = ("soft", "weighted", "majority")
 ENSEMBLE_SIZE = 5
 SEED_ACCURACY = 0.832  # the seed's float model on its board (seed/README.md, ANCHORS.md)
 
@@ -106,6 +105,12 @@ def engine_outputs(model: Path, split: str, x: np.ndarray, fp: str, tag: str, ca
 
 # ---- weights and subsets ---------------------------------------------------------------------
 
+def preference() -> tuple[str, ...]:
+    """Tie-break order between strategies of equal validation accuracy: the registry's order
+    reversed, so the simplest rule comes last."""
+    return tuple(reversed(STRATEGIES))
+
+
 def log_odds_weight(accuracy: float, k: int = NUM_CLASSES) -> float:
     """ln((k-1) a / (1-a)), floored at 0; clipped away from a = 1 (one perfect member would
     otherwise outvote everyone by infinity)."""
@@ -126,7 +131,8 @@ class Result:
 
     @property
     def best_strategy(self) -> str:
-        return max(STRATEGY_PREFERENCE, key=lambda s: (self.val[s], -STRATEGY_PREFERENCE.index(s)))
+        order = preference()
+        return max(order, key=lambda s: (self.val[s], -order.index(s)))
 
     def as_dict(self) -> dict:
         return {"members": list(self.members), "size": len(self.members), "macc": self.macc,
@@ -158,7 +164,7 @@ def evaluate_subsets(val_out: dict[str, np.ndarray], test_out: dict[str, np.ndar
 
 def _rank(r: Result, strategy: str | None = None) -> tuple:
     s = strategy or r.best_strategy
-    return (-r.val[s], r.macc, STRATEGY_PREFERENCE.index(s), r.members)
+    return (-r.val[s], r.macc, preference().index(s), r.members)
 
 
 def best_by_size(results: list[Result], strategy: str | None = None) -> dict[int, Result]:
@@ -170,6 +176,17 @@ def best_by_size(results: list[Result], strategy: str | None = None) -> dict[int
         if k not in best or _rank(r, strategy) < _rank(best[k], strategy):
             best[k] = r
     return dict(sorted(best.items()))
+
+
+def tables(results: list[Result]) -> dict:
+    """The report's accuracy tables: every subset, the best of each size, and the best of each
+    size for each strategy alone (the plot's lines)."""
+    return {
+        "subsets": [r.as_dict() for r in results],
+        "best": {str(k): r.as_dict() for k, r in best_by_size(results).items()},
+        "best_per_strategy": {s: {str(k): r.as_dict() for k, r in best_by_size(results, s).items()}
+                              for s in STRATEGIES},
+    }
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -219,8 +236,6 @@ def run(zoo: Path, members: list[str] | None = None, limit: int | None = None, d
     macc = {m["id"]: int(m["macc"] or 0) for m in models}
     results = evaluate_subsets({i: outs["val"][i] for i in ids}, {i: outs["test"][i] for i in ids},
                                y_val, y_test, weights, macc, max_size)
-    best = best_by_size(results)
-    best_per_strategy = {s: {k: r.as_dict() for k, r in best_by_size(results, s).items()} for s in STRATEGIES}
     return {
         "zoo": str(zoo), "members": ids, "others": others, "limit": limit,
         "images": {"val": int(len(y_val)), "test": int(len(y_test))},
@@ -229,12 +244,10 @@ def run(zoo: Path, members: list[str] | None = None, limit: int | None = None, d
         "computed_with": "numpy engine (bit-exact with TFLite Micro reference kernels and the boards)",
         "cache": {"dir": str(cache or outputs_cache_dir()), "hits": cached, "computed": computed},
         "weights_rule": "log-odds of validation accuracy: w = max(0, ln(9 a / (1 - a)))",
-        "selection_rule": "best validation accuracy per size; ties: smaller total MACC, soft > weighted > "
-                          "majority, names; reported on test",
+        "selection_rule": f"best validation accuracy per size; ties: smaller total MACC, {' > '.join(preference())}, "
+                          "names; reported on test",
         "models": models,
-        "subsets": [r.as_dict() for r in results],
-        "best": {str(k): r.as_dict() for k, r in best.items()},
-        "best_per_strategy": {s: {str(k): v for k, v in d.items()} for s, d in best_per_strategy.items()},
+        **tables(results),
     }
 
 
@@ -254,6 +267,18 @@ def ensemble_from(rep: dict, size: int = ENSEMBLE_SIZE) -> dict:
     }
 
 
+# markers and line styles cycle independently (o-, s--, ^-, D--, ...): 14 distinct looks before
+# one repeats; colours follow matplotlib's own cycle
+MARKERS = "os^DvPX"
+LINES = ("-", "--")
+
+
+def plot_styles() -> dict[str, str]:
+    """A matplotlib format string per registered strategy, so that none is left out of the plot."""
+    looks = zip(itertools.cycle(MARKERS), itertools.cycle(LINES))
+    return {s: marker + line for s, (marker, line) in zip(STRATEGIES, looks)}
+
+
 def plot(rep: dict, path: Path) -> None:
     import matplotlib
 
@@ -261,7 +286,15 @@ def plot(rep: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s, style in zip(STRATEGIES, ("o-", "s--", "^-")):
+    draw(rep, ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw(rep: dict, ax) -> None:
+    """Accuracy against the number of members, on a matplotlib Axes: a line per strategy."""
+    for s, style in plot_styles().items():
         d = rep["best_per_strategy"][s]
         ks = sorted(int(k) for k in d)
         ax.plot(ks, [d[str(k)]["test"][s] for k in ks], style, label=f"{s} (best subset on val)")
@@ -277,9 +310,6 @@ def plot(rep: dict, path: Path) -> None:
     ax.set_xticks(range(1, len(rep["members"]) + 1))
     ax.legend(fontsize=8)
     ax.set_title("fleetvote: accuracy against the number of members")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def format_report(rep: dict, every: bool = False) -> str:
@@ -340,11 +370,17 @@ def _cmd(a: argparse.Namespace) -> int:
     return 0
 
 
+def _in_words(names) -> str:
+    """("a", "b", "c") -> "a, b and c"."""
+    *rest, last = names
+    return f"{', '.join(rest)} and {last}" if rest else last
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "ensemble-eval", help="accuracy of majority, weighted and soft voting for subsets of the zoo",
+        "ensemble-eval", help=f"accuracy of {_in_words(STRATEGIES)} voting for subsets of the zoo",
         description="Runs every zoo model through the numpy engine once per split (outputs cached by model "
-                    "sha256), then scores majority, weighted and soft voting for every subset of members. Weighted "
+                    f"sha256), then scores {_in_words(STRATEGIES)} voting for every subset of members. Weighted "
                     "votes use log-odds weights of validation accuracy; the best subset of each size is chosen on "
                     "the validation split and reported on the test split.",
         epilog="examples:\n"

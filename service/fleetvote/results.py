@@ -15,11 +15,11 @@ import subprocess
 from pathlib import Path
 
 from .errors import ConfigError
+from .fusion import REGISTRY
 from .plan import REFERENCE_BOARD
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-STRATS = ("majority", "weighted", "soft")
 
 
 def _kib(n) -> str:
@@ -36,10 +36,15 @@ def _ms(v, nd=1) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
-def _acc3(acc: dict | None) -> str:
+def _accs(acc: dict | None) -> str:
+    """One accuracy per strategy, in the columns that ``_heads`` names."""
     if not acc:
         return "-"
-    return " / ".join(_pct(acc.get(s)) for s in STRATS)
+    return " / ".join(_pct(acc.get(s)) for s in REGISTRY)
+
+
+def _heads() -> str:
+    return " / ".join(s.short for s in REGISTRY.values())
 
 
 def _bom(f: dict) -> str:
@@ -65,11 +70,11 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
              f"{ev['images']['test']:,} test images, computed with the numpy engine (bit-exact with the boards); "
              "subsets and weights chosen on the validation split.")
     L.append("")
-    L.append("**The fleet against the baseline** (accuracy as majority / weighted / soft vote; per board: the "
+    L.append(f"**The fleet against the baseline** (accuracy as {' / '.join(REGISTRY)} vote; per board: the "
              "largest member; latency estimated as in `fleetvote plan`: slowest member's serial transfer + "
              "compute, plus the measured host overhead)")
     L.append("")
-    L.append("| system | members | test accuracy maj. / wtd. / soft | MACC per board | flash per board | "
+    L.append(f"| system | members | test accuracy {_heads()} | MACC per board | flash per board | "
              "RAM per board | est. latency | bill of materials |")
     L.append("|---|---|---|---|---|---|---|---|")
     s = plan["seed"]
@@ -92,7 +97,7 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
         if not f["name"].startswith("best"):
             continue
         L.append(f"| fleet: {f['name']} (chosen: {f.get('chosen_strategy', '-')}) | {', '.join(f['members'])} | "
-                 f"{_acc3(f['accuracy'])} | {f['macc_per_board_max']:,} | {_kib(f['flash_per_board_max'])} | "
+                 f"{_accs(f['accuracy'])} | {f['macc_per_board_max']:,} | {_kib(f['flash_per_board_max'])} | "
                  f"{_kib(f['ram_per_board_max'])} | {_ms(f['latency_ms'])} ms | {_bom(f)} |")
     L.append("")
     L.append("Planning assumptions: " + "; ".join(plan["notes"]) + ".")
@@ -114,13 +119,7 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
                  + (f"{lat['transfer_ms']:.1f} + {lat['compute_ms']:.1f} = {lat['total_ms']:.1f} ms" if lat else "-")
                  + " |")
     L.append("")
-    L.append("**Best subset of each size** (chosen on validation; test accuracy maj. / wtd. / soft)")
-    L.append("")
-    L.append("| k | members | chosen strategy | val (chosen) | test maj. / wtd. / soft |")
-    L.append("|---|---|---|---|---|")
-    for k, r in ev["best"].items():
-        st = r["best_strategy_on_val"]
-        L.append(f"| {k} | {', '.join(r['members'])} | {st} | {_pct(r['val'][st])} | {_acc3(r['test'])} |")
+    L += best_subsets_table(ev)
     L.append("")
     if bench:
         srv = bench.get("server", {})
@@ -188,6 +187,16 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
                 L.append(f"  # started and stopped by the bench: {bench['served_by']['command']}")
     L.append("```")
     return "\n".join(L)
+
+
+def best_subsets_table(ev: dict) -> list[str]:
+    """The best subset of each size from an ensemble-eval report, with its accuracy per strategy."""
+    L = [f"**Best subset of each size** (chosen on validation; test accuracy {_heads()})", "",
+         f"| k | members | chosen strategy | val (chosen) | test {_heads()} |", "|---|---|---|---|---|"]
+    for k, r in ev["best"].items():
+        st = r["best_strategy_on_val"]
+        L.append(f"| {k} | {', '.join(r['members'])} | {st} | {_pct(r['val'][st])} | {_accs(r['test'])} |")
+    return L
 
 
 def splice(readme: str, body: str) -> str:

@@ -6,6 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..fusion import STRATEGIES
+
+# The fusion registry's names as a type: the enum that requests are validated against and that
+# OpenAPI shows. Fixed when this module is imported, as FastAPI reads a route's types when the
+# route is declared.
+StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
+
 
 class MemberAnswer(BaseModel):
     model_id: str
@@ -27,7 +34,7 @@ class ClassifyResponse(BaseModel):
     label: int
     class_name: str
     confidence: float
-    strategy: Literal["majority", "weighted", "soft"]
+    strategy: StrategyName
     scores: list[float]
     degraded: bool = Field(description="true when at least one member came from the fallback engine")
     fallbacks: int

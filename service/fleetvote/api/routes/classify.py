@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from ...fleet.manager import Overloaded, QuorumLost
 from ...images import ImageError, decode
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep, MetricsDep
-from ..schemas import ClassifyResponse, ErrorBody
+from ..schemas import ClassifyResponse, ErrorBody, StrategyName
 
 router = APIRouter(tags=["classify"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
@@ -56,7 +56,7 @@ async def _read_image(request: Request):
              summary="Classify one image with the whole fleet")
 async def classify(
     request: Request, fleet: FleetDep, metrics: MetricsDep,
-    strategy: Annotated[Literal["majority", "weighted", "soft"] | None,
+    strategy: Annotated[StrategyName | None,
                         Query(description="fusion rule; default: the ensemble file's")] = None,
     deadline_ms: Annotated[float | None, Query(ge=1, le=600_000,
                            description="per-board deadline; default: each board's own estimate")] = None,

@@ -11,7 +11,8 @@
   const MAX_UPLOAD = 1_000_000;          // the service's default upload limit, bytes
 
   const $ = (id) => document.getElementById(id);
-  const state = { polls: 0, failures: 0, timer: null, inflight: false, again: false, waitingForKey: false, busy: false };
+  const state = { polls: 0, failures: 0, timer: null, inflight: false, again: false, waitingForKey: false, busy: false,
+                  strategies: false };
 
   // ---- small DOM helpers -------------------------------------------------------------------
   function el(tag, attrs = {}, ...children) {
@@ -115,6 +116,8 @@
         const e = await api("ensemble");
         if (e.ok) renderEnsemble(await e.json());
       }
+      // the menu's own failure is not the service's: no banner, only the console
+      if (!state.strategies) await loadStrategies().catch((err) => console.warn(`fusion menu: ${err.message}`));
       state.polls += 1;
       state.failures = 0;
       if (!state.waitingForKey) banner("");
@@ -146,6 +149,23 @@
     const names = e.members.map((m) => `${m.id}${m.boards.length ? "" : " (no ready board)"}`);
     $("ensemble").textContent =
       `Ensemble: ${names.join(", ")} · fusion ${e.strategy} · quorum ${e.quorum} · fallback ${e.fallback ? "on" : "off"}`;
+  }
+
+  // The fusion menu lists what POST classify accepts: the enum of its strategy parameter in the
+  // service's OpenAPI document (the fusion registry's names), so the page names no strategy itself.
+  // Public like the page; tried again on the next poll until it loads.
+  async function loadStrategies() {
+    const resp = await fetch("openapi.json", { cache: "no-store" });
+    if (!resp.ok) return;
+    const doc = await resp.json();
+    const params = doc.paths?.["/classify"]?.post?.parameters || [];
+    const schema = params.find((p) => p.in === "query" && p.name === "strategy")?.schema || {};
+    const names = (schema.anyOf || [schema]).flatMap((s) => s.enum || []);
+    const menu = $("strategy");
+    const chosen = menu.value;
+    menu.replaceChildren(menu.options[0], ...names.map((n) => el("option", { value: n }, n)));
+    menu.value = names.includes(chosen) ? chosen : "";
+    state.strategies = names.length > 0;
   }
 
   // a 96-bit board id is 24 hex digits: the first 8 tell boards apart on a screen, the title has all
