@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?=
 PYTEST_ARGS ?=
 
-.PHONY: size-report bench-firmware sim-qemu help venv venv-run deps deps-run run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model qemu-startup
+.PHONY: size-report bench-firmware sim-qemu help venv venv-run deps deps-run run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model qemu-startup fresh-root
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ size-report: venv  ## flash and RAM of every (board, zoo model) STM32 image, bes
 
 bench-firmware: venv  ## instructions per MAC of each member's firmware under QEMU, reference vs DSP
 	$(MAKE) -C firmware bench-firmware PYTHON=$(abspath $(BIN)/python)
+
+fresh-root:  ## make test 3 times from clean clones in a fresh Debian 12 root (root, debootstrap; ~30 min)
+	tests/fresh-root.sh $(or $(ROOT_DIR),/var/tmp/fleetvote-fresh-root) $(or $(N),3)
 
 qemu-startup: venv  ## each QEMU image kind started 10 times beside a CPU hog: failures, time to first answer
 	$(BIN)/python -m fleetvote.bench_qemu --starts $(or $(N),10)
