@@ -193,6 +193,13 @@ def test_dockerfile_is_slim_and_builds_the_firmware_in_its_own_stage():
     assert "FLEETVOTE_ZOO=/app/models/zoo" in runtime and "COPY models/zoo /app/models/zoo" in runtime
 
 
+def test_image_ships_the_board_catalogue_the_service_takes_its_usb_ids_from():
+    text = "\n".join(x for x in DOCKERFILE.read_text().splitlines() if not x.lstrip().startswith("#"))
+    runtime = re.split(r"^FROM ", text, flags=re.M)[-1]
+    m = re.search(r"^COPY firmware/boards/catalog\.json (\S+)$", runtime, flags=re.M)
+    assert m and f"FLEETVOTE_CATALOG={m[1]}" in runtime
+
+
 def test_wheel_ships_the_dashboard(tmp_path):
     """The image installs a wheel, not the source tree: the page must be package data."""
     src = tmp_path / "src"
@@ -254,7 +261,7 @@ def test_udev_rules_parse_as_key_op_value_pairs_and_every_goto_has_its_label():
 
 
 def test_udev_rules_cover_every_stlink_vcp_with_group_mode_modemmanager_and_a_link():
-    from fleetvote.settings import DEFAULT_USB_IDS
+    from fleetvote.boards import usb_ids as catalogue_usb_ids
 
     parsed = rules()
     tty_ids, usb_ids = set(), set()
@@ -266,7 +273,7 @@ def test_udev_rules_cover_every_stlink_vcp_with_group_mode_modemmanager_and_a_li
             continue
         assert ident == tuple(x.lower() for x in ident), "sysfs ids are lower case"
         (tty_ids if d.get(("SUBSYSTEM", None, "==")) == "tty" else usb_ids).add(":".join(ident))
-    wanted = {x.lower() for x in DEFAULT_USB_IDS}
+    wanted = {x.lower() for x in catalogue_usb_ids()}
     assert tty_ids == wanted and usb_ids == wanted
 
     text = RULES.read_text()

@@ -24,6 +24,7 @@ import pytest
 import serial
 
 from conftest import ROOT, ZOO, need, need_tool
+from fleetvote.boards import port_boards, real_boards
 from fleetvote.cards import load_cards
 from fleetvote.engine import Engine
 from fleetvote.errors import ConfigError
@@ -110,7 +111,7 @@ def test_config_word_is_patched_per_instance_and_elsewhere_untouched(members):
 
 
 def test_release_images_build_for_every_real_board(members):
-    for board in ("nucleo-f411re", "nucleo-f446re"):
+    for board in real_boards():  # the catalogue's STM32F4 boards that are not emulated
         out = make(f"BOARD={board}", f"MODEL={members[0]}").stdout
         elf = FIRMWARE / "build" / "stm32f4" / board / members[0] / "release" / "firmware.elf"
         assert "-DFV_TEST_BUILD" not in out
@@ -338,7 +339,7 @@ def test_size_report_lists_every_board_and_model_beside_the_limits():
     report = json.loads((FIRMWARE / "build" / "size-report.json").read_text())
     models = {p.parent.name for p in ZOO.glob("*/model.tflite")}
     pairs = {(row["board"], row["model"]) for row in report["rows"]}
-    assert pairs == {(b, m) for b in ("netduinoplus2", "nucleo-f411re", "nucleo-f446re") for m in models}
+    assert pairs == {(b, m) for b in port_boards("stm32f4") for m in models}
     for row in report["rows"]:
         assert row["flash"] > (row["weights"] or 0) and row["ram"] > (row["arena"] or 0)
         if row["model"] == "baseline":

@@ -3,7 +3,8 @@
     fleetvote flash --board nucleo-f411re --model vgg12-s1 /dev/serial/by-id/usb-STMicro...-if02
     fleetvote probe /dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02 --limit 50
 
-* ``flash`` builds the release image (``make -C firmware BOARD=B MODEL=M``), writes it with
+* ``flash`` builds the release image (``make -C firmware BOARD=B MODEL=M``; B one of the
+  catalogue's real boards, ``boards.real_boards()``), writes it with
   st-flash (stlink-tools) or, failing that, OpenOCD, then opens the board's port at the
   catalogue's baud and checks with HELLO that it reports the board and the model's hash.
 * ``probe`` says HELLO, classifies N test images, compares every output byte with the numpy
@@ -25,13 +26,13 @@ import sys
 import time
 from pathlib import Path
 
+from .boards import get_board, real_boards
 from .errors import BoardError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 ZOO = ROOT / "models" / "zoo"
 FLASH_BASE = 0x08000000
-REAL_BOARDS = ("nucleo-f411re", "nucleo-f446re")  # boards of ports/stm32f4 that are not emulated
 
 
 def model_sha8(model_id: str, zoo: Path = ZOO) -> bytes:
@@ -72,12 +73,12 @@ async def _hello(url: str, baud: int, timeout: float = 3.0):
 
 def flash(board: str, model_id: str, port: str, tool: str | None = None, build: bool = True,
           boot_s: float = 1.0) -> int:
-    from .boards import get_board
     from .fleet.qemu import build_image
 
     spec = get_board(board)
-    if board not in REAL_BOARDS:
-        raise ConfigError(f"{board} is not a real board of the STM32F4 port ({', '.join(REAL_BOARDS)})"
+    real = real_boards()
+    if board not in real:
+        raise ConfigError(f"{board} is not a real board of the STM32F4 port ({', '.join(real)})"
                           + ("; the emulated one runs with `fleetvote sim --qemu N`" if spec.get("emulated") else ""))
     cmd = flash_command(board, model_id, tool)  # fail on a missing tool before building
     if build:
@@ -160,8 +161,6 @@ def probe(url: str, limit: int = 50, baud: int | None = None, data: str | None =
     if baud is None:
         baud = 921_600
         if board:
-            from .boards import get_board
-
             baud = int(get_board(board)["baud"])
     split = load_split("test", data)
     images = split.x[:limit]
@@ -181,7 +180,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                "/dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("port", help="the board's serial port (its ST-LINK virtual COM port)")
-    f.add_argument("--board", required=True, choices=REAL_BOARDS)
+    try:
+        real = real_boards()
+    except ConfigError:
+        # the catalogue is absent where only the service is installed (a wheel, the Docker
+        # image): every other command must still parse, and flash() checks the board itself
+        real = None
+    f.add_argument("--board", required=True, choices=real,
+                   help="a real board the STM32F4 port builds (firmware/boards/catalog.json)")
     f.add_argument("--model", required=True, help="a zoo id")
     f.add_argument("--tool", choices=("st-flash", "openocd"), help="default: st-flash, else openocd")
     f.add_argument("--no-build", action="store_true", help="flash the image already built")

@@ -8,11 +8,23 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .boards import CATALOG, usb_ids
+from .errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[2]
 
-# ST-LINK/V2-1 and STLINK-V3 virtual COM ports (../shared/ANCHORS.md). 0483:5740, the STM32's own
-# USB CDC port, is not here: any STM32 USB device may carry it, so it must be asked for.
-DEFAULT_USB_IDS = ["0483:374B", "0483:3752", "0483:374E", "0483:374F", "0483:3753", "0483:3754"]
+
+def catalogue_usb_ids(data: dict) -> list[str]:
+    """The default usb_ids: the VID:PID of the debug probes that the board catalogue's boards
+    carry (the catalogue's _doc_probes says why an STM32's own USB port is not among them); none
+    when USB is not scanned, so that a service over virtual boards only needs no catalogue."""
+    if not data.get("scan_usb", True):
+        return []
+    try:
+        return usb_ids(data.get("catalog", CATALOG))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; the default usb_ids come from it: set FLEETVOTE_CATALOG to the "
+                          "catalogue, or FLEETVOTE_USB_IDS, or FLEETVOTE_SCAN_USB=false") from exc
 
 
 class Settings(BaseSettings):
@@ -24,8 +36,11 @@ class Settings(BaseSettings):
     link_globs: list[str] = Field(
         default_factory=lambda: ["/dev/serial/by-id/*STLink*", "/dev/serial/by-id/*STMicroelectronics*"],
         description="globs of stable links to board ports (virtual boards put theirs in run/boards/)")
-    usb_ids: list[str] = Field(default_factory=lambda: list(DEFAULT_USB_IDS), description="VID:PID of boards to adopt")
+    catalog: Path = Field(CATALOG, description="the board catalogue (firmware/boards/catalog.json), "
+                          "whose boards' probes give the default usb_ids")
     scan_usb: bool = Field(True, description="look for boards in the OS serial port list")
+    usb_ids: list[str] = Field(default_factory=catalogue_usb_ids,
+                               description="VID:PID of boards to adopt (default: the catalogue's probes)")
     rescan_s: float = Field(2.0, gt=0, description="seconds between discovery scans")
     ensemble: Path = Field(ROOT / "models" / "zoo" / "ensemble.json")
     zoo: Path = Field(ROOT / "models" / "zoo")

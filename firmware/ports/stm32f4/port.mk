@@ -8,13 +8,14 @@
 #   make -C firmware test-kernels-dsp  the DSP kernels against the reference, under QEMU
 #
 # Outputs: build/stm32f4/<board>/<model>/<variant>/firmware.{elf,bin,map}. Every link writes a
-# map file and prints the memory use; warnings are errors (STYLE habit 7). The board's clock,
-# baud, flash and RAM come from boards/catalog.json through a generated header and memory map
-# (tools/board_config.py). VARIANT is release (no fault injection) by default for real boards
-# and test (FV_TEST_BUILD) for the emulated netduinoplus2. KERNELS=ref makes the image boot with
-# the reference kernels instead of the DSP ones (HELLO's flags bit 1 says which run).
+# map file and prints the memory use; warnings are errors (STYLE habit 7). The boards this port
+# builds are the catalogue's (boards/catalog.json) whose "firmware_port" is stm32f4, each with its
+# board file ports/stm32f4/boards/<board>.c; a board's clock, baud, flash and RAM come from the
+# catalogue through a generated header and memory map (tools/board_config.py). VARIANT is release
+# (no fault injection) by default for real boards and test (FV_TEST_BUILD) for emulated ones.
+# KERNELS=ref makes the image boot with the reference kernels instead of the DSP ones (HELLO's
+# flags bit 1 says which run). CATALOG=<path> builds from another catalogue.
 
-STM_BOARDS := netduinoplus2 nucleo-f411re nucleo-f446re
 ARM_PREFIX ?= arm-none-eabi-
 ARM_CC ?= $(ARM_PREFIX)gcc
 ARM_OBJCOPY ?= $(ARM_PREFIX)objcopy
@@ -22,8 +23,14 @@ ARM_SIZE ?= $(ARM_PREFIX)size
 QEMU_ARM ?= qemu-system-arm
 BOARD_CONFIG := tools/board_config.py
 CATALOG := boards/catalog.json
-# the board header generator needs only the standard library: any python3 will do
+# the catalogue's reader needs only the standard library: any python3 will do
 PYTHON3 ?= $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
+
+# the port's boards, from the catalogue (one python3 start per make invocation: tens of ms)
+STM_BOARDS := $(shell $(PYTHON3) $(BOARD_CONFIG) --boards stm32f4 --catalog $(CATALOG))
+ifneq ($(.SHELLSTATUS),0)
+$(error $(BOARD_CONFIG) --boards stm32f4 failed (its message is above): no board list from $(CATALOG))
+endif
 
 STM_ARCH := -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16
 STM_CFLAGS := -std=c99 -O2 -g3 $(WARN) $(STM_ARCH) -ffunction-sections -fdata-sections \
@@ -39,7 +46,8 @@ ifneq ($(filter $(BOARD),$(STM_BOARDS)),)
 ifeq ($(MODEL),)
 $(error BOARD=$(BOARD) carries one model: add MODEL=<zoo id> (one of: $(notdir $(patsubst %/,%,$(dir $(TFLITES))))))
 endif
-VARIANT ?= $(if $(filter netduinoplus2,$(BOARD)),test,release)
+STM_EMULATED := $(shell $(PYTHON3) $(BOARD_CONFIG) --boards stm32f4 --emulated --catalog $(CATALOG))
+VARIANT ?= $(if $(filter $(BOARD),$(STM_EMULATED)),test,release)
 ifeq ($(filter $(VARIANT),release test bench),)
 $(error VARIANT=$(VARIANT): use release, test or bench)
 endif
@@ -72,8 +80,9 @@ $(BOARD) stm32: $(STM_ELF) $(STM_BIN)
 # the board's header and memory map, from the catalogue
 $(STM_BOARD_DIR)/fv_board.h $(STM_BOARD_DIR)/memory.ld $(STM_BOARD_DIR)/unlimited/memory.ld: $(CATALOG) $(BOARD_CONFIG)
 	@mkdir -p $(STM_BOARD_DIR)/unlimited
-	$(PYTHON3) $(BOARD_CONFIG) $(BOARD) --header $(STM_BOARD_DIR)/fv_board.h --ld $(STM_BOARD_DIR)/memory.ld
-	$(PYTHON3) $(BOARD_CONFIG) $(BOARD) --header $(STM_BOARD_DIR)/fv_board.h --ld $(STM_BOARD_DIR)/unlimited/memory.ld --unlimited
+	$(PYTHON3) $(BOARD_CONFIG) $(BOARD) --catalog $(CATALOG) --header $(STM_BOARD_DIR)/fv_board.h --ld $(STM_BOARD_DIR)/memory.ld
+	$(PYTHON3) $(BOARD_CONFIG) $(BOARD) --catalog $(CATALOG) --header $(STM_BOARD_DIR)/fv_board.h \
+	    --ld $(STM_BOARD_DIR)/unlimited/memory.ld --unlimited
 
 $(filter-out $(GEN)/models.c,$(STM_GEN_SRC)): $(GEN)/models.c
 

@@ -1,4 +1,5 @@
-"""Where boards are: the OS serial port list filtered by USB VID:PID, link folders, explicit URLs.
+"""Where boards are: the OS serial port list filtered by USB VID:PID (``Settings.usb_ids``, by
+default those of the probes in the board catalogue), link folders, explicit URLs.
 
 A scan returns a set of port URLs; the fleet opens and greets the new ones and notices the ones
 that disappeared. Symlinks (``/dev/serial/by-id/...``, a virtual board's ``--link``) are kept as
