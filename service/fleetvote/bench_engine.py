@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-# anchors measured on this project's machines (../shared/ANCHORS.md), for a 6.3 M-MACC VGG-style CNN
+# measured on this project's 2-core machine for a 6.3 M-MACC VGG-style CNN, one image at a time
+# (LiteRT's default interpreter and the tflite-micro Python interpreter; make bench-engine)
 ANCHOR_LITERT = 3960.0
 ANCHOR_MICRO = 145.0
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['engine_b256_peak_bytes'] / 1e6:>9.1f}")
     print("\ntargets: b256/LiteRT >= 1 (engine at batch 256 at least as fast as LiteRT image by image); "
           "LiteRT/b1 <= 3 (batch 1 within 3x of LiteRT)")
-    print(f"anchor (ANCHORS.md, 6.3 M-MACC CNN on this machine kind): LiteRT {ANCHOR_LITERT:.0f} images/s, "
+    print(f"anchor (measured on this project's machine, 6.3 M-MACC CNN; make bench-engine): LiteRT {ANCHOR_LITERT:.0f} images/s, "
           f"tflite-micro {ANCHOR_MICRO:.0f} images/s")
     return 0
 

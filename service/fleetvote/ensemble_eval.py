@@ -42,7 +42,7 @@ from .fusion import STRATEGIES, fuse_batch
 
 NUM_CLASSES = 10
 ENSEMBLE_SIZE = 5
-SEED_ACCURACY = 0.832  # the seed's float model on its board (seed/README.md, ANCHORS.md)
+SEED_ACCURACY = 0.832  # the seed's float model on its board (X-CUBE-AI's report, in the project's brief; README.md results table)
 
 
 # ---- engine outputs, cached ------------------------------------------------------------------

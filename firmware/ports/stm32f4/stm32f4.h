@@ -126,7 +126,8 @@
 #define DBGMCU_APB1_FZ_IWDG (1u << 12)
 
 /* 96-bit unique device id, RM0383 24.2 / RM0390 34.2 / RM0090 39.1. Reading it faults under
- * QEMU 7.2 (../shared/ANCHORS.md): the emulated board takes its id from flash instead. */
+ * QEMU 7.2 (a HardFault, measured on this project's machine with Debian's QEMU 7.2.22): the
+ * emulated board takes its id from flash instead. */
 #define UID_BASE 0x1FFF7A10u
 
 #endif /* FV_STM32F4_H */
