@@ -64,9 +64,9 @@ async def test_a_board_error_starts_its_fallback_at_once_not_at_the_deadline():
     # the silent board's member is computed speculatively, shortly before the deadline
     (spec,) = e_silent.started
     assert DEADLINE_MS / 2 <= (spec - t0) * 1000 < DEADLINE_MS + 100
-    assert [m["source"] for m in body["members"]] == ["fallback", "fallback"]
-    assert body["members"][0]["reason"].startswith("board error")
-    assert body["members"][1]["reason"] == "timeout"
+    assert [m.source for m in body.members] == ["fallback", "fallback"]
+    assert body.members[0].reason.startswith("board error")
+    assert body.members[1].reason == "timeout"
     assert silent.queue.qsize() == 1  # left there, cancelled: the owner task drops it unsent
 
 
@@ -79,9 +79,9 @@ async def test_an_answer_in_time_wins_over_the_speculative_engine_run():
     job.future.set_result(answer())
     body = await task
     fleet._engine_pool.shutdown()
-    (m,) = body["members"]
-    assert (m["source"], m["output"]) == ("board", list(BOARD_BYTES))
-    assert body["label"] == 1
+    (m,) = body.members
+    assert (m.source, m.output) == ("board", BOARD_BYTES)
+    assert body.fused.label == 1
 
 
 async def test_boards_that_all_answer_never_wake_the_engine():
@@ -91,6 +91,6 @@ async def test_boards_that_all_answer_never_wake_the_engine():
         (await b.queue.get()).future.set_result(answer())
     body = await task
     fleet._engine_pool.shutdown()
-    assert all(m["source"] == "board" for m in body["members"])
+    assert all(m.source == "board" for m in body.members)
     assert not any(e.started for e in engines)
-    assert body["latency_ms"] < DEADLINE_MS / 2
+    assert body.latency_ms < DEADLINE_MS / 2

@@ -6,6 +6,9 @@
     |   +-- ModelFormatError   not a TFLite flatbuffer, truncated, or inconsistent
     |   +-- UnsupportedModel   valid, but uses a type or operator the int8 runtime does not run
     +-- ConfigError            a settings, ensemble or catalogue file is invalid
+    +-- ImageError             an upload that is not a usable image (images.py; carries its HTTP status)
+    +-- Overloaded             every board queue is full: the request is refused (admission control)
+    +-- QuorumLost             fallback off, fewer boards than the quorum answered (names the missing)
     +-- BoardError             talking to one board failed (carries the board's url)
         +-- BoardTimeout       no (matching) answer within the phase's deadline
         +-- BoardProtocolError the board answered something that breaks the protocol
@@ -13,7 +16,8 @@
         +-- BoardGone          the port closed or disappeared (unplugged, process died)
 
 Lower-layer exceptions (OSError, serial.SerialException, struct.error...) are re-raised at the
-boundary as the most specific of these, ``from`` the original.
+boundary as the most specific of these, ``from`` the original. The HTTP API translates the tree
+into status codes in one place (``api/app.py``, its exception handlers); no route catches them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,18 @@ class UnsupportedModel(ModelError):
 
 class ConfigError(FleetvoteError):
     pass
+
+
+class Overloaded(FleetvoteError):
+    """Every board queue is full: admission control refuses the request (HTTP 503, Retry-After)."""
+
+
+class QuorumLost(FleetvoteError):
+    """Fallback is off and fewer boards than the quorum answered (HTTP 503)."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class BoardError(FleetvoteError):

@@ -1,6 +1,6 @@
 """Prometheus metrics in the text exposition format (no client library needed for four families).
 
-    fleetvote_requests_total{endpoint, status}      counter
+    fleetvote_requests_total{endpoint, status}      counter (api.requestlog.RequestCount, every request)
     fleetvote_fallbacks_total{reason}               counter
     fleetvote_board_latency_seconds{board, kind}    histogram (kind: round_trip | on_board)
     fleetvote_board_queue_depth{board}              gauge (read from the fleet at scrape time)

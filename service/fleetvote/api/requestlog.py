@@ -1,20 +1,32 @@
-"""A request id for every HTTP request, and one log line per request: a pure ASGI middleware.
+"""Per-request bookkeeping, as pure ASGI middleware: a request id and one log line (RequestLog),
+and the count by route and status (RequestCount).
 
 The id is the caller's ``X-Request-ID`` when it is a short token (so a proxy's or a client's id
 runs through), otherwise a new random one. While the request is served it sits in
 ``logs.REQUEST_ID``, so every record logged on its behalf carries ``request``; the response
 returns it in ``X-Request-ID``. The line says method, path, status and duration: at info for
 POSTs and errors, at debug for the GETs a dashboard repeats every second.
+
+RequestCount is the only place that counts requests (``fleetvote_requests_total``): every status
+the client gets, whoever answered it (a route, an exception handler, FastAPI's 422 for a bad
+query, the upload limit's 413 before any route ran, or the 500 of an unhandled error). The
+``endpoint`` label is the route's path template, so the series stay few; a request that matches
+no route is counted under ``(unmatched)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
+
+from starlette.routing import compile_path
 
 from ..logs import REQUEST_ID
+from ..metrics import Metrics
 
 log = logging.getLogger("fleetvote.api")
 
@@ -55,3 +67,45 @@ class RequestLog:
             log.log(level, "request", extra={"request": rid, "method": scope["method"], "path": scope["path"],
                                              "status": status, "ms": ms})
             REQUEST_ID.reset(token)
+
+
+UNMATCHED = "(unmatched)"
+# endpoint labels in use before the count moved here, kept so that the series go on
+_LABELS = {"/boards/{board_id}": "/boards/{id}"}
+
+
+class RequestCount:
+    """``paths``: the routes' path templates, to label a request that was answered before
+    routing (the upload limit's refusals); a routed request's route is in its scope."""
+
+    def __init__(self, app, metrics: Metrics, paths: Iterable[str] = ()):
+        self.app = app
+        self.metrics = metrics
+        self._templates = [(compile_path(p)[0], p) for p in paths]
+
+    def endpoint(self, scope) -> str:
+        """The ``endpoint`` label of a request: its route's path template."""
+        path = getattr(scope.get("route"), "path", None)
+        if path is None:
+            path = next((p for regex, p in self._templates if regex.match(scope["path"])), None)
+        return UNMATCHED if path is None else _LABELS.get(path, path)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_noting_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        except asyncio.CancelledError:
+            raise  # the client or the server went away: no answer to count
+        except Exception:
+            self.metrics.request(self.endpoint(scope), status)
+            raise
+        self.metrics.request(self.endpoint(scope), status)

@@ -1,4 +1,7 @@
-"""Response models of the HTTP API (every route declares one)."""
+"""Response models of the HTTP API (every route declares one), and how the fleet's typed values
+become them: ``ClassifyResponse.of(Classification)``, ``BoardView.of(BoardSnapshot)``,
+``EnsembleMemberView.of(Member, ...)``. Rounding for the wire happens here: probabilities, scores and
+confidence to 6 decimals, milliseconds to 3."""
 
 from __future__ import annotations
 
@@ -6,7 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..data import CLASS_NAMES
+from ..ensemble import Member
+from ..fleet.board import BoardSnapshot, Percentiles
+from ..fleet.results import Classification, MemberVote
 from ..fusion import STRATEGIES
+from ..link.codec import Info
 
 # The fusion registry's names as a type: the enum that requests are validated against and that
 # OpenAPI shows. Fixed when this module is imported, as FastAPI reads a route's types when the
@@ -29,6 +37,13 @@ class MemberAnswer(BaseModel):
     board_us: int | None = Field(description="inference time the board reported, microseconds")
     latency_ms: float
 
+    @classmethod
+    def of(cls, v: MemberVote) -> MemberAnswer:
+        return cls(model_id=v.model_id, board_id=v.board_id, source=v.source, reason=v.reason, label=v.label,
+                   class_name=CLASS_NAMES[v.label], output=list(v.output),
+                   probabilities=[round(float(p), 6) for p in v.probabilities], queue_ms=round(v.queue_ms, 3),
+                   wire_ms=round(v.wire_ms, 3), board_us=v.board_us, latency_ms=round(v.latency_ms, 3))
+
 
 class ClassifyResponse(BaseModel):
     label: int
@@ -40,6 +55,14 @@ class ClassifyResponse(BaseModel):
     fallbacks: int
     members: list[MemberAnswer]
     latency_ms: float
+
+    @classmethod
+    def of(cls, c: Classification) -> ClassifyResponse:
+        f = c.fused
+        return cls(label=f.label, class_name=CLASS_NAMES[f.label], confidence=round(f.confidence, 6),
+                   strategy=f.strategy, scores=[round(s, 6) for s in f.scores], degraded=c.degraded,
+                   fallbacks=c.fallbacks, members=[MemberAnswer.of(m) for m in c.members],
+                   latency_ms=round(c.latency_ms, 3))
 
 
 class BoardCounters(BaseModel):
@@ -55,6 +78,13 @@ class LatencyStats(BaseModel):
     p50_ms: float | None
     p90_ms: float | None
     p99_ms: float | None
+
+    @classmethod
+    def of(cls, x: Percentiles) -> LatencyStats:
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v, 3)
+
+        return cls(count=x.count, p50_ms=ms(x.p50_ms), p90_ms=ms(x.p90_ms), p99_ms=ms(x.p99_ms))
 
 
 class BoardView(BaseModel):
@@ -78,6 +108,23 @@ class BoardView(BaseModel):
     last_error: str | None
     deadline_ms: float | None
 
+    @classmethod
+    def of(cls, b: BoardSnapshot) -> BoardView:
+        return cls(id=b.board_id, url=b.url, state=b.state.value, member=b.member, queue_depth=b.queue_depth,
+                   counters=BoardCounters(**vars(b.counters)), round_trip=LatencyStats.of(b.round_trip),
+                   on_board=LatencyStats.of(b.on_board), last_error=b.last_error,
+                   deadline_ms=None if b.deadline_ms is None else round(b.deadline_ms, 3), **_hello(b.info))
+
+
+def _hello(i: Info | None) -> dict:
+    """BoardView's fields from the board's HELLO, all null until it was greeted."""
+    if i is None:
+        return dict.fromkeys(("model_id", "model_sha256_prefix", "board_name", "firmware_version",
+                              "protocol_version", "macc", "arena_bytes", "clock_hz", "baud"))
+    return {"model_id": i.model_id, "model_sha256_prefix": i.model_sha256.hex(), "board_name": i.board_name,
+            "firmware_version": ".".join(map(str, i.firmware_version)), "protocol_version": i.protocol_version,
+            "macc": i.macc, "arena_bytes": i.arena_bytes, "clock_hz": i.core_clock_hz, "baud": i.link_baud}
+
 
 class BoardsResponse(BaseModel):
     boards: list[BoardView]
@@ -91,6 +138,11 @@ class EnsembleMemberView(BaseModel):
     boards: list[str] = Field(description="urls of ready boards serving this member")
     val_accuracy: float | None = None
     test_accuracy: float | None = None
+
+    @classmethod
+    def of(cls, m: Member, boards: list[str]) -> EnsembleMemberView:
+        return cls(id=m.id, weight=m.weight, sha256=m.sha256, macc=m.engine.macc, boards=boards,
+                   val_accuracy=m.card.get("val_accuracy"), test_accuracy=m.card.get("test_accuracy"))
 
 
 class EnsembleResponse(BaseModel):

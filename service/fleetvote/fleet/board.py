@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -72,13 +72,40 @@ class Counters:
     dropped_expired: int = 0
 
 
-def percentiles(values) -> dict:
+@dataclass(frozen=True)
+class Percentiles:
+    count: int
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+
+
+def percentiles(values) -> Percentiles:
     if not values:
-        return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None}
+        return Percentiles(0, None, None, None)
     a = np.fromiter(values, dtype=np.float64)
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"count": int(a.size), "p50_ms": round(float(p50), 3), "p90_ms": round(float(p90), 3),
-            "p99_ms": round(float(p99), 3)}
+    return Percentiles(int(a.size), float(p50), float(p90), float(p99))
+
+
+@dataclass(frozen=True)
+class BoardSnapshot:
+    """A board's state and figures at one moment (GET /boards)."""
+
+    url: str
+    state: State
+    info: Info | None  # what the board said in its HELLO; None until greeted
+    member: bool  # its model is a member of the ensemble (it votes)
+    queue_depth: int
+    counters: Counters  # a copy
+    round_trip: Percentiles
+    on_board: Percentiles
+    last_error: str | None
+    deadline_ms: float | None  # None until greeted
+
+    @property
+    def board_id(self) -> str | None:
+        return self.info.board_id.hex() if self.info else None
 
 
 class Board:
@@ -320,24 +347,11 @@ class Board:
             job.future.set_result(BoardAnswer(result, queue_ms, rtt))
         self._set(State.READY)
 
-    # ---- views -------------------------------------------------------------------------------
+    # ---- view --------------------------------------------------------------------------------
 
-    def view(self) -> dict:
-        i = self.info
-        return {
-            "id": self.board_id, "url": self.url, "state": self.state.value,
-            "model_id": i.model_id if i else None,
-            "model_sha256_prefix": i.model_sha256.hex() if i else None,
-            "member": self.member is not None,
-            "board_name": i.board_name if i else None,
-            "firmware_version": ".".join(map(str, i.firmware_version)) if i else None,
-            "protocol_version": i.protocol_version if i else None,
-            "macc": i.macc if i else None, "arena_bytes": i.arena_bytes if i else None,
-            "clock_hz": i.core_clock_hz if i else None, "baud": i.link_baud if i else None,
-            "queue_depth": self.queue.qsize(),
-            "counters": vars(self.counters).copy(),
-            "round_trip": percentiles(self.rtt_ms),
-            "on_board": percentiles(self.board_us),
-            "last_error": self.last_error,
-            "deadline_ms": round(self.deadline_ms(), 3) if i else None,
-        }
+    def snapshot(self) -> BoardSnapshot:
+        return BoardSnapshot(
+            url=self.url, state=self.state, info=self.info, member=self.member is not None,
+            queue_depth=self.queue.qsize(), counters=replace(self.counters),
+            round_trip=percentiles(self.rtt_ms), on_board=percentiles(self.board_us),
+            last_error=self.last_error, deadline_ms=self.deadline_ms() if self.info else None)

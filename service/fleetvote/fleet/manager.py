@@ -5,6 +5,11 @@ that serve it. Whatever has not answered by the deadline, and every member witho
 board, is computed by the numpy engine (``source: "fallback"``, with the reason), unless fallback
 is off, in which case fewer board answers than the quorum is an error that names the missing
 members. When the queues of every board are full the request is refused (503, Retry-After).
+
+``Fleet.classify`` runs it in steps: ``_dispatch`` (the image onto a board per member),
+``_gather`` (the answers until the deadline, the engine standing by), ``_stand_in`` (the engine,
+or the quorum check, for the members still missing), then fusion. It returns a typed
+``results.Classification``; the HTTP API makes JSON of it.
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import CLASS_NAMES
 from ..ensemble import Ensemble, Member
-from ..errors import BoardError, BoardTimeout, FleetvoteError
-from ..fusion import fuse, probabilities
+from ..errors import BoardError, BoardTimeout, FleetvoteError, Overloaded, QuorumLost
+from ..fusion import fuse
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
 from .board import Board, BoardAnswer, QueueFull, State
+from .results import Classification, MemberVote
 
 log = logging.getLogger("fleetvote.fleet")
 
@@ -35,29 +40,17 @@ log = logging.getLogger("fleetvote.fleet")
 FALLBACK_LEAD_S = 0.05
 
 
-class Overloaded(FleetvoteError):
-    """Every board queue is full: admission control refuses the request (503)."""
+# why a member was not sent when every queue of its boards was full
+QUEUE_FULL = "queue full"
 
 
-class QuorumLost(FleetvoteError):
-    """Fallback is off and fewer boards than the quorum answered (503)."""
+@dataclass(frozen=True)
+class Sent:
+    """One member's image, queued on a board."""
 
-    def __init__(self, message: str, missing: list[str]):
-        super().__init__(message)
-        self.missing = missing
-
-
-@dataclass
-class MemberResult:
-    member: Member
-    output: np.ndarray
-    source: str
-    reason: str | None
-    board: Board | None
-    queue_ms: float
-    wire_ms: float
-    board_us: int | None
-    latency_ms: float
+    board: Board
+    future: asyncio.Future  # resolves to a BoardAnswer, or fails with a BoardError
+    budget: float  # seconds the board has for it
 
 
 class Fleet:
@@ -158,137 +151,177 @@ class Fleet:
     # ---- one request ---------------------------------------------------------------------------
 
     async def classify(self, image: np.ndarray, strategy: str | None = None, deadline_ms: float | None = None,
-                       fallback: bool | None = None) -> dict:
+                       fallback: bool | None = None) -> Classification:
+        """One image through the fleet: dispatch to the boards, gather their answers until the
+        deadline (the engine standing by), fill in the missing members, fuse. Raises Overloaded
+        when every board queue is full, QuorumLost when fallback is off and too few boards answered."""
         t0 = time.perf_counter()
-        loop = asyncio.get_running_loop()
         strategy = strategy or self.ensemble.strategy
         fallback = self.settings.fallback if fallback is None else fallback
-        pixels = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+        sent, reasons = self._dispatch(np.ascontiguousarray(image, dtype=np.uint8).tobytes(), deadline_ms)
+        engines = _EngineRuns(self._engine_pool, self.ensemble.members, image) if fallback else None
+        if engines is not None:
+            engines.start(*reasons)  # members already known to be missing: computed while the boards work
+        answers, failed = await self._gather(sent, engines)
+        reasons.update(failed)
+        votes = {k: self._board_vote(k, sent[k].board, a) for k, a in answers.items()}
+        votes.update(await self._stand_in(votes, reasons, engines, sent))
+        order = sorted(votes)
+        fused = fuse([votes[k].output for k in order], strategy, [self.ensemble.members[k].weight for k in order])
+        return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
 
-        pending: dict[int, tuple[Board, asyncio.Future, float]] = {}
+    def _dispatch(self, pixels: bytes, deadline_ms: float | None) -> tuple[dict[int, Sent], dict[int, str]]:
+        """Every member's image queued on the least loaded of its boards: what was sent (by member
+        index), and why each other member was not. Overloaded when nothing could be sent because
+        every queue of the boards serving a member was full."""
+        sent: dict[int, Sent] = {}
         reasons: dict[int, str] = {}
-        any_board, all_full = False, True
-        for k, m in enumerate(self.ensemble.members):
-            boards = sorted(self.boards_for(m), key=lambda b: (b.queue.qsize(), b.state != State.READY))
-            if not boards:
-                reasons[k] = "no board serving this member" if not any(
-                    b.member is m for b in self.boards.values()) else "board offline"
-                continue
-            any_board = True
-            for b in boards:
-                budget = (deadline_ms or b.deadline_ms()) / 1000
-                try:
-                    fut = b.submit(pixels, loop.time() + budget)
-                    pending[k] = (b, fut, budget)
-                    all_full = False
-                    break
-                except QueueFull:
-                    continue
+        for k, member in enumerate(self.ensemble.members):
+            outcome = self._submit(member, pixels, deadline_ms)
+            if isinstance(outcome, Sent):
+                sent[k] = outcome
             else:
-                reasons[k] = "queue full"
-        if any_board and all_full and not pending:
+                reasons[k] = outcome
+        if not sent and QUEUE_FULL in reasons.values():
             raise Overloaded("every board queue is full")
+        return sent, reasons
 
-        # members already known to be missing are computed now, while the boards work
-        early = {k: loop.run_in_executor(self._engine_pool, self._engine_run, self.ensemble.members[k], image)
-                 for k in reasons} if fallback else {}
+    def _submit(self, member: Member, pixels: bytes, deadline_ms: float | None) -> Sent | str:
+        """The image on the first board of the member's that takes it, or why none did."""
+        boards = sorted(self.boards_for(member), key=lambda b: (b.queue.qsize(), b.state != State.READY))
+        if not boards:
+            known = any(b.member is member for b in self.boards.values())
+            return "board offline" if known else "no board serving this member"
+        loop = asyncio.get_running_loop()
+        for b in boards:
+            budget = (deadline_ms or b.deadline_ms()) / 1000
+            try:
+                return Sent(b, b.submit(pixels, loop.time() + budget), budget)
+            except QueueFull:
+                continue
+        return QUEUE_FULL
 
-        results: dict[int, MemberResult] = {}
-        if pending:
-            budget = max(p[2] for p in pending.values())
-            # a member still out shortly before the deadline is computed by the engine meanwhile,
-            # so that a board that never answers costs the deadline, not the deadline plus the
-            # engine; an answer that still arrives in time wins over the speculative one
-            lead = min(budget / 2, FALLBACK_LEAD_S) if fallback else 0.0
-            member_of = {p[1]: k for k, p in pending.items()}
-            done, not_done = set(), set(member_of)
-            until = loop.time() + budget - lead
-            while not_done and (left := until - loop.time()) > 0:
-                now_done, not_done = await asyncio.wait(not_done, timeout=left,
-                                                        return_when=asyncio.FIRST_COMPLETED)
-                done |= now_done
-                # a board that failed (error frame, link lost, queue expiry) is replaced at once,
-                # not when the slowest board of the request has answered
-                for fut in now_done if fallback else ():
-                    k = member_of[fut]
-                    if fut.exception() is not None and k not in early:
-                        early[k] = loop.run_in_executor(self._engine_pool, self._engine_run,
-                                                        self.ensemble.members[k], image)
-            if not_done and lead:
-                for k, (_b, fut, _budget) in pending.items():
-                    if fut in not_done and k not in early:
-                        early[k] = loop.run_in_executor(self._engine_pool, self._engine_run,
-                                                        self.ensemble.members[k], image)
-                more, _ = await asyncio.wait(not_done, timeout=lead)
-                done |= more
-            for k, (b, fut, _b) in pending.items():
-                m = self.ensemble.members[k]
-                if fut in done and fut.exception() is None:
-                    ans: BoardAnswer = fut.result()
-                    r = ans.result
-                    out = np.asarray(r.scores, dtype=np.int8)
-                    if self.metrics:
-                        self.metrics.observe(b.url, "round_trip", ans.round_trip_ms / 1000)
-                        self.metrics.observe(b.url, "on_board", r.inference_us / 1e6)
-                    results[k] = MemberResult(m, out, "board", None, b, ans.queue_ms,
-                                              max(ans.round_trip_ms - r.inference_us / 1000, 0.0),
-                                              r.inference_us, ans.queue_ms + ans.round_trip_ms)
-                    continue
-                if fut in done:
-                    exc = fut.exception()
-                    reasons[k] = ("timeout" if isinstance(exc, BoardTimeout) else
-                                  f"board error: {exc}" if isinstance(exc, BoardError) else f"error: {exc}")
-                else:
-                    fut.cancel()  # the owner task drops it unsent, or ignores a late answer
-                    reasons[k] = "timeout"
+    async def _gather(self, sent: dict[int, Sent], engines: _EngineRuns | None
+                      ) -> tuple[dict[int, BoardAnswer], dict[int, str]]:
+        """The boards' answers, waited for until the deadline (the longest budget of the request),
+        and why each other member sent has none. With the engine standing by, a member whose
+        board failed (error frame, link lost, queue expiry) is computed at once, not when the
+        slowest board of the request has answered; and one still out shortly before the deadline
+        is computed meanwhile, so that a board that never answers costs the deadline, not the
+        deadline plus the engine. An answer that still arrives in time wins over the engine's."""
+        if not sent:
+            return {}, {}
+        loop = asyncio.get_running_loop()
+        budget = max(s.budget for s in sent.values())
+        lead = min(budget / 2, FALLBACK_LEAD_S) if engines is not None else 0.0
+        member_of = {s.future: k for k, s in sent.items()}
+        on_failure = None if engines is None else (lambda fut: engines.start(member_of[fut]))
+        done, not_done = await _wait_until(set(member_of), loop.time() + budget - lead, on_failure)
+        if not_done and lead and engines is not None:
+            engines.start(*(k for k, s in sent.items() if s.future in not_done))
+            more, _ = await asyncio.wait(not_done, timeout=lead)
+            done |= more
+        return _sort_out(sent, done)
 
-        missing = [k for k in range(len(self.ensemble.members)) if k not in results]
-        if missing and not fallback:
-            if len(results) < self.quorum:
-                names = [self.ensemble.members[k].id for k in missing]
-                raise QuorumLost(f"{len(results)} of {len(self.ensemble.members)} members answered from boards, "
-                                 f"quorum is {self.quorum}; missing: {', '.join(names)} "
-                                 f"({'; '.join(reasons[k] for k in missing)})", names)
-        elif missing:
-            futs = [early.get(k) or loop.run_in_executor(self._engine_pool, self._engine_run,
-                                                         self.ensemble.members[k], image) for k in missing]
-            outs = await asyncio.gather(*futs)
-            for k, (out, ms) in zip(missing, outs):
-                results[k] = MemberResult(self.ensemble.members[k], out, "fallback", reasons[k], None, 0.0, 0.0,
-                                          None, ms)
-                if self.metrics:
-                    self.metrics.fallback(reasons[k])
-                b = pending.get(k, (None,))[0]
-                log.info("member computed by the engine", extra={
-                    "model": self.ensemble.members[k].id, "board": b.url if b else None, "reason": reasons[k]})
+    def _board_vote(self, k: int, board: Board, ans: BoardAnswer) -> MemberVote:
+        r = ans.result
+        if self.metrics:
+            self.metrics.observe(board.url, "round_trip", ans.round_trip_ms / 1000)
+            self.metrics.observe(board.url, "on_board", r.inference_us / 1e6)
+        return MemberVote(self.ensemble.members[k].id, tuple(int(v) for v in r.scores), "board", None,
+                          board.board_id, ans.queue_ms, max(ans.round_trip_ms - r.inference_us / 1000, 0.0),
+                          r.inference_us, ans.queue_ms + ans.round_trip_ms)
 
-        order = sorted(results)
-        outputs = np.stack([results[k].output for k in order])
-        weights = [self.ensemble.members[k].weight for k in order]
-        fused = fuse(outputs, strategy, weights)
-        members = []
-        for k in order:
-            r = results[k]
-            probs = probabilities(r.output)
-            lab = int(np.argmax(probs))
-            members.append({
-                "model_id": r.member.id, "board_id": r.board.board_id if r.board else None,
-                "source": r.source, "reason": r.reason, "label": lab, "class_name": CLASS_NAMES[lab],
-                "output": [int(v) for v in r.output], "probabilities": [round(float(p), 6) for p in probs],
-                "queue_ms": round(r.queue_ms, 3), "wire_ms": round(r.wire_ms, 3), "board_us": r.board_us,
-                "latency_ms": round(r.latency_ms, 3),
-            })
-        fallbacks = sum(1 for r in results.values() if r.source == "fallback")
-        return {
-            "label": fused.label, "class_name": CLASS_NAMES[fused.label],
-            "confidence": round(fused.confidence, 6), "strategy": strategy,
-            "scores": [round(s, 6) for s in fused.scores], "degraded": fallbacks > 0,
-            "fallbacks": fallbacks, "members": members,
-            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-        }
+    async def _stand_in(self, votes: dict[int, MemberVote], reasons: dict[int, str], engines: _EngineRuns | None,
+                        sent: dict[int, Sent]) -> dict[int, MemberVote]:
+        """Votes for the members without a board answer: the engine's, or, with fallback off, none
+        (QuorumLost when fewer than the quorum answered)."""
+        missing = [k for k in range(len(self.ensemble.members)) if k not in votes]
+        if not missing:
+            return {}
+        if engines is None:
+            self._check_quorum(len(votes), missing, reasons)
+            return {}
+        fills: dict[int, MemberVote] = {}
+        for k, (out, ms) in zip(missing, await engines.results(missing)):
+            member = self.ensemble.members[k]
+            fills[k] = MemberVote(member.id, tuple(int(v) for v in out), "fallback", reasons[k], None,
+                                  0.0, 0.0, None, ms)
+            if self.metrics:
+                self.metrics.fallback(reasons[k])
+            log.info("member computed by the engine", extra={
+                "model": member.id, "board": sent[k].board.url if k in sent else None, "reason": reasons[k]})
+        return fills
+
+    def _check_quorum(self, answered: int, missing: list[int], reasons: dict[int, str]) -> None:
+        if answered >= self.quorum:
+            return
+        names = [self.ensemble.members[k].id for k in missing]
+        raise QuorumLost(f"{answered} of {len(self.ensemble.members)} members answered from boards, "
+                         f"quorum is {self.quorum}; missing: {', '.join(names)} "
+                         f"({'; '.join(reasons[k] for k in missing)})", names)
 
     @staticmethod
     def _engine_run(member: Member, image: np.ndarray) -> tuple[np.ndarray, float]:
         t = time.perf_counter()
         out = member.engine.run(image)
         return out, (time.perf_counter() - t) * 1000
+
+
+class _EngineRuns:
+    """The engine runs of one request on the fleet's pool, at most one per member, started as
+    soon as a member is known or feared to be missing."""
+
+    def __init__(self, pool: ThreadPoolExecutor, members: list[Member], image: np.ndarray) -> None:
+        self._pool, self._members, self._image = pool, members, image
+        self._runs: dict[int, asyncio.Future] = {}
+
+    def start(self, *ks: int) -> None:
+        loop = asyncio.get_running_loop()
+        for k in ks:
+            if k not in self._runs:
+                self._runs[k] = loop.run_in_executor(self._pool, Fleet._engine_run, self._members[k], self._image)
+
+    async def results(self, ks: list[int]) -> list[tuple[np.ndarray, float]]:
+        """(output, ms) per member of ``ks``, starting those not started yet."""
+        self.start(*ks)
+        return await asyncio.gather(*(self._runs[k] for k in ks))
+
+
+async def _wait_until(futures: set[asyncio.Future], until: float, on_failure=None
+                      ) -> tuple[set[asyncio.Future], set[asyncio.Future]]:
+    """(done, not done) at loop time ``until`` or once all are done; ``on_failure(fut)`` is called
+    as soon as one of them ends with an exception."""
+    loop = asyncio.get_running_loop()
+    done: set[asyncio.Future] = set()
+    not_done = futures
+    while not_done and (left := until - loop.time()) > 0:
+        now_done, not_done = await asyncio.wait(not_done, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        done |= now_done
+        for fut in now_done if on_failure else ():
+            if fut.exception() is not None:
+                on_failure(fut)
+    return done, not_done
+
+
+def _sort_out(sent: dict[int, Sent], done: set[asyncio.Future]) -> tuple[dict[int, BoardAnswer], dict[int, str]]:
+    """The answers of the members sent whose board answered in time, and why the others have none;
+    a request still out is cancelled."""
+    answers: dict[int, BoardAnswer] = {}
+    reasons: dict[int, str] = {}
+    for k, s in sent.items():
+        if s.future not in done:
+            s.future.cancel()  # the owner task drops it unsent, or ignores a late answer
+            reasons[k] = "timeout"
+        elif (exc := s.future.exception()) is not None:
+            reasons[k] = _reason(exc)
+        else:
+            answers[k] = s.future.result()
+    return answers, reasons
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a board's answer is missing, as the response and the fallback metric name it."""
+    if isinstance(exc, BoardTimeout):
+        return "timeout"
+    return f"board error: {exc}" if isinstance(exc, BoardError) else f"error: {exc}"

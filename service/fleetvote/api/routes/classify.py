@@ -1,15 +1,16 @@
-"""POST /classify: one image in, the fleet's fused answer out."""
+"""POST /classify: one image in, the fleet's fused answer out.
+
+Errors are not caught here: ImageError (a bad upload), Overloaded and QuorumLost reach the
+application's exception handlers (``api/app.py``), which answer them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
 
-from ...fleet.manager import Overloaded, QuorumLost
 from ...images import ImageError, decode
-from ..deps import UNAUTHORIZED, ApiKey, FleetDep, MetricsDep
+from ..deps import UNAUTHORIZED, ApiKey, FleetDep
 from ..schemas import ClassifyResponse, ErrorBody, StrategyName
 
 router = APIRouter(tags=["classify"], dependencies=[ApiKey], responses=UNAUTHORIZED)
@@ -55,25 +56,13 @@ async def _read_image(request: Request):
                         503: {"model": ErrorBody}},
              summary="Classify one image with the whole fleet")
 async def classify(
-    request: Request, fleet: FleetDep, metrics: MetricsDep,
+    request: Request, fleet: FleetDep,
     strategy: Annotated[StrategyName | None,
                         Query(description="fusion rule; default: the ensemble file's")] = None,
     deadline_ms: Annotated[float | None, Query(ge=1, le=600_000,
                            description="per-board deadline; default: each board's own estimate")] = None,
     fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
-):
-    try:
-        image = await _read_image(request)
-    except ImageError as exc:
-        metrics.request("/classify", exc.status)
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-    try:
-        answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback)
-    except Overloaded as exc:
-        metrics.request("/classify", 503)
-        return JSONResponse({"detail": f"{exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"})
-    except QuorumLost as exc:
-        metrics.request("/classify", 503)
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-    metrics.request("/classify", 200)
-    return answer
+) -> ClassifyResponse:
+    image = await _read_image(request)
+    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback)
+    return ClassifyResponse.of(answer)
