@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 
-#include "fv_model.h"
 #include "fv_proto.h"
+#include "fv_runner.h"
 
 #define FV_FIRMWARE_MAJOR 0u
 #define FV_FIRMWARE_MINOR 1u
@@ -16,18 +16,21 @@
 
 typedef struct {
     fv_decoder dec;
-    const fv_model *model;
+    fv_runner runner;      /* the model and its kernel table, prepared once */
+    int model_ok;          /* fv_runner_prepare succeeded; else CLASSIFY gets ERROR(INTERNAL) */
     int8_t *arena;
-    uint8_t fault_kind;    /* test builds: applied to the next request */
-    uint32_t fault_arg;
     uint32_t frames_ok;
     uint32_t frames_bad;
 } fv_app;
 
-void fv_app_init(fv_app *app, const fv_model *model, int8_t *arena);
+/* Prepares `model` with the board's kernel set (its config flag; the reference on the host) and
+ * resets the decoder and counters; in a test image, also disarms any armed fault. `arena` must
+ * hold model->arena_bytes. */
+void fv_app_init(fv_app *app, const fv_model *model, int8_t *arena, fv_kernel_set kernels);
 void fv_app_rx(fv_app *app, const uint8_t *data, uint32_t n);
 
-/* 1 in test builds (FV_TEST_BUILD defined): the fault-injection messages are served. */
+/* 1 in test builds (FV_TEST_BUILD defined): the fault-injection messages are served
+ * (core/fv_fault.c is linked in); 0 in a release image, which answers them ERROR(TEST_ONLY). */
 extern const int fv_test_build;
 
 #endif /* FV_APP_H */

@@ -27,20 +27,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fv_assert.h"
 #include "fv_fixedpoint.h"
 #include "fv_kernels.h"
 
 #if !defined(__ARM_FEATURE_DSP)
 #error "fv_kernels_dsp.c needs the DSP extension (-mcpu=cortex-m4 or cortex-m7)"
-#endif
-
-#ifndef FV_ASSERT
-#define FV_ASSERT(cond) \
-    do { \
-        if (!(cond)) { \
-            __builtin_trap(); \
-        } \
-    } while (0)
 #endif
 
 /* The longest column (k_h * k_w * in_c of a convolution, depth of a fully connected layer) the

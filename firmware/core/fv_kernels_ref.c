@@ -16,24 +16,16 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fv_assert.h"
 #include "fv_fixedpoint.h"
 #include "fv_kernels.h"
 
 /* Preconditions of the params structs, which come from the code generator, never from the wire.
- * Breaking one is an impossible internal state (habit 4), not bad input, so it is an assert: by
- * default the trap instruction (UDF on Cortex-M, a HardFault), or whatever a port defines
- * FV_ASSERT to. The checks are O(1) per call, or one compare per output where a division
- * depends on them. Bounds that would cost a pass over the weights (the accumulator bounds below)
- * are not checked here: they belong in the code generator, once per layer. */
-#ifndef FV_ASSERT
-#define FV_ASSERT(cond) \
-    do { \
-        if (!(cond)) { \
-            __builtin_trap(); \
-        } \
-    } while (0)
-#endif
-
+ * Breaking one is an impossible internal state (habit 4), not bad input, so it is an assert
+ * (fv_assert.h: the trap instruction on a board, a message and abort() on the host). The checks
+ * are O(1) per call, or one compare per output where a division depends on them. Bounds that
+ * would cost a pass over the weights (the accumulator bounds below) are not checked here: they
+ * belong in the code generator, once per layer. */
 
 /*
  * CONV_2D, TFLite ConvPerChannel. NHWC input [in_h][in_w][in_c], weights [out_c][k_h][k_w][in_c],

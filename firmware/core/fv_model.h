@@ -3,7 +3,7 @@
  *
  * Every buffer is an offset into the arena, planned ahead of time by the same greedy plan as
  * `fleetvote analyze` (service/fleetvote/engine/plan.py), so the arena size the board needs is
- * known at build time and nothing is allocated at run time.
+ * known at build time and nothing is allocated at run time. The runner (fv_runner.h) executes it.
  */
 #ifndef FV_MODEL_H
 #define FV_MODEL_H
@@ -48,17 +48,5 @@ typedef struct {
     uint32_t output_offset;       /* arena offset of the int8 softmax output */
     uint32_t num_classes;
 } fv_model;
-
-/* Layer timing hook for benchmarks (NULL in production): called after each layer. */
-typedef void (*fv_layer_hook)(uint32_t layer_index, const fv_layer *layer, void *ctx);
-
-/* Pixels (uint8 HWC RGB, 3072 bytes) -> int8 outputs (num_classes bytes). The input byte is
- * pixel - 128: every zoo model is exported with input scale 1/255 and zero point -128.
- * `arena` must hold model->arena_bytes. Returns 0, or -1 if a layer kind is unknown. */
-int fv_run(const fv_model *model, int8_t *arena, const uint8_t *pixels, int8_t *out,
-           fv_layer_hook hook, void *hook_ctx);
-
-/* Kernel selection: the reference kernels, or the optimised ones where a port provides them. */
-extern int fv_use_optimised_kernels;
 
 #endif /* FV_MODEL_H */

@@ -1,6 +1,7 @@
 /*
  * The board/host boundary: the handful of functions a port implements (STYLE habit 5). The
  * protocol and inference code call only these; they never touch a register or a file descriptor.
+ * A test image's port adds the fault-injection hooks of fv_fault.h.
  */
 #ifndef FV_PORT_H
 #define FV_PORT_H
@@ -26,13 +27,5 @@ int fv_port_rx_overrun(void);
 /* Called after each inference with its duration; ports with nothing to do define it empty
  * (the host board pads to its --latency-ms here). */
 void fv_port_after_inference(uint32_t elapsed_us);
-
-/* Fault injection (test builds) and recovery. */
-void fv_port_delay_ms(uint32_t ms);
-uint32_t fv_port_random(void);
-void fv_port_reset(void);              /* restart the board: state and buffers cleared */
-void fv_port_hang(uint32_t ms);        /* stop answering until the watchdog resets the board
-                                          * (the host board: after ms, 0 = never) */
-void fv_port_unplug(void);             /* make the link disappear */
 
 #endif /* FV_PORT_H */

@@ -1,15 +1,17 @@
 /*
- * The runner: executes a generated layer list over one arena. It holds no state of its own and
- * derives nothing per image: everything it needs is in the const layer list.
+ * The runner: the kernel tables, their preparation, and the per-image loop. It holds no state of
+ * its own; everything the loop needs is in the const layer list and the table chosen at prepare.
  */
-#include "fv_model.h"
+#include "fv_runner.h"
 
+#include <stddef.h>
 #include <string.h>
 
-int fv_use_optimised_kernels = 0;
+#include "fv_assert.h"
 
-/* Optimised kernels are provided by ports that have them (the Cortex-M4 DSP build); elsewhere
- * these weak definitions fall back to the reference. */
+/* Optimised kernels are provided by images that have them (the Cortex-M4 DSP build links
+ * fv_kernels_dsp.c); elsewhere these weak definitions fall back to the reference, so the
+ * optimised table exists in every build and equals the reference where there is nothing faster. */
 __attribute__((weak)) void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     fv_conv2d_ref(p, in, out);
@@ -25,9 +27,129 @@ __attribute__((weak)) void fv_depthwise_conv2d_opt(const fv_conv_params *p, cons
     fv_depthwise_conv2d_ref(p, in, out);
 }
 
-int fv_run(const fv_model *model, int8_t *arena, const uint8_t *pixels, int8_t *out,
-           fv_layer_hook hook, void *hook_ctx)
+/* ---- the kernels behind one signature ------------------------------------------------------
+ * Each takes its params struct and buffers out of the layer; the kernel itself is unchanged. */
+
+static void op_conv2d_ref(const fv_layer *l, int8_t *arena)
 {
+    fv_conv2d_ref((const fv_conv_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_conv2d_opt(const fv_layer *l, int8_t *arena)
+{
+    fv_conv2d_opt((const fv_conv_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_depthwise_conv2d_ref(const fv_layer *l, int8_t *arena)
+{
+    fv_depthwise_conv2d_ref((const fv_conv_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_depthwise_conv2d_opt(const fv_layer *l, int8_t *arena)
+{
+    fv_depthwise_conv2d_opt((const fv_conv_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_fully_connected_ref(const fv_layer *l, int8_t *arena)
+{
+    fv_fully_connected_ref((const fv_fc_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_fully_connected_opt(const fv_layer *l, int8_t *arena)
+{
+    fv_fully_connected_opt((const fv_fc_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_max_pool(const fv_layer *l, int8_t *arena)
+{
+    fv_max_pool_ref((const fv_pool_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_avg_pool(const fv_layer *l, int8_t *arena)
+{
+    fv_avg_pool_ref((const fv_pool_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_add(const fv_layer *l, int8_t *arena)
+{
+    fv_add_ref((const fv_add_params *)l->params, arena + l->in0, arena + l->in1, arena + l->out);
+}
+
+static void op_mean(const fv_layer *l, int8_t *arena)
+{
+    fv_mean_ref((const fv_mean_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_pad(const fv_layer *l, int8_t *arena)
+{
+    fv_pad_ref((const fv_pad_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+static void op_reshape(const fv_layer *l, int8_t *arena)
+{
+    /* the plan gives a reshape its own buffer, live at the same time as its input, so the two
+     * never overlap and memcpy is safe */
+    memcpy(arena + l->out, arena + l->in0, l->in_bytes);
+}
+
+static void op_softmax(const fv_layer *l, int8_t *arena)
+{
+    fv_softmax_ref((const fv_softmax_params *)l->params, arena + l->in0, arena + l->out);
+}
+
+/* ---- the tables: one row per op kind, a column per kernel set ------------------------------
+ * An op kind without an optimised kernel runs its reference in both sets. */
+static const fv_op_fn op_tables[FV_KERNEL_SETS][FV_OP_TABLE_SIZE] = {
+    [FV_KERNELS_REF] = {
+        [FV_OP_CONV_2D] = op_conv2d_ref,
+        [FV_OP_DEPTHWISE_CONV_2D] = op_depthwise_conv2d_ref,
+        [FV_OP_FULLY_CONNECTED] = op_fully_connected_ref,
+        [FV_OP_MAX_POOL_2D] = op_max_pool,
+        [FV_OP_AVERAGE_POOL_2D] = op_avg_pool,
+        [FV_OP_ADD] = op_add,
+        [FV_OP_MEAN] = op_mean,
+        [FV_OP_PAD] = op_pad,
+        [FV_OP_RESHAPE] = op_reshape,
+        [FV_OP_SOFTMAX] = op_softmax,
+    },
+    [FV_KERNELS_OPT] = {
+        [FV_OP_CONV_2D] = op_conv2d_opt,
+        [FV_OP_DEPTHWISE_CONV_2D] = op_depthwise_conv2d_opt,
+        [FV_OP_FULLY_CONNECTED] = op_fully_connected_opt,
+        [FV_OP_MAX_POOL_2D] = op_max_pool,
+        [FV_OP_AVERAGE_POOL_2D] = op_avg_pool,
+        [FV_OP_ADD] = op_add,
+        [FV_OP_MEAN] = op_mean,
+        [FV_OP_PAD] = op_pad,
+        [FV_OP_RESHAPE] = op_reshape,
+        [FV_OP_SOFTMAX] = op_softmax,
+    },
+};
+
+int fv_runner_prepare(fv_runner *r, const fv_model *model, fv_kernel_set kernels)
+{
+    /* the set is the board's own choice (its config word, a build flag), never the wire's */
+    FV_ASSERT((uint32_t)kernels < FV_KERNEL_SETS);
+    const fv_op_fn *ops = op_tables[kernels];
+    r->model = model;
+    r->kernels = kernels;
+    r->ops = NULL;
+    for (uint32_t k = 0; k < model->n_layers; ++k) {
+        const uint32_t kind = (uint32_t)model->layers[k].kind;
+        if (kind >= FV_OP_TABLE_SIZE || ops[kind] == NULL) {
+            return -1;
+        }
+    }
+    r->ops = ops;
+    return 0;
+}
+
+void fv_run(const fv_runner *r, int8_t *arena, const uint8_t *pixels, int8_t *out,
+            fv_layer_hook hook, void *hook_ctx)
+{
+    const fv_model *model = r->model;
+    /* prepare checked every layer's kind against this table; the caller checked prepare */
+    FV_ASSERT(r->ops != NULL);
     int8_t *input = arena + model->input_offset;
     /* input quantisation: scale 1/255, zero point -128, so q = pixel - 128 exactly */
     for (uint32_t i = 0; i < 32u * 32u * 3u; ++i) {
@@ -35,60 +157,10 @@ int fv_run(const fv_model *model, int8_t *arena, const uint8_t *pixels, int8_t *
     }
     for (uint32_t k = 0; k < model->n_layers; ++k) {
         const fv_layer *l = &model->layers[k];
-        const int8_t *in0 = arena + l->in0;
-        int8_t *dst = arena + l->out;
-        switch (l->kind) {
-        case FV_OP_CONV_2D:
-            if (fv_use_optimised_kernels) {
-                fv_conv2d_opt((const fv_conv_params *)l->params, in0, dst);
-            } else {
-                fv_conv2d_ref((const fv_conv_params *)l->params, in0, dst);
-            }
-            break;
-        case FV_OP_DEPTHWISE_CONV_2D:
-            if (fv_use_optimised_kernels) {
-                fv_depthwise_conv2d_opt((const fv_conv_params *)l->params, in0, dst);
-            } else {
-                fv_depthwise_conv2d_ref((const fv_conv_params *)l->params, in0, dst);
-            }
-            break;
-        case FV_OP_FULLY_CONNECTED:
-            if (fv_use_optimised_kernels) {
-                fv_fully_connected_opt((const fv_fc_params *)l->params, in0, dst);
-            } else {
-                fv_fully_connected_ref((const fv_fc_params *)l->params, in0, dst);
-            }
-            break;
-        case FV_OP_MAX_POOL_2D:
-            fv_max_pool_ref((const fv_pool_params *)l->params, in0, dst);
-            break;
-        case FV_OP_AVERAGE_POOL_2D:
-            fv_avg_pool_ref((const fv_pool_params *)l->params, in0, dst);
-            break;
-        case FV_OP_ADD:
-            fv_add_ref((const fv_add_params *)l->params, in0, arena + l->in1, dst);
-            break;
-        case FV_OP_MEAN:
-            fv_mean_ref((const fv_mean_params *)l->params, in0, dst);
-            break;
-        case FV_OP_PAD:
-            fv_pad_ref((const fv_pad_params *)l->params, in0, dst);
-            break;
-        case FV_OP_RESHAPE:
-            /* the plan gives a reshape its own buffer, live at the same time as its input, so
-             * the two never overlap and memcpy is safe */
-            memcpy(dst, in0, l->in_bytes);
-            break;
-        case FV_OP_SOFTMAX:
-            fv_softmax_ref((const fv_softmax_params *)l->params, in0, dst);
-            break;
-        default:
-            return -1;
-        }
+        r->ops[l->kind](l, arena);
         if (hook != NULL) {
             hook(k, l, hook_ctx);
         }
     }
     memcpy(out, arena + model->output_offset, model->num_classes);
-    return 0;
 }

@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static fv_app app;
     static fv_decoder d;
-    fv_app_init(&app, &fake_model, fake_arena);
+    fv_app_init(&app, &fake_model, fake_arena, FV_KERNELS_REF);
     fake_reset_output();
     if (size > 0 && data[0] == 0xA5) {
         fake_overrun = 1; /* exercise the overrun path too */

@@ -33,7 +33,7 @@ KT_VECTORS := $(KT_DIR)/kernel_vectors.h
 KT_BIN := $(KT_DIR)/test_kernels
 KT_ENGINE := $(wildcard ../service/fleetvote/engine/kernels.py ../service/fleetvote/engine/fixedpoint.py)
 KT_SRC := core/fv_kernels_ref.c
-KT_HDR := core/fv_kernels.h core/fv_fixedpoint.h
+KT_HDR := core/fv_kernels.h core/fv_fixedpoint.h core/fv_assert.h
 
 .PHONY: test-kernels test-kernels-arm test-kernels-qemu
 

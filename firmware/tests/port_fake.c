@@ -2,10 +2,17 @@
  * A port for the C tests and the fuzzer: replies are captured in a buffer, time stands still,
  * faults are recorded instead of acted on. Also a stub model with no layers (its output is the
  * first bytes of the input), so protocol tests do not depend on a zoo model.
+ *
+ * The fault hooks exist only in a test build (FV_TEST_BUILD): the release build of the protocol
+ * test links without them, which shows that a release app needs none.
  */
 #include "port_fake.h"
 
 #include <string.h>
+
+#ifdef FV_TEST_BUILD
+#include "fv_fault.h"
+#endif
 
 uint8_t fake_out[FAKE_OUT_CAP];
 uint32_t fake_out_len;
@@ -39,11 +46,14 @@ int fv_port_rx_overrun(void)
     return o;
 }
 void fv_port_after_inference(uint32_t elapsed_us) { (void)elapsed_us; }
+
+#ifdef FV_TEST_BUILD
 void fv_port_delay_ms(uint32_t ms) { (void)ms; }
 uint32_t fv_port_random(void) { return 0x5Au; }
 void fv_port_reset(void) { fake_resets++; }
 void fv_port_hang(uint32_t ms) { (void)ms; }
 void fv_port_unplug(void) { }
+#endif
 
 const fv_model fake_model = {
     .id = "fake",

@@ -18,9 +18,9 @@
 #include <string.h>
 
 #include "fv_arena.h"
-#include "fv_model.h"
 #include "fv_models.h"
 #include "fv_port.h"
+#include "fv_runner.h"
 #include "port.h"
 
 static int8_t arena[FV_ARENA_BYTES] __attribute__((aligned(16)));
@@ -100,10 +100,12 @@ int main(void)
     {
         /* the cost of fv_run around the layers, measured on the model with its layers cut off */
         fv_model bare = *m;
+        fv_runner r;
         uint64_t t0, t1;
         bare.n_layers = 0u;
+        (void)fv_runner_prepare(&r, &bare, FV_KERNELS_REF); /* no layers: nothing to refuse */
         t0 = fv_port_ticks();
-        (void)fv_run(&bare, arena, pixels, out[0], 0, 0);
+        fv_run(&r, arena, pixels, out[0], 0, 0);
         t1 = fv_port_ticks();
         put_str("overhead ");
         put_u64(t1 - t0);
@@ -111,16 +113,18 @@ int main(void)
     }
     for (int v = 0; v < 2; ++v) {
         bench_ctx ctx = {v ? "opt" : "ref", 0u};
+        fv_runner r;
         uint64_t t0, t1;
-        fv_use_optimised_kernels = v;
+        if (fv_runner_prepare(&r, m, v ? FV_KERNELS_OPT : FV_KERNELS_REF) != 0) {
+            put_str("error unknown layer kind\n");
+            continue;
+        }
         /* the total without the hook (whose printing would count), then the layers with it */
         t0 = fv_port_ticks();
-        if (fv_run(m, arena, pixels, out[v], 0, 0) != 0) {
-            put_str("error unknown layer kind\n");
-        }
+        fv_run(&r, arena, pixels, out[v], 0, 0);
         t1 = fv_port_ticks();
         ctx.last = fv_port_ticks();
-        (void)fv_run(m, arena, pixels, out[v], on_layer, &ctx);
+        fv_run(&r, arena, pixels, out[v], on_layer, &ctx);
         put_str("total ");
         put_str(ctx.variant);
         put_str(" ");

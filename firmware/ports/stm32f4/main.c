@@ -3,7 +3,8 @@
  * runs inference and replies; between requests the core sleeps in WFI until the USART (or the
  * SysTick wrap, every 0.1-0.17 s) wakes it. Parsing and inference never run in an interrupt.
  *
- * One model per image: the first (and only) one of the generated registry.
+ * One model per image: the first (and only) one of the generated registry, prepared once with
+ * the kernel set the config word names (the DSP kernels unless built or patched for the reference).
  */
 #include <stdint.h>
 
@@ -21,8 +22,8 @@ int main(void)
 {
     static uint8_t chunk[64];
     fv_port_init();
-    fv_use_optimised_kernels = (fv_port_config_flags() & FV_CONFIG_FLAG_OPTIMISED) != 0u;
-    fv_app_init(&app, fv_models[0], arena);
+    fv_app_init(&app, fv_models[0], arena,
+                (fv_port_config_flags() & FV_CONFIG_FLAG_OPTIMISED) != 0u ? FV_KERNELS_OPT : FV_KERNELS_REF);
     for (;;) {
         const uint32_t n = fv_port_rx_take(chunk, sizeof chunk);
         fv_port_watchdog_kick();

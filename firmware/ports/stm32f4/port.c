@@ -10,6 +10,8 @@
  *    the SysTick count stands in (at 168 MHz of virtual time, which `-icount shift=0` ties to
  *    the instruction count: 0.168 ticks per instruction).
  *  - Watchdog: the IWDG on boards that have one (not QEMU), about 4 s, kicked by the main loop.
+ *  - Fault injection: a test image adds faults.c (core/fv_fault.h's hooks); a release image has
+ *    none of it.
  */
 #include <string.h>
 
@@ -263,65 +265,6 @@ void fv_port_watchdog_kick(void)
 {
     if (fv_board.has_watchdog) {
         IWDG_KR = 0xAAAAu;
-    }
-}
-
-/* ---- fault injection and recovery ---------------------------------------------------------- */
-
-void fv_port_delay_ms(uint32_t ms)
-{
-    const uint64_t t0 = fv_port_ticks();
-    const uint64_t span = (uint64_t)ms * 1000u * core_mhz;
-    while (fv_port_ticks() - t0 < span) {
-        fv_port_watchdog_kick();
-    }
-}
-
-uint32_t fv_port_random(void)
-{
-    static uint32_t state = 0x2545F491u; /* xorshift32, the host board's: reproducible noise */
-    state ^= state << 13;
-    state ^= state >> 17;
-    state ^= state << 5;
-    return state;
-}
-
-void fv_port_reset(void)
-{
-    /* SYSRESETREQ (B3.2.6): the whole chip restarts from the reset vector; QEMU reloads the
-     * image, so everything received so far is forgotten */
-    __asm__ volatile("dsb" ::: "memory");
-    SCB_AIRCR = SCB_AIRCR_RESET;
-    __asm__ volatile("dsb" ::: "memory");
-    for (;;) {
-    }
-}
-
-void fv_port_hang(uint32_t ms)
-{
-    /* Deaf: the link interrupt off, the watchdog no longer kicked. A board with a watchdog
-     * resets after about 4 s; one without (QEMU) resets after ms, or never for ms = 0. */
-    NVIC_ICER(fv_board.usart_irq / 32u) = 1u << (fv_board.usart_irq % 32u);
-    if (ms == 0u) {
-        for (;;) {
-        }
-    }
-    {
-        const uint64_t t0 = fv_port_ticks();
-        const uint64_t span = (uint64_t)ms * 1000u * core_mhz;
-        while (fv_port_ticks() - t0 < span) {
-        }
-    }
-    fv_port_reset();
-}
-
-void fv_port_unplug(void)
-{
-    /* The USART off: the host hears nothing more until a reset (the watchdog's, on a real
-     * board; a restart of the QEMU instance). */
-    NVIC_ICER(fv_board.usart_irq / 32u) = 1u << (fv_board.usart_irq % 32u);
-    USART_CR1(fv_board.usart) = 0u;
-    for (;;) {
     }
 }
 

@@ -12,7 +12,8 @@
 # builds are the catalogue's (boards/catalog.json) whose "firmware_port" is stm32f4, each with its
 # board file ports/stm32f4/boards/<board>.c; a board's clock, baud, flash and RAM come from the
 # catalogue through a generated header and memory map (tools/board_config.py). VARIANT is release
-# (no fault injection) by default for real boards and test (FV_TEST_BUILD) for emulated ones.
+# (no fault injection) by default for real boards and test (FV_TEST_BUILD, which links
+# core/fv_fault.c and ports/stm32f4/faults.c) for emulated ones.
 # KERNELS=ref makes the image boot with the reference kernels instead of the DSP ones (HELLO's
 # flags bit 1 says which run). CATALOG=<path> builds from another catalogue.
 
@@ -66,8 +67,10 @@ STM_DEFS := $(if $(filter test,$(VARIANT)),-DFV_TEST_BUILD) $(if $(filter bench,
             $(if $(filter ref,$(KERNELS)),-DFV_CONFIG_DEFAULT_FLAGS=0u)
 STM_MAIN := ports/stm32f4/$(if $(filter bench,$(VARIANT)),bench.c,main.c)
 STM_BOARD_SRC := ports/stm32f4/boards/$(subst -,_,$(BOARD)).c
+# fault injection (the core's and the port's hooks): test images only, never a release one
+STM_TEST_SRC := $(if $(filter test,$(VARIANT)),$(CORE_TEST_SRC) ports/stm32f4/faults.c)
 STM_GEN_SRC := $(GEN)/model_$(subst -,_,$(subst .,_,$(MODEL))).c $(GEN)/models.c
-STM_ALL_SRC := $(STM_SRC) $(STM_MAIN) $(STM_BOARD_SRC)
+STM_ALL_SRC := $(STM_SRC) $(STM_TEST_SRC) $(STM_MAIN) $(STM_BOARD_SRC)
 # the model's objects depend on nothing but the model: compiled once, shared by boards and variants
 # (a large model, like the int8 baseline's 1.3 MB of weights, is one long compile)
 STM_GEN_OBJ := $(BUILD)/stm32f4/gen/$(MODEL)
@@ -143,10 +146,10 @@ KD_FLAGS := -std=c99 -O2 $(WARN) $(STM_ARCH) -ffunction-sections -fdata-sections
             -Wl,--section-start=.vectors=0x0 -Wl,-u,fv_qemu_vectors -Wl,--gc-sections
 KD_SRC := core/fv_kernels_ref.c core/fv_kernels_dsp.c tests/qemu_mps2_an386.c
 
-$(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) core/fv_kernels.h core/fv_fixedpoint.h $(KT_VECTORS)
+$(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) $(KT_VECTORS)
 	$(ARM_CC) $(KD_FLAGS) -DFV_TEST_OPT -Icore -I$(KD_DIR) tests/test_kernels.c $(KD_SRC) -o $@
 
-$(KD_DIR)/test_kernels_dsp_m4.elf: tests/test_kernels_dsp.c $(KD_SRC) core/fv_kernels.h core/fv_fixedpoint.h | $(KD_DIR)
+$(KD_DIR)/test_kernels_dsp_m4.elf: tests/test_kernels_dsp.c $(KD_SRC) $(KT_HDR) | $(KD_DIR)
 	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_MAX_K=200 -Icore tests/test_kernels_dsp.c $(KD_SRC) -o $@
 
 test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf
