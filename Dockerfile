@@ -34,7 +34,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
             --shell /usr/sbin/nologin fleetvote
 COPY --from=build /out/fleetvote-board /usr/local/bin/fleetvote-board
 COPY models/zoo /app/models/zoo
-# the board catalogue: the USB ids the service scans for come from it (fleetvote.boards)
+# the board catalogue: the USB ids the service scans for come from it (fleetvote.catalog)
 COPY firmware/boards/catalog.json /app/firmware/boards/catalog.json
 ENV PYTHONUNBUFFERED=1 \
     FLEETVOTE_CATALOG=/app/firmware/boards/catalog.json \

@@ -51,17 +51,17 @@ check-cards: venv  ## recompute every zoo card on all 10,000 test images
 	$(BIN)/fleetvote card --check
 
 bench-engine: venv  ## images/s of the engine vs LiteRT vs tflite-micro, as ratios
-	$(BIN)/python -m fleetvote.bench_engine
+	$(BIN)/python -m fleetvote.testbed.bench_engine
 
 model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-s1
 	@test -n "$(ID)" || { echo "usage: make model ID=<id of models/recipes.json>"; exit 2; }
 	$(BIN)/python -m fleetvote_models.recipes $(ID)
 
 bench-link: venv firmware-host  ## images/s one virtual board sustains through the Python client
-	$(BIN)/python -m fleetvote.bench_link
+	$(BIN)/python -m fleetvote.testbed.bench_link
 
 bench-hotplug: venv firmware-host  ## /classify rps and latency at 1 and 16; unplug->offline, replug->ready times
-	$(BIN)/python -m fleetvote.bench_hotplug
+	$(BIN)/python -m fleetvote.testbed.bench_hotplug
 
 FUZZ_SECONDS ?= 600
 fuzz-codec: venv  ## the firmware's frame decoder under libFuzzer (FUZZ_SECONDS=600)
@@ -77,7 +77,7 @@ fresh-root:  ## make test 3 times from clean clones in a fresh Debian 12 root (r
 	tests/fresh-root.sh $(or $(ROOT_DIR),/var/tmp/fleetvote-fresh-root) $(or $(N),3)
 
 qemu-startup: venv  ## each QEMU image kind started 10 times beside a CPU hog: failures, time to first answer
-	$(BIN)/python -m fleetvote.bench_qemu --starts $(or $(N),10)
+	$(BIN)/python -m fleetvote.testbed.bench_qemu --starts $(or $(N),10)
 
 sim-qemu: venv  ## N emulated STM32F405 boards under QEMU, one member each (make sim-qemu N=2)
 	$(BIN)/fleetvote sim --qemu $(or $(N),2)
@@ -102,16 +102,16 @@ results: venv firmware-host  ## regenerate README.md's results table (ensemble-e
 	$(BIN)/fleetvote curves --png docs/curves.png --json $(RESULTS)/curves.json
 	$(BIN)/fleetvote results --dir $(RESULTS) --readme README.md
 
-# ---- reliability: chaos, load, API fuzzing (service/fleetvote/chaos.py, load.py; tests/test_schemathesis.py)
+# ---- reliability: chaos, load, API fuzzing (service/fleetvote/testbed/chaos.py, loadtest.py; tests/test_schemathesis.py)
 CHAOS_ARGS ?= --boards 6 --victims 3 --requests 2000 --concurrency 8
 LOAD_ARGS ?= --requests 10000 --concurrency 64
 FUZZ_API_EXAMPLES ?= 1000
 .PHONY: chaos load fuzz-api
 chaos: venv firmware-host  ## faults at random into K of N virtual boards under load: answers, deadlines, recovery, leaks
-	$(BIN)/python -m fleetvote.chaos $(CHAOS_ARGS)
+	$(BIN)/python -m fleetvote.testbed.chaos $(CHAOS_ARGS)
 
 load: venv firmware-host  ## 10,000 requests at concurrency 64 against fleetvote serve: throughput, p99, fallbacks, RSS
-	$(BIN)/python -m fleetvote.load $(LOAD_ARGS)
+	$(BIN)/python -m fleetvote.testbed.loadtest $(LOAD_ARGS)
 
 fuzz-api: venv firmware-host  ## the HTTP API against its OpenAPI schema under schemathesis (FUZZ_API_EXAMPLES per operation)
 	FUZZ_API_EXAMPLES=$(FUZZ_API_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_schemathesis.py

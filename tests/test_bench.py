@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, ZOO, need_tool
-from fleetvote.cards import load_cards
+from fleetvote.offline.cards import load_cards
 from test_fusion import fourth_strategy  # noqa: F401  (a fixture)
 
 BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
@@ -44,9 +44,9 @@ def live_server(tmp_path, ids, strategy="soft"):
     import uvicorn
 
     from fleetvote.api.app import create_app
-    from fleetvote.bench import free_port
-    from fleetvote.fleet.virtual import start_board, stop_process
     from fleetvote.settings import Settings
+    from fleetvote.testbed.processes import free_port, stop_process
+    from fleetvote.testbed.virtual import start_board
 
     ens = tmp_path / "ensemble.json"
     ens.write_text(json.dumps({"members": [{"id": i} for i in ids], "strategy": strategy, "quorum": 1}))
@@ -78,9 +78,9 @@ def live_server(tmp_path, ids, strategy="soft"):
 
 
 def test_bench_sweep_writes_json_csv_png_with_sane_figures(board_bin, tmp_path, cifar_path, test_images):
-    from fleetvote.bench import CSV_FIELDS, ORDER_SEED, run_bench
     from fleetvote.engine import Engine
     from fleetvote.fusion import fuse_batch
+    from fleetvote.testbed.bench_api import CSV_FIELDS, ORDER_SEED, run_bench
 
     ids = member_ids(2)
     out = tmp_path / "out"
@@ -123,8 +123,8 @@ def test_bench_sweep_writes_json_csv_png_with_sane_figures(board_bin, tmp_path, 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.5:8000", "http://example.com/", "ftp://127.0.0.1/"])
 def test_bench_refuses_urls_off_loopback(url):
-    from fleetvote.bench import check_loopback
     from fleetvote.errors import ConfigError
+    from fleetvote.testbed.bench_api import check_loopback
 
     with pytest.raises(ConfigError):
         check_loopback(url)
@@ -133,25 +133,26 @@ def test_bench_refuses_urls_off_loopback(url):
 def test_bench_measures_every_registered_strategy_and_refuses_others(fourth_strategy):  # noqa: F811
     import argparse
 
-    from fleetvote.bench import add_parser
+    from fleetvote.fusion import STRATEGIES
+    from fleetvote.testbed.bench_api import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    assert parser.parse_args(["bench"]).strategies == ["majority", "weighted", "soft", "median"]
+    assert parser.parse_args(["bench"]).strategies == list(STRATEGIES) and list(STRATEGIES)[-1] == "median"
     assert parser.parse_args(["bench", "--strategies", "median,soft"]).strategies == ["median", "soft"]
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--strategies", "soft,loud"])
 
 
 def test_bench_accepts_loopback_urls():
-    from fleetvote.bench import check_loopback
+    from fleetvote.testbed.bench_api import check_loopback
 
     for url in ("http://127.0.0.1:8000/", "http://localhost:1", "http://[::1]:8000", "http://127.1.2.3:9"):
         assert check_loopback(url) == url.rstrip("/")
 
 
 def test_bench_serve_virtual_starts_and_stops_its_own_server(board_bin, tmp_path, cifar_path):
-    from fleetvote.fleet.virtual import pids_alive
+    from fleetvote.testbed.processes import pids_alive
 
     ids = member_ids(1)
     ens = tmp_path / "ensemble.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, need_tool
-from fleetvote.boards import CATALOG, load_catalog, port_boards, real_boards, usb_ids
+from fleetvote.catalog import CATALOG, load_catalog, port_boards, real_boards, usb_ids
 from fleetvote.errors import ConfigError
 
 FIRMWARE = ROOT / "firmware"

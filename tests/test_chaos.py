@@ -1,6 +1,6 @@
-"""Short versions of `make chaos` and `make load` (service/fleetvote/chaos.py, load.py): faults at
-random into half the boards while clients classify over real HTTP on loopback; then a closed-loop
-load against `fleetvote serve`."""
+"""Short versions of `make chaos` and `make load` (service/fleetvote/testbed/chaos.py,
+loadtest.py): faults at random into half the boards while clients classify over real HTTP on
+loopback; then a closed-loop load against `fleetvote serve`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def board_bin():
     need_tool("cc")
     subprocess.run(["make", "-C", str(ROOT / "firmware"), "BOARD=host", f"PYTHON={sys.executable}"],
                    check=True, capture_output=True)
-    from fleetvote.harness import BOARD_BIN, board_models
+    from fleetvote.testbed.harness import BOARD_BIN, board_models
 
     if not board_models(BOARD_BIN):
         pytest.skip("no zoo member built into the virtual board")
@@ -25,7 +25,7 @@ def board_bin():
 
 
 async def test_chaos_every_request_answered_in_time_and_every_board_back_without_leaks(board_bin):
-    from fleetvote.chaos import ALL_FAULTS, Chaos, ChaosConfig
+    from fleetvote.testbed.chaos import ALL_FAULTS, Chaos, ChaosConfig
 
     # modest concurrency, and time the loop measurably could not run while a request was in
     # flight is not held against the service: the bound (deadline + engine time + 50 ms) is about
@@ -46,18 +46,18 @@ async def test_chaos_every_request_answered_in_time_and_every_board_back_without
 
 
 def test_chaos_command_line_prints_the_counts(board_bin):
-    r = subprocess.run([sys.executable, "-m", "fleetvote.chaos", "--boards", "2", "--members", "2", "--victims", "1", "--requests", "40",
+    r = subprocess.run([sys.executable, "-m", "fleetvote.testbed.chaos", "--boards", "2", "--members", "2", "--victims", "1", "--requests", "40",
                         "--concurrency", "2", "--faults", "DROP,GARBAGE,BAD_CRC", "--fault-interval", "0.1"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode in (0, 1), r.stdout + r.stderr  # 1 while the known task leak stands (see above)
     for word in ("requests 40: answered 40", "wrong 0, lost 0", "faults injected", "recovered", "leaks:", "chaos: "):
         assert word in r.stdout, r.stdout
-    h = subprocess.run([sys.executable, "-m", "fleetvote.chaos", "--help"], capture_output=True, text=True)
+    h = subprocess.run([sys.executable, "-m", "fleetvote.testbed.chaos", "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and "--victims" in h.stdout
 
 
 def test_tiny_load_has_no_error_and_flat_memory(board_bin):
-    from fleetvote.load import LoadConfig, run_load
+    from fleetvote.testbed.loadtest import LoadConfig, run_load
 
     rep = run_load(LoadConfig(requests=800, concurrency=16, boards=2, members=2, warmup=100, rss_every=200))
     text = "\n".join(rep.lines())

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fleetvote.curves import collect, end_slope, plot, table
+from fleetvote.offline.curves import collect, end_slope, plot, table
 
 
 def _model(zoo, mid, role, val):

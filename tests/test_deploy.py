@@ -118,8 +118,8 @@ async def test_compose_virtual_profile_runs_as_written(board_bin, tmp_path, monk
 
     from fleetvote.api.app import create_app
     from fleetvote.engine import Engine
-    from fleetvote.fleet.virtual import stop_process
     from fleetvote.settings import Settings
+    from fleetvote.testbed.processes import stop_process
 
     compose = load_compose()
     boards = virtual_boards(compose)
@@ -261,7 +261,7 @@ def test_udev_rules_parse_as_key_op_value_pairs_and_every_goto_has_its_label():
 
 
 def test_udev_rules_cover_every_stlink_vcp_with_group_mode_modemmanager_and_a_link():
-    from fleetvote.boards import usb_ids as catalogue_usb_ids
+    from fleetvote.catalog import usb_ids as catalogue_usb_ids
 
     parsed = rules()
     tty_ids, usb_ids = set(), set()

@@ -27,7 +27,7 @@ def synth():
 
 
 def _oracle(blob: bytes, q: np.ndarray) -> np.ndarray:
-    from fleetvote.oracle import MicroInterpreter
+    from fleetvote.offline.oracle import MicroInterpreter
 
     return MicroInterpreter(blob).run_quantized(q)
 

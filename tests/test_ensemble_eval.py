@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import ZOO, need_module
-from fleetvote.cards import load_cards
 from fleetvote.fusion import STRATEGIES
+from fleetvote.offline.cards import load_cards
 from test_fusion import fourth_strategy  # noqa: F401  (a fixture)
 
 
@@ -22,7 +22,7 @@ def member_ids(limit: int) -> list[str]:
 
 
 def test_identical_members_vote_like_one_member():
-    from fleetvote.ensemble_eval import evaluate_subsets
+    from fleetvote.offline.ensemble_eval import evaluate_subsets
 
     rng = np.random.default_rng(3)
     val = rng.integers(-128, 128, size=(300, 10)).astype(np.int8)
@@ -39,7 +39,7 @@ def test_identical_members_vote_like_one_member():
 
 
 def test_a_member_outvoted_by_two_agreeing_members():
-    from fleetvote.ensemble_eval import evaluate_subsets
+    from fleetvote.offline.ensemble_eval import evaluate_subsets
 
     y = np.array([0, 1])
     good = np.full((2, 10), -128, np.int8)
@@ -53,7 +53,7 @@ def test_a_member_outvoted_by_two_agreeing_members():
 
 
 def test_equal_strategies_go_to_the_one_registered_last_and_each_keeps_its_plot_style():
-    from fleetvote.ensemble_eval import evaluate_subsets, plot_styles
+    from fleetvote.offline.ensemble_eval import evaluate_subsets, plot_styles
 
     rng = np.random.default_rng(5)
     outs = {"a": rng.integers(-128, 128, (50, 10)).astype(np.int8)}
@@ -64,7 +64,7 @@ def test_equal_strategies_go_to_the_one_registered_last_and_each_keeps_its_plot_
 
 
 def test_plot_styles_stay_distinct_for_many_strategies(monkeypatch):
-    from fleetvote import ensemble_eval
+    from fleetvote.offline import ensemble_eval
 
     names = [f"s{i}" for i in range(14)]
     monkeypatch.setattr(ensemble_eval, "STRATEGIES", names)
@@ -74,7 +74,7 @@ def test_plot_styles_stay_distinct_for_many_strategies(monkeypatch):
 
 def synthetic_report(n_members: int = 3, n_images: int = 80) -> dict:
     """What ``ensemble_eval.run`` reports, from random member outputs instead of the zoo's."""
-    from fleetvote.ensemble_eval import evaluate_subsets, tables
+    from fleetvote.offline.ensemble_eval import evaluate_subsets, tables
 
     rng = np.random.default_rng(6)
     ids = [f"m{i}" for i in range(n_members)]
@@ -95,8 +95,8 @@ def test_a_registered_strategy_is_scored_plotted_and_tabled(fourth_strategy):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fleetvote.ensemble_eval import draw, format_report, plot_styles
-    from fleetvote.results import best_subsets_table
+    from fleetvote.offline.ensemble_eval import draw, format_report, plot_styles
+    from fleetvote.offline.results_table import best_subsets_table
 
     rep = synthetic_report()
     assert all(set(b["test"]) == set(STRATEGIES) for b in rep["subsets"])
@@ -121,7 +121,7 @@ def test_a_registered_strategy_is_scored_plotted_and_tabled(fourth_strategy):
 
 
 def test_log_odds_weights():
-    from fleetvote.ensemble_eval import log_odds_weight
+    from fleetvote.offline.ensemble_eval import log_odds_weight
 
     assert log_odds_weight(0.5) == pytest.approx(math.log(9))
     assert log_odds_weight(0.1) == 0.0 and log_odds_weight(0.05) == 0.0  # chance or worse: no say
@@ -130,14 +130,14 @@ def test_log_odds_weights():
 
 def test_single_member_subset_has_the_member_engine_accuracy_and_cache_is_reused(tmp_path, cifar_path,
                                                                                  monkeypatch):
-    from fleetvote import ensemble_eval
     from fleetvote.data import load_split
     from fleetvote.engine import Engine
+    from fleetvote.offline import ensemble_eval
 
     ids = member_ids(2)
     rep = ensemble_eval.run(ZOO, ids, limit=60, data=cifar_path, cache=tmp_path, progress=False)
     # the zoo's baseline is run too, for the comparison row
-    from fleetvote.cards import load_cards
+    from fleetvote.offline.cards import load_cards
 
     n_models = len(ids) + sum(1 for c in load_cards(ZOO) if c["role"] == "baseline")
     assert rep["cache"] == {"dir": str(tmp_path), "hits": 0, "computed": 2 * n_models}

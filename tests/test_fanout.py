@@ -12,8 +12,8 @@ import numpy as np
 
 from fleetvote.ensemble import Ensemble, Member
 from fleetvote.errors import BoardError
-from fleetvote.fleet.board import Board, BoardAnswer, State
 from fleetvote.fleet.manager import Fleet
+from fleetvote.fleet.owner import Board, BoardAnswer, State
 from fleetvote.link.codec import Result
 from fleetvote.settings import Settings
 

@@ -31,7 +31,7 @@ def board_bin():
 
 @pytest.fixture(scope="module")
 def model_id(board_bin):
-    from fleetvote.harness import board_models
+    from fleetvote.testbed.harness import board_models
 
     ids = board_models(board_bin)
     if not ids:
@@ -46,7 +46,7 @@ def image(seed: int = 0) -> np.ndarray:
 @contextlib.asynccontextmanager
 async def held_board(tmp_path, model_id, timeouts=Timeouts(classify=0.4, ping=0.4, hello=0.4)):
     """A controlled board, and a client holding its pty as the service would."""
-    from fleetvote.harness import ControlledBoard
+    from fleetvote.testbed.harness import ControlledBoard
 
     b = ControlledBoard(model_id, 0, tmp_path)
     b.start()
@@ -229,8 +229,8 @@ CASES = {
 @pytest.mark.parametrize("fault", list(CASES))
 async def test_service_answers_through_each_fault_and_the_board_returns_to_ready(board_bin, model_id, tmp_path, fault):
     from fleetvote.engine import Engine
-    from fleetvote.harness import ControlledBoard, LeanHttp, live_service, write_ensemble
     from fleetvote.settings import Settings
+    from fleetvote.testbed.harness import ControlledBoard, LeanHttp, live_service, write_ensemble
 
     engine = Engine.from_file(ZOO / model_id / "model.tflite")
     board = ControlledBoard(model_id, 0, tmp_path)
@@ -300,8 +300,8 @@ async def test_service_answers_through_each_fault_and_the_board_returns_to_ready
 
 
 async def test_stopping_the_service_leaves_no_asyncio_task_behind(board_bin, model_id, tmp_path):
-    from fleetvote.harness import ControlledBoard, live_service, resources, write_ensemble
     from fleetvote.settings import Settings
+    from fleetvote.testbed.harness import ControlledBoard, live_service, resources, write_ensemble
 
     boards = [ControlledBoard(model_id, i, tmp_path) for i in range(2)]
     for b in boards:

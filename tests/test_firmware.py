@@ -14,12 +14,13 @@ import pytest
 import serial
 
 from conftest import ROOT, ZOO, need_tool
-from fleetvote.cards import load_cards
 from fleetvote.engine import Engine
 from fleetvote.errors import BoardTimeout
-from fleetvote.fleet.virtual import start_board, stop_process
 from fleetvote.link import codec
 from fleetvote.link.client import BoardClient, Timeouts
+from fleetvote.offline.cards import load_cards
+from fleetvote.testbed.processes import stop_process
+from fleetvote.testbed.virtual import start_board
 
 FIRMWARE = ROOT / "firmware"
 
@@ -180,8 +181,8 @@ async def test_fault_injection_works_in_the_test_build(board_bin, tmp_path):
 def test_codegen_is_deterministic_and_agrees_with_analyze(tmp_path):
     import re
 
-    from fleetvote.analyze import analyze
-    from fleetvote.codegen import generate
+    from fleetvote.offline.analyze import analyze
+    from fleetvote.offline.codegen import generate
 
     ids = members()
     if not ids:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import ZOO, need_module, zoo_models
-from fleetvote.analyze import analyze
-from fleetvote.cards import check_cards, load_cards
 from fleetvote.errors import ModelError
+from fleetvote.offline.analyze import analyze
+from fleetvote.offline.cards import check_cards, load_cards
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_zoo_members_meet_the_budget_and_the_seed_bar():
 
 
 def test_the_committed_ensemble_weighs_members_by_their_validation_accuracy():
-    from fleetvote.ensemble_eval import log_odds_weight
+    from fleetvote.offline.ensemble_eval import log_odds_weight
 
     ens = json.loads((ZOO / "ensemble.json").read_text())
     cards = {c["id"]: c for c in load_cards(ZOO)}
@@ -175,7 +175,7 @@ def test_analyze_arena_agrees_with_tflite_micro(tmp_path):
     models = zoo_models()
     if not models:
         pytest.skip("no zoo model yet")
-    from fleetvote.oracle import arena_used_bytes
+    from fleetvote.offline.oracle import arena_used_bytes
 
     for m in models:
         ours = analyze(m / "model.tflite")["total"]["arena_bytes"]

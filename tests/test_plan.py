@@ -7,8 +7,8 @@ import json
 import pytest
 
 from conftest import ZOO
-from fleetvote.boards import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_catalog
-from fleetvote.cards import load_cards
+from fleetvote.catalog import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_catalog
+from fleetvote.offline.cards import load_cards
 
 
 def members() -> list[dict]:
@@ -48,7 +48,7 @@ def write_zoo(zoo, *cards: dict):
 
 
 def test_every_member_fits_a_nucleo_f411re():
-    from fleetvote.plan import fits
+    from fleetvote.offline.bom import fits
 
     cat = load_catalog()
     for c in members():
@@ -56,7 +56,7 @@ def test_every_member_fits_a_nucleo_f411re():
 
 
 def test_baseline_fits_only_boards_with_its_flash_and_goes_on_the_cheapest():
-    from fleetvote.plan import cheapest_board, model_row, priced_boards
+    from fleetvote.offline.bom import cheapest_board, model_row, priced_boards
 
     cat = load_catalog()
     cards = [baseline_card()] + [c for c in load_cards(ZOO) if c["role"] == "baseline"]
@@ -72,7 +72,7 @@ def test_baseline_fits_only_boards_with_its_flash_and_goes_on_the_cheapest():
 
 
 def test_latency_is_transfer_plus_compute():
-    from fleetvote.plan import latency
+    from fleetvote.offline.bom import latency
 
     board = {"baud": 921_600, "clock_hz": 100_000_000, "core": "cortex-m4f"}
     lat = latency(1_000_000, board, 7.4)
@@ -84,7 +84,7 @@ def test_latency_is_transfer_plus_compute():
 
 
 def test_measured_firmware_figures_replace_the_estimates(tmp_path):
-    from fleetvote.plan import load_bench_firmware, load_size_report, requirement
+    from fleetvote.offline.bom import load_bench_firmware, load_size_report, requirement
 
     card = members()[0]
     sr = tmp_path / "size.json"
@@ -107,8 +107,8 @@ def test_measured_firmware_figures_replace_the_estimates(tmp_path):
 
 
 def test_plan_and_results_table_from_a_zoo_with_and_without_baseline(tmp_path):
-    from fleetvote.plan import run
-    from fleetvote.results import END, START, render, splice
+    from fleetvote.offline.bom import run
+    from fleetvote.offline.results_table import END, START, render, splice
 
     m = members()[0]
     zoo = write_zoo(tmp_path / "zoo", m, baseline_card())
@@ -152,7 +152,7 @@ def test_plan_and_results_table_from_a_zoo_with_and_without_baseline(tmp_path):
 
 def test_plan_refuses_a_model_without_its_own_instruction_count(tmp_path):
     from fleetvote.errors import ConfigError
-    from fleetvote.plan import run
+    from fleetvote.offline.bom import run
 
     m = members()[0]
     uncounted = {k: v for k, v in m.items() if k != "bench_firmware"} | {"id": "uncounted"}
@@ -171,7 +171,7 @@ def test_plan_refuses_a_model_without_its_own_instruction_count(tmp_path):
 
 
 def test_plan_uses_exactly_each_models_own_count(tmp_path):
-    from fleetvote.plan import run
+    from fleetvote.offline.bom import run
 
     m = members()[0]
     a = m | {"id": "a", "bench_firmware": counted(7.0, 1.5, mid="a")}
@@ -195,8 +195,8 @@ def test_plan_uses_exactly_each_models_own_count(tmp_path):
 
 
 def test_reference_model_is_planned_on_one_nucleo_f411re_beside_the_baseline(tmp_path):
-    from fleetvote.plan import format_report, run
-    from fleetvote.results import render
+    from fleetvote.offline.bom import format_report, run
+    from fleetvote.offline.results_table import render
 
     m = members()[0]
     zoo = write_zoo(tmp_path / "zoo", m, baseline_card(), reference_card())
@@ -232,7 +232,7 @@ def test_reference_model_is_planned_on_one_nucleo_f411re_beside_the_baseline(tmp
 def test_reports_record_their_command_only_when_made_by_the_fleetvote_command(monkeypatch):
     import sys
 
-    from fleetvote.cli import command_line
+    from fleetvote.command import command_line
 
     monkeypatch.setattr(sys, "argv", ["/venv/bin/fleetvote", "plan", "--json", "a b.json"])
     assert command_line() == "fleetvote plan --json 'a b.json'"

@@ -24,11 +24,14 @@ import pytest
 import serial
 
 from conftest import ROOT, ZOO, need, need_tool
-from fleetvote.boards import port_boards, real_boards
-from fleetvote.cards import load_cards
+from fleetvote.catalog import port_boards, real_boards
 from fleetvote.engine import Engine
-from fleetvote.errors import ConfigError
-from fleetvote.fleet.qemu import (
+from fleetvote.errors import BoardError, BoardRejected, ConfigError
+from fleetvote.link.client import BoardClient, Timeouts
+from fleetvote.link.codec import ErrorCode, FaultKind
+from fleetvote.offline.cards import load_cards
+from fleetvote.testbed.processes import stop_process
+from fleetvote.testbed.qemu import (
     ANSWER_TIMEOUT_S,
     CONFIG_OFFSET,
     FLAG_OPTIMISED,
@@ -39,12 +42,8 @@ from fleetvote.fleet.qemu import (
     patch_image,
     read_config,
     start_qemu,
-    stop_process,
     wait_for_answer,
 )
-from fleetvote.link.client import BoardClient, Timeouts
-from fleetvote.errors import BoardError, BoardRejected
-from fleetvote.link.codec import ErrorCode, FaultKind
 
 FIRMWARE = ROOT / "firmware"
 IMAGES_PER_BOARD = 50
@@ -308,7 +307,7 @@ def test_fleetvote_sim_prints_ports_and_sigterm_stops_every_qemu(members, tmp_pa
 
 
 def test_probe_compares_an_emulated_board_with_the_engine(fleet, capsys, cifar_path):
-    from fleetvote.hardware import probe
+    from fleetvote.testbed.bringup import probe
 
     board = fleet.boards[0]
     assert probe(board.url, limit=5, baud=115_200, data=cifar_path) == 0
@@ -318,14 +317,14 @@ def test_probe_compares_an_emulated_board_with_the_engine(fleet, capsys, cifar_p
 
 
 def test_flash_without_st_flash_or_openocd_says_what_to_install(monkeypatch, members):
-    from fleetvote import hardware
     from fleetvote.errors import ConfigError
+    from fleetvote.testbed import bringup
 
-    monkeypatch.setattr(hardware.shutil, "which", lambda name: None)
+    monkeypatch.setattr(bringup.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match="neither st-flash nor openocd is installed.*stlink-tools"):
-        hardware.flash("nucleo-f411re", members[0], "/dev/null")
+        bringup.flash("nucleo-f411re", members[0], "/dev/null")
     with pytest.raises(ConfigError, match="not a real board"):
-        hardware.flash("netduinoplus2", members[0], "/dev/null")
+        bringup.flash("netduinoplus2", members[0], "/dev/null")
 
 
 # ---------------------------------------------------------------------------- reports
@@ -367,7 +366,7 @@ def bench_firmware(*args: str, timeout: float = 240) -> subprocess.CompletedProc
 
 
 def test_bench_firmware_counts_instructions_and_dsp_convolutions_take_at_most_2_per_mac(members, tmp_path):
-    from fleetvote.cards import bench_problems
+    from fleetvote.offline.cards import bench_problems
 
     # a member with standard convolutions beyond its first layer (not a depthwise-separable one)
     arch = {c["id"]: c["arch"] for c in load_cards(ZOO)}
@@ -481,7 +480,7 @@ def test_service_on_two_emulated_boards_answers_classify_with_both_members_from_
 def test_emulated_boards_are_handed_out_only_once_they_answer_with_a_busy_core(members):
     """Each image kind started 3 times while a CPU hog holds one core (make qemu-startup does
     10): every start ends with the board answering a PING, none with a timeout."""
-    from fleetvote.bench_qemu import KINDS, measure
+    from fleetvote.testbed.bench_qemu import KINDS, measure
 
     results = measure(members[0], starts=3, hog=True)
     assert [(r.board, r.variant) for r in results] == [k[:2] for k in KINDS]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ZOO
-from fleetvote import robustness as rb
+from fleetvote.offline import robustness as rb
 
 
 def smooth_images(n: int = 32, seed: int = 0) -> np.ndarray:
@@ -154,7 +154,7 @@ def test_robustness_reports_every_condition_for_best_member_fleet_and_baseline(r
 
 
 def test_best_member_is_the_fleet_member_with_the_best_validation_accuracy(report):
-    from fleetvote.cards import load_cards
+    from fleetvote.offline.cards import load_cards
 
     rep = report[0]
     ens = json.loads((ZOO / "ensemble.json").read_text())

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, ZOO, need_tool
-from fleetvote.cards import load_cards
+from fleetvote.offline.cards import load_cards
 
 
 @pytest.fixture(scope="module")

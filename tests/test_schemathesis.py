@@ -54,8 +54,8 @@ CHECKS = [no_server_error_but_documented_503, status_code_conformance, content_t
 
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory):
-    from fleetvote.harness import ControlledBoard, ServiceThread, board_models, write_ensemble
     from fleetvote.settings import Settings
+    from fleetvote.testbed.harness import ControlledBoard, ServiceThread, board_models, write_ensemble
 
     need_tool("cc")
     subprocess.run(["make", "-C", str(ROOT / "firmware"), "BOARD=host", f"PYTHON={sys.executable}"],

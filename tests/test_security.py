@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 
 from conftest import ZOO, need_tool
-from fleetvote.harness import LeanHttp, ServiceProcess, free_port, rss_bytes, write_ensemble
+from fleetvote.testbed.harness import LeanHttp, ServiceProcess, rss_bytes, write_ensemble
+from fleetvote.testbed.processes import free_port
 
 
 def members() -> list[str]:
-    from fleetvote.cards import load_cards
+    from fleetvote.offline.cards import load_cards
 
     ids = [c["id"] for c in load_cards(ZOO) if c["role"] == "member"]
     if not ids:
@@ -88,8 +89,8 @@ def test_serve_listens_on_loopback_only_unless_told_otherwise(tmp_path):
 # ---- the API key ----------------------------------------------------------------------------------
 
 async def test_api_key_guards_every_endpoint_but_health_over_a_real_socket(tmp_path):
-    from fleetvote.harness import live_service
     from fleetvote.settings import Settings
+    from fleetvote.testbed.harness import live_service
 
     s = Settings(ensemble=write_ensemble(tmp_path / "e.json", members()[:1]), zoo=ZOO, urls=[], link_globs=[],
                  scan_usb=False, api_key="k3y-s3cret")
@@ -319,8 +320,8 @@ async def test_an_endless_frame_from_a_board_never_grows_the_host_buffer(tmp_pat
 
 
 async def test_the_service_stays_responsive_with_an_endless_board(tmp_path):
-    from fleetvote.harness import live_service
     from fleetvote.settings import Settings
+    from fleetvote.testbed.harness import live_service
 
     board = EndlessBoard(tmp_path / "boards" / "endless")
     board.thread.start()
@@ -422,7 +423,7 @@ def test_serve_with_a_malformed_ensemble_exits_2_with_one_line_and_no_traceback(
 
 @pytest.fixture(scope="module")
 def board_bin():
-    from fleetvote.harness import BOARD_BIN, build_board
+    from fleetvote.testbed.harness import BOARD_BIN, build_board
 
     need_tool("cc")
     return build_board() if not BOARD_BIN.exists() else BOARD_BIN
@@ -431,8 +432,8 @@ def board_bin():
 async def test_a_board_whose_model_hash_differs_from_the_member_does_not_vote(board_bin, tmp_path):
     """A board reporting a member's id but another model's hash (a stale flash, or a device posing
     as a board) is listed, but never serves the member: the engine answers instead."""
-    from fleetvote.harness import ControlledBoard, live_service
     from fleetvote.settings import Settings
+    from fleetvote.testbed.harness import ControlledBoard, live_service
 
     ids = members()
     if len(ids) < 2:
@@ -481,8 +482,8 @@ def _png_header(width: int, height: int) -> bytes:
     60_000,  # over Pillow's own limit: DecompressionBombError, also 413
 ])
 async def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, side):
-    from fleetvote.harness import live_service
     from fleetvote.settings import Settings
+    from fleetvote.testbed.harness import live_service
 
     s = Settings(ensemble=write_ensemble(tmp_path / "e.json", members()[:1]), zoo=ZOO, urls=[], link_globs=[],
                  scan_usb=False)

@@ -96,7 +96,8 @@ async def service_over(tmp_path, ids, url):
 
 async def test_classify_through_ser2net_rfc2217_is_answered_by_the_board(board_bin, tmp_path, test_images):  # noqa: F811
     from fleetvote.engine import Engine
-    from fleetvote.fleet.virtual import start_board, stop_process
+    from fleetvote.testbed.processes import stop_process
+    from fleetvote.testbed.virtual import start_board
 
     ser2net_path()
     ids = member_ids(1)

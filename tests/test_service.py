@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, ZOO, need_tool
-from fleetvote.cards import load_cards
 from fleetvote.engine import Engine
 from fleetvote.fusion import STRATEGIES, fuse
+from fleetvote.offline.cards import load_cards
 from test_fusion import fourth_strategy  # noqa: F401  (a fixture)
 
 BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
@@ -44,8 +44,9 @@ def member_ids(limit: int = 3) -> list[str]:
 async def service(tmp_path, ids, latency_ms=0, **settings_kw):
     """Virtual boards on ptys with links in tmp_path/boards, and the app over them."""
     from fleetvote.api.app import create_app
-    from fleetvote.fleet.virtual import start_board, stop_process
     from fleetvote.settings import Settings
+    from fleetvote.testbed.processes import stop_process
+    from fleetvote.testbed.virtual import start_board
 
     ens = tmp_path / "ensemble.json"
     ens.write_text(json.dumps({"members": [{"id": i} for i in ids], "strategy": "soft",
@@ -116,7 +117,8 @@ async def test_png_upload_in_multipart_classifies_like_the_raw_bytes(board_bin, 
 
 
 async def test_classify_falls_back_when_board_killed_mid_request_and_board_comes_back(board_bin, tmp_path, test_images):
-    from fleetvote.fleet.virtual import start_board, stop_process
+    from fleetvote.testbed.processes import stop_process
+    from fleetvote.testbed.virtual import start_board
 
     ids = member_ids(1)
     async with service(tmp_path, ids, latency_ms=600) as client:
@@ -274,7 +276,8 @@ async def test_classify_takes_a_registered_strategy_and_refuses_an_unknown_one(a
     # no board: every member is computed by the fallback engine, which is all this test needs
     app = api_with_fourth_strategy(Settings(ensemble=ens, zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
     param = next(p for p in app.openapi()["paths"]["/classify"]["post"]["parameters"] if p["name"] == "strategy")
-    assert param["schema"]["anyOf"][0]["enum"] == ["majority", "weighted", "soft", "median"]
+    # the registry, in its order, the strategy registered after import included
+    assert param["schema"]["anyOf"][0]["enum"] == list(STRATEGIES) and list(STRATEGIES)[-1] == "median"
     img = np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

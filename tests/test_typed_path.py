@@ -16,7 +16,7 @@ import pytest
 from conftest import ZOO
 from fleetvote.api.schemas import BoardView, ClassifyResponse
 from fleetvote.errors import Overloaded, QuorumLost
-from fleetvote.fleet.board import Board, BoardSnapshot, State
+from fleetvote.fleet.owner import Board, BoardSnapshot, State
 from fleetvote.fleet.results import Classification, MemberVote
 from fleetvote.link.codec import Info
 
@@ -25,7 +25,7 @@ RAW = {"content": IMAGE.tobytes(), "headers": {"content-type": "application/octe
 
 
 def member_ids(limit: int = 2) -> list[str]:
-    from fleetvote.cards import load_cards
+    from fleetvote.offline.cards import load_cards
 
     ids = [c["id"] for c in load_cards(ZOO) if c["role"] == "member"]
     if not ids:

@@ -51,8 +51,9 @@ def served(board_bin, tmp_path_factory):  # noqa: F811
     import uvicorn
 
     from fleetvote.api.app import create_app
-    from fleetvote.fleet.virtual import start_board, stop_process
     from fleetvote.settings import Settings
+    from fleetvote.testbed.processes import stop_process
+    from fleetvote.testbed.virtual import start_board
 
     tmp = tmp_path_factory.mktemp("ui")
     ids = member_ids(2)
@@ -196,7 +197,7 @@ def test_dashboard_files_are_served_with_a_strict_content_security_policy(served
 
 def test_dashboard_shows_the_fleet_and_the_votes_of_a_dropped_image_and_its_fallbacks(
         served, browser, test_images):
-    from fleetvote.fleet.virtual import start_board
+    from fleetvote.testbed.virtual import start_board
 
     d = browser
     d.get(served.url + "/")

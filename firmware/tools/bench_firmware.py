@@ -240,7 +240,7 @@ def card_record(res: dict, emulator: str, compiler: str) -> dict:
 
 
 def record_in_card(zoo: Path, record: dict, model: str, macc: int) -> None:
-    from fleetvote.cards import BENCH_KEY
+    from fleetvote.offline.cards import BENCH_KEY
 
     path = zoo / model / "card.json"
     card = json.loads(path.read_text())

@@ -10,7 +10,7 @@ so that the catalogue stays the only list of boards and the only source of their
     board_config.py --udev > deploy/udev/99-fleetvote.rules          the udev rules for those ids
 
 Every form takes --catalog PATH (default: the repository's). Standard library only (it runs
-before the virtual environment may exist), plus the repository's own service/fleetvote/boards.py,
+before the virtual environment may exist), plus the repository's own service/fleetvote/catalog.py,
 itself standard library only, which reads and checks the catalogue for every stage. Writes a
 header or map only when its text changes, so make does not rebuild what did not change.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "service"))
 
-from fleetvote.boards import CATALOG, load_catalog, port_boards, probes_in_use, usb_ids  # noqa: E402
+from fleetvote.catalog import CATALOG, load_catalog, port_boards, probes_in_use, usb_ids  # noqa: E402
 from fleetvote.errors import ConfigError  # noqa: E402
 
 # Where each family keeps its flash and SRAM (RM0090 2.3, RM0383 2.3, RM0390 2.3): the catalogue

@@ -112,6 +112,6 @@ def export_run(run: Path, model_id: str, zoo: Path, role: str = "member",
     log = run / "log.jsonl"
     if log.exists():
         shutil.copy(log, dest / "train_log.jsonl")
-    from fleetvote.cards import write_card
+    from fleetvote.offline.cards import write_card
 
     return write_card(dest, data=data)

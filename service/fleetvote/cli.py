@@ -1,17 +1,25 @@
-"""``fleetvote``: one entry point, one subcommand per task.
+"""``fleetvote``: one entry point, one subcommand per task, every one registered from ``COMMANDS``.
 
-Subcommands that need TensorFlow (train, export) import it only when run, so the service's
-runtime environment (no ``train`` extra) still answers ``fleetvote --help``.
+The CLI is where the wings meet: it imports the runtime, the offline tools (``offline/``) and the
+test bed (``testbed/``), and nothing imports it back (what commands share lives in
+``command.py``). Its own commands are the two of the training package (train, export) and serve,
+which wires the test bed's virtual boards into the service. Subcommands import heavy packages
+(TensorFlow, matplotlib, tflite-micro) only when run, so the service's runtime environment (no
+``train`` extra) still answers ``fleetvote --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from .command import add_data
 from .errors import FleetvoteError
+from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, results_table, robustness,
+                      verify)
+from .testbed import bench_api, bringup, qemu
+from .testbed.virtual import VirtualFleet
 
 EPILOG = """\
 examples:
@@ -24,28 +32,6 @@ examples:
 
 Data: --data PATH or CIFAR10_PATH names cifar10-jpeg.tar.gz or cifar-10-python.tar.gz.
 """
-
-
-# Modules that add their own subcommands: each has add_parser(subparsers), which registers one
-# or more subparsers with set_defaults(func=...). They must import heavy packages lazily.
-COMMAND_MODULES: list[str] = ["fleetvote.fleet.qemu", "fleetvote.curves", "fleetvote.hardware", "fleetvote.bench", "fleetvote.ensemble_eval", "fleetvote.plan", "fleetvote.results", "fleetvote.robustness"]
-
-
-def command_line() -> str | None:
-    """The command that made a report, as a user would type it again: ``fleetvote ARGS`` when this
-    process is the fleetvote command (the console script or ``python -m fleetvote.cli``); None
-    otherwise (a test or a script calling ``main()``, whose argv says nothing about the report)."""
-    prog = Path(sys.argv[0])
-    if prog.name == "fleetvote" or (prog.name == "cli.py" and prog.parent.name == "fleetvote"):
-        import shlex
-
-        return "fleetvote " + shlex.join(sys.argv[1:])
-    return None
-
-
-def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="CIFAR-10 archive (JPEG copy or official python release); "
-                                  "default: $CIFAR10_PATH, else Keras' download")
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -72,67 +58,12 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_eval(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate, format_report
-
-    rep = evaluate(Path(a.model), split=a.split, limit=a.limit, data=a.data, png=a.png)
-    print(json.dumps(rep, indent=2) if a.json else format_report(rep))
-    return 0
-
-
-def _cmd_analyze(a: argparse.Namespace) -> int:
-    from .analyze import analyze, format_analysis
-
-    rep = analyze(Path(a.model), board=a.board, vs_seed=True if a.vs_seed else None)
-    print(json.dumps(rep, indent=2) if a.json else format_analysis(rep))
-    return 0 if rep.get("fits", True) else 3
-
-
-def _cmd_card(a: argparse.Namespace) -> int:
-    from .cards import check_cards, write_card
-
-    if a.check:
-        problems = check_cards(Path(a.zoo), limit=a.limit, data=a.data)
-        for p in problems:
-            print(f"MISMATCH {p}")
-        print(f"cards: {len(problems)} mismatches")
-        return 1 if problems else 0
-    for ident in a.ids:
-        print(f"wrote {write_card(Path(a.zoo) / ident, data=a.data)}")
-    return 0
-
-
-def _cmd_verify(a: argparse.Namespace) -> int:
-    from .verify import verify_exact
-
-    d, n, lines = verify_exact(Path(a.zoo), limit=a.limit, data=a.data)
-    for line in lines:
-        print(line)
-    print(f"bit-exact: {d} differing of {n} outputs")
-    return 1 if d or not n else 0
-
-
-def _cmd_codegen(a: argparse.Namespace) -> int:
-    from .codegen import generate
-
-    zoo = Path(a.zoo)
-    ids = a.model or sorted(p.parent.name for p in zoo.glob("*/model.tflite"))
-    missing = [i for i in ids if not (zoo / i / "model.tflite").exists()]
-    if missing:
-        print(f"fleetvote codegen: error: no {', '.join(missing)} in {zoo}", file=sys.stderr)
-        return 2
-    for p in generate([(i, zoo / i / "model.tflite") for i in ids], Path(a.out)):
-        print(p)
-    return 0
-
-
 def _cmd_serve(a: argparse.Namespace) -> int:
     import uvicorn
 
     from . import logs
     from .api.app import create_app
     from .ensemble import load_ensemble
-    from .fleet.virtual import VirtualFleet
     from .settings import ROOT, Settings
 
     overrides = {k: v for k, v in {
@@ -144,7 +75,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     if a.link_glob:
         settings.link_globs = settings.link_globs + a.link_glob
     logs.setup(settings.log_json)
-    virtual = None
+    virtual = None  # the test bed's boards, brought up and down by the app's lifespan
     if a.virtual:
         run_dir = Path(a.run_dir or ROOT / "run")
         ids = [m.id for m in load_ensemble(settings.ensemble, settings.zoo).members]
@@ -152,21 +83,13 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         settings.link_globs = settings.link_globs + [str(run_dir / "boards" / "*")]
     # the lifespan starts and stops the virtual boards: uvicorn re-raises SIGINT/SIGTERM after
     # its graceful shutdown, so code after uvicorn.run() would not run on a signal
-    uvicorn.run(create_app(settings, virtual=virtual), host=settings.host, port=settings.port,
+    uvicorn.run(create_app(settings, board_supply=virtual), host=settings.host, port=settings.port,
                 log_level="info", timeout_graceful_shutdown=5,
                 log_config=logs.uvicorn_log_config(settings.log_json))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fleetvote",
-        description="A CIFAR-10 classifier made of several cheap STM32 boards that vote: "
-                    "train and export the int8 models, measure them, and serve the fleet.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train one model (needs the 'train' extra)",
                        description="Seeded training with augmentation, a cosine learning-rate schedule, "
                                    "a checkpoint every epoch and --resume. Keeps the epoch with the best "
@@ -196,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--stop-after", type=int, metavar="EPOCH",
                    help="stop once this epoch of the schedule is done (--resume goes on later)")
-    _add_data(t)
+    add_data(t)
     t.set_defaults(func=_cmd_train)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="quantise a run to a full-int8 .tflite in the zoo (needs 'train')",
                        description="Full-integer post-training quantisation with TensorFlow's converter, "
                                    "calibrated on training images; asserts input scale 1/255, zero point "
@@ -212,69 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="member: runs in a fleet; baseline: the seed's single-board model; reference: "
                         "MLPerf Tiny's ResNet-8 on one board, the comparison's bar")
     e.add_argument("--calibration", type=int, default=1000, help="training images for calibration")
-    _add_data(e)
+    add_data(e)
     e.set_defaults(func=_cmd_export)
 
-    v = sub.add_parser("eval", help="accuracy, confusion matrix and per-class report of a .tflite",
-                       description="Runs the model through the TFLite Micro reference interpreter "
-                                   "(what a board computes) and prints the seed's report format.",
-                       epilog="example: fleetvote eval models/zoo/baseline/model.tflite --png cm.png",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    v.add_argument("model")
-    v.add_argument("--split", default="test", choices=("test", "val"))
-    v.add_argument("--limit", type=int, help="first N images only")
-    v.add_argument("--png", help="write the confusion matrix as a PNG here")
-    v.add_argument("--json", action="store_true")
-    _add_data(v)
-    v.set_defaults(func=_cmd_eval)
 
-    an = sub.add_parser("analyze", help="per-layer MACC, parameters, flash and RAM of a .tflite",
-                        description="The table X-CUBE-AI gave the seed, for an int8 .tflite: per layer MACC, "
-                                    "parameters, weight bytes, and the peak activation bytes of a buffer "
-                                    "plan over tensor lifetimes. Exit status 3 when it does not fit --board.",
-                        epilog="example: fleetvote analyze models/zoo/vgg12-s1/model.tflite --board nucleo-f411re",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    an.add_argument("model")
-    an.add_argument("--board", help="a board of firmware/boards/catalog.json")
-    an.add_argument("--json", action="store_true")
-    an.add_argument("--vs-seed", action="store_true", help="print the figures beside the seed's (default for the "
-                                                           "zoo's baseline)")
-    an.set_defaults(func=_cmd_analyze)
-
-    c = sub.add_parser("card", help="write or check the zoo's model cards",
-                       description="Without --check: recompute and write card.json for the given ids. "
-                                   "With --check: recompute every card from its .tflite and fail on any "
-                                   "mismatch (hash, counts, sizes, accuracy).",
-                       epilog="example: fleetvote card --check --limit 500",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("ids", nargs="*")
-    c.add_argument("--zoo", default="models/zoo")
-    c.add_argument("--check", action="store_true")
-    c.add_argument("--limit", type=int, help="check accuracy on the first N test images only")
-    _add_data(c)
-    c.set_defaults(func=_cmd_card)
-    x = sub.add_parser("verify-exact", help="numpy engine vs tflite-micro on every zoo model",
-                       description="Runs every zoo model on the test images through the numpy engine and "
-                                   "the tflite-micro reference interpreter and counts differing outputs. "
-                                   "Ends with 'bit-exact: D differing of N outputs'; exit status 1 if D > 0.",
-                       epilog="example: fleetvote verify-exact --limit 500",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    x.add_argument("--zoo", default="models/zoo")
-    x.add_argument("--limit", type=int, help="an evenly spread subset of N test images")
-    _add_data(x)
-    x.set_defaults(func=_cmd_verify)
-
-    g = sub.add_parser("codegen", help="C sources of zoo models for the firmware",
-                       description="Writes model_<id>.c (weights, precomputed multipliers and shifts, the "
-                                   "layer list over a planned arena), models.c (the registry) and fv_arena.h "
-                                   "into --out. The same models give the same bytes.",
-                       epilog="example: fleetvote codegen --out firmware/build/gen --model vgg12-s1",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("--zoo", default="models/zoo")
-    g.add_argument("--out", required=True)
-    g.add_argument("--model", action="append", help="a zoo id (repeat); default: every model of the zoo")
-    g.set_defaults(func=_cmd_codegen)
-
+def _add_serve(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="run the HTTP service over the fleet",
                        description="Serves the dashboard at /, POST /classify, GET /boards, /ensemble, /healthz, "
                                    "/readyz, /metrics and the docs at /docs. Boards are found by USB VID:PID, link "
@@ -298,10 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     s.set_defaults(func=_cmd_serve)
 
-    for module in COMMAND_MODULES:
-        import importlib
 
-        importlib.import_module(module).add_parser(sub)
+# Every subcommand, in the order of ``fleetvote --help``: each entry registers one or more
+# subparsers with set_defaults(func=...).
+COMMANDS = (
+    _add_train, _add_export, evaluate.add_parser, analyze.add_parser, cards.add_parser,
+    verify.add_parser, codegen.add_parser, _add_serve, qemu.add_parser, curves.add_parser,
+    bringup.add_parser, bench_api.add_parser, ensemble_eval.add_parser, bom.add_parser,
+    results_table.add_parser, robustness.add_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fleetvote",
+        description="A CIFAR-10 classifier made of several cheap STM32 boards that vote: "
+                    "train and export the int8 models, measure them, and serve the fleet.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
     return p
 
 

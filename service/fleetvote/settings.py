@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .boards import CATALOG, usb_ids
+from .catalog import CATALOG, usb_ids
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

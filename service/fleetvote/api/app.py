@@ -7,7 +7,6 @@ catch none, and any other exception stays a 500. Requests are counted by one mid
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -44,9 +43,12 @@ async def _quorum_lost(_request: Request, exc: QuorumLost) -> JSONResponse:
 ERROR_HANDLERS = {ImageError: _bad_image, Overloaded: _overloaded, QuorumLost: _quorum_lost}
 
 
-def create_app(settings: Settings | None = None, fleet_factory=None, virtual=None) -> FastAPI:
-    """``virtual``: a VirtualFleet started and stopped by the lifespan, so that its processes end
-    with the application even when the server exits on a signal."""
+def create_app(settings: Settings | None = None, fleet_factory=None,
+               board_supply: contextlib.AbstractAsyncContextManager | None = None) -> FastAPI:
+    """``board_supply``: an async context manager that the lifespan enters before the fleet starts
+    and leaves after it has stopped: whatever brings up boards for the fleet to find (``fleetvote
+    serve --virtual`` passes the test bed's virtual boards), so that they end with the application
+    even when the server exits on a signal. The service itself knows boards only by their links."""
     settings = settings or Settings()
     # validated before the server starts: a bad ensemble or model file stops it with a message
     ensemble = load_ensemble(settings.ensemble, settings.zoo)
@@ -54,11 +56,7 @@ def create_app(settings: Settings | None = None, fleet_factory=None, virtual=Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if virtual is not None:
-            for b in await asyncio.to_thread(virtual.start):
-                log.info("virtual board started", extra={"board": str(b.link or b.port), "model": b.model_id,
-                                                         "pid": b.process.pid})
-        try:
+        async with board_supply or contextlib.nullcontext():
             fleet = (fleet_factory or Fleet)(settings, ensemble, metrics)
             app.state.fleet = fleet
             await fleet.start()
@@ -67,10 +65,6 @@ def create_app(settings: Settings | None = None, fleet_factory=None, virtual=Non
                 yield
             finally:
                 await fleet.stop()
-        finally:
-            if virtual is not None:
-                await asyncio.to_thread(virtual.stop)
-                log.info("virtual boards stopped")
 
     app = FastAPI(
         title="fleetvote", version=__version__, lifespan=lifespan,

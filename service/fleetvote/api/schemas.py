@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from ..data import CLASS_NAMES
 from ..ensemble import Member
-from ..fleet.board import BoardSnapshot, Percentiles
+from ..fleet.owner import BoardSnapshot, Percentiles
 from ..fleet.results import Classification, MemberVote
 from ..fusion import STRATEGIES
 from ..link.codec import Info

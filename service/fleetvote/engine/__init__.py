@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnsupportedModel
+from .arena import BufferPlan, plan_buffers
 from .kernels import Kernel, prepare
 from .loader import TfliteModel, load_model, load_model_bytes
-from .plan import BufferPlan, plan_buffers
 
 __all__ = ["Engine", "TfliteModel", "load_model", "load_model_bytes", "BufferPlan"]
 

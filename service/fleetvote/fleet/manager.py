@@ -30,7 +30,7 @@ from ..fusion import fuse
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
-from .board import Board, BoardAnswer, QueueFull, State
+from .owner import Board, BoardAnswer, QueueFull, State
 from .results import Classification, MemberVote
 
 log = logging.getLogger("fleetvote.fleet")

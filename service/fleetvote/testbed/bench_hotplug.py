@@ -5,7 +5,7 @@ kills one board (SIGKILL: a pulled cable) and times until GET /boards shows it `
 it again behind the same link and times until it is ``ready``. Also measures /classify throughput
 and latency at concurrency 1 and 16 on the healthy fleet.
 
-    python -m fleetvote.bench_hotplug [--rounds 5] [--requests 200]
+    python -m fleetvote.testbed.bench_hotplug [--rounds 5] [--requests 200]
 """
 
 from __future__ import annotations
@@ -56,11 +56,12 @@ async def _load(client, images: np.ndarray, n: int, concurrency: int) -> dict:
 async def run(rounds: int, requests: int) -> dict:
     import httpx
 
-    from .api.app import create_app
-    from .data import load_split
-    from .ensemble import load_ensemble
-    from .fleet.virtual import start_board, stop_process
-    from .settings import Settings
+    from ..api.app import create_app
+    from ..data import load_split
+    from ..ensemble import load_ensemble
+    from ..settings import Settings
+    from .processes import stop_process
+    from .virtual import start_board
 
     settings = Settings(urls=[], scan_usb=False, rescan_s=0.2)
     ids = [m.id for m in load_ensemble(settings.ensemble, settings.zoo).members]

@@ -4,9 +4,10 @@ PID; ``stop()`` leaves no process behind."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,6 +15,9 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..settings import ROOT
+from .processes import stop_process
+
+log = logging.getLogger("fleetvote.virtual")
 
 BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
 
@@ -79,29 +83,6 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
     return VirtualBoard(model_id, board_id, proc, port, link if kind == "pty" else None, kind)
 
 
-def terminate(proc: subprocess.Popen, timeout: float = 3.0) -> int:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 3.0) -> None:
-    """terminate() and close the pipes we held to it."""
-    terminate(proc, timeout)
-    for f in (proc.stdout, proc.stderr):
-        if f:
-            try:
-                f.close()
-            except OSError:  # a drain thread may still be reading it (QEMU boards)
-                pass
-
-
 class VirtualFleet:
     """One virtual board per model id, links in ``link_dir`` (named after the model and index)."""
 
@@ -136,13 +117,15 @@ class VirtualFleet:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    # ``fleetvote serve --virtual`` hands the fleet to ``create_app(board_supply=...)``: the
+    # lifespan enters it before the service's fleet starts and leaves it after that has stopped,
+    # so the boards end with the application even when the server exits on a signal
+    async def __aenter__(self) -> "VirtualFleet":
+        for b in await asyncio.to_thread(self.start):
+            log.info("virtual board started", extra={"board": str(b.link or b.port), "model": b.model_id,
+                                                     "pid": b.process.pid})
+        return self
 
-def pids_alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
-    return alive
+    async def __aexit__(self, *exc) -> None:
+        await asyncio.to_thread(self.stop)
+        log.info("virtual boards stopped")

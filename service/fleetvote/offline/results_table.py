@@ -14,9 +14,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from .errors import ConfigError
-from .fusion import REGISTRY
-from .plan import REFERENCE_BOARD
+from ..errors import ConfigError
+from ..fusion import REGISTRY
+from .bom import REFERENCE_BOARD
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"

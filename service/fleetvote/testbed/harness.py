@@ -34,12 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .fleet.virtual import terminate
-from .settings import ROOT
+from ..settings import ROOT
+from .processes import LOOPBACK, free_port, terminate
+from .virtual import BOARD_BIN
 
-BOARD_BIN = ROOT / "firmware" / "build" / "host" / "board"
 ZOO = ROOT / "models" / "zoo"
-LOOPBACK = "127.0.0.1"
 
 
 def build_board(python: str = sys.executable) -> Path:
@@ -61,12 +60,6 @@ def board_models(binary: Path = BOARD_BIN) -> list[str]:
                                                       json.loads(card.read_text()).get("role") == "member"):
             members.append(mid)
     return members
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 # ---- boards -------------------------------------------------------------------------------------
@@ -226,7 +219,7 @@ async def live_service(settings, *, host: str = LOOPBACK, startup_timeout: float
     (base_url, app). Leaves no socket or task behind."""
     import uvicorn
 
-    from .api.app import create_app
+    from ..api.app import create_app
 
     app = create_app(settings)
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
@@ -360,7 +353,7 @@ class Expected:
 
     @classmethod
     def make(cls, members: list[str], n: int = 64, seed: int = 0) -> "Expected":
-        from .engine import Engine
+        from ..engine import Engine
 
         rng = np.random.default_rng(seed)
         # smooth random images (blurred noise) rather than white noise: closer to what a camera sends
@@ -379,7 +372,7 @@ class Expected:
 
 def check_answer(body: dict, expected: Expected, index: int, *, fallback: bool, quorum: int) -> str | None:
     """None when a 200 body is well formed (the response model) and bit-exact; else why not."""
-    from .api.schemas import ClassifyResponse
+    from ..api.schemas import ClassifyResponse
 
     try:
         r = ClassifyResponse.model_validate(body)

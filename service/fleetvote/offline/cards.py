@@ -17,13 +17,15 @@ while the model's bytes are the same.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..command import add_data
+from ..errors import ConfigError
 
 ACCURACY_TOLERANCE_SUBSET = 0.0  # a subset check compares the subset's own recorded accuracy
 BENCH_KEY = "bench_firmware"
@@ -133,3 +135,32 @@ def check_cards(zoo: Path, limit: int | None = None, data: str | None = None) ->
         if not np.isclose(acc, card[key], atol=1e-9):
             problems.append(f"{card['id']}: {key} {acc} != card {card[key]}")
     return problems
+
+
+# ---- `fleetvote card` --------------------------------------------------------------------------
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("card", help="write or check the zoo's model cards",
+                       description="Without --check: recompute and write card.json for the given ids. "
+                                   "With --check: recompute every card from its .tflite and fail on any "
+                                   "mismatch (hash, counts, sizes, accuracy).",
+                       epilog="example: fleetvote card --check --limit 500",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("ids", nargs="*")
+    c.add_argument("--zoo", default="models/zoo")
+    c.add_argument("--check", action="store_true")
+    c.add_argument("--limit", type=int, help="check accuracy on the first N test images only")
+    add_data(c)
+    c.set_defaults(func=_cmd)
+
+
+def _cmd(a: argparse.Namespace) -> int:
+    if a.check:
+        problems = check_cards(Path(a.zoo), limit=a.limit, data=a.data)
+        for p in problems:
+            print(f"MISMATCH {p}")
+        print(f"cards: {len(problems)} mismatches")
+        return 1 if problems else 0
+    for ident in a.ids:
+        print(f"wrote {write_card(Path(a.zoo) / ident, data=a.data)}")
+    return 0

@@ -1,6 +1,6 @@
 """Load run: many requests at a fixed concurrency against ``fleetvote serve`` over a virtual fleet.
 
-    python -m fleetvote.load --requests 10000 --concurrency 64
+    python -m fleetvote.testbed.loadtest --requests 10000 --concurrency 64
     make load
 
 Virtual boards (one per member of the zoo's ensemble file by default, as ``make run`` starts) and
@@ -254,10 +254,10 @@ def run_load(cfg: LoadConfig) -> LoadReport:
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="python -m fleetvote.load")
+    p = p or argparse.ArgumentParser(prog="python -m fleetvote.testbed.loadtest")
     p.description = ("Closed-loop load against `fleetvote serve` over virtual boards on 127.0.0.1: throughput, "
                      "latency percentiles, fallback share, server memory growth.")
-    p.epilog = "example: python -m fleetvote.load --requests 2000 --concurrency 16 --boards 2"
+    p.epilog = "example: python -m fleetvote.testbed.loadtest --requests 2000 --concurrency 16 --boards 2"
     d = LoadConfig()
     p.add_argument("--requests", type=int, default=d.requests, help="measured requests (default %(default)s)")
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="clients (default %(default)s)")

@@ -1,11 +1,11 @@
 """``make qemu-startup``: how long an emulated board takes to answer after QEMU starts, and
 whether any start fails, for each image kind, while a CPU hog occupies one core.
 
-    python -m fleetvote.bench_qemu [--starts 10] [--model ID] [--no-hog]
+    python -m fleetvote.testbed.bench_qemu [--starts 10] [--model ID] [--no-hog]
 
 Why: QEMU prints its pty line before the firmware enables its USART, and its STM32 USART model
 drops bytes received while the USART is off, so a client that writes at once loses its request
-about half the time (``fleet/qemu.py``). ``start_qemu`` hands a board out only once it has
+about half the time (``testbed/qemu.py``). ``start_qemu`` hands a board out only once it has
 answered a PING; this counts the starts that still fail and the time to the first answer.
 
 The three kinds are the images the tests and ``fleetvote sim`` start: the netduinoplus2 test
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # (board, variant, usart): the images QEMU runs in this project
 KINDS: tuple[tuple[str, str, int], ...] = (
@@ -61,7 +61,8 @@ def cpu_hog() -> subprocess.Popen:
 
 def measure(model_id: str, starts: int, hog: bool = True, progress=None) -> list[KindResult]:
     """Start each kind `starts` times (one QEMU at a time) and record time to first answer."""
-    from .fleet.qemu import build_image, start_qemu, stop_process
+    from .processes import stop_process
+    from .qemu import build_image, start_qemu
 
     results = []
     hog_proc = cpu_hog() if hog else None
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="zoo id whose images are started (default: the ensemble's first member)")
     p.add_argument("--no-hog", action="store_true", help="leave both cores free")
     a = p.parse_args(argv)
-    from .fleet.qemu import ensemble_members
+    from .qemu import ensemble_members
 
     model = a.model or ensemble_members()[0]
     t0 = time.monotonic()

@@ -9,7 +9,7 @@ For every zoo model, in one run and with the same thread count on every side:
 then the ratios the targets are stated in, and the engine's peak Python/numpy memory for one
 batch of 256 (tracemalloc, which numpy reports its buffers to).
 
-    python -m fleetvote.bench_engine [--threads 1] [--seconds 3] [--zoo models/zoo]
+    python -m fleetvote.testbed.bench_engine [--threads 1] [--seconds 3] [--zoo models/zoo]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+
+from ..command import add_data
 
 # measured on this project's 2-core machine for a 6.3 M-MACC VGG-style CNN, one image at a time
 # (LiteRT's default interpreter and the tflite-micro Python interpreter; make bench-engine)
@@ -42,8 +44,8 @@ def _rate(fn, n_items: int, seconds: float) -> float:
 def bench_model(path: Path, images: np.ndarray, threads: int, seconds: float) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
-    from .engine import Engine
-    from .oracle import MicroInterpreter
+    from ..engine import Engine
+    from ..offline.oracle import MicroInterpreter
 
     engine = Engine.from_file(path)
     q = engine.quantize_input(images)
@@ -83,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zoo", default="models/zoo")
     p.add_argument("--threads", type=int, default=1, help="threads for BLAS (engine) and LiteRT (default 1)")
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
-    p.add_argument("--data", help="CIFAR-10 archive (default $CIFAR10_PATH)")
+    add_data(p)
     a = p.parse_args(argv)
 
     from threadpoolctl import threadpool_limits
 
-    from .data import load_split
+    from ..data import load_split
 
     images = load_split("test", a.data).x[:512]
     rows = []

@@ -1,6 +1,6 @@
 """Chaos run: faults injected at random into some virtual boards while clients keep classifying.
 
-    python -m fleetvote.chaos --boards 6 --victims 3 --requests 2000 --concurrency 16
+    python -m fleetvote.testbed.chaos --boards 6 --victims 3 --requests 2000 --concurrency 16
     make chaos                      # the same, with the Makefile's CHAOS_ARGS
 
 N virtual boards (the firmware built for the host, each on a pty with a control FIFO, see
@@ -197,7 +197,7 @@ class Chaos:
     # ---- the run ---------------------------------------------------------------------------------
 
     async def run(self) -> ChaosReport:
-        from .settings import Settings
+        from ..settings import Settings
 
         cfg = self.cfg
         t_start = time.monotonic()
@@ -509,11 +509,11 @@ def run_chaos(cfg: ChaosConfig) -> ChaosReport:
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="python -m fleetvote.chaos")
+    p = p or argparse.ArgumentParser(prog="python -m fleetvote.testbed.chaos")
     p.description = ("Faults injected at random into K of N virtual boards while M requests at concurrency C "
                      "go to the service over HTTP on 127.0.0.1; checks answers, deadlines, recovery and leaks.")
     p.epilog = ("faults: " + ", ".join(ALL_FAULTS) + ". See the module's docstring for what is checked.\n"
-                "example: python -m fleetvote.chaos --boards 4 --victims 2 --requests 300 --concurrency 8")
+                "example: python -m fleetvote.testbed.chaos --boards 4 --victims 2 --requests 300 --concurrency 8")
     d = ChaosConfig()
     p.add_argument("--boards", type=int, default=d.boards, help="virtual boards, members round-robin (default %(default)s)")
     p.add_argument("--victims", type=int, default=d.victims, help="boards that get faults (default %(default)s)")

@@ -37,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .fusion import STRATEGIES, fuse_batch
+from ..command import add_data, command_line
+from ..errors import ConfigError
+from ..fusion import STRATEGIES, fuse_batch
 
 NUM_CLASSES = 10
 ENSEMBLE_SIZE = 5
@@ -62,7 +63,7 @@ def fingerprint(x: np.ndarray, y: np.ndarray) -> str:
 
 
 def outputs_cache_dir() -> Path:
-    from .data import cache_dir
+    from ..data import cache_dir
 
     return cache_dir() / "outputs"
 
@@ -81,7 +82,7 @@ def engine_outputs(model: Path, split: str, x: np.ndarray, fp: str, tag: str, ca
         except Exception:
             pass  # a torn or foreign file is recomputed, never trusted
         path.unlink(missing_ok=True)
-    from .engine import Engine
+    from ..engine import Engine
 
     engine = Engine.from_file(model)
     if progress:
@@ -193,8 +194,8 @@ def tables(results: list[Result]) -> dict:
 
 def run(zoo: Path, members: list[str] | None = None, limit: int | None = None, data: str | None = None,
         max_size: int | None = None, cache: Path | None = None, progress: bool = True) -> dict:
+    from ..data import load_split
     from .cards import load_cards
-    from .data import load_split
 
     cards = {c["id"]: c for c in load_cards(zoo) if (zoo / c["id"] / "model.tflite").exists()}
     if members:
@@ -345,7 +346,6 @@ def _cmd(a: argparse.Namespace) -> int:
     members = [m for m in a.members.split(",") if m] if a.members else None
     rep = run(zoo, members, limit=a.limit, data=a.data, max_size=a.max_size,
               cache=Path(a.cache_dir) if a.cache_dir else None, progress=not a.no_progress)
-    from .cli import command_line
     rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if a.png:
@@ -400,5 +400,5 @@ def add_parser(sub) -> None:
     p.add_argument("--png", help="plot accuracy against the number of members here")
     p.add_argument("--all", action="store_true", help="print every subset, not only the best of each size")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--data", help="CIFAR-10 archive (default: $CIFAR10_PATH)")
+    add_data(p)
     p.set_defaults(func=_cmd)

@@ -50,7 +50,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,9 +61,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .errors import ConfigError
-from .fleet.virtual import terminate
-from .fusion import STRATEGIES
+from ..command import add_data, command_line
+from ..errors import ConfigError
+from ..fusion import STRATEGIES
+from .processes import free_port, terminate
 
 DEFAULT_LEVELS = (1, 4, 16, 64)
 OVERHEAD_LEVELS = (1, 32)
@@ -357,7 +357,7 @@ def run_bench(url: str, out_dir: Path | None = None, levels=DEFAULT_LEVELS, coun
     """Run the sweep against ``url``; write the files into ``out_dir`` when given; the report.
     ``watch_pids``: {"server": [pid], "boards": [pids]}: their CPU time per request is reported
     beside the client's (this process's)."""
-    from .data import load_split
+    from ..data import load_split
 
     url = check_loopback(url)
     if count is None and duration is None:
@@ -539,12 +539,6 @@ def format_report(rep: dict) -> str:
 
 # ---- a server of our own ---------------------------------------------------------------------
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def _board_pids(log_path: Path) -> list[int]:
     pids = []
     with contextlib.suppress(OSError):
@@ -648,7 +642,6 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         raise ConfigError("fleetvote bench needs httpx: pip install httpx (or the project's test extra)") from None
     out = Path(a.out or Path("runs") / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S"))
     count = None if a.duration and a.count is None else (a.count or 200)
-    from .cli import command_line
     command = command_line()
     kw = dict(out_dir=out, levels=a.concurrency, count=count, duration=a.duration, strategies=a.strategies,
               strategy_count=a.strategy_count, strategy_concurrency=a.strategy_concurrency,
@@ -706,5 +699,5 @@ def add_parser(sub) -> None:
     b.add_argument("--out", help="output folder (default runs/bench/<date-time>)")
     b.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")
     b.add_argument("--no-progress", action="store_true")
-    b.add_argument("--data", help="CIFAR-10 archive (default: $CIFAR10_PATH)")
+    add_data(b)
     b.set_defaults(func=_cmd_bench)

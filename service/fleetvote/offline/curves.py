@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..settings import ROOT
 from .cards import load_cards
-from .errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "models" / "zoo"
 RECIPES = ROOT / "models" / "recipes.json"
 TAIL = 10  # epochs over which the end slope is fitted

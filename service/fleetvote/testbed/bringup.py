@@ -4,7 +4,7 @@
     fleetvote probe /dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02 --limit 50
 
 * ``flash`` builds the release image (``make -C firmware BOARD=B MODEL=M``; B one of the
-  catalogue's real boards, ``boards.real_boards()``), writes it with
+  catalogue's real boards, ``catalog.real_boards()``), writes it with
   st-flash (stlink-tools) or, failing that, OpenOCD, then opens the board's port at the
   catalogue's baud and checks with HELLO that it reports the board and the model's hash.
 * ``probe`` says HELLO, classifies N test images, compares every output byte with the numpy
@@ -26,10 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from .boards import get_board, real_boards
-from .errors import BoardError, ConfigError
+from ..catalog import get_board, real_boards
+from ..command import add_data
+from ..errors import BoardError, ConfigError
+from ..settings import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 ZOO = ROOT / "models" / "zoo"
 FLASH_BASE = 0x08000000
@@ -62,7 +63,7 @@ def flash_command(board: str, model_id: str, tool: str | None = None) -> list[st
 
 
 async def _hello(url: str, baud: int, timeout: float = 3.0):
-    from .link.client import BoardClient, Timeouts
+    from ..link.client import BoardClient, Timeouts
 
     client = await BoardClient.open(url, Timeouts(open=5.0, hello=timeout), baudrate=baud)
     try:
@@ -73,7 +74,7 @@ async def _hello(url: str, baud: int, timeout: float = 3.0):
 
 def flash(board: str, model_id: str, port: str, tool: str | None = None, build: bool = True,
           boot_s: float = 1.0) -> int:
-    from .fleet.qemu import build_image
+    from .qemu import build_image
 
     spec = get_board(board)
     real = real_boards()
@@ -105,8 +106,8 @@ def flash(board: str, model_id: str, port: str, tool: str | None = None, build: 
 async def _probe(url: str, baud: int, images, timeout: float, zoo: Path) -> int:
     import numpy as np
 
-    from .engine import Engine
-    from .link.client import BoardClient, Timeouts
+    from ..engine import Engine
+    from ..link.client import BoardClient, Timeouts
 
     client = await BoardClient.open(url, Timeouts(open=5.0, hello=3.0, classify=timeout), baudrate=baud)
     try:
@@ -156,7 +157,7 @@ async def _probe(url: str, baud: int, images, timeout: float, zoo: Path) -> int:
 
 def probe(url: str, limit: int = 50, baud: int | None = None, data: str | None = None,
           timeout: float = 10.0, zoo: Path = ZOO, board: str | None = None) -> int:
-    from .data import load_split
+    from ..data import load_split
 
     if baud is None:
         baud = 921_600
@@ -205,5 +206,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", help="a catalogue board: its baud is used")
     p.add_argument("--baud", type=int, help="default: the --board's, else 921600")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per classification")
-    p.add_argument("--data", help="CIFAR-10 archive; default $CIFAR10_PATH")
+    add_data(p)
     p.set_defaults(func=lambda a: probe(a.url, a.limit, a.baud, a.data, a.timeout, board=a.board))

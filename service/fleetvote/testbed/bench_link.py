@@ -1,7 +1,7 @@
 """``make bench-link``: images per second one virtual board sustains through the Python client,
 over a pty and over a TCP socket, beside the link anchors.
 
-    python -m fleetvote.bench_link [--model ID] [--seconds 5]
+    python -m fleetvote.testbed.bench_link [--model ID] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ANCHOR_PTY_RTT_P50_MS = 0.5  # pyserial-asyncio-fast, 3,090 bytes out, 24 back, 
 
 
 async def _run(url: str, images: np.ndarray, seconds: float) -> dict:
-    from .link.client import BoardClient
+    from ..link.client import BoardClient
 
     client = await BoardClient.open(url)
     try:
@@ -41,10 +41,11 @@ async def _run(url: str, images: np.ndarray, seconds: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cards import load_cards
-    from .data import load_split
-    from .fleet.virtual import start_board, stop_process
-    from .settings import ROOT
+    from ..data import load_split
+    from ..offline.cards import load_cards
+    from ..settings import ROOT
+    from .processes import stop_process
+    from .virtual import start_board
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="zoo id (default: the first member)")

@@ -55,9 +55,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from .virtual import stop_process  # one way to stop a child process, shared with virtual boards
+from ..settings import ROOT
+from .processes import stop_process
 
-ROOT = Path(__file__).resolve().parents[3]
 FIRMWARE = ROOT / "firmware"
 RUN_DIR = ROOT / "run" / "qemu"
 MACHINE = "netduinoplus2"

@@ -6,7 +6,7 @@ For each model of the zoo:
 * what it needs: flash and RAM of its firmware image as measured by the STM32 port's size report
   (``firmware/build/size-report.json``, from ``make -C firmware size-report``) when that file
   exists and has the pair; otherwise the card's weights and arena plus ``FIRMWARE_FLASH_BYTES``
-  and ``FIRMWARE_RAM_BYTES`` of ``fleetvote.boards`` (upper bounds); the report says which;
+  and ``FIRMWARE_RAM_BYTES`` of ``fleetvote.catalog`` (upper bounds); the report says which;
 * the cheapest board of the catalogue (``firmware/boards/catalog.json``; boards with a price only,
   which leaves out the emulated one) that it fits; ties go to the faster clock. A model of role
   ``reference`` (MLPerf Tiny's ResNet-8) goes on a nucleo-f411re, the members' board, whatever
@@ -45,10 +45,11 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .boards import CATALOG, FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_catalog
-from .errors import ConfigError
+from ..catalog import CATALOG, FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_catalog
+from ..command import command_line
+from ..errors import ConfigError
+from ..settings import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SIZE_REPORT = ROOT / "firmware" / "build" / "size-report.json"
 BENCH_FIRMWARE = ROOT / "firmware" / "build" / "bench-firmware.json"
 WIRE_BYTES = 3124  # one image frame and its answer (docs/protocol.md)
@@ -290,7 +291,7 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
     else:
         notes.append(f"flash/RAM: no size report ({size_note or f'{_rel(size_report)} does not exist yet'}): card "
                      f"weights + {FIRMWARE_FLASH_BYTES:,} B flash and arena + {FIRMWARE_RAM_BYTES:,} B RAM of "
-                     "firmware (fleetvote.boards upper bounds)")
+                     "firmware (fleetvote.catalog upper bounds)")
     notes.append(f"cycles per instruction: {cpi_note}; the Cortex-M7 boards are given the Cortex-M4 build's "
                  "instruction count")
     ev = json.loads(Path(eval_json).read_text()) if eval_json else None
@@ -417,7 +418,6 @@ def _cmd(a: argparse.Namespace) -> int:
     rep = run(Path(a.zoo), Path(a.eval) if a.eval else None, Path(a.bench) if a.bench else None,
               Path(a.ensemble) if a.ensemble else None, fleets, Path(a.catalog),
               Path(a.size_report), Path(a.bench_firmware), a.cpi, a.instructions_per_mac)
-    from .cli import command_line
     rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if a.json:

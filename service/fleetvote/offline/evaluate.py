@@ -3,11 +3,14 @@ computed with the TFLite Micro reference interpreter, in the seed's report forma
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
-from .data import CLASS_NAMES, load_split
+from ..command import add_data
+from ..data import CLASS_NAMES, load_split
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = 10) -> np.ndarray:
@@ -112,3 +115,26 @@ def format_report(rep: dict) -> str:
     if rep.get("png"):
         lines.append(f"\nconfusion matrix plot: {rep['png']}")
     return "\n".join(lines)
+
+
+# ---- `fleetvote eval` --------------------------------------------------------------------------
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser("eval", help="accuracy, confusion matrix and per-class report of a .tflite",
+                       description="Runs the model through the TFLite Micro reference interpreter "
+                                   "(what a board computes) and prints the seed's report format.",
+                       epilog="example: fleetvote eval models/zoo/baseline/model.tflite --png cm.png",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("model")
+    v.add_argument("--split", default="test", choices=("test", "val"))
+    v.add_argument("--limit", type=int, help="first N images only")
+    v.add_argument("--png", help="write the confusion matrix as a PNG here")
+    v.add_argument("--json", action="store_true")
+    add_data(v)
+    v.set_defaults(func=_cmd)
+
+
+def _cmd(a: argparse.Namespace) -> int:
+    rep = evaluate(Path(a.model), split=a.split, limit=a.limit, data=a.data, png=a.png)
+    print(json.dumps(rep, indent=2) if a.json else format_report(rep))
+    return 0

@@ -10,12 +10,14 @@ firmware; the firmware's own figures come from the size report of the STM32 port
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
-from .boards import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, get_board
-from .engine import Engine, load_model
+from ..catalog import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, get_board
+from ..engine import Engine, load_model
 
 
 # The seed's single-board model as X-CUBE-AI's analysis reported it (the project's starting brief;
@@ -109,3 +111,26 @@ def format_analysis(rep: dict) -> str:
         lines.append(f"board {b['name']}: flash {b['flash_needed']:,} of {b['flash_bytes']:,} B, "
                      f"RAM {b['ram_needed']:,} of {b['ram_bytes']:,} B (firmware included): {verdict}")
     return "\n".join(lines)
+
+
+# ---- `fleetvote analyze` -----------------------------------------------------------------------
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    an = sub.add_parser("analyze", help="per-layer MACC, parameters, flash and RAM of a .tflite",
+                        description="The table X-CUBE-AI gave the seed, for an int8 .tflite: per layer MACC, "
+                                    "parameters, weight bytes, and the peak activation bytes of a buffer "
+                                    "plan over tensor lifetimes. Exit status 3 when it does not fit --board.",
+                        epilog="example: fleetvote analyze models/zoo/vgg12-s1/model.tflite --board nucleo-f411re",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    an.add_argument("model")
+    an.add_argument("--board", help="a board of firmware/boards/catalog.json")
+    an.add_argument("--json", action="store_true")
+    an.add_argument("--vs-seed", action="store_true", help="print the figures beside the seed's (default for the "
+                                                           "zoo's baseline)")
+    an.set_defaults(func=_cmd)
+
+
+def _cmd(a: argparse.Namespace) -> int:
+    rep = analyze(Path(a.model), board=a.board, vs_seed=True if a.vs_seed else None)
+    print(json.dumps(rep, indent=2) if a.json else format_analysis(rep))
+    return 0 if rep.get("fits", True) else 3

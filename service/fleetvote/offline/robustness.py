@@ -34,9 +34,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..command import add_data, command_line
+from ..errors import ConfigError
+from ..fusion import STRATEGIES, fuse_batch
 from .ensemble_eval import accuracy, engine_outputs, fingerprint, outputs_cache_dir, subset_indices
-from .errors import ConfigError
-from .fusion import STRATEGIES, fuse_batch
 
 DEFAULT_SEED = 2019  # any fixed number (the paper's year); the noise is the only random corruption
 DEFAULT_OUT = "runs/results/robustness.json"
@@ -196,7 +197,7 @@ def corrupt(name: str, x: np.ndarray, seed: int = DEFAULT_SEED, chunk: int = CHU
 def _best_member(ens, zoo: Path, data: str | None, cache: Path | None, progress: bool) -> tuple[str, float]:
     """The member with the best validation accuracy (card; the engine on "val" when a card lacks
     it). Ties: smaller MACC, then the id."""
-    from .data import load_split
+    from ..data import load_split
 
     val = None
     scored = []
@@ -223,8 +224,8 @@ def _baseline_id(zoo: Path) -> str | None:
 
 def run(zoo: Path, ensemble: Path, limit: int | None = None, data: str | None = None, seed: int = DEFAULT_SEED,
         baseline: bool = True, cache: Path | None = None, progress: bool = True) -> dict:
-    from .data import load_split
-    from .ensemble import load_ensemble
+    from ..data import load_split
+    from ..ensemble import load_ensemble
 
     zoo, ensemble = Path(zoo), Path(ensemble)
     ens = load_ensemble(ensemble, zoo)
@@ -358,7 +359,6 @@ def plot(rep: dict, path: Path) -> None:
 def _cmd(a: argparse.Namespace) -> int:
     rep = run(Path(a.zoo), Path(a.ensemble), limit=a.limit, data=a.data, seed=a.seed, baseline=not a.no_baseline,
               cache=Path(a.cache_dir) if a.cache_dir else None, progress=not a.no_progress)
-    from .cli import command_line
     rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = Path(a.out)
@@ -401,5 +401,5 @@ def add_parser(sub) -> None:
                    help="skip the int8 baseline (one 33 M-MACC model, ~7x a member: a third of the run time)")
     p.add_argument("--cache-dir", help="engine outputs cache (default $FLEETVOTE_CACHE/outputs)")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--data", help="CIFAR-10 archive (default: $CIFAR10_PATH)")
+    add_data(p)
     p.set_defaults(func=_cmd)

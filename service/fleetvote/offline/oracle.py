@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FleetvoteError
+from ..errors import FleetvoteError
 
 
 def _runtime():
