@@ -1,5 +1,5 @@
 """Fault injection into a virtual board that another process holds open: the board's --control
-FIFO and --chaos option (firmware/ports/host/main.c), then each fault against the service, which
+FIFO and --chaos option (firmware/ports/host/faults_control.c), then each fault against the service, which
 must answer every request (falling back) and get the board back to ready."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     make chaos                      # the same, with the Makefile's CHAOS_ARGS
 
 N virtual boards (the firmware built for the host, each on a pty with a control FIFO, see
-firmware/ports/host/main.c) serve the members of the zoo's ensemble file (or --members of them)
+firmware/ports/host/faults_control.c) serve the members of the zoo's ensemble file (or --members of them)
 round-robin, with its weights, strategy and quorum; the service runs under uvicorn on
 127.0.0.1 and a free port, in this process. M requests go to POST /classify at concurrency C over
 real HTTP, each with ``deadline_ms=D`` (a share with ``fallback=false``), while an injector breaks
