@@ -11,19 +11,7 @@
 #include <stdint.h>
 
 #include "fv_kernels.h"
-
-typedef enum {
-    FV_OP_CONV_2D = 1,
-    FV_OP_DEPTHWISE_CONV_2D,
-    FV_OP_FULLY_CONNECTED,
-    FV_OP_MAX_POOL_2D,
-    FV_OP_AVERAGE_POOL_2D,
-    FV_OP_ADD,
-    FV_OP_MEAN,
-    FV_OP_PAD,
-    FV_OP_RESHAPE,
-    FV_OP_SOFTMAX
-} fv_op_kind;
+#include "fv_ops.h" /* fv_op_kind: generated from the operator registry (service/fleetvote/engine/ops.py) */
 
 typedef struct {
     fv_op_kind kind;

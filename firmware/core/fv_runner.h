@@ -26,9 +26,9 @@ typedef enum {
 
 #define FV_KERNEL_SETS 2u
 
-/* One entry per op kind, indexed by fv_op_kind (FV_OP_SOFTMAX is its last member); index 0 and
- * any kind without a kernel hold NULL. */
-#define FV_OP_TABLE_SIZE ((uint32_t)FV_OP_SOFTMAX + 1u)
+/* One entry per op kind, indexed by fv_op_kind (FV_OP_LAST is its last member, fv_ops.h); index
+ * 0 and any kind without a kernel hold NULL. */
+#define FV_OP_TABLE_SIZE ((uint32_t)FV_OP_LAST + 1u)
 
 /* A kernel as the runner calls it: the layer (its params and arena offsets) and the arena. */
 typedef void (*fv_op_fn)(const fv_layer *layer, int8_t *arena);

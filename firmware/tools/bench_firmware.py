@@ -39,6 +39,7 @@ from size_report import CATALOG, measure
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "service"))
+from fleetvote.engine.ops import BY_NAME, OPS  # noqa: E402  (after the path above)
 
 NETDUINO, AN386 = "netduinoplus2", "mps2-an386"
 # per machine: the bench image under the build directory, and the make command that builds it
@@ -47,8 +48,9 @@ IMAGES = {
                "make -C firmware BOARD=netduinoplus2 MODEL={m} VARIANT=bench"),
     AN386: ("mps2-an386/{m}/bench/firmware.elf", "make -C firmware BOARD=mps2-an386 MODEL={m}"),
 }
-KINDS = {1: "CONV_2D", 2: "DEPTHWISE_CONV_2D", 3: "FULLY_CONNECTED", 4: "MAX_POOL_2D", 5: "AVERAGE_POOL_2D",
-         6: "ADD", 7: "MEAN", 8: "PAD", 9: "RESHAPE", 10: "SOFTMAX"}
+# a layer's label by its op number (fv_layer.kind), from the operator registry the firmware's enum
+# (core/fv_ops.h) is generated from
+KINDS = {o.number: o.label for o in OPS}
 GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "other")
 
 # Cycles per instruction assumed for the estimate on the F411 (Cortex-M4 at 100 MHz, flash at 3
@@ -163,7 +165,8 @@ def group_of(layer: dict, first_conv: int, taps: int) -> str:
 
 def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
     tpi = b["clock_hz"] / 1e9  # SysTick ticks per instruction under -icount shift=0
-    first_conv = next((l["index"] for l in b["layers"]["ref"] if l["kind"] in (1, 2)), -1)
+    convs = (BY_NAME["CONV_2D"].number, BY_NAME["DEPTHWISE_CONV_2D"].number)
+    first_conv = next((l["index"] for l in b["layers"]["ref"] if l["kind"] in convs), -1)
     rows = []
     groups = {g: {"macc": 0, "ref": 0.0, "opt": 0.0} for g in GROUPS}
     for ref, opt in zip(b["layers"]["ref"], b["layers"]["opt"]):

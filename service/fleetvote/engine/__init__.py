@@ -17,8 +17,9 @@ import numpy as np
 
 from ..errors import UnsupportedModel
 from .arena import BufferPlan, plan_buffers
-from .kernels import Kernel, prepare
+from .kernels import Kernel
 from .loader import TfliteModel, load_model, load_model_bytes
+from .ops import prepare
 
 __all__ = ["Engine", "TfliteModel", "load_model", "load_model_bytes", "BufferPlan"]
 

@@ -1,6 +1,6 @@
 """int8 kernels in numpy, bit-exact with TFLite Micro's reference kernels.
 
-Each kernel is a class built once per layer by ``prepare`` (multipliers, shifts, padding,
+Each kernel is a class built once per layer by ``ops.prepare`` (multipliers, shifts, padding,
 activation range and reshaped weights are computed there, never per image) with a ``__call__``
 taking a batch of int8 activations (N, ...) and returning the int8 output batch.
 
@@ -18,6 +18,8 @@ The int64 accumulator then equals TFLite's int32 accumulator (which cannot overf
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import UnsupportedModel
@@ -31,7 +33,9 @@ from .fixedpoint import (
     saturating_rounding_doubling_high_mul,
     wrap_int32,
 )
-from .loader import Operator, Tensor, TfliteModel
+
+if TYPE_CHECKING:  # annotations only: the loader reads the operator registry (ops.py), which holds these kernels
+    from .loader import Operator, Tensor
 
 K_CHUNK = 1024  # longest exact float32 dot product of int8 values, see the module docstring
 
@@ -495,20 +499,3 @@ def softmax_int8(x: np.ndarray, input_multiplier: int, input_left_shift: int, di
     out = np.where(valid, np.clip(unsat - 128, -128, 127), -128)
     return out.astype(np.int8)
 
-
-KERNELS = {
-    "CONV_2D": Conv2D,
-    "DEPTHWISE_CONV_2D": DepthwiseConv2D,
-    "FULLY_CONNECTED": FullyConnected,
-    "MAX_POOL_2D": lambda op, t: Pool2D(op, t, "max"),
-    "AVERAGE_POOL_2D": lambda op, t: Pool2D(op, t, "avg"),
-    "ADD": Add,
-    "MEAN": Mean,
-    "RESHAPE": Reshape,
-    "PAD": Pad,
-    "SOFTMAX": Softmax,
-}
-
-
-def prepare(model: TfliteModel) -> list[tuple[Operator, Kernel]]:
-    return [(op, KERNELS[op.opcode](op, model.tensors)) for op in model.operators]

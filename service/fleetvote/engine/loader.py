@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelFormatError, UnsupportedModel
+from . import ops as _ops
 
 # TFLite TensorType enum -> (name, numpy dtype)
 TENSOR_TYPES = {
@@ -23,12 +24,9 @@ TENSOR_TYPES = {
     7: ("int16", np.int16), 8: ("complex64", None), 9: ("int8", np.int8), 10: ("float64", np.float64),
 }
 
-# operators the engine and the firmware run, with the builtin code of the TFLite schema
-SUPPORTED_OPS = {
-    "ADD": 0, "AVERAGE_POOL_2D": 1, "CONV_2D": 3, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 9,
-    "MAX_POOL_2D": 17, "RESHAPE": 22, "SOFTMAX": 25, "PAD": 34, "MEAN": 40,
-}
-_OP_NAMES = {v: k for k, v in SUPPORTED_OPS.items()}
+# operators the engine and the firmware run: the registry's (ops.py), name -> TFLite builtin code
+SUPPORTED_OPS = _ops.SUPPORTED_OPS
+_OP_NAMES = {o.builtin: o.tflite for o in _ops.OPS}
 
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 PADDINGS = {0: "SAME", 1: "VALID"}
