@@ -535,3 +535,13 @@ def test_wait_for_answer_gives_up_with_a_clear_error_when_nothing_answers():
     finally:
         os.close(slave)
         os.close(master)
+
+
+def test_qemu_startup_table_has_a_cell_per_column_with_and_without_answers():
+    from fleetvote.testbed.bench_qemu import KindResult, table
+
+    ok = KindResult("netduinoplus2", "test", 2, [], [0.3, 1.8])
+    failed = KindResult("nucleo-f411re", "release", 1, ["no answer"], [])
+    lines = table([ok, failed]).splitlines()
+    assert {line.count("|") for line in lines} == {6}
+    assert "1.05" in lines[2] and "1.80" in lines[2] and "|        1 |" in lines[3]

@@ -48,9 +48,9 @@ class KindResult:
     def row(self) -> str:
         if self.answer_s:
             p50, top = float(np.percentile(self.answer_s, 50)), max(self.answer_s)
-            times = f"{p50:9.2f} {top:7.2f}"
+            times = f"{p50:18.2f} | {top:5.2f}"
         else:
-            times = f"{'-':>9} {'-':>7}"
+            times = f"{'-':>18} | {'-':>5}"
         return f"| {self.name:<24} | {self.starts:>6} | {len(self.failures):>8} | {times} |"
 
 
