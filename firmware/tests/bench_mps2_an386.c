@@ -14,7 +14,7 @@
  *    mps2.c). Under -icount shift=0 an instruction is 1 ns of virtual time: 0.025 ticks per
  *    instruction, one tick per 40 instructions, the resolution of a reading (the netduinoplus2's
  *    168 MHz gives one per 6). Its interrupt counts the wraps (every 2^24 ticks, 671 M
- *    instructions) into a 64-bit count, as the STM32F4 port does.
+ *    instructions) into a 64-bit count, with the STM32F4 port's code (ports/stm32f4/systick.c).
  *  - Link: UART0, a CMSDK APB UART at 0x40004000 (QEMU's first -serial), transmit only, polled.
  *
  * The SysTick and SCB registers come from stm32f4.h's Cortex-M4 section: they are the core's
@@ -25,6 +25,7 @@
 #include "fv_port.h"
 #include "port.h"
 #include "stm32f4.h"
+#include "systick.h"
 
 #define AN386_SYSCLK_HZ 25000000u
 
@@ -39,13 +40,6 @@
 #define UART_STATE_TXFULL (1u << 0)
 #define UART_CTRL_TXEN (1u << 0)
 
-static volatile uint32_t systick_wraps;
-
-void fv_systick_isr(void)
-{
-    systick_wraps = systick_wraps + 1u;
-}
-
 void fv_link_isr(void)
 {
     /* startup.c's table names it; nothing enables a receive interrupt here */
@@ -55,10 +49,7 @@ void fv_port_init(void)
 {
     UART_BAUDDIV = AN386_SYSCLK_HZ / 115200u; /* 217 */
     UART_CTRL = UART_CTRL_TXEN;
-    SYST_RVR = SYST_MAX;
-    SYST_CVR = 0u;
-    SCB_SHPR3 = (SCB_SHPR3 & 0x00FFFFFFu) | (0x80u << 24);
-    SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
+    fv_systick_start();
     __asm__ volatile("cpsie i" ::: "memory");
 }
 
@@ -73,17 +64,7 @@ void fv_port_write(const uint8_t *data, uint32_t n)
 
 uint64_t fv_port_ticks(void)
 {
-    uint32_t hi, lo, pending;
-    do {
-        hi = systick_wraps;
-        lo = SYST_CVR;
-        pending = SCB_ICSR & SCB_ICSR_PENDSTSET;
-    } while (hi != systick_wraps);
-    /* a wrap whose interrupt is still pending: the count read is from the new period */
-    if (pending != 0u && lo > SYST_MAX / 2u) {
-        hi++;
-    }
-    return ((uint64_t)hi << 24) | (uint64_t)(SYST_MAX - lo);
+    return fv_systick_ticks();
 }
 
 uint32_t fv_port_clock_hz(void)

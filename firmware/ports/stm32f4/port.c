@@ -19,6 +19,7 @@
 #include "fv_port.h"
 #include "port.h"
 #include "stm32f4.h"
+#include "systick.h"
 
 #ifndef FV_CONFIG_DEFAULT_FLAGS
 #define FV_CONFIG_DEFAULT_FLAGS FV_CONFIG_FLAG_OPTIMISED
@@ -35,7 +36,6 @@ __attribute__((section(".fv_config"), used)) static const volatile fv_flash_conf
 static fv_clocks clocks;
 static uint32_t core_mhz; /* integer MHz: 16, 100, 168, 180 */
 static int dwt_works;
-static volatile uint32_t systick_wraps;
 
 /* ---- receive ring buffer ------------------------------------------------------------------
  * One producer (the USART interrupt writes rx_head) and one consumer (the main loop writes
@@ -142,17 +142,9 @@ void fv_port_write(const uint8_t *data, uint32_t n)
 
 /* ---- time ---------------------------------------------------------------------------------- */
 
-void fv_systick_isr(void)
-{
-    systick_wraps = systick_wraps + 1u;
-}
-
 static void timer_init(void)
 {
-    SYST_RVR = SYST_MAX;
-    SYST_CVR = 0u;
-    SCB_SHPR3 = (SCB_SHPR3 & 0x00FFFFFFu) | (0x80u << 24);
-    SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
+    fv_systick_start();
 
     /* DWT CYCCNT: enable, then check it moves over a short spin. On QEMU 7.2 it reads as zero
      * and never moves (measured on this project's machine with Debian's QEMU 7.2.22). */
@@ -170,18 +162,7 @@ static void timer_init(void)
 
 uint64_t fv_port_ticks(void)
 {
-    uint32_t hi, lo, pending;
-    do {
-        hi = systick_wraps;
-        lo = SYST_CVR;
-        pending = SCB_ICSR & SCB_ICSR_PENDSTSET;
-    } while (hi != systick_wraps);
-    /* A wrap whose interrupt has not been taken yet: the count read is from the new period
-     * (near the reload value) but the wrap is not counted. */
-    if (pending != 0u && lo > SYST_MAX / 2u) {
-        hi++;
-    }
-    return ((uint64_t)hi << 24) | (uint64_t)(SYST_MAX - lo);
+    return fv_systick_ticks();
 }
 
 int fv_port_dwt_works(void)

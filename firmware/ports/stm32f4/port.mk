@@ -38,7 +38,7 @@ STM_CFLAGS := -std=c99 -O2 -g3 $(WARN) $(STM_ARCH) -ffunction-sections -fdata-se
               -fno-common -MMD -MP
 STM_LDFLAGS := $(STM_ARCH) -nostartfiles -Wl,--gc-sections \
                -Wl,--print-memory-usage -Wl,--no-warn-rwx-segments
-STM_SRC := $(CORE_SRC) core/fv_kernels_dsp.c ports/stm32f4/startup.c ports/stm32f4/port.c \
+STM_SRC := $(CORE_SRC) core/fv_kernels_dsp.c ports/stm32f4/startup.c ports/stm32f4/port.c ports/stm32f4/systick.c \
            ports/stm32f4/clock.c
 
 .PHONY: stm32 measure size-report bench-firmware test-kernels-dsp $(STM_BOARDS)
