@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from fleetvote.data import under_ci
+
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models" / "zoo"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IN_CI = under_ci()
 
 
 def need(condition: bool, why: str) -> None:

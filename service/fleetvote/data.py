@@ -155,11 +155,17 @@ def _keras_download() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"train": (xtr, ytr.reshape(-1).astype(np.uint8)), "test": (xte, yte.reshape(-1).astype(np.uint8))}
 
 
+def under_ci() -> bool:
+    """CI=true (or 1, yes): a missing data set or tool is a failure there, never a skip or a
+    download (the tests' conftest asks the same)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def load_arrays(path: str | os.PathLike | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Raw train/test arrays, through the on-disk cache."""
     path = path or os.environ.get("CIFAR10_PATH")
     if not path:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if under_ci():
             # CI measures on the named copy; a download would hide a missing CIFAR10_PATH
             raise DataError("CI=true and no CIFAR-10 archive given: set CIFAR10_PATH "
                             "(CI never downloads the data set)")
