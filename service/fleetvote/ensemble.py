@@ -5,10 +5,16 @@ message that says what is wrong.
     {
       "members": [{"id": "vgg12-s1", "weight": 0.81}, ...],   # zoo ids; weight >= 0 (weighted vote)
       "strategy": "soft",                                     # a name in fusion.REGISTRY (default soft)
-      "quorum": 3                                             # 1 <= quorum <= len(members)
+      "quorum": 3,                                            # 1 <= quorum <= len(members)
+      "mode": "all",                                          # all | early | cascade (default all)
+      "cascade": {"stage1": ["vgg12-s1"], "threshold": 0.9, "agree": true}  # needed by mode cascade
     }
 
-A member's weight defaults to its card's validation accuracy when omitted.
+A member's weight defaults to its card's validation accuracy when omitted. ``mode`` is what
+``POST /classify`` does without ``?mode=`` (``adaptive.MODES``); ``cascade`` is the cascade's
+operating point (``adaptive.Cascade``: the stage-1 members, a proper subset of the members, and
+its stopping rule), written by ``fleetvote ensemble-eval --write-ensemble`` from a search on the
+validation split. Without it, ``cascade`` is refused (the file's mode, or a request's).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .adaptive import MODES, Cascade
 from .engine import Engine
 from .errors import ConfigError, ModelError
 from .fusion import REGISTRY, STRATEGIES
@@ -31,10 +38,18 @@ class MemberSpec(BaseModel):
     weight: float | None = Field(default=None, ge=0, le=1e6)
 
 
+class CascadeSpec(BaseModel):
+    stage1: list[str] = Field(min_length=1)
+    threshold: float = Field(ge=0, le=1)
+    agree: bool = True
+
+
 class EnsembleSpec(BaseModel):
     members: list[MemberSpec] = Field(min_length=1)
     strategy: str = "soft"
     quorum: int = Field(default=1, ge=1)
+    mode: str = "all"
+    cascade: CascadeSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "EnsembleSpec":
@@ -45,6 +60,14 @@ class EnsembleSpec(BaseModel):
             raise ValueError(f"a member is listed twice: {ids}")
         if self.quorum > len(self.members):
             raise ValueError(f"quorum {self.quorum} exceeds the {len(self.members)} members")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.cascade is not None:
+            s1 = self.cascade.stage1
+            if len(set(s1)) != len(s1) or not set(s1) < set(ids):
+                raise ValueError(f"cascade stage1 {s1} must be distinct members, fewer than all of {ids}")
+        if self.mode == "cascade" and self.cascade is None:
+            raise ValueError("mode cascade needs a cascade section (fleetvote ensemble-eval --write-ensemble)")
         return self
 
 
@@ -67,6 +90,8 @@ class Ensemble:
     strategy: str
     quorum: int
     path: Path
+    mode: str = "all"
+    cascade: Cascade | None = None
 
     def by_hash(self, model_id: str, sha8: bytes) -> Member | None:
         for m in self.members:
@@ -118,4 +143,6 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
         members.append(Member(m.id, weight, sha, engine, card))
     if REGISTRY[spec.strategy].uses_weights and sum(m.weight for m in members) <= 0:
         raise ConfigError(f"{p}: {spec.strategy} voting with all weights zero")
-    return Ensemble(members, spec.strategy, spec.quorum, p)
+    cascade = None if spec.cascade is None else Cascade(tuple(spec.cascade.stage1), spec.cascade.threshold,
+                                                        spec.cascade.agree)
+    return Ensemble(members, spec.strategy, spec.quorum, p, spec.mode, cascade)

@@ -1,7 +1,9 @@
-"""Prometheus metrics in the text exposition format (no client library needed for four families).
+"""Prometheus metrics in the text exposition format (no client library needed for a few families).
 
     fleetvote_requests_total{endpoint, status}      counter (api.requestlog.RequestCount, every request)
     fleetvote_fallbacks_total{reason}               counter
+    fleetvote_answers_total{mode, stage}            counter (answers of Fleet.classify by mode and stage)
+    fleetvote_board_evaluations_saved_total{mode}   counter (members skipped: not waited for, or never asked)
     fleetvote_board_latency_seconds{board, kind}    histogram (kind: round_trip | on_board)
     fleetvote_board_queue_depth{board}              gauge (read from the fleet at scrape time)
     fleetvote_board_up{board, state}                gauge
@@ -28,6 +30,8 @@ class Metrics:
         self.requests: dict[tuple[str, int], int] = defaultdict(int)
         self.fallbacks: dict[str, int] = defaultdict(int)
         self.hist: dict[tuple[str, str], list] = {}
+        self.answers: dict[tuple[str, int], int] = defaultdict(int)
+        self.saved: dict[str, int] = defaultdict(int)
 
     def request(self, endpoint: str, status: int) -> None:
         with self._lock:
@@ -37,6 +41,14 @@ class Metrics:
         key = reason.split(":")[0]  # "board error: <text>" -> one series per kind, bounded
         with self._lock:
             self.fallbacks[key] += 1
+
+    def answer(self, mode: str, stage: int, skipped: int) -> None:
+        """One answer of the fleet in ``mode`` from ``stage``, with ``skipped`` members not
+        waited for or never asked (board evaluations saved: a member an early answer did not wait
+        for may have been computing already; its queued work is cancelled)."""
+        with self._lock:
+            self.answers[(mode, stage)] += 1
+            self.saved[mode] += skipped
 
     def observe(self, board: str, kind: str, seconds: float) -> None:
         with self._lock:
@@ -57,6 +69,15 @@ class Metrics:
                     "# TYPE fleetvote_fallbacks_total counter"]
             for reason, n in sorted(self.fallbacks.items()):
                 out.append(f"fleetvote_fallbacks_total{_labels(reason=reason)} {n}")
+            out += ["# HELP fleetvote_answers_total Answers of the fleet by mode (all, early, cascade) and stage.",
+                    "# TYPE fleetvote_answers_total counter"]
+            for (mode, stage), n in sorted(self.answers.items()):
+                out.append(f"fleetvote_answers_total{_labels(mode=mode, stage=str(stage))} {n}")
+            out += ["# HELP fleetvote_board_evaluations_saved_total Members skipped by early and cascade "
+                    "answers: not waited for, or never asked.",
+                    "# TYPE fleetvote_board_evaluations_saved_total counter"]
+            for mode, n in sorted(self.saved.items()):
+                out.append(f"fleetvote_board_evaluations_saved_total{_labels(mode=mode)} {n}")
             out += ["# HELP fleetvote_board_latency_seconds Board latency: round trip and on-board compute.",
                     "# TYPE fleetvote_board_latency_seconds histogram"]
             for (board, kind), (counts, n, total) in sorted(self.hist.items()):

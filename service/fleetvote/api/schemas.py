@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..adaptive import MODES
 from ..data import CLASS_NAMES
 from ..ensemble import Member
 from ..fleet.owner import BoardSnapshot, Percentiles
@@ -20,6 +21,7 @@ from ..link.codec import Info
 # OpenAPI shows. Fixed when this module is imported, as FastAPI reads a route's types when the
 # route is declared.
 StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
+ModeName = Literal[MODES]  # type: ignore[valid-type]
 
 
 class MemberAnswer(BaseModel):
@@ -53,8 +55,12 @@ class ClassifyResponse(BaseModel):
     scores: list[float]
     degraded: bool = Field(description="true when at least one member came from the fallback engine")
     fallbacks: int
-    members: list[MemberAnswer]
+    members: list[MemberAnswer] = Field(description="the members whose votes were fused")
     latency_ms: float
+    mode: ModeName = Field(description="all, early or cascade; scores and confidence are computed from the "
+                                       "fused members (in early only the label is guaranteed equal to all's)")
+    stage: int = Field(description="the cascade's stage that answered (1 or 2); 1 in the other modes")
+    skipped: list[str] = Field(description="ids of the members not waited for (early) or never asked (cascade)")
 
     @classmethod
     def of(cls, c: Classification) -> ClassifyResponse:
@@ -62,7 +68,7 @@ class ClassifyResponse(BaseModel):
         return cls(label=f.label, class_name=CLASS_NAMES[f.label], confidence=round(f.confidence, 6),
                    strategy=f.strategy, scores=[round(s, 6) for s in f.scores], degraded=c.degraded,
                    fallbacks=c.fallbacks, members=[MemberAnswer.of(m) for m in c.members],
-                   latency_ms=round(c.latency_ms, 3))
+                   latency_ms=round(c.latency_ms, 3), mode=c.mode, stage=c.stage, skipped=list(c.skipped))
 
 
 class BoardCounters(BaseModel):
@@ -145,11 +151,20 @@ class EnsembleMemberView(BaseModel):
                    val_accuracy=m.card.get("val_accuracy"), test_accuracy=m.card.get("test_accuracy"))
 
 
+class CascadeView(BaseModel):
+    stage1: list[str] = Field(description="the members asked first")
+    threshold: float = Field(description="stage 1 answers alone when its members' mean probability for its "
+                                         "label is at least this")
+    agree: bool = Field(description="and, when true, every stage-1 member votes that label")
+
+
 class EnsembleResponse(BaseModel):
     strategy: str
     quorum: int
     fallback: bool
     members: list[EnsembleMemberView]
+    mode: ModeName = Field(default="all", description="what POST /classify does without ?mode=")
+    cascade: CascadeView | None = Field(default=None, description="the cascade's operating point, if any")
 
 
 class Health(BaseModel):

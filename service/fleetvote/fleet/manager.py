@@ -10,6 +10,17 @@ members. When the queues of every board are full the request is refused (503, Re
 ``_gather`` (the answers until the deadline, the engine standing by), ``_stand_in`` (the engine,
 or the quorum check, for the members still missing), then fusion. It returns a typed
 ``results.Classification``; the HTTP API makes JSON of it.
+
+Modes (``adaptive.py``): ``all`` is the above. ``early`` dispatches every member the same way but
+``_gather_early`` counts the votes as they arrive (board answers, and the engine's for members
+whose board failed or is missing) and stops as soon as the members still out cannot change the
+label; their queued work is cancelled (the owner task drops it unsent) and the engine is never
+asked for them (an engine run queued in the pool is cancelled too; one the pool has already
+begun, only possible for a member still out shortly before the deadline, finishes unused).
+``cascade`` asks the ensemble's stage-1 members as in ``all``; when their answer passes the
+cascade's stopping rule it is returned and the other members are never asked, else stage 2 asks
+them and the full vote decides. With fallback off, each stage (and an early decision) needs board
+answers from at least min(quorum, members it asks) members.
 """
 
 from __future__ import annotations
@@ -24,9 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..adaptive import MODES, cascade_stops, early_answer
 from ..ensemble import Ensemble, Member
-from ..errors import BoardError, BoardTimeout, FleetvoteError, Overloaded, QuorumLost
-from ..fusion import fuse
+from ..errors import BoardError, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost
+from ..fusion import Fused, fuse
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
@@ -151,33 +163,78 @@ class Fleet:
     # ---- one request ---------------------------------------------------------------------------
 
     async def classify(self, image: np.ndarray, strategy: str | None = None, deadline_ms: float | None = None,
-                       fallback: bool | None = None) -> Classification:
+                       fallback: bool | None = None, mode: str | None = None) -> Classification:
         """One image through the fleet: dispatch to the boards, gather their answers until the
-        deadline (the engine standing by), fill in the missing members, fuse. Raises Overloaded
-        when every board queue is full, QuorumLost when fallback is off and too few boards answered."""
+        deadline (the engine standing by), fill in the missing members, fuse; in ``mode`` (default:
+        the ensemble file's) all, early or cascade. Raises Overloaded when every board queue is
+        full, QuorumLost when fallback is off and too few boards answered, ConfigError for the
+        cascade of an ensemble file without one."""
         t0 = time.perf_counter()
         strategy = strategy or self.ensemble.strategy
         fallback = self.settings.fallback if fallback is None else fallback
-        sent, reasons = self._dispatch(np.ascontiguousarray(image, dtype=np.uint8).tobytes(), deadline_ms)
+        mode = mode or self.ensemble.mode
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        everyone = list(range(len(self.ensemble.members)))
+        stage, skipped, fused = 1, set(), None
+        if mode == "early":
+            votes, skipped, fused = await self._gather_early(image, strategy, deadline_ms, fallback)
+        elif mode == "cascade":
+            first, rest = self._stages()
+            votes = await self._ask(image, first, deadline_ms, fallback)
+            order = sorted(votes)
+            w = [self.ensemble.members[k].weight for k in order]
+            if votes and cascade_stops(np.array([votes[k].output for k in order]), strategy,
+                                       self.ensemble.cascade, w):
+                skipped = set(rest)
+            else:
+                votes.update(await self._ask(image, rest, deadline_ms, fallback))
+                stage = 2
+        else:
+            votes = await self._ask(image, everyone, deadline_ms, fallback)
+        order = sorted(votes)
+        if fused is None:
+            fused = fuse([votes[k].output for k in order], strategy, [self.ensemble.members[k].weight for k in order])
+        skipped_ids = tuple(self.ensemble.members[k].id for k in sorted(skipped))
+        if self.metrics:
+            self.metrics.answer(mode, stage, len(skipped_ids))
+        return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000,
+                              mode, stage, skipped_ids)
+
+    def _stages(self) -> tuple[list[int], list[int]]:
+        """The cascade's stage-1 and stage-2 members, as member indices."""
+        cascade = self.ensemble.cascade
+        if cascade is None:
+            raise ConfigError(f"{self.ensemble.path}: no cascade section, so mode cascade is not available; "
+                              "write one with fleetvote ensemble-eval --write-ensemble")
+        first = [k for k, m in enumerate(self.ensemble.members) if m.id in cascade.stage1]
+        return first, [k for k in range(len(self.ensemble.members)) if k not in first]
+
+    async def _ask(self, image: np.ndarray, ks: list[int], deadline_ms: float | None,
+                   fallback: bool) -> dict[int, MemberVote]:
+        """The votes of members ``ks`` (indices), every one waited for: boards, then the engine or
+        the quorum check for those missing."""
+        sent, reasons = self._dispatch(image.tobytes(), deadline_ms, ks)
         engines = _EngineRuns(self._engine_pool, self.ensemble.members, image) if fallback else None
         if engines is not None:
             engines.start(*reasons)  # members already known to be missing: computed while the boards work
         answers, failed = await self._gather(sent, engines)
         reasons.update(failed)
         votes = {k: self._board_vote(k, sent[k].board, a) for k, a in answers.items()}
-        votes.update(await self._stand_in(votes, reasons, engines, sent))
-        order = sorted(votes)
-        fused = fuse([votes[k].output for k in order], strategy, [self.ensemble.members[k].weight for k in order])
-        return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
+        votes.update(await self._stand_in(votes, reasons, engines, sent, ks))
+        return votes
 
-    def _dispatch(self, pixels: bytes, deadline_ms: float | None) -> tuple[dict[int, Sent], dict[int, str]]:
-        """Every member's image queued on the least loaded of its boards: what was sent (by member
-        index), and why each other member was not. Overloaded when nothing could be sent because
-        every queue of the boards serving a member was full."""
+    def _dispatch(self, pixels: bytes, deadline_ms: float | None,
+                  ks: list[int] | None = None) -> tuple[dict[int, Sent], dict[int, str]]:
+        """The image of every member (of ``ks``, member indices; default all) queued on the least
+        loaded of its boards: what was sent (by member index), and why each other member was not.
+        Overloaded when nothing could be sent because every queue of the boards serving a member
+        was full."""
         sent: dict[int, Sent] = {}
         reasons: dict[int, str] = {}
-        for k, member in enumerate(self.ensemble.members):
-            outcome = self._submit(member, pixels, deadline_ms)
+        for k in range(len(self.ensemble.members)) if ks is None else ks:
+            outcome = self._submit(self.ensemble.members[k], pixels, deadline_ms)
             if isinstance(outcome, Sent):
                 sent[k] = outcome
             else:
@@ -233,32 +290,119 @@ class Fleet:
                           r.inference_us, ans.queue_ms + ans.round_trip_ms)
 
     async def _stand_in(self, votes: dict[int, MemberVote], reasons: dict[int, str], engines: _EngineRuns | None,
-                        sent: dict[int, Sent]) -> dict[int, MemberVote]:
-        """Votes for the members without a board answer: the engine's, or, with fallback off, none
-        (QuorumLost when fewer than the quorum answered)."""
-        missing = [k for k in range(len(self.ensemble.members)) if k not in votes]
+                        sent: dict[int, Sent], ks: list[int] | None = None) -> dict[int, MemberVote]:
+        """Votes for the members (of ``ks``, default all) without a board answer: the engine's,
+        or, with fallback off, none (QuorumLost when fewer than min(quorum, members asked)
+        answered)."""
+        asked = range(len(self.ensemble.members)) if ks is None else ks
+        missing = [k for k in asked if k not in votes]
         if not missing:
             return {}
         if engines is None:
-            self._check_quorum(len(votes), missing, reasons)
+            self._check_quorum(len(votes), missing, reasons, len(asked))
             return {}
-        fills: dict[int, MemberVote] = {}
-        for k, (out, ms) in zip(missing, await engines.results(missing)):
-            member = self.ensemble.members[k]
-            fills[k] = MemberVote(member.id, tuple(int(v) for v in out), "fallback", reasons[k], None,
-                                  0.0, 0.0, None, ms)
-            if self.metrics:
-                self.metrics.fallback(reasons[k])
-            log.info("member computed by the engine", extra={
-                "model": member.id, "board": sent[k].board.url if k in sent else None, "reason": reasons[k]})
-        return fills
+        return {k: self._fallback_vote(k, out, ms, reasons[k], sent)
+                for k, (out, ms) in zip(missing, await engines.results(missing))}
 
-    def _check_quorum(self, answered: int, missing: list[int], reasons: dict[int, str]) -> None:
-        if answered >= self.quorum:
+    def _fallback_vote(self, k: int, out: np.ndarray, ms: float, reason: str, sent: dict[int, Sent]) -> MemberVote:
+        member = self.ensemble.members[k]
+        if self.metrics:
+            self.metrics.fallback(reason)
+        log.info("member computed by the engine", extra={
+            "model": member.id, "board": sent[k].board.url if k in sent else None, "reason": reason})
+        return MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None, 0.0, 0.0, None, ms)
+
+    async def _gather_early(self, image: np.ndarray, strategy: str, deadline_ms: float | None, fallback: bool
+                            ) -> tuple[dict[int, MemberVote], set[int], Fused | None]:
+        """Mode early: every member dispatched, votes counted as they arrive, and the wait ends
+        as soon as ``adaptive.early_answer`` settles the label. Returns (votes, members skipped,
+        the early answer or None when every member was waited for). The deadline, the engine's
+        stand-ins and the speculative run shortly before the deadline are as in ``_gather``; a
+        board answer in time wins over a speculative engine run (the bytes are the same; the
+        source is not)."""
+        loop = asyncio.get_running_loop()
+        members = self.ensemble.members
+        n = len(members)
+        sent, reasons = self._dispatch(image.tobytes(), deadline_ms)
+        engines = _EngineRuns(self._engine_pool, members, image) if fallback else None
+        votes: dict[int, MemberVote] = {}
+        possible = set(range(n))  # the members whose vote may still come
+        outputs = np.zeros((n, 10), np.int64)
+        board_of = {s.future: k for k, s in sent.items()}
+        engine_of: dict[asyncio.Future, int] = {}
+
+        def lost(k: int) -> None:
+            """Member k's board has no answer: the engine's, or, with fallback off, no vote."""
+            if engines is None:
+                possible.discard(k)
+            else:
+                engine_of[engines.start(k)[0]] = k
+
+        def settled() -> Fused | None:
+            if engines is None and len(votes) < min(self.quorum, n):
+                return None
+            ks = sorted(possible)
+            known = [k in votes for k in ks]
+            return early_answer(outputs[ks], known, strategy, [members[k].weight for k in ks])
+
+        for k in reasons:
+            lost(k)
+        budget = max((s.budget for s in sent.values()), default=0.0)
+        lead = min(budget / 2, FALLBACK_LEAD_S) if engines is not None else 0.0
+        speculate_at, end = loop.time() + budget - lead, loop.time() + budget
+        speculative: dict[int, asyncio.Future] = {}
+        answer = None
+        while (board_of or engine_of) and (answer := settled()) is None:
+            now = loop.time()
+            if board_of and engines is not None and not speculative and now >= speculate_at:
+                # still open shortly before the deadline: the engine starts on the members still out
+                speculative = {k: engines.start(k)[0] for k in board_of.values()}
+            if board_of and now >= end:
+                for fut, k in board_of.items():
+                    fut.cancel()
+                    reasons[k] = "timeout"
+                    if k in speculative:
+                        engine_of[speculative[k]] = k
+                    else:
+                        lost(k)
+                board_of = {}
+                continue
+            wait = set(board_of) | set(engine_of)
+            timeout = None if not board_of else max((speculate_at if not speculative and engines else end) - now, 0)
+            done, _ = await asyncio.wait(wait, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                if fut in board_of:
+                    k = board_of.pop(fut)
+                    if fut.exception() is None:
+                        votes[k] = self._board_vote(k, sent[k].board, fut.result())
+                        outputs[k] = votes[k].output
+                    else:
+                        reasons[k] = _reason(fut.exception())
+                        if k in speculative:
+                            engine_of[speculative[k]] = k
+                        else:
+                            lost(k)
+                else:
+                    k = engine_of.pop(fut)
+                    out, ms = fut.result()
+                    votes[k] = self._fallback_vote(k, out, ms, reasons[k], sent)
+                    outputs[k] = votes[k].output
+        for fut in list(board_of) + list(engine_of) + list(speculative.values()):
+            fut.cancel()  # queued board work is dropped unsent; a queued engine run never starts
+        if answer is None and engines is None:
+            missing = [k for k in range(n) if k not in votes]
+            if missing:
+                self._check_quorum(len(votes), missing, reasons, n)
+        return votes, possible - set(votes), answer
+
+    def _check_quorum(self, answered: int, missing: list[int], reasons: dict[int, str], asked: int | None = None
+                      ) -> None:
+        quorum = min(self.quorum, asked) if asked is not None else self.quorum
+        if answered >= quorum:
             return
         names = [self.ensemble.members[k].id for k in missing]
         raise QuorumLost(f"{answered} of {len(self.ensemble.members)} members answered from boards, "
-                         f"quorum is {self.quorum}; missing: {', '.join(names)} "
+                         f"quorum is {quorum}; missing: {', '.join(names)} "
                          f"({'; '.join(reasons[k] for k in missing)})", names)
 
     @staticmethod
@@ -276,11 +420,13 @@ class _EngineRuns:
         self._pool, self._members, self._image = pool, members, image
         self._runs: dict[int, asyncio.Future] = {}
 
-    def start(self, *ks: int) -> None:
+    def start(self, *ks: int) -> list[asyncio.Future]:
+        """Starts the members not started yet; their runs (futures of (output, ms)), in order."""
         loop = asyncio.get_running_loop()
         for k in ks:
             if k not in self._runs:
                 self._runs[k] = loop.run_in_executor(self._pool, Fleet._engine_run, self._members[k], self._image)
+        return [self._runs[k] for k in ks]
 
     async def results(self, ks: list[int]) -> list[tuple[np.ndarray, float]]:
         """(output, ms) per member of ``ks``, starting those not started yet."""

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from ...images import ImageError, decode
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep
-from ..schemas import ClassifyResponse, ErrorBody, StrategyName
+from ..schemas import ClassifyResponse, ErrorBody, ModeName, StrategyName
 
 router = APIRouter(tags=["classify"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
@@ -62,7 +62,14 @@ async def classify(
     deadline_ms: Annotated[float | None, Query(ge=1, le=600_000,
                            description="per-board deadline; default: each board's own estimate")] = None,
     fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
+    mode: Annotated[ModeName | None, Query(
+        description="all: every member votes; early: answer as soon as the members still out cannot change the "
+                    "label; cascade: the ensemble's stage-1 members first, the rest only when their answer is "
+                    "not confident enough. Default: the ensemble file's mode, else all")] = None,
 ) -> ClassifyResponse:
+    if mode == "cascade" and fleet.ensemble.cascade is None:
+        raise HTTPException(422, "mode cascade: the ensemble file has no cascade section; write one with "
+                                 "fleetvote ensemble-eval --write-ensemble, or use mode all or early")
     image = await _read_image(request)
-    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback)
+    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback, mode=mode)
     return ClassifyResponse.of(answer)

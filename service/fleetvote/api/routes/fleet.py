@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep, SettingsDep
-from ..schemas import BoardsResponse, BoardView, EnsembleMemberView, EnsembleResponse, ErrorBody
+from ..schemas import BoardsResponse, BoardView, CascadeView, EnsembleMemberView, EnsembleResponse, ErrorBody
 
 router = APIRouter(tags=["fleet"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
@@ -27,6 +27,9 @@ async def board(board_id: str, fleet: FleetDep) -> BoardView:
 @router.get("/ensemble", response_model=EnsembleResponse, summary="The members that vote, and how")
 async def ensemble(fleet: FleetDep, settings: SettingsDep) -> EnsembleResponse:
     e = fleet.ensemble
+    c = e.cascade
     return EnsembleResponse(strategy=e.strategy, quorum=fleet.quorum, fallback=settings.fallback,
                             members=[EnsembleMemberView.of(m, [b.url for b in fleet.boards_for(m)])
-                                     for m in e.members])
+                                     for m in e.members], mode=e.mode,
+                            cascade=None if c is None else CascadeView(stage1=list(c.stage1), threshold=c.threshold,
+                                                                       agree=c.agree))
