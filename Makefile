@@ -89,11 +89,11 @@ clean:  ## remove the virtual environment and build outputs (not runs/)
 RESULTS ?= runs/results
 BENCH_COUNT ?= 256
 .PHONY: results
-results: venv firmware-host  ## regenerate README.md's results table (ensemble-eval, robustness, bench, plan; ~5 min, more for new models)
+results: venv firmware-host  ## regenerate README.md's results table (ensemble-eval with the cascade search, robustness, bench, plan; ~5 min, more for new models)
 	@test -n "$$CIFAR10_PATH" || { echo "make results: set CIFAR10_PATH to cifar10-jpeg.tar.gz (figures are on that copy)"; exit 2; }
 	@mkdir -p $(RESULTS)
 	$(BIN)/fleetvote ensemble-eval --json $(RESULTS)/ensemble-eval.json --png $(RESULTS)/ensemble-eval.png \
-	    --write-ensemble $(RESULTS)/ensemble-best.json --no-progress
+	    --png-evaluations docs/evaluations.png --write-ensemble $(RESULTS)/ensemble-best.json --no-progress
 	$(BIN)/fleetvote robustness --ensemble $(RESULTS)/ensemble-best.json --out $(RESULTS)/robustness.json --no-progress
 	$(BIN)/fleetvote bench --serve-virtual --ensemble $(RESULTS)/ensemble-best.json --count $(BENCH_COUNT) \
 	    --out $(RESULTS)/bench --no-progress

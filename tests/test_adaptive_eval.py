@@ -81,3 +81,16 @@ def test_the_report_has_all_early_and_the_cascade_on_test_and_a_loadable_section
     assert ae.cascade_section(rep) == {"stage1": ["a"], "threshold": c["threshold"], "agree": c["agree"]}
     table = ae.format_table(rep)
     assert "| early |" in table and "| cascade (kept) |" in table and "66.7 %" in table
+
+
+def test_readmes_board_evaluations_table_comes_from_the_adaptive_report_and_is_absent_without_one():
+    from fleetvote.offline.results_table import evaluations_table
+
+    val, y_val, *_ = synthetic(seed=1)
+    rep = ae.report(val, val, y_val, y_val, ["a", "b", "c"], "soft", [1.0, 1.0, 1.0], {})
+    lines = evaluations_table({"adaptive": rep})
+    assert lines[0].startswith("**Board evaluations** (the 3 members")
+    assert any(x.startswith("| all | every member | 100.00 % | 3.000 | 100.0 % |") for x in lines)
+    assert any(x.startswith("| cascade (kept) | stage 1 a,") for x in lines)
+    assert "docs/evaluations.png" in "\n".join(lines)
+    assert evaluations_table({}) == []

@@ -121,6 +121,7 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     L.append("")
     L += best_subsets_table(ev)
     L.append("")
+    L += evaluations_table(ev)
     if bench:
         srv = bench.get("server", {})
         L.append(f"**The virtual fleet over HTTP** ({len(srv.get('members', []))} virtual boards: the firmware built "
@@ -197,6 +198,24 @@ def best_subsets_table(ev: dict) -> list[str]:
         st = r["best_strategy_on_val"]
         L.append(f"| {k} | {', '.join(r['members'])} | {st} | {_pct(r['val'][st])} | {_accs(r['test'])} |")
     return L
+
+
+def evaluations_table(ev: dict) -> list[str]:
+    """Board evaluations: accuracy against mean board evaluations per image for all, early and the
+    cascade (ensemble-eval's adaptive section); nothing for a report made before it had one."""
+    a = ev.get("adaptive")
+    if not a:
+        return []
+    from .adaptive_eval import format_table
+
+    c = a["cascade"]
+    return [f"**Board evaluations** (the {len(a['members'])} members written to the ensemble file, {a['strategy']} "
+            "vote; `?mode=` of `POST /classify`; test split; the cascade's stage 1 and threshold chosen on "
+            f"validation: the fewest evaluations within {a['tolerance'] * 100:.1f} points of all's validation "
+            f"accuracy, there {_pct(c['val'])} at {c['val_evaluations']:.3f} evaluations per image against "
+            f"{_pct(a['all']['val'])}; early counts the answers the vote needed with members answering one at a "
+            "time, fastest first: what a saturated fleet saves; its labels are all's)", "",
+            *format_table(a).splitlines(), "", "![accuracy against board evaluations](docs/evaluations.png)", ""]
 
 
 def splice(readme: str, body: str) -> str:
