@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?=
 PYTEST_ARGS ?=
 
-.PHONY: size-report bench-firmware sim-qemu help venv venv-run deps deps-run run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model qemu-startup fresh-root
+.PHONY: size-report bench-firmware bench-adaptive sim-qemu help venv venv-run deps deps-run run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model qemu-startup fresh-root
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-
 
 bench-link: venv firmware-host  ## images/s one virtual board sustains through the Python client
 	$(BIN)/python -m fleetvote.testbed.bench_link
+
+ADAPTIVE_ARGS ?= --board-ms 0 --replicas 1,2,3
+bench-adaptive: venv firmware-host  ## modes all, early, cascade at saturation with 1-3 boards per member, and with one board slowed (ADAPTIVE_ARGS)
+	$(BIN)/python -m fleetvote.testbed.bench_adaptive $(ADAPTIVE_ARGS)
 
 bench-hotplug: venv firmware-host  ## /classify rps and latency at 1 and 16; unplug->offline, replug->ready times
 	$(BIN)/python -m fleetvote.testbed.bench_hotplug
