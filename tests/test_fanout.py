@@ -12,6 +12,7 @@ import numpy as np
 
 from fleetvote.ensemble import Ensemble, Member
 from fleetvote.errors import BoardError
+from fleetvote.fusion import fuse
 from fleetvote.fleet.manager import Fleet
 from fleetvote.fleet.owner import Board, BoardAnswer, State
 from fleetvote.link.codec import Result
@@ -122,8 +123,14 @@ async def test_early_answers_once_the_vote_is_decided_and_never_computes_the_mem
     assert jobs[1].future.cancelled()  # its board's unstarted work is cancelled: the owner drops it
 
 
+def engine_busy(fleet) -> None:
+    """Every engine worker taken: mode early spills nothing over."""
+    fleet._engines_running = fleet._engine_workers
+
+
 async def test_early_waits_while_the_members_still_out_can_change_the_label():
     fleet, boards, engines = fleet_of(3)
+    engine_busy(fleet)
     task = asyncio.create_task(fleet.classify(np.zeros((32, 32, 3), np.uint8), strategy="majority", mode="early"))
     jobs = [await b.queue.get() for b in boards]
     jobs[0].future.set_result(sure_of(4))
@@ -134,19 +141,44 @@ async def test_early_waits_while_the_members_still_out_can_change_the_label():
     body = await task
     fleet._engine_pool.shutdown()
     assert body.fused.label == 5 and body.skipped == () and len(body.members) == 3
+    assert not any(e.started for e in engines), "the engine ran although every worker was busy"
 
 
-async def test_early_counts_the_engines_vote_for_a_member_whose_board_failed():
-    fleet, boards, engines = fleet_of(3)  # the engine's bytes vote class 0
+async def test_early_spills_a_straggling_board_over_to_the_engine_and_drops_its_queued_job():
+    fleet, boards, engines = fleet_of(3)
+    t0 = time.perf_counter()
     task = asyncio.create_task(fleet.classify(np.zeros((32, 32, 3), np.uint8), strategy="majority", mode="early"))
-    jobs = [await b.queue.get() for b in boards]
-    jobs[0].future.set_exception(BoardError("error frame", boards[0].url))
-    jobs[1].future.set_result(BoardAnswer(Result(1, tuple(ENGINE_BYTES.tolist()), 1000, 0), 0.0, 1.0))
+    jobs = [await b.queue.get() for b in boards[:2]]
+    await asyncio.sleep(0.02)
+    jobs[0].future.set_result(sure_of(4))
+    jobs[1].future.set_result(sure_of(5))  # open, only board 2 out: after 1.25 x 20 ms it straggles
     body = await task
     fleet._engine_pool.shutdown()
-    assert [(m.model_id, m.source) for m in body.members] == [("m0", "fallback"), ("m1", "board")]
-    assert body.skipped == ("m2",) and body.fused.label == 0
-    assert len(engines[0].started) == 1 and not engines[2].started
+    took = (time.perf_counter() - t0) * 1000
+    assert took < DEADLINE_MS / 4, "waited for the straggling board"
+    (spilled,) = engines[2].started
+    assert (spilled - t0) * 1000 >= 20 * 1.25 - 1  # not before it straggled
+    assert [(m.model_id, m.source) for m in body.members] == [("m0", "board"), ("m1", "board"), ("m2", "fallback")]
+    assert body.members[2].reason.startswith("spillover")
+    assert not engines[0].started and not engines[1].started
+    assert body.fused.label == fuse([sure_of(4).result.scores, sure_of(5).result.scores, ENGINE_BYTES],
+                                    "majority").label
+    assert (await boards[2].queue.get()).future.cancelled()  # its job: dropped unsent
+
+
+async def test_early_spills_nothing_over_while_every_engine_worker_is_busy():
+    fleet, boards, engines = fleet_of(3)
+    engine_busy(fleet)
+    task = asyncio.create_task(fleet.classify(np.zeros((32, 32, 3), np.uint8), strategy="majority", mode="early"))
+    jobs = [await b.queue.get() for b in boards]
+    jobs[0].future.set_result(sure_of(4))
+    jobs[1].future.set_result(sure_of(5))
+    await asyncio.sleep(0.05)
+    assert not task.done() and not engines[2].started
+    jobs[2].future.set_result(sure_of(4))
+    body = await task
+    fleet._engine_pool.shutdown()
+    assert all(m.source == "board" for m in body.members) and body.fused.label == 4
 
 
 async def test_early_label_equals_all_for_the_same_board_answers():
@@ -212,6 +244,7 @@ async def test_cascade_without_a_cascade_section_is_a_config_error():
 
 async def test_early_with_a_silent_board_and_an_open_vote_falls_back_at_the_deadline():
     fleet, (talking, silent), (e_talking, e_silent) = fleet_of(2)
+    engine_busy(fleet)  # no spillover: the speculative run before the deadline is what is seen
     t0 = time.perf_counter()
     task = asyncio.create_task(fleet.classify(np.zeros((32, 32, 3), np.uint8), strategy="majority", mode="early"))
     (await talking.queue.get()).future.set_result(sure_of(4))

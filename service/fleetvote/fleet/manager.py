@@ -17,6 +17,10 @@ whose board failed or is missing) and stops as soon as the members still out can
 label; their queued work is cancelled (the owner task drops it unsent) and the engine is never
 asked for them (an engine run queued in the pool is cancelled too; one the pool has already
 begun, only possible for a member still out shortly before the deadline, finishes unused).
+When the vote is open and waits only for boards that straggle (a board cannot be interrupted, so
+one still computing an image an early answer did not need keeps the next waiting; or it is
+slow), the engine computes those members (spillover: an engine run counted as an evaluation,
+``source: "fallback"``, reason ``SPILLOVER``), the first of board and engine counting.
 ``cascade`` asks the ensemble's stage-1 members as in ``all``; when their answer passes the
 cascade's stopping rule it is returned and the other members are never asked, else stage 2 asks
 them and the full vote decides. With fallback off, each stage (and an early decision) needs board
@@ -55,6 +59,17 @@ FALLBACK_LEAD_S = 0.05
 # why a member was not sent when every queue of its boards was full
 QUEUE_FULL = "queue full"
 
+# Mode early's spillover: when the vote waits only for boards, and they have been out STRAGGLER
+# times as long as the members that answered took, the engine computes them (reason SPILLOVER),
+# if it has a worker free. A board cannot be interrupted, so one still computing an image an
+# early answer did not need keeps the next image waiting for up to a whole image; a slowed board
+# keeps every image waiting. 1.25, a quarter more than the slowest answer so far: a choice, so
+# that beside boards of about 150 ms a board slowed by 200 ms is spilled at about 190 ms
+# (testbed/bench_adaptive.py measures it), and boards of one kind that merely spread a little
+# are left to answer.
+STRAGGLER = 1.25
+SPILLOVER = "spillover: board straggling"
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -82,6 +97,8 @@ class Fleet:
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
         self._engine_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="engine")
+        self._engine_workers = os.cpu_count() or 2
+        self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -216,7 +233,7 @@ class Fleet:
         """The votes of members ``ks`` (indices), every one waited for: boards, then the engine or
         the quorum check for those missing."""
         sent, reasons = self._dispatch(image.tobytes(), deadline_ms, ks)
-        engines = _EngineRuns(self._engine_pool, self.ensemble.members, image) if fallback else None
+        engines = _EngineRuns(self._engine_pool, self.ensemble.members, image, self) if fallback else None
         if engines is not None:
             engines.start(*reasons)  # members already known to be missing: computed while the boards work
         answers, failed = await self._gather(sent, engines)
@@ -316,27 +333,38 @@ class Fleet:
                             ) -> tuple[dict[int, MemberVote], set[int], Fused | None]:
         """Mode early: every member dispatched, votes counted as they arrive, and the wait ends
         as soon as ``adaptive.early_answer`` settles the label. Returns (votes, members skipped,
-        the early answer or None when every member was waited for). The deadline, the engine's
-        stand-ins and the speculative run shortly before the deadline are as in ``_gather``; a
-        board answer in time wins over a speculative engine run (the bytes are the same; the
-        source is not)."""
+        the early answer or None when every member was waited for).
+
+        The deadline, the engine's stand-ins and the speculative run shortly before the deadline
+        are as in ``_gather``. One more engine run, the spillover: when the vote is still open,
+        waits only for boards, and those have been out ``STRAGGLER`` times as long as the members
+        that answered took, the engine computes them (when it has a worker free), and whichever of
+        board and engine answers first counts (the bytes are the same; ``source`` says which, the
+        reason is ``SPILLOVER``); the board's job, if still queued, is then dropped. A member
+        skipped is never computed."""
         loop = asyncio.get_running_loop()
         members = self.ensemble.members
         n = len(members)
         sent, reasons = self._dispatch(image.tobytes(), deadline_ms)
-        engines = _EngineRuns(self._engine_pool, members, image) if fallback else None
+        engines = _EngineRuns(self._engine_pool, members, image, self) if fallback else None
         votes: dict[int, MemberVote] = {}
         possible = set(range(n))  # the members whose vote may still come
         outputs = np.zeros((n, 10), np.int64)
         board_of = {s.future: k for k, s in sent.items()}
-        engine_of: dict[asyncio.Future, int] = {}
+        engine_of: dict[asyncio.Future, int] = {}  # engine runs whose result is the member's vote
+        racing: dict[int, asyncio.Future] = {}  # engine runs racing a board still out (speculative, spillover)
+
+        def vote(k: int, v: MemberVote) -> None:
+            votes[k] = v
+            outputs[k] = v.output
 
         def lost(k: int) -> None:
-            """Member k's board has no answer: the engine's, or, with fallback off, no vote."""
+            """Member k's board has no answer: the engine's (the run racing it, if any), or, with
+            fallback off, no vote."""
             if engines is None:
                 possible.discard(k)
             else:
-                engine_of[engines.start(k)[0]] = k
+                engine_of[racing.pop(k, None) or engines.start(k)[0]] = k
 
         def settled() -> Fused | None:
             if engines is None and len(votes) < min(self.quorum, n):
@@ -345,49 +373,71 @@ class Fleet:
             known = [k in votes for k in ks]
             return early_answer(outputs[ks], known, strategy, [members[k].weight for k in ks])
 
+        def race(ks, reason: str) -> None:
+            for k in ks:
+                if k not in racing:
+                    racing[k] = engines.start(k)[0]
+                    reasons.setdefault(k, reason)
+
         for k in reasons:
             lost(k)
         budget = max((s.budget for s in sent.values()), default=0.0)
         lead = min(budget / 2, FALLBACK_LEAD_S) if engines is not None else 0.0
         speculate_at, end = loop.time() + budget - lead, loop.time() + budget
-        speculative: dict[int, asyncio.Future] = {}
+        speculated = False
         answer = None
+        t0 = last = loop.time()  # dispatch, and the last vote's arrival
         while (board_of or engine_of) and (answer := settled()) is None:
             now = loop.time()
-            if board_of and engines is not None and not speculative and now >= speculate_at:
-                # still open shortly before the deadline: the engine starts on the members still out
-                speculative = {k: engines.start(k)[0] for k in board_of.values()}
+            out = set(board_of.values())
+            straggling = (engines is not None and votes and not engine_of and out and possible - set(votes) == out
+                          and not out <= set(racing))
+            spill_at = t0 + STRAGGLER * (last - t0) if straggling else None
+            if spill_at is not None and now >= spill_at and self._engines_idle():
+                race(out, SPILLOVER)
+                spill_at = None
+            if board_of and engines is not None and not speculated and now >= speculate_at:
+                race(out, "timeout")  # still open shortly before the deadline
+                speculated = True
             if board_of and now >= end:
                 for fut, k in board_of.items():
                     fut.cancel()
                     reasons[k] = "timeout"
-                    if k in speculative:
-                        engine_of[speculative[k]] = k
-                    else:
-                        lost(k)
+                    lost(k)
                 board_of = {}
                 continue
-            wait = set(board_of) | set(engine_of)
-            timeout = None if not board_of else max((speculate_at if not speculative and engines else end) - now, 0)
+            run_of = {f: k for k, f in racing.items() if k in out}
+            wait = set(board_of) | set(engine_of) | set(run_of)
+            timeout = None if not board_of else max((speculate_at if not speculated and engines else end) - now, 0)
+            if spill_at is not None and spill_at > now:
+                timeout = min(timeout, spill_at - now) if timeout is not None else spill_at - now
+            elif spill_at is not None:  # due, but every engine worker is busy: look again shortly
+                timeout = min(timeout, 0.005) if timeout is not None else 0.005
             done, _ = await asyncio.wait(wait, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                last = loop.time()
             for fut in done:
                 if fut in board_of:
                     k = board_of.pop(fut)
+                    if k in votes:
+                        continue  # its engine run won the race
                     if fut.exception() is None:
-                        votes[k] = self._board_vote(k, sent[k].board, fut.result())
-                        outputs[k] = votes[k].output
+                        vote(k, self._board_vote(k, sent[k].board, fut.result()))
                     else:
                         reasons[k] = _reason(fut.exception())
-                        if k in speculative:
-                            engine_of[speculative[k]] = k
-                        else:
-                            lost(k)
-                else:
+                        lost(k)
+                elif fut in engine_of:
                     k = engine_of.pop(fut)
-                    out, ms = fut.result()
-                    votes[k] = self._fallback_vote(k, out, ms, reasons[k], sent)
-                    outputs[k] = votes[k].output
-        for fut in list(board_of) + list(engine_of) + list(speculative.values()):
+                    out_, ms = fut.result()
+                    vote(k, self._fallback_vote(k, out_, ms, reasons[k], sent))
+                elif fut in run_of and run_of[fut] not in votes and run_of[fut] in board_of.values():
+                    k = run_of[fut]
+                    out_, ms = fut.result()
+                    vote(k, self._fallback_vote(k, out_, ms, reasons[k], sent))
+                    board = next(f for f, j in board_of.items() if j == k)
+                    board.cancel()  # still queued: dropped unsent; on the wire: its answer is ignored
+                    del board_of[board]
+        for fut in list(board_of) + list(engine_of) + list(racing.values()):
             fut.cancel()  # queued board work is dropped unsent; a queued engine run never starts
         if answer is None and engines is None:
             missing = [k for k in range(n) if k not in votes]
@@ -405,6 +455,9 @@ class Fleet:
                          f"quorum is {quorum}; missing: {', '.join(names)} "
                          f"({'; '.join(reasons[k] for k in missing)})", names)
 
+    def _engines_idle(self) -> bool:
+        return self._engines_running < self._engine_workers
+
     @staticmethod
     def _engine_run(member: Member, image: np.ndarray) -> tuple[np.ndarray, float]:
         t = time.perf_counter()
@@ -416,9 +469,10 @@ class _EngineRuns:
     """The engine runs of one request on the fleet's pool, at most one per member, started as
     soon as a member is known or feared to be missing."""
 
-    def __init__(self, pool: ThreadPoolExecutor, members: list[Member], image: np.ndarray) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, members: list[Member], image: np.ndarray, fleet=None) -> None:
         self._pool, self._members, self._image = pool, members, image
         self._runs: dict[int, asyncio.Future] = {}
+        self._fleet = fleet  # counts the runs in flight (Fleet._engines_running), when given
 
     def start(self, *ks: int) -> list[asyncio.Future]:
         """Starts the members not started yet; their runs (futures of (output, ms)), in order."""
@@ -426,7 +480,13 @@ class _EngineRuns:
         for k in ks:
             if k not in self._runs:
                 self._runs[k] = loop.run_in_executor(self._pool, Fleet._engine_run, self._members[k], self._image)
+                if self._fleet is not None:
+                    self._fleet._engines_running += 1
+                    self._runs[k].add_done_callback(self._finished)
         return [self._runs[k] for k in ks]
+
+    def _finished(self, _fut: asyncio.Future) -> None:
+        self._fleet._engines_running -= 1
 
     async def results(self, ks: list[int]) -> list[tuple[np.ndarray, float]]:
         """(output, ms) per member of ``ks``, starting those not started yet."""

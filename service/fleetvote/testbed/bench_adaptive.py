@@ -60,6 +60,7 @@ class Level:
     p50_ms: float | None
     p99_ms: float | None
     members_per_answer: float  # the votes fused per answer
+    engine_share: float  # of those votes, the share the engine computed (spillover, fallback)
     same_label_as_all: float  # share of the answers whose label is all's
     stages: dict[str, int]
 
@@ -98,7 +99,7 @@ async def _load(url: str, mode: str, images: np.ndarray, want: np.ndarray, reque
                 replicas: int, warmup: int = 10) -> Level:
     """``requests`` images at ``concurrency`` in mode ``mode``, after ``warmup`` not counted."""
     latencies: list[float] = []
-    counts = {"answered": 0, "refused": 0, "errors": 0, "members": 0, "same": 0}
+    counts = {"answered": 0, "refused": 0, "errors": 0, "members": 0, "same": 0, "engine": 0}
     stages: dict[str, int] = {}
     measuring = False
 
@@ -123,6 +124,7 @@ async def _load(url: str, mode: str, images: np.ndarray, want: np.ndarray, reque
                     body = r.json()
                     counts["answered"] += 1
                     counts["members"] += len(body["members"])
+                    counts["engine"] += sum(m["source"] == "fallback" for m in body["members"])
                     counts["same"] += body["label"] == int(want[idx])
                     stages[str(body["stage"])] = stages.get(str(body["stage"]), 0) + 1
                     latencies.append(ms)
@@ -144,6 +146,7 @@ async def _load(url: str, mode: str, images: np.ndarray, want: np.ndarray, reque
     n = counts["answered"]
     return Level(mode, replicas, concurrency, requests, n, counts["refused"], counts["errors"], seconds,
                  percentile(latencies, 50), percentile(latencies, 99), counts["members"] / n if n else 0.0,
+                 counts["engine"] / counts["members"] if counts["members"] else 0.0,
                  counts["same"] / n if n else 0.0, stages)
 
 
@@ -219,19 +222,21 @@ def _row(x: Level) -> str:
 
     return (f"{x.mode:<8} replicas {x.replicas} c={x.concurrency:<3} answered {x.answered}/{x.requests} "
             f"({x.rate:.1f}/s) 503 {x.refused} err {x.errors} p50 {ms(x.p50_ms)} p99 {ms(x.p99_ms)} ms; "
-            f"members/answer {x.members_per_answer:.2f}; label = all's {x.same_label_as_all * 100:.1f} %; stages {x.stages}")
+            f"members/answer {x.members_per_answer:.2f} (engine {x.engine_share * 100:.1f} %); label = all's {x.same_label_as_all * 100:.1f} %; stages {x.stages}")
 
 
 def format_report(rep: dict) -> str:
     speed = "host speed" if not rep["board_ms"] else f"each classification padded to >= {rep['board_ms']} ms"
     L = [f"members {', '.join(rep['members'])}; {rep['strategy']} vote; boards: {speed}; "
          f"{rep['images']} test images", "",
-         "| replicas | mode | clients | answered/s | p50 ms | p99 ms | 503 | members per answer | label = all's | stage 1 / 2 |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "| replicas | mode | clients | answered/s | p50 ms | p99 ms | 503 | members per answer | of which engine | "
+         "label = all's | stage 1 / 2 |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in rep["saturation"]:
         st = x["stages"]
         L.append(f"| {x['replicas']} | {x['mode']} | {x['concurrency']} | {x['rate']:.1f} | {x['p50_ms'] or 0:.1f} | "
                  f"{x['p99_ms'] or 0:.1f} | {x['refused']} | {x['members_per_answer']:.2f} | "
+                 f"{x['engine_share'] * 100:.1f} % | "
                  f"{x['same_label_as_all'] * 100:.1f} % | {st.get('1', 0)} / {st.get('2', 0)} |")
     s = rep.get("slowed")
     if s:
@@ -239,7 +244,8 @@ def format_report(rep: dict) -> str:
         L += ["", f"one board slowed by {s['slow_ms']} ms ({s['member']}), one request at a time: p99 all "
                   f"{a['p99_ms']:.1f} ms, early {e['p99_ms']:.1f} ms (early {a['p99_ms'] - e['p99_ms']:.1f} ms "
                   f"lower); p50 {a['p50_ms']:.1f} / {e['p50_ms']:.1f} ms; early's labels = all's "
-                  f"{e['same_label_as_all'] * 100:.1f} %"]
+                  f"{e['same_label_as_all'] * 100:.1f} %; engine votes (spillover) all {a['engine_share'] * 100:.1f} %, "
+                  f"early {e['engine_share'] * 100:.1f} %"]
     return "\n".join(L)
 
 
