@@ -228,6 +228,37 @@ async def test_cascade_unsure_stage1_asks_the_rest_and_the_full_vote_decides():
     assert body.fused.label == 2 and [m.model_id for m in body.members] == ["m0", "m1", "m2"]
 
 
+async def test_cascade_asks_the_stage1_whose_boards_have_the_least_work_waiting_and_rotates_on_ties():
+    from fleetvote.adaptive import Cascade
+
+    fleet, boards, engines = fleet_of(3)
+    fleet.ensemble.cascade = Cascade(("m0",), 0.5)
+    fleet.ensemble.cascade_alternatives = (Cascade(("m1",), 0.5), Cascade(("m2",), 0.5))
+
+    others: set[int] = set()  # jobs the test queued itself
+
+    async def first_asked() -> str:
+        task = asyncio.create_task(fleet.classify(np.zeros((32, 32, 3), np.uint8), mode="cascade"))
+        while True:
+            for k, b in enumerate(boards):
+                last = b.queue._queue[-1] if not b.queue.empty() else None  # noqa: SLF001 (the test owns it)
+                if last is not None and not last.future.done() and id(last) not in others:
+                    job = last
+                    b.queue._queue.remove(job)  # noqa: SLF001  taken by the board, as its owner task would
+                    job.future.set_result(sure_of(3))
+                    body = await task
+                    assert body.stage == 1 and [m.model_id for m in body.members] == [f"m{k}"]
+                    return f"m{k}"
+            await asyncio.sleep(0.001)
+
+    assert [await first_asked() for _ in range(3)] == ["m0", "m1", "m2"]  # equal loads: in turn
+    boards[0].state = State.BUSY  # m0's only board computing, m1's with work queued: m2's is idle
+    boards[1].submit(b"\0" * 3072, asyncio.get_running_loop().time() + 10)
+    others.add(id(boards[1].queue._queue[-1]))  # noqa: SLF001
+    assert {await first_asked() for _ in range(3)} == {"m2"}
+    fleet._engine_pool.shutdown()
+
+
 async def test_cascade_without_a_cascade_section_is_a_config_error():
     from fleetvote.errors import ConfigError
 

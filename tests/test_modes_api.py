@@ -142,3 +142,26 @@ def test_a_bad_mode_or_cascade_stops_the_service_with_a_message(tmp_path, extra,
 def test_a_cascade_stage1_of_every_member_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="fewer than all"):
         load_ensemble(write(tmp_path, cascade={"stage1": member_ids(), "threshold": 0.5}), ZOO)
+
+
+def test_cascade_alternatives_are_read_and_shown_and_need_a_cascade(tmp_path):
+    ids = member_ids()
+    e = load_ensemble(write(tmp_path, cascade={"stage1": ids[:1], "threshold": 0.5},
+                            cascade_alternatives=[{"stage1": ids[1:2], "threshold": 0.6, "agree": False}]), ZOO)
+    assert [c.stage1 for c in e.cascades] == [tuple(ids[:1]), tuple(ids[1:2])]
+    assert e.cascade_alternatives[0].threshold == 0.6 and e.cascade_alternatives[0].agree is False
+    with pytest.raises(ConfigError, match="cascade_alternatives without a cascade"):
+        load_ensemble(write(tmp_path, cascade_alternatives=[{"stage1": ids[:1], "threshold": 0.5}]), ZOO)
+    with pytest.raises(ConfigError, match="must be distinct members"):
+        load_ensemble(write(tmp_path, cascade={"stage1": ids[:1], "threshold": 0.5},
+                            cascade_alternatives=[{"stage1": ["nobody"], "threshold": 0.5}]), ZOO)
+
+
+async def test_ensemble_view_lists_the_cascade_alternatives(tmp_path):
+    ids = member_ids()
+    async with app_with(tmp_path, cascade={"stage1": ids[:1], "threshold": 0.0},
+                        cascade_alternatives=[{"stage1": ids[1:2], "threshold": 0.0}]) as client:
+        ens = (await client.get("/ensemble")).json()
+        body = (await client.post("/classify?mode=cascade", **RAW)).json()
+    assert [c["stage1"] for c in ens["cascade_alternatives"]] == [ids[1:2]]
+    assert body["stage"] == 1 and len(body["members"]) == 1 and body["members"][0]["model_id"] in ids[:2]

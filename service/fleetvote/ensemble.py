@@ -7,7 +7,8 @@ message that says what is wrong.
       "strategy": "soft",                                     # a name in fusion.REGISTRY (default soft)
       "quorum": 3,                                            # 1 <= quorum <= len(members)
       "mode": "all",                                          # all | early | cascade (default all)
-      "cascade": {"stage1": ["vgg12-s1"], "threshold": 0.9, "agree": true}  # needed by mode cascade
+      "cascade": {"stage1": ["vgg12-s1"], "threshold": 0.9, "agree": true}, # needed by mode cascade
+      "cascade_alternatives": [{"stage1": ["resnet18-s2"], "threshold": 0.8}]  # optional
     }
 
 A member's weight defaults to its card's validation accuracy when omitted. ``mode`` is what
@@ -15,6 +16,9 @@ A member's weight defaults to its card's validation accuracy when omitted. ``mod
 operating point (``adaptive.Cascade``: the stage-1 members, a proper subset of the members, and
 its stopping rule), written by ``fleetvote ensemble-eval --write-ensemble`` from a search on the
 validation split. Without it, ``cascade`` is refused (the file's mode, or a request's).
+``cascade_alternatives`` are other stage-1 choices of the same search, each as good on
+validation: the fleet asks, per image, the choice whose stage-1 boards are least loaded, so that
+stage 1 does not fall on the same few boards every time.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class EnsembleSpec(BaseModel):
     quorum: int = Field(default=1, ge=1)
     mode: str = "all"
     cascade: CascadeSpec | None = None
+    cascade_alternatives: list[CascadeSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> "EnsembleSpec":
@@ -62,10 +67,12 @@ class EnsembleSpec(BaseModel):
             raise ValueError(f"quorum {self.quorum} exceeds the {len(self.members)} members")
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.cascade is not None:
-            s1 = self.cascade.stage1
+        for c in [self.cascade] * (self.cascade is not None) + self.cascade_alternatives:
+            s1 = c.stage1
             if len(set(s1)) != len(s1) or not set(s1) < set(ids):
                 raise ValueError(f"cascade stage1 {s1} must be distinct members, fewer than all of {ids}")
+        if self.cascade_alternatives and self.cascade is None:
+            raise ValueError("cascade_alternatives without a cascade")
         if self.mode == "cascade" and self.cascade is None:
             raise ValueError("mode cascade needs a cascade section (fleetvote ensemble-eval --write-ensemble)")
         return self
@@ -92,6 +99,12 @@ class Ensemble:
     path: Path
     mode: str = "all"
     cascade: Cascade | None = None
+    cascade_alternatives: tuple[Cascade, ...] = ()
+
+    @property
+    def cascades(self) -> tuple[Cascade, ...]:
+        """The cascade and its alternatives; empty without a cascade."""
+        return () if self.cascade is None else (self.cascade, *self.cascade_alternatives)
 
     def by_hash(self, model_id: str, sha8: bytes) -> Member | None:
         for m in self.members:
@@ -143,6 +156,6 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
         members.append(Member(m.id, weight, sha, engine, card))
     if REGISTRY[spec.strategy].uses_weights and sum(m.weight for m in members) <= 0:
         raise ConfigError(f"{p}: {spec.strategy} voting with all weights zero")
-    cascade = None if spec.cascade is None else Cascade(tuple(spec.cascade.stage1), spec.cascade.threshold,
-                                                        spec.cascade.agree)
-    return Ensemble(members, spec.strategy, spec.quorum, p, spec.mode, cascade)
+    cascade, *alternatives = [Cascade(tuple(c.stage1), c.threshold, c.agree)
+                              for c in [spec.cascade] * (spec.cascade is not None) + spec.cascade_alternatives] or [None]
+    return Ensemble(members, spec.strategy, spec.quorum, p, spec.mode, cascade, tuple(alternatives))

@@ -152,10 +152,16 @@ class EnsembleMemberView(BaseModel):
 
 
 class CascadeView(BaseModel):
+    """A cascade's operating point (``adaptive.Cascade``)."""
+
     stage1: list[str] = Field(description="the members asked first")
     threshold: float = Field(description="stage 1 answers alone when its members' mean probability for its "
                                          "label is at least this")
     agree: bool = Field(description="and, when true, every stage-1 member votes that label")
+
+    @classmethod
+    def of(cls, c) -> CascadeView:
+        return cls(stage1=list(c.stage1), threshold=c.threshold, agree=c.agree)
 
 
 class EnsembleResponse(BaseModel):
@@ -165,6 +171,8 @@ class EnsembleResponse(BaseModel):
     members: list[EnsembleMemberView]
     mode: ModeName = Field(default="all", description="what POST /classify does without ?mode=")
     cascade: CascadeView | None = Field(default=None, description="the cascade's operating point, if any")
+    cascade_alternatives: list[CascadeView] = Field(
+        default_factory=list, description="other stage-1 choices; per image, the least loaded is asked")
 
 
 class Health(BaseModel):

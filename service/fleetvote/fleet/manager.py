@@ -21,9 +21,10 @@ When the vote is open and waits only for boards that straggle (a board cannot be
 one still computing an image an early answer did not need keeps the next waiting; or it is
 slow), the engine computes those members (spillover: an engine run counted as an evaluation,
 ``source: "fallback"``, reason ``SPILLOVER``), the first of board and engine counting.
-``cascade`` asks the ensemble's stage-1 members as in ``all``; when their answer passes the
-cascade's stopping rule it is returned and the other members are never asked, else stage 2 asks
-them and the full vote decides. With fallback off, each stage (and an early decision) needs board
+``cascade`` asks the ensemble's stage-1 members as in ``all`` (of the cascade and its
+alternatives, the one whose stage-1 boards have the least work waiting); when their answer
+passes the cascade's stopping rule it is returned and the other members are never asked, else
+stage 2 asks them and the full vote decides. With fallback off, each stage (and an early decision) needs board
 answers from at least min(quorum, members it asks) members.
 """
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..adaptive import MODES, cascade_stops, early_answer
+from ..adaptive import MODES, Cascade, cascade_stops, early_answer
 from ..ensemble import Ensemble, Member
 from ..errors import BoardError, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost
 from ..fusion import Fused, fuse
@@ -99,6 +100,7 @@ class Fleet:
         self._engine_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="engine")
         self._engine_workers = os.cpu_count() or 2
         self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
+        self._cascade_turn = -1  # which of equally loaded cascades goes first (_pick_cascade)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -198,12 +200,13 @@ class Fleet:
         if mode == "early":
             votes, skipped, fused = await self._gather_early(image, strategy, deadline_ms, fallback)
         elif mode == "cascade":
-            first, rest = self._stages()
+            cascade = self._pick_cascade()
+            first = [k for k, m in enumerate(self.ensemble.members) if m.id in cascade.stage1]
+            rest = [k for k in everyone if k not in first]
             votes = await self._ask(image, first, deadline_ms, fallback)
             order = sorted(votes)
             w = [self.ensemble.members[k].weight for k in order]
-            if votes and cascade_stops(np.array([votes[k].output for k in order]), strategy,
-                                       self.ensemble.cascade, w):
+            if votes and cascade_stops(np.array([votes[k].output for k in order]), strategy, cascade, w):
                 skipped = set(rest)
             else:
                 votes.update(await self._ask(image, rest, deadline_ms, fallback))
@@ -219,14 +222,23 @@ class Fleet:
         return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000,
                               mode, stage, skipped_ids)
 
-    def _stages(self) -> tuple[list[int], list[int]]:
-        """The cascade's stage-1 and stage-2 members, as member indices."""
-        cascade = self.ensemble.cascade
-        if cascade is None:
+    def _pick_cascade(self) -> Cascade:
+        """Of the ensemble's cascade and its alternatives, the one whose stage 1 will answer
+        first: the least work waiting on the busiest of its stage-1 members (on that member's
+        least loaded board); ties in turn, so that stage 1 rotates over equal choices."""
+        options = self.ensemble.cascades
+        if not options:
             raise ConfigError(f"{self.ensemble.path}: no cascade section, so mode cascade is not available; "
                               "write one with fleetvote ensemble-eval --write-ensemble")
-        first = [k for k, m in enumerate(self.ensemble.members) if m.id in cascade.stage1]
-        return first, [k for k in range(len(self.ensemble.members)) if k not in first]
+        self._cascade_turn = (self._cascade_turn + 1) % len(options)
+        index = {m.id: m for m in self.ensemble.members}
+
+        def waiting(member: Member) -> float:
+            boards = self.boards_for(member)
+            return min((b.queue.qsize() + (b.state == State.BUSY) for b in boards), default=float("inf"))
+
+        return min(enumerate(options), key=lambda ic: (max(waiting(index[i]) for i in ic[1].stage1),
+                                                       (ic[0] - self._cascade_turn) % len(options)))[1]
 
     async def _ask(self, image: np.ndarray, ks: list[int], deadline_ms: float | None,
                    fallback: bool) -> dict[int, MemberVote]:

@@ -31,5 +31,5 @@ async def ensemble(fleet: FleetDep, settings: SettingsDep) -> EnsembleResponse:
     return EnsembleResponse(strategy=e.strategy, quorum=fleet.quorum, fallback=settings.fallback,
                             members=[EnsembleMemberView.of(m, [b.url for b in fleet.boards_for(m)])
                                      for m in e.members], mode=e.mode,
-                            cascade=None if c is None else CascadeView(stage1=list(c.stage1), threshold=c.threshold,
-                                                                       agree=c.agree))
+                            cascade=None if c is None else CascadeView.of(c),
+                            cascade_alternatives=[CascadeView.of(a) for a in e.cascade_alternatives])
