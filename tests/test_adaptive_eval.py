@@ -94,3 +94,44 @@ def test_readmes_board_evaluations_table_comes_from_the_adaptive_report_and_is_a
     assert any(x.startswith("| cascade (kept) | stage 1 a,") for x in lines)
     assert "docs/evaluations.png" in "\n".join(lines)
     assert evaluations_table({}) == []
+
+
+def symmetric(n=600):
+    """3 members, each sure and right except on its own sixth of the images, where it is unsure
+    (p = 0.5) and wrong: any one member is as good a stage 1 as another."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, n)
+    out = np.zeros((3, n, 10), np.int64)
+    for j in range(n):
+        for k in range(3):
+            hard = j % 6 == k
+            out[k, j] = one_hot((y[j] + 1) % 10, 0) if hard else one_hot(y[j])
+    return out, y
+
+
+def test_the_busiest_members_share_counts_stage1_always_and_stage2_when_stage1_did_not_stand():
+    assert ae.busiest_share([(0,)], [0.75], 3) == 1.0  # a fixed stage 1 gets every image
+    assert ae.busiest_share([(0,), (1,), (2,)], [0.75] * 3, 3) == pytest.approx((1 + 0.25 + 0.25) / 3)
+    assert ae.busiest_share([(0, 1), (2,)], [1.0, 1.0], 3) == pytest.approx(0.5)
+
+
+def test_the_stage1s_used_in_turn_spread_the_images_over_every_member():
+    out, y = symmetric()
+    points = ae.search(out, y, "soft")
+    kept = ae.choose_set(points, 1.0, 3, tolerance=0.0)
+    assert sorted(p.stage1 for p in kept) == [(0,), (1,), (2,)]
+    assert all(p.accuracy == 1.0 and p.evaluations == pytest.approx(1 + 2 / 6) for p in kept)
+    share = ae.busiest_share([p.stage1 for p in kept], [p.stage1_share for p in kept], 3)
+    assert share == pytest.approx((1 + 2 / 6) / 3)
+    # with no stage 1 within half of all's evaluations, only the cheapest is kept
+    assert len(ae.choose_set(points, 1.0, 3, tolerance=0.0, budget=0.4)) == 1
+
+
+def test_the_ensemble_files_alternatives_are_the_rotations_other_stage1s():
+    out, y = symmetric()
+    rep = ae.report(out, out, y, y, ["a", "b", "c"], "soft", [1.0] * 3, {})
+    assert [c["stage1"] for c in rep["rotation"]["cascades"]][0] == rep["cascade"]["stage1"]
+    alts = ae.alternatives_section(rep)
+    assert len(alts) == 2 and sorted(sum((c["stage1"] for c in alts), rep["cascade"]["stage1"])) == ["a", "b", "c"]
+    assert rep["cascade"]["busiest_share"] == 1.0 and rep["rotation"]["busiest_share"] < 0.5
+    assert "3 stage 1s in turn" in ae.format_table(rep)

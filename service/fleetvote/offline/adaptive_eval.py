@@ -19,6 +19,16 @@ percentiles (0, 1, ..., 100) of stage 1's confidence on validation (plus 0 and 1
 at most ``tolerance`` below ``all``'s; ties: the higher validation accuracy, the smaller stage 1,
 agreement required, the names. The test split only reports: the kept point, and the curve of its
 stage 1 over thresholds.
+
+**Alternatives.** With one board per member, a fixed stage 1 gets every image: its boards bound
+the fleet's rate at saturation as all's slowest member does, whatever the evaluations saved. So
+the search keeps a set of stage 1s to use in turn (``choose_set``): each stage-1 subset at its
+own cheapest point within the tolerance; of those costing at most half of all's evaluations,
+the set that spreads the images most evenly over the members. The cheapest of the set is the
+ensemble file's ``cascade``, the others its ``cascade_alternatives``; the fleet asks, per image,
+the least loaded of them. The report gives, for the kept
+point alone and for the set used in turn, the busiest member's share of the images: the fleet's
+rate at saturation with one board per member is at most all's divided by it.
 """
 
 from __future__ import annotations
@@ -108,10 +118,48 @@ def search(outputs: np.ndarray, y: np.ndarray, strategy: str, weights=None) -> l
     return points
 
 
+def _rank(p: Point) -> tuple:
+    return (round(p.evaluations, 9), -p.accuracy, len(p.stage1), not p.agree, p.stage1)
+
+
 def choose(points: list[Point], all_accuracy: float, tolerance: float = TOLERANCE) -> Point:
     """The fewest evaluations within ``tolerance`` of all's accuracy (ties: module docstring)."""
     ok = [p for p in points if p.accuracy >= all_accuracy - tolerance - 1e-12]
-    return min(ok, key=lambda p: (round(p.evaluations, 9), -p.accuracy, len(p.stage1), not p.agree, p.stage1))
+    return min(ok, key=_rank)
+
+
+def choose_set(points: list[Point], all_accuracy: float, members: int, tolerance: float = TOLERANCE,
+               budget: float = 0.5, candidates: int = 12) -> list[Point]:
+    """The stage 1s to use in turn (module docstring): each stage-1 subset at its own cheapest
+    point within ``tolerance``; of those costing at most ``budget`` of all's evaluations (the
+    ``candidates`` cheapest), the set whose busiest member has the smallest share of the images
+    (ties: fewer mean evaluations, fewer stage 1s); cheapest first. Only the overall cheapest
+    point when none is within the budget."""
+    best: dict[tuple[int, ...], Point] = {}
+    for p in points:
+        if p.accuracy >= all_accuracy - tolerance - 1e-12 and (p.stage1 not in best or _rank(p) < _rank(best[p.stage1])):
+            best[p.stage1] = p
+    ranked = sorted(best.values(), key=_rank)
+    pool = [p for p in ranked if p.evaluations <= budget * members][:candidates]
+    if not pool:
+        return ranked[:1]
+
+    def cost(ps) -> tuple:
+        return (round(busiest_share([p.stage1 for p in ps], [p.stage1_share for p in ps], members), 9),
+                round(float(np.mean([p.evaluations for p in ps])), 9), len(ps))
+
+    sets = (c for r in range(1, members + 1) for c in itertools.combinations(pool, r))
+    return sorted(min(sets, key=cost), key=_rank)
+
+
+def busiest_share(stage1s: list[tuple[int, ...]], stage1_shares: list[float], members: int) -> float:
+    """The busiest member's share of the images when the stage 1s are used in turn (equally):
+    a member is asked for an image when it is in its stage 1, or when stage 1 did not stand."""
+    load = np.zeros(members)
+    for s1, share in zip(stage1s, stage1_shares):
+        for k in range(members):
+            load[k] += 1.0 if k in s1 else 1.0 - share
+    return float(load.max() / len(stage1s))
 
 
 def report(val: np.ndarray, test: np.ndarray, y_val: np.ndarray, y_test: np.ndarray, ids: list[str],
@@ -126,8 +174,19 @@ def report(val: np.ndarray, test: np.ndarray, y_val: np.ndarray, y_test: np.ndar
     order = sorted(range(m), key=lambda k: (macc.get(ids[k], 0), k))
     early_labels, early_evals = early_evaluations(test, order, strategy, w)
     assert np.array_equal(early_labels, full["test"]), "an early label differs from all's"
-    chosen = choose(search(val, y_val, strategy, w), acc_all["val"], tolerance)
+    points = search(val, y_val, strategy, w)
+    kept = choose_set(points, acc_all["val"], m, tolerance)
+    chosen = kept[0]
     labels, evals = cascade_labels(test, full["test"], chosen.stage1, strategy, w, chosen.threshold, chosen.agree)
+    alternatives = []
+    for p in kept:
+        lab, ev = cascade_labels(test, full["test"], p.stage1, strategy, w, p.threshold, p.agree)
+        alternatives.append({"stage1": [ids[k] for k in p.stage1], "agree": p.agree, "threshold": p.threshold,
+                             "val": round(p.accuracy, 4), "val_evaluations": round(p.evaluations, 4),
+                             "test": round(float(np.mean(lab == y_test)), 4), "evaluations": round(float(ev.mean()), 4),
+                             "stage1_share": round(float(np.mean(ev == len(p.stage1))), 4)})
+    one = busiest_share([chosen.stage1], [alternatives[0]["stage1_share"]], m)
+    turn = busiest_share([p.stage1 for p in kept], [a["stage1_share"] for a in alternatives], m)
     _, conf, _ = _confidence(val, chosen.stage1, strategy, w)
     curve = []
     for t in np.unique(np.concatenate([np.percentile(conf, np.linspace(0, 100, 21)), [chosen.threshold]])):
@@ -145,7 +204,12 @@ def report(val: np.ndarray, test: np.ndarray, y_val: np.ndarray, y_test: np.ndar
                     "threshold": chosen.threshold, "val": round(chosen.accuracy, 4),
                     "val_evaluations": round(chosen.evaluations, 4),
                     "test": round(float(np.mean(labels == y_test)), 4), "evaluations": round(float(evals.mean()), 4),
-                    "stage1_share": round(float(np.mean(evals == len(chosen.stage1))), 4), "curve": curve},
+                    "stage1_share": round(float(np.mean(evals == len(chosen.stage1))), 4), "curve": curve,
+                    "busiest_share": round(one, 4)},
+        # the kept point first, then its alternatives; used in turn (test figures: the mean)
+        "rotation": {"cascades": alternatives, "busiest_share": round(turn, 4),
+                     "test": round(float(np.mean([a["test"] for a in alternatives])), 4),
+                     "evaluations": round(float(np.mean([a["evaluations"] for a in alternatives])), 4)},
     }
 
 
@@ -154,6 +218,12 @@ def cascade_section(adaptive: dict) -> dict:
     keeps a float exactly, and a rounded one could let through an image the search did not)."""
     c = adaptive["cascade"]
     return {"stage1": c["stage1"], "threshold": c["threshold"], "agree": c["agree"]}
+
+
+def alternatives_section(adaptive: dict) -> list[dict]:
+    """The ensemble file's ``cascade_alternatives``: the rotation's other stage-1 choices."""
+    rot = adaptive.get("rotation", {}).get("cascades", [])[1:]
+    return [{"stage1": c["stage1"], "threshold": c["threshold"], "agree": c["agree"]} for c in rot]
 
 
 def format_table(a: dict) -> str:
@@ -166,9 +236,19 @@ def format_table(a: dict) -> str:
             ("cascade (kept)", f"stage 1 {', '.join(c['stage1'])}, threshold {c['threshold']:.4f}"
                                f"{', agreement' if c['agree'] else ''}; stage 1 answers {c['stage1_share'] * 100:.1f} %",
              c["test"], c["evaluations"])]
+    rot = a.get("rotation")
+    if rot and len(rot["cascades"]) > 1:
+        rows.append((f"cascade, {len(rot['cascades'])} stage 1s in turn",
+                     "; ".join(f"{', '.join(c['stage1'])} (threshold {c['threshold']:.4f}, {c['test'] * 100:.2f} %, "
+                               f"{c['evaluations']:.3f})" for c in rot["cascades"]), rot["test"], rot["evaluations"]))
     L = ["| mode | how | test accuracy | board evaluations per image | of all's |", "|---|---|---|---|---|"]
     for name, how, acc, ev in rows:
         L.append(f"| {name} | {how} | {acc * 100:.2f} % | {ev:.3f} | {ev / m * 100:.1f} % |")
+    if rot:
+        L += ["", f"Busiest member's share of the images (with one board per member, the rate at saturation is at most "
+                  f"all's divided by it): all 100 %, the kept cascade {c['busiest_share'] * 100:.1f} %, "
+                  f"its stage 1s in turn {rot['busiest_share'] * 100:.1f} % (at most "
+                  f"{1 / rot['busiest_share']:.2f} x all's rate)."]
     return "\n".join(L)
 
 

@@ -20,7 +20,8 @@ split:
 ``--write-ensemble`` writes the ensemble file from that: members = the best subset of 5 (of all
 members when the zoo has fewer), strategy = the best on validation for it, quorum = a majority of
 the members, each member's weight = its log-odds weight, ``mode`` = ``--mode`` (default all), and
-``cascade`` = the cascade's operating point searched on validation for those members
+``cascade`` = the cascade's operating point searched on validation for those members, and
+``cascade_alternatives`` = other stage-1 choices within the same tolerance
 (``offline/adaptive_eval.py``, whose report, accuracy against board evaluations per image for
 all, early and the cascade, is the ``adaptive`` section of the report; ``--png-evaluations``
 plots it). Thresholds depend on the members: this command redoes the search whenever it runs.
@@ -290,6 +291,8 @@ def ensemble_from(rep: dict, size: int = ENSEMBLE_SIZE, mode: str = "all") -> di
     a = rep.get("adaptive")
     if a and a["members"] == ids and len(ids) > 1:
         out["cascade"] = adaptive_eval.cascade_section(a)
+        if alternatives := adaptive_eval.alternatives_section(a):
+            out["cascade_alternatives"] = alternatives
     elif mode == "cascade":
         raise ConfigError("--mode cascade: no cascade was searched for these members (one member only?)")
     return out
