@@ -259,6 +259,10 @@ def draw(a: dict, ax) -> None:
     ax.plot([p["evaluations"] for p in curve], [p["accuracy"] * 100 for p in curve], "o-", ms=3,
             label=f"cascade, stage 1 {'+'.join(a['cascade']['stage1'])}, thresholds")
     ax.plot([a["cascade"]["evaluations"]], [a["cascade"]["test"] * 100], "*", ms=14, label="cascade (kept, on val)")
+    rot = a.get("rotation")
+    if rot and len(rot["cascades"]) > 1:
+        ax.plot([rot["evaluations"]], [rot["test"] * 100], "P", ms=11,
+                label=f"cascade, {len(rot['cascades'])} stage 1s in turn (kept, on val)")
     ax.plot([a["early"]["evaluations"]], [a["early"]["test"] * 100], "D", ms=8, label="early (exact)")
     ax.plot([m], [a["all"]["test"] * 100], "s", ms=8, label="all")
     ax.axhline(a["all"]["test"] * 100 - 0.2, color="grey", ls=":", lw=0.8, label="all - 0.2 points")

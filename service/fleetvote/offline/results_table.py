@@ -210,9 +210,10 @@ def evaluations_table(ev: dict) -> list[str]:
 
     c = a["cascade"]
     return [f"**Board evaluations** (the {len(a['members'])} members written to the ensemble file, {a['strategy']} "
-            "vote; `?mode=` of `POST /classify`; test split; the cascade's stage 1 and threshold chosen on "
-            f"validation: the fewest evaluations within {a['tolerance'] * 100:.1f} points of all's validation "
-            f"accuracy, there {_pct(c['val'])} at {c['val_evaluations']:.3f} evaluations per image against "
+            "vote; `?mode=` of `POST /classify`; test split; the cascade's stage 1s and thresholds chosen on "
+            f"validation: each within {a['tolerance'] * 100:.1f} points of all's validation accuracy at no more than "
+            "half its evaluations, the set that spreads the images most evenly over the members; the kept one, the "
+            f"cheapest of them: {_pct(c['val'])} at {c['val_evaluations']:.3f} evaluations per image against "
             f"{_pct(a['all']['val'])}; early counts the answers the vote needed with members answering one at a "
             "time, fastest first: what a saturated fleet saves; its labels are all's)", "",
             *format_table(a).splitlines(), "", "![accuracy against board evaluations](docs/evaluations.png)", ""]
