@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -67,6 +68,9 @@ class Ensemble:
     strategy: str
     quorum: int
     path: Path
+    # which load of the file this is (1 at start, +1 per reload) and when it was read (epoch s)
+    version: int = 1
+    loaded_at: float = field(default_factory=time.time)
 
     def by_hash(self, model_id: str, sha8: bytes) -> Member | None:
         for m in self.members:

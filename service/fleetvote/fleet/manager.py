@@ -9,7 +9,12 @@ members. When the queues of every board are full the request is refused (503, Re
 ``Fleet.classify`` runs it in steps: ``_dispatch`` (the image onto a board per member),
 ``_gather`` (the answers until the deadline, the engine standing by), ``_stand_in`` (the engine,
 or the quorum check, for the members still missing), then fusion. It returns a typed
-``results.Classification``; the HTTP API makes JSON of it.
+``results.Classification``; the HTTP APIs (``/classify``, the inference protocol) make JSON of it.
+
+Reload (``Fleet.reload``): the ensemble file is read again and, once valid, swapped in one step
+on the event loop; the boards keep their links and are matched to the new members. A request
+holds the ensemble it started with until it is answered (``classify(..., ensemble=)``), so a
+reload never mixes two ensembles in one answer and loses no request.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..ensemble import Ensemble, Member
-from ..errors import BoardError, BoardTimeout, FleetvoteError, Overloaded, QuorumLost
+from ..ensemble import Ensemble, Member, load_ensemble
+from ..errors import BoardError, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost, UnknownMember
 from ..fusion import fuse
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
@@ -61,9 +67,9 @@ class Fleet:
         self.metrics = metrics
         self._os_ports = os_ports
         self._scan_task: asyncio.Task | None = None
-        self.quorum = settings.quorum or ensemble.quorum
-        if self.quorum > len(ensemble.members):
+        if self.quorum_of(ensemble) > len(ensemble.members):
             raise FleetvoteError(f"quorum {self.quorum} exceeds the {len(ensemble.members)} members")
+        self._reloading = asyncio.Lock()
         self._scanned = asyncio.Event()
         self._restore_handler = None
         # fallback work: at most one engine per core at a time, in a pool of its own (the default
@@ -96,6 +102,32 @@ class Fleet:
         board.member = None
         if board.info is not None:
             board.member = self.ensemble.by_hash(board.info.model_id, board.info.model_sha256)
+
+    # ---- reload ----------------------------------------------------------------------------
+
+    async def reload(self) -> tuple[Ensemble, float]:
+        """Read the ensemble file again and swap it in: (the new ensemble, milliseconds taken).
+        ConfigError, and the old ensemble kept, when the file is bad (or its quorum, with the
+        settings' override, exceeds its members). The boards keep their links: each is matched
+        to the new members by its model's id and hash; a member that no board carries is
+        computed by the engine until one does. Requests already under way finish with the
+        ensemble they started with."""
+        t0 = time.perf_counter()
+        async with self._reloading:  # two reloads at once would race for the version number
+            # parsing the models (the engines) is CPU work: off the event loop, which keeps answering
+            new = await asyncio.to_thread(load_ensemble, self.settings.ensemble, self.settings.zoo)
+            if self.quorum_of(new) > len(new.members):
+                raise ConfigError(f"{new.path}: quorum {self.quorum_of(new)} (FLEETVOTE_QUORUM) exceeds its "
+                                  f"{len(new.members)} members; the ensemble in service is kept")
+            new = replace(new, version=self.ensemble.version + 1)
+            # one step, no await: every request sees the old ensemble or the new one, whole
+            self.ensemble = new
+            for board in self.boards.values():
+                self._on_change(board)
+        ms = (time.perf_counter() - t0) * 1000
+        log.info("ensemble reloaded", extra={"version": new.version, "members": len(new.members),
+                                             "strategy": new.strategy, "reload_ms": round(ms, 1)})
+        return new, ms
 
     async def _scan_loop(self) -> None:
         s = self.settings
@@ -131,13 +163,24 @@ class Fleet:
 
     # ---- queries -------------------------------------------------------------------------------
 
+    @property
+    def quorum(self) -> int:
+        return self.quorum_of(self.ensemble)
+
+    def quorum_of(self, ensemble: Ensemble) -> int:
+        return self.settings.quorum or ensemble.quorum
+
     def boards_for(self, member: Member) -> list[Board]:
-        return [b for b in self.boards.values() if b.member is member and b.serving]
+        """The boards serving ``member`` now. Matched by model id and hash, not identity, so that a
+        request that began before a reload still finds the boards of the members that stayed."""
+        return [b for b in self.boards.values() if b.serving and _same(b.member, member)]
+
+    def on_boards(self, member: Member) -> bool:
+        """Whether a ready (or busy) board serves ``member``."""
+        return any(_same(b.member, member) and b.state in (State.READY, State.BUSY) for b in self.boards.values())
 
     def members_on_boards(self) -> int:
-        return sum(1 for m in self.ensemble.members
-                   if any(b.member is m and b.state == State.READY or b.member is m and b.state == State.BUSY
-                          for b in self.boards.values()))
+        return sum(1 for m in self.ensemble.members if self.on_boards(m))
 
     def ready(self) -> bool:
         return self.members_on_boards() >= self.quorum
@@ -151,33 +194,44 @@ class Fleet:
     # ---- one request ---------------------------------------------------------------------------
 
     async def classify(self, image: np.ndarray, strategy: str | None = None, deadline_ms: float | None = None,
-                       fallback: bool | None = None) -> Classification:
+                       fallback: bool | None = None, members: Sequence[str] | None = None,
+                       ensemble: Ensemble | None = None) -> Classification:
         """One image through the fleet: dispatch to the boards, gather their answers until the
         deadline (the engine standing by), fill in the missing members, fuse. Raises Overloaded
-        when every board queue is full, QuorumLost when fallback is off and too few boards answered."""
+        when every board queue is full, QuorumLost when fallback is off and too few boards answered.
+
+        ``members``: the ids of the members asked (default: all), in any order; the answer keeps the
+        ensemble's order and the quorum is at most their number (one member alone is the inference
+        protocol's member model). UnknownMember for an id that is not a member. ``ensemble``: the
+        ensemble to answer with (default: the one in service); a batch pins one, so that a reload
+        between two of its images does not mix two ensembles in one response."""
         t0 = time.perf_counter()
-        strategy = strategy or self.ensemble.strategy
+        ens = ensemble or self.ensemble  # held to the end: a reload swaps self.ensemble, never ens
+        asked = _indices(ens, members)
+        strategy = strategy or ens.strategy
         fallback = self.settings.fallback if fallback is None else fallback
-        sent, reasons = self._dispatch(np.ascontiguousarray(image, dtype=np.uint8).tobytes(), deadline_ms)
-        engines = _EngineRuns(self._engine_pool, self.ensemble.members, image) if fallback else None
+        sent, reasons = self._dispatch(ens, asked, np.ascontiguousarray(image, dtype=np.uint8).tobytes(), deadline_ms)
+        engines = _EngineRuns(self._engine_pool, ens.members, image) if fallback else None
         if engines is not None:
             engines.start(*reasons)  # members already known to be missing: computed while the boards work
         answers, failed = await self._gather(sent, engines)
         reasons.update(failed)
-        votes = {k: self._board_vote(k, sent[k].board, a) for k, a in answers.items()}
-        votes.update(await self._stand_in(votes, reasons, engines, sent))
+        votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
+        quorum = min(self.quorum_of(ens), len(asked))
+        votes.update(await self._stand_in(ens, asked, quorum, votes, reasons, engines, sent))
         order = sorted(votes)
-        fused = fuse([votes[k].output for k in order], strategy, [self.ensemble.members[k].weight for k in order])
+        fused = fuse([votes[k].output for k in order], strategy, [ens.members[k].weight for k in order])
         return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
 
-    def _dispatch(self, pixels: bytes, deadline_ms: float | None) -> tuple[dict[int, Sent], dict[int, str]]:
-        """Every member's image queued on the least loaded of its boards: what was sent (by member
-        index), and why each other member was not. Overloaded when nothing could be sent because
-        every queue of the boards serving a member was full."""
+    def _dispatch(self, ens: Ensemble, asked: list[int], pixels: bytes, deadline_ms: float | None
+                  ) -> tuple[dict[int, Sent], dict[int, str]]:
+        """Every asked member's image queued on the least loaded of its boards: what was sent (by
+        member index), and why each other member was not. Overloaded when nothing could be sent
+        because every queue of the boards serving a member was full."""
         sent: dict[int, Sent] = {}
         reasons: dict[int, str] = {}
-        for k, member in enumerate(self.ensemble.members):
-            outcome = self._submit(member, pixels, deadline_ms)
+        for k in asked:
+            outcome = self._submit(ens.members[k], pixels, deadline_ms)
             if isinstance(outcome, Sent):
                 sent[k] = outcome
             else:
@@ -190,7 +244,7 @@ class Fleet:
         """The image on the first board of the member's that takes it, or why none did."""
         boards = sorted(self.boards_for(member), key=lambda b: (b.queue.qsize(), b.state != State.READY))
         if not boards:
-            known = any(b.member is member for b in self.boards.values())
+            known = any(_same(b.member, member) for b in self.boards.values())
             return "board offline" if known else "no board serving this member"
         loop = asyncio.get_running_loop()
         for b in boards:
@@ -223,28 +277,29 @@ class Fleet:
             done |= more
         return _sort_out(sent, done)
 
-    def _board_vote(self, k: int, board: Board, ans: BoardAnswer) -> MemberVote:
+    def _board_vote(self, ens: Ensemble, k: int, board: Board, ans: BoardAnswer) -> MemberVote:
         r = ans.result
         if self.metrics:
             self.metrics.observe(board.url, "round_trip", ans.round_trip_ms / 1000)
             self.metrics.observe(board.url, "on_board", r.inference_us / 1e6)
-        return MemberVote(self.ensemble.members[k].id, tuple(int(v) for v in r.scores), "board", None,
+        return MemberVote(ens.members[k].id, tuple(int(v) for v in r.scores), "board", None,
                           board.board_id, ans.queue_ms, max(ans.round_trip_ms - r.inference_us / 1000, 0.0),
                           r.inference_us, ans.queue_ms + ans.round_trip_ms)
 
-    async def _stand_in(self, votes: dict[int, MemberVote], reasons: dict[int, str], engines: _EngineRuns | None,
+    async def _stand_in(self, ens: Ensemble, asked: list[int], quorum: int, votes: dict[int, MemberVote],
+                        reasons: dict[int, str], engines: _EngineRuns | None,
                         sent: dict[int, Sent]) -> dict[int, MemberVote]:
-        """Votes for the members without a board answer: the engine's, or, with fallback off, none
-        (QuorumLost when fewer than the quorum answered)."""
-        missing = [k for k in range(len(self.ensemble.members)) if k not in votes]
+        """Votes for the asked members without a board answer: the engine's, or, with fallback off,
+        none (QuorumLost when fewer than the quorum answered)."""
+        missing = [k for k in asked if k not in votes]
         if not missing:
             return {}
         if engines is None:
-            self._check_quorum(len(votes), missing, reasons)
+            _check_quorum(ens, quorum, len(votes), missing, reasons)
             return {}
         fills: dict[int, MemberVote] = {}
         for k, (out, ms) in zip(missing, await engines.results(missing)):
-            member = self.ensemble.members[k]
+            member = ens.members[k]
             fills[k] = MemberVote(member.id, tuple(int(v) for v in out), "fallback", reasons[k], None,
                                   0.0, 0.0, None, ms)
             if self.metrics:
@@ -253,19 +308,37 @@ class Fleet:
                 "model": member.id, "board": sent[k].board.url if k in sent else None, "reason": reasons[k]})
         return fills
 
-    def _check_quorum(self, answered: int, missing: list[int], reasons: dict[int, str]) -> None:
-        if answered >= self.quorum:
-            return
-        names = [self.ensemble.members[k].id for k in missing]
-        raise QuorumLost(f"{answered} of {len(self.ensemble.members)} members answered from boards, "
-                         f"quorum is {self.quorum}; missing: {', '.join(names)} "
-                         f"({'; '.join(reasons[k] for k in missing)})", names)
-
     @staticmethod
     def _engine_run(member: Member, image: np.ndarray) -> tuple[np.ndarray, float]:
         t = time.perf_counter()
         out = member.engine.run(image)
         return out, (time.perf_counter() - t) * 1000
+
+
+def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, str]) -> None:
+    if answered >= quorum:
+        return
+    names = [ens.members[k].id for k in missing]
+    raise QuorumLost(f"{answered} of {answered + len(missing)} members answered from boards, "
+                     f"quorum is {quorum}; missing: {', '.join(names)} "
+                     f"({'; '.join(reasons[k] for k in missing)})", names)
+
+
+def _same(a: Member | None, b: Member) -> bool:
+    """The same model: the ensemble file may be reloaded, which makes new Member objects."""
+    return a is b or (a is not None and a.id == b.id and a.sha256 == b.sha256)
+
+
+def _indices(ens: Ensemble, ids: Sequence[str] | None) -> list[int]:
+    """The ensemble's indices of the member ids (all, in order, for None)."""
+    if ids is None:
+        return list(range(len(ens.members)))
+    where = {m.id: k for k, m in enumerate(ens.members)}
+    unknown = [i for i in ids if i not in where]
+    if unknown or not ids:
+        raise UnknownMember(f"{', '.join(map(repr, unknown)) or 'no member'}: not a member of the ensemble "
+                            f"(version {ens.version}); GET /ensemble lists them", unknown)
+    return sorted({where[i] for i in ids})
 
 
 class _EngineRuns:
