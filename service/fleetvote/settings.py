@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     quorum: int | None = Field(None, ge=1, description="override the ensemble file's quorum")
     upload_limit: int = Field(1_000_000, ge=3072, description="largest accepted request body, bytes")
     api_key: str | None = Field(None, description="if set, required as X-API-Key on every endpoint but health")
+    admin_key: str | None = Field(None, description="if set, POST /admin/reload takes it as X-Admin-Key "
+                                  "(reloads the ensemble file); unset: reload by SIGHUP only")
     open_timeout_s: float = Field(2.0, gt=0)
     hello_timeout_s: float = Field(2.0, gt=0)
     ping_interval_s: float = Field(5.0, gt=0, description="health check of idle boards")

@@ -33,10 +33,10 @@ class UploadLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    return await _reject(send, 400, "invalid Content-Length header")
+                    return await _reject(send, 400, "invalid Content-Length header", scope["path"])
                 if declared > self.limit:
                     return await _reject(send, 413, f"body of {declared} bytes exceeds the upload limit of "
-                                                    f"{self.limit} bytes")
+                                                    f"{self.limit} bytes", scope["path"])
         seen = 0
         started = False
 
@@ -59,11 +59,12 @@ class UploadLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _reject(send, 413, f"body exceeds the upload limit of {self.limit} bytes")
+                await _reject(send, 413, f"body exceeds the upload limit of {self.limit} bytes", scope["path"])
 
 
-async def _reject(send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _reject(send, status: int, detail: str, path: str = "") -> None:
+    # the inference protocol's routes (routes/oip.py) answer errors as {"error": ...}
+    body = json.dumps({"error" if path.startswith("/v2") else "detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})

@@ -5,6 +5,7 @@ confidence to 6 decimals, milliseconds to 3."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -150,6 +151,21 @@ class EnsembleResponse(BaseModel):
     quorum: int
     fallback: bool
     members: list[EnsembleMemberView]
+    version: int = Field(description="which load of the ensemble file this is: 1 at start, +1 per reload")
+    loaded_at: str = Field(description="when the file was read, ISO 8601 UTC")
+
+
+def iso_time(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class ReloadResponse(BaseModel):
+    version: int
+    loaded_at: str
+    reload_ms: float = Field(description="reading the file and the models, and swapping them in")
+    strategy: str
+    quorum: int
+    members: list[str]
 
 
 class Health(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep, SettingsDep
-from ..schemas import BoardsResponse, BoardView, EnsembleMemberView, EnsembleResponse, ErrorBody
+from ..schemas import BoardsResponse, BoardView, EnsembleMemberView, EnsembleResponse, ErrorBody, iso_time
 
 router = APIRouter(tags=["fleet"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
@@ -29,4 +29,5 @@ async def ensemble(fleet: FleetDep, settings: SettingsDep) -> EnsembleResponse:
     e = fleet.ensemble
     return EnsembleResponse(strategy=e.strategy, quorum=fleet.quorum, fallback=settings.fallback,
                             members=[EnsembleMemberView.of(m, [b.url for b in fleet.boards_for(m)])
-                                     for m in e.members])
+                                     for m in e.members],
+                            version=e.version, loaded_at=iso_time(e.loaded_at))
