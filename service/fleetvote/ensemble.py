@@ -83,8 +83,12 @@ class Ensemble:
         return [m.weight for m in self.members]
 
 
-def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
+def load_ensemble(path: str | Path, zoo: str | Path | None = None, reuse: Ensemble | None = None) -> Ensemble:
+    """``reuse``: the ensemble in service, on a reload: a member whose model file is unchanged (same
+    id and SHA-256) keeps its prepared engine, so a reload reads and hashes the models but
+    prepares only the new ones (engines are read-only once prepared)."""
     p = Path(path)
+    prepared = {(m.id, m.sha256): m.engine for m in reuse.members} if reuse else {}
     zoo_dir = Path(zoo) if zoo else p.parent
     try:
         raw = json.loads(p.read_text())
@@ -104,7 +108,12 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
         if not model.exists():
             raise ConfigError(f"{p}: member {m.id!r} has no {model}")
         try:
-            engine = Engine.from_file(model)
+            data = model.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            # the bytes hashed are the bytes prepared, even if the file changes meanwhile
+            engine = prepared.get((m.id, sha)) or Engine.from_bytes(data, name=str(model))
+        except OSError as exc:
+            raise ConfigError(f"{p}: member {m.id!r}: cannot read {model} ({exc.strerror})") from exc
         except ModelError as exc:
             raise ConfigError(f"{p}: member {m.id!r}: {exc}") from exc
         card = {}
@@ -118,7 +127,6 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
                 raise ValueError(f"val_accuracy {weight} is not a weight in 0..1e6")
         except (OSError, ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             raise ConfigError(f"{p}: member {m.id!r}: bad card {mdir / 'card.json'} ({exc})") from exc
-        sha = hashlib.sha256(model.read_bytes()).hexdigest()
         members.append(Member(m.id, weight, sha, engine, card))
     if REGISTRY[spec.strategy].uses_weights and sum(m.weight for m in members) <= 0:
         raise ConfigError(f"{p}: {spec.strategy} voting with all weights zero")

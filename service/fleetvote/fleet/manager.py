@@ -115,7 +115,7 @@ class Fleet:
         t0 = time.perf_counter()
         async with self._reloading:  # two reloads at once would race for the version number
             # parsing the models (the engines) is CPU work: off the event loop, which keeps answering
-            new = await asyncio.to_thread(load_ensemble, self.settings.ensemble, self.settings.zoo)
+            new = await asyncio.to_thread(load_ensemble, self.settings.ensemble, self.settings.zoo, self.ensemble)
             if self.quorum_of(new) > len(new.members):
                 raise ConfigError(f"{new.path}: quorum {self.quorum_of(new)} (FLEETVOTE_QUORUM) exceeds its "
                                   f"{len(new.members)} members; the ensemble in service is kept")
