@@ -81,6 +81,8 @@ async def test_fleet_infer_answers_each_image_of_a_batch_with_the_fused_vote_of_
         assert out["label"][n] == fused.label
         assert np.allclose(out["scores"][n], fused.scores, atol=1e-6)
         assert np.array_equal(out["member_probabilities"][n], probabilities(want[n]).astype(np.float32))
+    # FP32 in JSON as the float32's shortest decimal: (byte + 128) / 256 exactly, no float64 noise
+    assert all((v * 256).is_integer() for v in body["outputs"][2]["data"])
     p = body["parameters"]
     assert p["strategy"] == "soft" and p["members"] == ",".join(member_ids())
     assert p["fallbacks"] == ",".join(member_ids()) and p["boards"] == "" and p["spillover"] == ""

@@ -444,6 +444,14 @@ def _sources(ens: Ensemble, asked: list[str], answers: list[Classification]) -> 
             "degraded": any(a.degraded for a in answers)}
 
 
+def _json_values(a: np.ndarray) -> list:
+    """Row-major values for JSON. FP32 as the shortest decimal that reads back as the same float32
+    (numpy's repr): 0.0109375, not the float64 0.010937499813735485 of the same bits."""
+    if a.dtype == np.float32:
+        return [float(str(v)) for v in a.ravel()]
+    return a.ravel().tolist()
+
+
 def _respond(name: str, request_id: str | None, ens: Ensemble, member: Member | None,
              answers: list[Classification], strategy: str, wanted: list[tuple[str, bool]]) -> Response:
     arrays = _arrays(ens, member, answers)
@@ -457,7 +465,7 @@ def _respond(name: str, request_id: str | None, ens: Ensemble, member: Member | 
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = a.ravel().tolist()
+            entry["data"] = _json_values(a)
         outputs.append(entry)
     asked = [m.id for m in ens.members] if member is None else [member.id]
     parameters = {"ensemble_version": ens.version, **_sources(ens, asked, answers)}
