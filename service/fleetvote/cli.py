@@ -144,8 +144,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="run the HTTP service over the fleet",
                        description="Serves the dashboard at /, POST /classify, GET /boards, /ensemble, /healthz, "
-                                   "/readyz, /metrics and the docs at /docs. Boards are found by USB VID:PID, link "
-                                   "folders and --url; members without a board are computed by the numpy engine. "
+                                   "/readyz, /metrics, the Open Inference Protocol (KServe v2) under /v2 and the "
+                                   "docs at /docs. SIGHUP reloads the ensemble file without a restart (so does "
+                                   "POST /admin/reload with the key in FLEETVOTE_ADMIN_KEY). Boards are found by "
+                                   "USB VID:PID, link folders and --url; members without a board are computed by "
+                                   "the numpy engine. "
                                    "Every option can also be set as FLEETVOTE_<NAME> in the environment. udev "
                                    "rules, Docker Compose and boards on other hosts (ser2net): docs/deploy.md.",
                        epilog="examples:\n  fleetvote serve --virtual                 # one virtual board per member\n"
