@@ -288,6 +288,75 @@ async def test_a_full_fleet_is_a_503_with_retry_after_in_the_protocols_error_bod
     assert "queue" in r.json()["error"]
 
 
+class MixedFleet:
+    """Answers every image with member 0 from a board, 1 from the engine after a timeout and the
+    last spilled over (its boards' queues full), as Fleet.classify would type it."""
+
+    def __init__(self, fleet) -> None:
+        self.ensemble = fleet.ensemble
+
+    async def classify(self, image, **kwargs):
+        from fleetvote.fleet.results import Classification, MemberVote
+
+        ids = [m.id for m in self.ensemble.members]
+        out = (100,) + (-128,) * 9
+        votes = (MemberVote(ids[0], out, "board", None, "ab12", 0.1, 0.2, 900, 1.5),
+                 MemberVote(ids[1], out, "fallback", "timeout", None, 0.0, 0.0, None, 2.0),
+                 MemberVote(ids[2], out, "fallback", "queue full", None, 0.0, 0.0, None, 2.0))
+        return Classification(fuse(np.array([v.output for v in votes]), "soft", [1.0] * 3), votes, 3.0)
+
+
+async def test_response_parameters_say_which_members_were_boards_fallbacks_or_spillover(tmp_path):
+    from fleetvote.api.deps import get_fleet
+    from fleetvote.api.app import create_app
+    from fleetvote.settings import Settings
+
+    ids = member_ids(3)
+    if len(ids) < 3:
+        pytest.skip("fewer than 3 zoo members")
+    (tmp_path / "e.json").write_text(json.dumps({"members": [{"id": i} for i in ids]}))
+    app = create_app(Settings(ensemble=tmp_path / "e.json", zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
+    async with app.router.lifespan_context(app):
+        app.dependency_overrides[get_fleet] = lambda: MixedFleet(app.state.fleet)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            r = await client.post("/v2/models/fleet/infer", json=infer_body(IMAGES[:3]))
+    assert r.status_code == 200, r.text
+    p = r.json()["parameters"]
+    assert (p["boards"], p["fallbacks"], p["spillover"], p["missing"]) == (ids[0], ids[1], ids[2], "")
+    assert (p["board_votes"], p["fallback_votes"], p["spillover_votes"], p["degraded"]) == (3, 3, 3, True)
+
+
+class PartialFleet(MixedFleet):
+    """Fallback off and member 1's board missing: it did not vote."""
+
+    async def classify(self, image, **kwargs):
+        from fleetvote.fleet.results import Classification
+
+        c = await super().classify(image)
+        votes = (c.members[0], c.members[2])
+        return Classification(fuse(np.array([v.output for v in votes]), "soft", [1.0] * 2), votes, 3.0)
+
+
+async def test_a_member_that_did_not_vote_is_a_row_of_zeros_and_named_missing(tmp_path):
+    from fleetvote.api.deps import get_fleet
+    from fleetvote.api.app import create_app
+    from fleetvote.settings import Settings
+
+    ids = member_ids(3)
+    if len(ids) < 3:
+        pytest.skip("fewer than 3 zoo members")
+    (tmp_path / "e.json").write_text(json.dumps({"members": [{"id": i} for i in ids]}))
+    app = create_app(Settings(ensemble=tmp_path / "e.json", zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
+    async with app.router.lifespan_context(app):
+        app.dependency_overrides[get_fleet] = lambda: PartialFleet(app.state.fleet)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            r = await client.post("/v2/models/fleet/infer", json=infer_body(IMAGES[:2]))
+    assert r.status_code == 200, r.text
+    probs = outputs_of(r.json())["member_probabilities"]
+    assert probs.shape == (2, 3, 10) and not probs[:, 1].any() and probs[:, 0].any() and probs[:, 2].any()
+    assert r.json()["parameters"]["missing"] == ids[1]
+
+
 async def test_with_an_api_key_every_route_but_health_wants_it_and_says_so_in_the_protocol(tmp_path):
     async with app_without_boards(tmp_path, api_key="s3cret") as client:
         assert (await client.get("/v2/health/live")).status_code == 200
@@ -422,6 +491,9 @@ def test_tritonclient_default_request_gzip_and_member_model(live_fleet):
     for name in ("label", "scores", "member_probabilities"):
         assert np.array_equal(plain.as_numpy(name), packed.as_numpy(name)), name
     one = client.infer(members[0], [x], model_version="1")
+    # that member's board answered, and no other member was asked
+    assert one.get_response()["parameters"]["boards"] == members[0]
+    assert one.get_response()["parameters"]["board_votes"] == 2
     want = np.stack([Engine.from_file(ZOO / members[0] / "model.tflite").run(img) for img in IMAGES[:2]])
     assert np.array_equal(one.as_numpy("output"), want)
     assert np.array_equal(one.as_numpy("label"), np.argmax(want, axis=1).astype(np.int32))
