@@ -256,6 +256,16 @@ async def test_a_body_over_the_upload_limit_is_a_413_in_the_protocols_error_body
     assert classify.status_code == 413 and "detail" in classify.json()  # the rest of the API as before
 
 
+async def test_a_streamed_body_over_the_limit_is_a_413_in_the_protocols_error_body(tmp_path):
+    async def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(20):
+            yield b" " * 1000
+
+    async with app_without_boards(tmp_path, upload_limit=10_000) as client:
+        r = await client.post("/v2/models/fleet/infer", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "upload limit" in r.json()["error"]
+
+
 async def test_unknown_models_and_versions_are_404_and_unknown_query_400(tmp_path):
     async with app_without_boards(tmp_path) as client:
         for path in ("/v2/models/nope", "/v2/models/fleet/versions/2", "/v2/models/nope/ready"):

@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, fleet_factory=None,
                     "/classify; GET /boards shows the fleet.")
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.ensemble = ensemble
+    # no app.state.ensemble: a reload replaces the fleet's (app.state.fleet.ensemble), the one to read
     routers = (classify.router, fleet_routes.router, health.router, ui.router, *oip.routers, admin.router)
     app.add_middleware(UploadLimit, limit=settings.upload_limit)
     # outside the limit, so that its refusals are counted too, under the route they were meant for
