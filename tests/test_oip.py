@@ -35,12 +35,14 @@ def member_ids(limit: int = 2) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def app_without_boards(tmp_path, strategy="soft", **settings_kw):
+async def app_without_boards(tmp_path, strategy="soft", weights=None, **settings_kw):
     from fleetvote.api.app import create_app
     from fleetvote.settings import Settings
 
     ens = tmp_path / "ensemble.json"
-    ens.write_text(json.dumps({"members": [{"id": i} for i in member_ids()], "strategy": strategy, "quorum": 1}))
+    ids = member_ids()
+    members = [{"id": i} for i in ids] if weights is None else [{"id": i, "weight": w} for i, w in zip(ids, weights)]
+    ens.write_text(json.dumps({"members": members, "strategy": strategy, "quorum": 1}))
     app = create_app(Settings(ensemble=ens, zoo=ZOO, urls=[], link_globs=[], scan_usb=False, **settings_kw))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
@@ -102,7 +104,8 @@ async def test_a_batch_answers_as_its_images_asked_one_by_one(tmp_path):
 async def test_member_model_infer_gives_that_members_int8_bytes_and_label(tmp_path):
     mid = member_ids()[1]
     engine = Engine.from_file(ZOO / mid / "model.tflite")
-    async with app_without_boards(tmp_path) as client:
+    # weighted voting with this member at weight 0: its own model still answers (one vote, no weights)
+    async with app_without_boards(tmp_path, strategy="weighted", weights=[1.0, 0.0]) as client:
         r = await client.post(f"/v2/models/{mid}/versions/1/infer", json=infer_body(IMAGES[:2]))
     assert r.status_code == 200, r.text
     body = r.json()

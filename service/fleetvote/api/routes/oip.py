@@ -258,6 +258,9 @@ async def _infer(request: Request, fleet: Fleet, wave: int, limit: int, name: st
     images = _images(req, tensors)
     options, binary_all = _options(req.parameters, member)
     wanted = _outputs(req, member, len(ens.members), binary_all)
+    if member is not None:
+        # one vote: its label is its argmax under any rule; soft needs no weight (a member may weigh 0)
+        options["strategy"] = "soft"
     answers = await _classify_batch(fleet, images, wave, ensemble=ens,
                                     members=None if member is None else [member.id], **options)
     return _respond(name, req.id, ens, member, answers, options.get("strategy") or ens.strategy, wanted)
