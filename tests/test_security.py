@@ -460,7 +460,7 @@ async def test_a_board_whose_model_hash_differs_from_the_member_does_not_vote(bo
             r = (await http.request("POST", "/classify", np.zeros(3072, np.uint8).tobytes(),
                                     "application/octet-stream")).json()
             assert r["members"][0]["source"] == "fallback"
-            assert r["members"][0]["reason"] == "no board serving this member"
+            assert r["members"][0]["reason"] == "no_board"
             await http.close()
     finally:
         board.stop()

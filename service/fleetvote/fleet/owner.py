@@ -120,7 +120,7 @@ class Board:
         self.counters = Counters()
         self.last_error: str | None = None
         self.rtt_ms: deque[float] = deque(maxlen=WINDOW)
-        self.board_us: deque[float] = deque(maxlen=WINDOW)
+        self.on_board_ms: deque[float] = deque(maxlen=WINDOW)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
         self.timeouts = timeouts or Timeouts()
         self.baudrate = baudrate
@@ -342,7 +342,7 @@ class Board:
         self._answers += 1
         if self._answers >= 20 and self._answers % 16 == 4:
             self._rtt_p99 = float(np.percentile(np.fromiter(self.rtt_ms, np.float64), 99))
-        self.board_us.append(result.inference_us / 1000)
+        self.on_board_ms.append(result.inference_us / 1000)
         if not job.future.done():
             job.future.set_result(BoardAnswer(result, queue_ms, rtt))
         self._set(State.READY)
@@ -353,5 +353,5 @@ class Board:
         return BoardSnapshot(
             url=self.url, state=self.state, info=self.info, member=self.member is not None,
             queue_depth=self.queue.qsize(), counters=replace(self.counters),
-            round_trip=percentiles(self.rtt_ms), on_board=percentiles(self.board_us),
+            round_trip=percentiles(self.rtt_ms), on_board=percentiles(self.on_board_ms),
             last_error=self.last_error, deadline_ms=self.deadline_ms() if self.info else None)

@@ -119,7 +119,7 @@ def check_loopback(url: str) -> str:
 def _member_view(m: dict) -> dict:
     return {"model_id": m["model_id"], "board_id": m.get("board_id"), "source": m["source"],
             "queue_ms": float(m["queue_ms"]), "wire_ms": float(m["wire_ms"]),
-            "board_us": m.get("board_us"), "latency_ms": float(m["latency_ms"])}
+            "on_board_ms": m.get("on_board_ms"), "latency_ms": float(m["latency_ms"])}
 
 
 async def _post(client, path: str, body: bytes, index: int, truth: int, seq: int = -1) -> Sample:
@@ -230,7 +230,7 @@ def board_stats(samples: list[Sample]) -> list[dict]:
             "model_id": mid, "board_id": bid, "source": source, "answers": len(ms),
             "queue_ms": pct([m["queue_ms"] for m in ms], (50, 99)),
             "wire_ms": pct([m["wire_ms"] for m in ms], (50, 99)),
-            "board_ms": pct([m["board_us"] / 1000 if m["board_us"] is not None else None for m in ms], (50, 99)),
+            "board_ms": pct([m["on_board_ms"] for m in ms], (50, 99)),
             "latency_ms": pct([m["latency_ms"] for m in ms], (50, 99)),
         })
     return rows
@@ -308,9 +308,9 @@ async def _bench(url: str, images: np.ndarray, labels: np.ndarray, levels, count
         rep["server"] = {
             "strategy": view.get("ensemble", {}).get("strategy"),
             "quorum": view.get("ensemble", {}).get("quorum"),
-            "members": [{"id": m["id"], "weight": m["weight"], "macc": m["macc"], "boards": len(m["boards"])}
+            "members": [{"id": m["model_id"], "weight": m["weight"], "macc": m["macc"], "boards": len(m["board_ids"])}
                         for m in view.get("ensemble", {}).get("members", [])],
-            "boards": [{k: b.get(k) for k in ("id", "url", "state", "model_id", "board_name", "clock_hz", "baud")}
+            "boards": [{k: b.get(k) for k in ("board_id", "url", "state", "model_id", "board_name", "clock_hz", "baud")}
                        for b in view.get("boards", {}).get("boards", [])],
         }
         if warmup:
@@ -604,7 +604,7 @@ def virtual_server(ensemble: Path | None = None, run_dir: Path | None = None, re
                 raise ConfigError(f"fleetvote serve was not ready in {ready_timeout:.0f} s; log: {log_path}")
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 r = httpx.get(url + "/ensemble", headers=headers, timeout=2)
-                if r.status_code == 200 and all(m["boards"] for m in r.json()["members"]):
+                if r.status_code == 200 and all(m["board_ids"] for m in r.json()["members"]):
                     break
             time.sleep(0.2)
         info["board_pids"] = _board_pids(log_path)
