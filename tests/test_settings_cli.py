@@ -200,3 +200,17 @@ async def test_a_fallback_per_request_is_debug_and_info_gets_one_summary(tmp_pat
     # the first at once; the four others in the line the fleet's stop flushes
     assert [sum(x["counts"].values()) for x in summaries] == [1, 4]
     assert all(set(x["counts"]) == {f"{member['model_id']} no_board"} for x in summaries)
+
+
+@pytest.mark.parametrize("argv, want", [
+    ([], "crop,flip"),  # the default
+    (["--augment", "cutout"], "cutout"),  # replaces the default
+    (["--augment", "crop", "--augment", "cutout,flip"], "crop,cutout,flip"),  # repeated, commas, or both
+])
+def test_list_options_of_other_commands_are_repeatable_or_comma_separated(argv, want):
+    from fleetvote.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["train", "--arch", "vgg:12", "--out", "o", *argv]).augment == want
+    members = [x for a in argv for x in (["--members", a] if a != "--augment" else [])]
+    assert (p.parse_args(["ensemble-eval", *members]).members or "crop,flip") == want

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .command import add_data
+from .command import ListOption, add_data
 from .errors import FleetvoteError
 from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, results_table, robustness,
                       verify)
@@ -96,9 +96,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=0.05, help="peak learning rate after a 1-epoch warm-up")
-    t.add_argument("--augment", default="crop,flip",
-                   help="comma list of crop, flip, altflip (each image flipped on alternate epochs), "
-                        "cutout (default: %(default)s)")
+    t.add_argument("--augment", default="crop,flip", action=ListOption,
+                   help="crop, flip, altflip (each image flipped on alternate epochs), cutout; repeated "
+                        "or comma separated (default: %(default)s)")
     t.add_argument("--label-smoothing", type=float, default=0.1)
     t.add_argument("--weight-decay", type=float, default=5e-4, help="L2 coefficient of every kernel")
     t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
