@@ -49,7 +49,7 @@ async def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
                                                    settings.api_key.encode("utf-8", "surrogateescape")):
         raise HTTPException(status_code=401, detail="missing or wrong API key: send it as X-API-Key or "
                                                     "Authorization: Bearer",
-                            headers={"WWW-Authenticate": 'Bearer realm="fleetvote"'})
+                            headers={"WWW-Authenticate": 'ApiKey, Bearer realm="fleetvote"'})  # both schemes
 
 
 async def no_unknown_query(request: Request) -> None:
