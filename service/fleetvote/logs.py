@@ -1,7 +1,7 @@
 """Logging set-up: human lines by default, one JSON object per line with --log-json. Both carry
 the record's time in ISO 8601 with its zone (UTC: ``2026-12-01T17:20:05.123+00:00``), the text line
-first, the JSON object as ``ts``. Records carry ``board``, ``board_id``, ``model_id`` and ``request``
-fields where they concern one.
+first, the JSON object as ``ts``. Records carry ``url``, ``board_id``, ``model_id`` (the names of the
+HTTP API and the metrics) and ``request`` fields where they concern one.
 
 ``Summary`` sums up a frequent event (a member computed by the engine) in one line at most every
 so often, while each event is logged at debug.

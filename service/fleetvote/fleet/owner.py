@@ -215,7 +215,7 @@ class Board:
             # ready <-> busy happens on every request: debug; anything else is news
             routine = {state, self.state} <= {State.READY, State.BUSY}
             log.log(logging.DEBUG if routine else logging.INFO, "board state",
-                    extra={"board": self.url, "from": self.state.value, "to": state.value})
+                    extra={"url": self.url, "board_id": self.board_id, "from": self.state.value, "to": state.value})
             self.state = state
             if self._on_change:
                 self._on_change(self)
@@ -253,7 +253,7 @@ class Board:
                 self.last_error = str(exc)
                 self.counters.errors += 1
             except Exception as exc:  # a bug must not kill the owner task silently
-                log.exception("board owner task failed", extra={"board": self.url})
+                log.exception("board owner task failed", extra={"url": self.url, "board_id": self.board_id})
                 self.last_error = f"{type(exc).__name__}: {exc}"
             await self._close()
             self._fail_queued(BoardGone(self.last_error or "board offline", self.url))
