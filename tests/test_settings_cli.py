@@ -214,3 +214,26 @@ def test_list_options_of_other_commands_are_repeatable_or_comma_separated(argv, 
     assert p.parse_args(["train", "--arch", "vgg:12", "--out", "o", *argv]).augment == want
     members = [x for a in argv for x in (["--members", a] if a != "--augment" else [])]
     assert (p.parse_args(["ensemble-eval", *members]).members or "crop,flip") == want
+
+
+# ---- the JSON ------------------------------------------------------------------------------------
+
+def test_every_json_key_of_the_api_follows_the_vocabulary(tmp_path):
+    """Read from the OpenAPI document, so a route added later is held to it too: durations in
+    milliseconds (``*_ms``), a board by ``board_id``, a model by ``model_id``, a hash by
+    ``model_sha256``; no bare ``id``, no other time unit, no ``_prefix``."""
+    from test_typed_path import member_ids
+
+    from fleetvote.api.app import create_app
+    from fleetvote.settings import Settings
+    from conftest import ZOO
+
+    ens = tmp_path / "ensemble.json"
+    ens.write_text(json.dumps({"members": [{"id": i} for i in member_ids()], "strategy": "soft", "quorum": 1}))
+    doc = create_app(Settings(ensemble=ens, zoo=ZOO, urls=[], link_globs=[])).openapi()
+    keys = {k for schema in doc["components"]["schemas"].values() for k in schema.get("properties", {})}
+    params = {p["name"] for path in doc["paths"].values() for op in path.values() for p in op.get("parameters", [])}
+    assert {"board_id", "board_ids", "model_id", "model_sha256", "on_board_ms", "reason", "detail"} <= keys
+    bad = sorted(k for k in keys | params if k in ("id", "sha256", "board", "model")
+                 or k.endswith(("_us", "_s", "_seconds", "_sec", "_prefix")))
+    assert bad == []
