@@ -237,3 +237,23 @@ def test_every_json_key_of_the_api_follows_the_vocabulary(tmp_path):
     bad = sorted(k for k in keys | params if k in ("id", "sha256", "board", "model")
                  or k.endswith(("_us", "_s", "_seconds", "_sec", "_prefix")))
     assert bad == []
+
+
+def test_bench_takes_the_key_from_a_file_or_the_environment_never_argv(monkeypatch, tmp_path, capsys):
+    from fleetvote.cli import build_parser
+    from fleetvote.command import read_api_key
+    from fleetvote.errors import ConfigError
+
+    p = build_parser()
+    with pytest.raises(SystemExit):
+        p.parse_args(["bench", "--api-key", "s3cret"])
+    assert "--api-key-file" in capsys.readouterr().err
+    assert read_api_key(p.parse_args(["bench"])) is None
+    monkeypatch.setenv("FLEETVOTE_API_KEY", "k-env")
+    assert read_api_key(p.parse_args(["bench"])) == "k-env"
+    key = tmp_path / "key"
+    key.write_text("k-file\nignored\n")
+    assert read_api_key(p.parse_args(["bench", "--api-key-file", str(key)])) == "k-file"
+    key.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_api_key(p.parse_args(["bench", "--api-key-file", str(key)]))

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .command import ListOption, add_data
+from .command import ListOption, NoSecretOnArgv, add_data
 from .errors import FleetvoteError
 from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, results_table, robustness,
                       verify)
@@ -150,13 +150,6 @@ def _settings(settings_cls, a: argparse.Namespace):
         raise ConfigError(f"invalid settings (flags or FLEETVOTE_* variables): {problems}") from None
 
 
-class _NoSecretOnArgv(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} is not taken on the command line, where ps shows it to every user: "
-                     "set FLEETVOTE_API_KEY in the environment, or put the key in a file and pass "
-                     "--api-key-file FILE")
-
-
 def _add_settings_flags(s: argparse.ArgumentParser) -> None:
     """One flag per setting of ``settings.Settings``, made from its fields: ``--<name>`` with the
     field's description, its environment variable and its default. A list is a repeated flag in
@@ -188,7 +181,7 @@ def _add_settings_flags(s: argparse.ArgumentParser) -> None:
             g.add_argument(flag, action="append", metavar=name[:-1].upper(), **kw)
         else:
             g.add_argument(flag, metavar=name.upper(), **kw)
-    g.add_argument("--api-key", nargs="?", action=_NoSecretOnArgv, metavar="KEY",
+    g.add_argument("--api-key", nargs="?", action=NoSecretOnArgv, metavar="KEY",
                    help="not taken here (ps would show it): FLEETVOTE_API_KEY or --api-key-file")
 
 

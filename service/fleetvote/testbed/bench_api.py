@@ -61,7 +61,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..command import add_data, command_line
+from ..command import add_api_key, add_data, command_line, read_api_key
 from ..errors import ConfigError
 from ..fusion import STRATEGIES
 from .processes import free_port, terminate
@@ -645,7 +645,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     command = command_line()
     kw = dict(out_dir=out, levels=a.concurrency, count=count, duration=a.duration, strategies=a.strategies,
               strategy_count=a.strategy_count, strategy_concurrency=a.strategy_concurrency,
-              overhead_levels=a.overhead_concurrency, warmup=a.warmup, timeout=a.timeout, api_key=a.api_key,
+              overhead_levels=a.overhead_concurrency, warmup=a.warmup, timeout=a.timeout, api_key=read_api_key(a),
               data=a.data, limit=a.limit, progress=not a.no_progress, command=command)
     if a.serve_virtual:
         with virtual_server(Path(a.ensemble) if a.ensemble else None, Path(out) / "serve",
@@ -694,7 +694,7 @@ def add_parser(sub) -> None:
     b.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
     b.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     b.add_argument("--limit", type=int, help="use an evenly spread subset of N test images")
-    b.add_argument("--api-key", default=os.environ.get("FLEETVOTE_API_KEY"))
+    add_api_key(b)
     b.add_argument("--server-pid", type=int, help="with --url: report this process's CPU time per request")
     b.add_argument("--out", help="output folder (default runs/bench/<date-time>)")
     b.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")
