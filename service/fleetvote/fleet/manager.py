@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ensemble import Ensemble, Member
 from .. import logs
+from ..ensemble import Ensemble, Member
 from ..errors import BoardError, BoardGone, BoardTimeout, FleetvoteError, Overloaded, QuorumLost
 from ..fusion import fuse
 from ..link.client import Timeouts, quiet_link_errors
