@@ -65,7 +65,7 @@ def live_server(tmp_path, ids, strategy="soft"):
         while True:
             with contextlib.suppress(httpx.HTTPError):
                 r = httpx.get(url + "/ensemble", timeout=2)
-                if r.status_code == 200 and all(m["boards"] for m in r.json()["members"]):
+                if r.status_code == 200 and all(m["board_ids"] for m in r.json()["members"]):
                     break
             assert time.monotonic() < deadline, "the server's boards did not become ready"
             time.sleep(0.1)

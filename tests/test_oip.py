@@ -309,13 +309,14 @@ class MixedFleet:
         self.ensemble = fleet.ensemble
 
     async def classify(self, image, **kwargs):
+        from fleetvote.fleet.manager import QUEUE_FULL
         from fleetvote.fleet.results import Classification, MemberVote
 
         ids = [m.id for m in self.ensemble.members]
         out = (100,) + (-128,) * 9
-        votes = (MemberVote(ids[0], out, "board", None, "ab12", 0.1, 0.2, 900, 1.5),
+        votes = (MemberVote(ids[0], out, "board", None, "ab12", 0.1, 0.2, 0.9, 1.5),
                  MemberVote(ids[1], out, "fallback", "timeout", None, 0.0, 0.0, None, 2.0),
-                 MemberVote(ids[2], out, "fallback", "queue full", None, 0.0, 0.0, None, 2.0))
+                 MemberVote(ids[2], out, "fallback", QUEUE_FULL, None, 0.0, 0.0, None, 2.0))
         return Classification(fuse(np.array([v.output for v in votes]), "soft", [1.0] * 3), votes, 3.0)
 
 

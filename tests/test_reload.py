@@ -78,7 +78,7 @@ async def test_a_reload_changes_members_weights_and_strategy_and_ensemble_shows_
         new = await client.get(f"/v2/models/{c}")
     assert before["version"] == 1 and after["version"] == 2 == r.json()["version"]
     assert after["loaded_at"] > before["loaded_at"] and after["loaded_at"] == r.json()["loaded_at"]
-    assert [m["id"] for m in after["members"]] == [b, c] and {m["weight"] for m in after["members"]} == {2.5}
+    assert [m["model_id"] for m in after["members"]] == [b, c] and {m["weight"] for m in after["members"]} == {2.5}
     assert after["strategy"] == "majority" and after["quorum"] == 2
     assert r.json()["reload_ms"] > 0 and r.json()["members"] == [b, c]
     assert [m["model_id"] for m in answer["members"]] == [b, c] and answer["strategy"] == "majority"
@@ -103,7 +103,7 @@ async def test_a_bad_file_is_refused_with_a_clear_error_and_the_old_ensemble_kep
         kept = (await client.get("/ensemble")).json()
         answer = await client.post("/classify", **raw(IMAGE))
     assert r.status_code == 422 and says in r.json()["detail"] and "kept" in r.json()["detail"]
-    assert kept["version"] == 1 and [m["id"] for m in kept["members"]] == ids
+    assert kept["version"] == 1 and [m["model_id"] for m in kept["members"]] == ids
     assert answer.status_code == 200 and len(answer.json()["members"]) == 2
 
 
@@ -127,12 +127,12 @@ async def test_sighup_reloads_and_a_bad_file_on_sighup_keeps_the_old_ensemble(tm
         write(tmp_path / "ensemble.json", [b])
         os.kill(os.getpid(), signal.SIGHUP)
         e = await _version_at_least(client, 2)
-        assert [m["id"] for m in e["members"]] == [b]
+        assert [m["model_id"] for m in e["members"]] == [b]
         (tmp_path / "ensemble.json").write_text("{")
         os.kill(os.getpid(), signal.SIGHUP)
         await asyncio.sleep(0.5)
         e = (await client.get("/ensemble")).json()
-        assert e["version"] == 2 and [m["id"] for m in e["members"]] == [b]
+        assert e["version"] == 2 and [m["model_id"] for m in e["members"]] == [b]
     assert any("reload refused" in r.getMessage() and "not valid JSON" in r.getMessage() for r in caplog.records)
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # given back with the lifespan
 
@@ -169,7 +169,7 @@ async def test_boards_keep_their_links_and_a_member_without_a_board_is_computed_
         body = (await client.post("/classify", **raw(IMAGE))).json()
         votes = {m["model_id"]: m for m in body["members"]}
         assert votes[a]["source"] == "board"
-        assert votes[c]["source"] == "fallback" and votes[c]["reason"] == "no board serving this member"
+        assert votes[c]["source"] == "fallback" and votes[c]["reason"] == "no_board"
         # a board that carries c arrives: it serves c from then on, without a reload
         late = start_board(c, "test-late", link=tmp_path / "boards" / f"b9-{c}")
         try:
@@ -228,7 +228,7 @@ async def test_reload_under_load_loses_no_request(board_bin, tmp_path):
     assert statuses == {200: answered} and answered > 50
     assert seen <= {tuple(s) for s in sets} | {(a, b, c)}  # each answer from one whole ensemble
     assert {tuple(s) for s in sets} <= seen  # both ensembles answered
-    assert final["version"] == 13 and [m["id"] for m in final["members"]] == sets[1]
+    assert final["version"] == 13 and [m["model_id"] for m in final["members"]] == sets[1]
     assert all(x["counters"]["reconnects"] == 0 for x in boards)
 
 
@@ -288,5 +288,5 @@ def test_fleetvote_serve_reloads_on_sighup_under_load_without_losing_a_request_o
     print(f"\nfleetvote serve, SIGHUP x6 in {elapsed:.1f} s under 4 closed-loop clients: {answered} requests, "
           f"statuses {statuses}; reload_ms from the log {ms}")
     assert statuses == {200: answered} and answered > 20
-    assert final["version"] == 7 and [m["id"] for m in final["members"]] == sets[0]
+    assert final["version"] == 7 and [m["model_id"] for m in final["members"]] == sets[0]
     assert all(x["counters"]["reconnects"] == 0 and x["state"] != "offline" for x in links)

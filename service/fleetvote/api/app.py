@@ -59,13 +59,14 @@ def create_app(settings: Settings | None = None, fleet_factory=None,
     settings = settings or Settings()
     # validated before the server starts: a bad ensemble or model file stops it with a message
     ensemble = load_ensemble(settings.ensemble, settings.zoo)
-    metrics = Metrics()
+    metrics = Metrics(__version__)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         async with board_supply or contextlib.nullcontext():
             fleet = (fleet_factory or Fleet)(settings, ensemble, metrics)
             app.state.fleet = fleet
+            metrics.fleet = fleet  # the boards' figures are read at every scrape
             await fleet.start()
             log.info("fleet started", extra={"boards": len(fleet.boards), "members": len(ensemble.members)})
             try:

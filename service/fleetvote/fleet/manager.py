@@ -2,7 +2,8 @@
 
 Fan-out of one request: every member gets the image at once, on the least loaded of the boards
 that serve it. Whatever has not answered by the deadline, and every member without a serving
-board, is computed by the numpy engine (``source: "fallback"``, with the reason), unless fallback
+board, is computed by the numpy engine (``source: "fallback"``, with a reason token of
+``metrics.REASONS``; ``queue_full`` is the spillover of a full fleet), unless fallback
 is off, in which case fewer board answers than the quorum is an error that names the missing
 members. When the queues of every board are full the request is refused (503, Retry-After).
 
@@ -30,8 +31,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .. import logs
 from ..ensemble import Ensemble, Member, load_ensemble
-from ..errors import BoardError, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost, UnknownMember
+from ..errors import (BoardError, BoardGone, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost,
+                      UnknownMember)
 from ..fusion import fuse
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
@@ -46,8 +49,14 @@ log = logging.getLogger("fleetvote.fleet")
 FALLBACK_LEAD_S = 0.05
 
 
-# why a member was not sent when every queue of its boards was full
-QUEUE_FULL = "queue full"
+# why a member was not sent when every queue of its boards was full (a spillover)
+QUEUE_FULL = "queue_full"
+# the engine's votes are logged one by one at debug, and summed up at info at most this often:
+# a dead board otherwise logs a line per request
+SUMMARY_INTERVAL_S = 10.0
+
+# why a member has no board answer: a reason token (metrics.REASONS) and, for a failure, its text
+Missing = tuple[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class Fleet:
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
         self._engine_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="engine")
+        self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +107,7 @@ class Fleet:
         if self._restore_handler is not None:
             self._restore_handler()
             self._restore_handler = None
+        self.engine_votes.flush(force=True)
 
     def _on_change(self, board: Board) -> None:
         board.member = None
@@ -149,6 +160,7 @@ class Fleet:
             except Exception:
                 log.exception("discovery scan failed")
             self._scanned.set()
+            self.engine_votes.flush()  # the summary of a quiet spell is not held back until the next
             await asyncio.sleep(s.rescan_s)
 
     def _add(self, url: str) -> Board:
@@ -210,6 +222,9 @@ class Fleet:
         asked = _indices(ens, members)
         strategy = strategy or ens.strategy
         fallback = self.settings.fallback if fallback is None else fallback
+        if self.metrics:
+            for k in asked:
+                self.metrics.member_request(ens.members[k].id)
         sent, reasons = self._dispatch(ens, asked, np.ascontiguousarray(image, dtype=np.uint8).tobytes(), deadline_ms)
         engines = _EngineRuns(self._engine_pool, ens.members, image) if fallback else None
         if engines is not None:
@@ -224,19 +239,19 @@ class Fleet:
         return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
 
     def _dispatch(self, ens: Ensemble, asked: list[int], pixels: bytes, deadline_ms: float | None
-                  ) -> tuple[dict[int, Sent], dict[int, str]]:
+                  ) -> tuple[dict[int, Sent], dict[int, Missing]]:
         """Every asked member's image queued on the least loaded of its boards: what was sent (by
         member index), and why each other member was not. Overloaded when nothing could be sent
         because every queue of the boards serving a member was full."""
         sent: dict[int, Sent] = {}
-        reasons: dict[int, str] = {}
+        reasons: dict[int, Missing] = {}
         for k in asked:
             outcome = self._submit(ens.members[k], pixels, deadline_ms)
             if isinstance(outcome, Sent):
                 sent[k] = outcome
             else:
-                reasons[k] = outcome
-        if not sent and QUEUE_FULL in reasons.values():
+                reasons[k] = (outcome, None)
+        if not sent and any(r == QUEUE_FULL for r, _ in reasons.values()):
             raise Overloaded("every board queue is full")
         return sent, reasons
 
@@ -245,7 +260,7 @@ class Fleet:
         boards = sorted(self.boards_for(member), key=lambda b: (b.queue.qsize(), b.state != State.READY))
         if not boards:
             known = any(_same(b.member, member) for b in self.boards.values())
-            return "board offline" if known else "no board serving this member"
+            return "board_offline" if known else "no_board"
         loop = asyncio.get_running_loop()
         for b in boards:
             budget = (deadline_ms or b.deadline_ms()) / 1000
@@ -256,7 +271,7 @@ class Fleet:
         return QUEUE_FULL
 
     async def _gather(self, sent: dict[int, Sent], engines: _EngineRuns | None
-                      ) -> tuple[dict[int, BoardAnswer], dict[int, str]]:
+                      ) -> tuple[dict[int, BoardAnswer], dict[int, Missing]]:
         """The boards' answers, waited for until the deadline (the longest budget of the request),
         and why each other member sent has none. With the engine standing by, a member whose
         board failed (error frame, link lost, queue expiry) is computed at once, not when the
@@ -280,14 +295,14 @@ class Fleet:
     def _board_vote(self, ens: Ensemble, k: int, board: Board, ans: BoardAnswer) -> MemberVote:
         r = ans.result
         if self.metrics:
-            self.metrics.observe(board.url, "round_trip", ans.round_trip_ms / 1000)
-            self.metrics.observe(board.url, "on_board", r.inference_us / 1e6)
+            self.metrics.board_answer(board.board_id or "", board.model_id or "", ans.round_trip_ms / 1000,
+                                      r.inference_us / 1e6)
         return MemberVote(ens.members[k].id, tuple(int(v) for v in r.scores), "board", None,
                           board.board_id, ans.queue_ms, max(ans.round_trip_ms - r.inference_us / 1000, 0.0),
-                          r.inference_us, ans.queue_ms + ans.round_trip_ms)
+                          r.inference_us / 1000, ans.queue_ms + ans.round_trip_ms)
 
     async def _stand_in(self, ens: Ensemble, asked: list[int], quorum: int, votes: dict[int, MemberVote],
-                        reasons: dict[int, str], engines: _EngineRuns | None,
+                        reasons: dict[int, Missing], engines: _EngineRuns | None,
                         sent: dict[int, Sent]) -> dict[int, MemberVote]:
         """Votes for the asked members without a board answer: the engine's, or, with fallback off,
         none (QuorumLost when fewer than the quorum answered)."""
@@ -300,12 +315,16 @@ class Fleet:
         fills: dict[int, MemberVote] = {}
         for k, (out, ms) in zip(missing, await engines.results(missing)):
             member = ens.members[k]
-            fills[k] = MemberVote(member.id, tuple(int(v) for v in out), "fallback", reasons[k], None,
-                                  0.0, 0.0, None, ms)
+            reason, detail = reasons[k]
+            fills[k] = MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None,
+                                  0.0, 0.0, None, ms, detail)
+            board = sent[k].board if k in sent else None
             if self.metrics:
-                self.metrics.fallback(reasons[k])
-            log.info("member computed by the engine", extra={
-                "model": member.id, "board": sent[k].board.url if k in sent else None, "reason": reasons[k]})
+                self.metrics.engine_vote(member.id, reason, board.board_id if board else None)
+            log.debug("member computed by the engine", extra={
+                "model_id": member.id, "board_id": board.board_id if board else None, "reason": reason,
+                "detail": detail})
+            self.engine_votes.add(f"{member.id} {reason}")
         return fills
 
     @staticmethod
@@ -315,13 +334,15 @@ class Fleet:
         return out, (time.perf_counter() - t) * 1000
 
 
-def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, str]) -> None:
+def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
+                  ) -> None:
     if answered >= quorum:
         return
     names = [ens.members[k].id for k in missing]
     raise QuorumLost(f"{answered} of {answered + len(missing)} members answered from boards, "
                      f"quorum is {quorum}; missing: {', '.join(names)} "
-                     f"({'; '.join(reasons[k] for k in missing)})", names)
+                     f"({'; '.join(r if d is None else f'{r}: {d}' for r, d in (reasons[k] for k in missing))})",
+                     names)
 
 
 def _same(a: Member | None, b: Member) -> bool:
@@ -377,15 +398,15 @@ async def _wait_until(futures: set[asyncio.Future], until: float, on_failure=Non
     return done, not_done
 
 
-def _sort_out(sent: dict[int, Sent], done: set[asyncio.Future]) -> tuple[dict[int, BoardAnswer], dict[int, str]]:
+def _sort_out(sent: dict[int, Sent], done: set[asyncio.Future]) -> tuple[dict[int, BoardAnswer], dict[int, Missing]]:
     """The answers of the members sent whose board answered in time, and why the others have none;
     a request still out is cancelled."""
     answers: dict[int, BoardAnswer] = {}
-    reasons: dict[int, str] = {}
+    reasons: dict[int, Missing] = {}
     for k, s in sent.items():
         if s.future not in done:
             s.future.cancel()  # the owner task drops it unsent, or ignores a late answer
-            reasons[k] = "timeout"
+            reasons[k] = ("timeout", None)
         elif (exc := s.future.exception()) is not None:
             reasons[k] = _reason(exc)
         else:
@@ -393,8 +414,15 @@ def _sort_out(sent: dict[int, Sent], done: set[asyncio.Future]) -> tuple[dict[in
     return answers, reasons
 
 
-def _reason(exc: BaseException) -> str:
-    """Why a board's answer is missing, as the response and the fallback metric name it."""
+def _reason(exc: BaseException) -> Missing:
+    """Why a board's answer is missing: the token the response and the metrics name it by, and the
+    error's text."""
     if isinstance(exc, BoardTimeout):
-        return "timeout"
-    return f"board error: {exc}" if isinstance(exc, BoardError) else f"error: {exc}"
+        token = "timeout"
+    elif isinstance(exc, BoardGone):
+        token = "link_lost"
+    elif isinstance(exc, BoardError):
+        token = "board_error"
+    else:
+        token = "error"
+    return token, str(exc)

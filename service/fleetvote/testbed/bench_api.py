@@ -61,7 +61,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..command import add_data, command_line
+from ..command import add_api_key, add_data, command_line, read_api_key
 from ..errors import ConfigError
 from ..fusion import STRATEGIES
 from .processes import free_port, terminate
@@ -119,7 +119,7 @@ def check_loopback(url: str) -> str:
 def _member_view(m: dict) -> dict:
     return {"model_id": m["model_id"], "board_id": m.get("board_id"), "source": m["source"],
             "queue_ms": float(m["queue_ms"]), "wire_ms": float(m["wire_ms"]),
-            "board_us": m.get("board_us"), "latency_ms": float(m["latency_ms"])}
+            "on_board_ms": m.get("on_board_ms"), "latency_ms": float(m["latency_ms"])}
 
 
 async def _post(client, path: str, body: bytes, index: int, truth: int, seq: int = -1) -> Sample:
@@ -230,7 +230,7 @@ def board_stats(samples: list[Sample]) -> list[dict]:
             "model_id": mid, "board_id": bid, "source": source, "answers": len(ms),
             "queue_ms": pct([m["queue_ms"] for m in ms], (50, 99)),
             "wire_ms": pct([m["wire_ms"] for m in ms], (50, 99)),
-            "board_ms": pct([m["board_us"] / 1000 if m["board_us"] is not None else None for m in ms], (50, 99)),
+            "board_ms": pct([m["on_board_ms"] for m in ms], (50, 99)),
             "latency_ms": pct([m["latency_ms"] for m in ms], (50, 99)),
         })
     return rows
@@ -308,9 +308,9 @@ async def _bench(url: str, images: np.ndarray, labels: np.ndarray, levels, count
         rep["server"] = {
             "strategy": view.get("ensemble", {}).get("strategy"),
             "quorum": view.get("ensemble", {}).get("quorum"),
-            "members": [{"id": m["id"], "weight": m["weight"], "macc": m["macc"], "boards": len(m["boards"])}
+            "members": [{"id": m["model_id"], "weight": m["weight"], "macc": m["macc"], "boards": len(m["board_ids"])}
                         for m in view.get("ensemble", {}).get("members", [])],
-            "boards": [{k: b.get(k) for k in ("id", "url", "state", "model_id", "board_name", "clock_hz", "baud")}
+            "boards": [{k: b.get(k) for k in ("board_id", "url", "state", "model_id", "board_name", "clock_hz", "baud")}
                        for b in view.get("boards", {}).get("boards", [])],
         }
         if warmup:
@@ -604,7 +604,7 @@ def virtual_server(ensemble: Path | None = None, run_dir: Path | None = None, re
                 raise ConfigError(f"fleetvote serve was not ready in {ready_timeout:.0f} s; log: {log_path}")
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 r = httpx.get(url + "/ensemble", headers=headers, timeout=2)
-                if r.status_code == 200 and all(m["boards"] for m in r.json()["members"]):
+                if r.status_code == 200 and all(m["board_ids"] for m in r.json()["members"]):
                     break
             time.sleep(0.2)
         info["board_pids"] = _board_pids(log_path)
@@ -645,7 +645,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     command = command_line()
     kw = dict(out_dir=out, levels=a.concurrency, count=count, duration=a.duration, strategies=a.strategies,
               strategy_count=a.strategy_count, strategy_concurrency=a.strategy_concurrency,
-              overhead_levels=a.overhead_concurrency, warmup=a.warmup, timeout=a.timeout, api_key=a.api_key,
+              overhead_levels=a.overhead_concurrency, warmup=a.warmup, timeout=a.timeout, api_key=read_api_key(a),
               data=a.data, limit=a.limit, progress=not a.no_progress, command=command)
     if a.serve_virtual:
         with virtual_server(Path(a.ensemble) if a.ensemble else None, Path(out) / "serve",
@@ -694,7 +694,7 @@ def add_parser(sub) -> None:
     b.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
     b.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     b.add_argument("--limit", type=int, help="use an evenly spread subset of N test images")
-    b.add_argument("--api-key", default=os.environ.get("FLEETVOTE_API_KEY"))
+    add_api_key(b)
     b.add_argument("--server-pid", type=int, help="with --url: report this process's CPU time per request")
     b.add_argument("--out", help="output folder (default runs/bench/<date-time>)")
     b.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")

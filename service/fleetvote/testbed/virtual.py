@@ -122,7 +122,7 @@ class VirtualFleet:
     # so the boards end with the application even when the server exits on a signal
     async def __aenter__(self) -> "VirtualFleet":
         for b in await asyncio.to_thread(self.start):
-            log.info("virtual board started", extra={"board": str(b.link or b.port), "model": b.model_id,
+            log.info("virtual board started", extra={"url": str(b.link or b.port), "model_id": b.model_id,
                                                      "pid": b.process.pid})
         return self
 

@@ -28,6 +28,6 @@ async def board(board_id: str, fleet: FleetDep) -> BoardView:
 async def ensemble(fleet: FleetDep, settings: SettingsDep) -> EnsembleResponse:
     e = fleet.ensemble
     return EnsembleResponse(strategy=e.strategy, quorum=fleet.quorum, fallback=settings.fallback,
-                            members=[EnsembleMemberView.of(m, [b.url for b in fleet.boards_for(m)])
+                            members=[EnsembleMemberView.of(m, [b.board_id for b in fleet.boards_for(m)])
                                      for m in e.members],
                             version=e.version, loaded_at=iso_time(e.loaded_at))
