@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from .command import add_data
-from .errors import FleetvoteError
+from .errors import ConfigError, FleetvoteError
 from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, results_table, robustness,
                       verify)
 from .testbed import bench_api, bringup, qemu
-from .testbed.virtual import VirtualFleet
+from .testbed.virtual import BOARD_SPEEDS, VirtualFleet, planned_latency_ms
 
 EPILOG = """\
 examples:
@@ -58,28 +58,52 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def serve_settings(a: argparse.Namespace):
+    """The service's Settings from ``fleetvote serve``'s flags over FLEETVOTE_* (ConfigError, not
+    a traceback, for a value out of range)."""
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
+    overrides = {k: v for k, v in {
+        "host": a.host, "port": a.port, "urls": a.url or None, "ensemble": a.ensemble,
+        "api_key": a.api_key, "deadline_ms": a.deadline_ms, "log_json": a.log_json or None,
+        "fallback": False if a.no_fallback else None, "queue_size": a.queue_size, "quorum": a.quorum,
+        "deadline_margin_ms": a.deadline_margin_ms, "upload_limit": a.upload_limit,
+    }.items() if v is not None}
+    if not a.virtual and (a.replicas != 1 or a.board_speed != "host"):
+        raise ConfigError("--replicas and --board-speed shape the virtual boards: add --virtual")
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:  # a flag or FLEETVOTE_* value out of range: say which, no traceback
+        raise ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    if a.link_glob:
+        settings.link_globs = settings.link_globs + a.link_glob
+    return settings
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     import uvicorn
 
     from . import logs
     from .api.app import create_app
     from .ensemble import load_ensemble
-    from .settings import ROOT, Settings
+    from .settings import ROOT
 
-    overrides = {k: v for k, v in {
-        "host": a.host, "port": a.port, "urls": a.url or None, "ensemble": a.ensemble,
-        "api_key": a.api_key, "deadline_ms": a.deadline_ms, "log_json": a.log_json or None,
-        "fallback": False if a.no_fallback else None,
-    }.items() if v is not None}
-    settings = Settings(**overrides)
-    if a.link_glob:
-        settings.link_globs = settings.link_globs + a.link_glob
+    settings = serve_settings(a)
     logs.setup(settings.log_json)
     virtual = None  # the test bed's boards, brought up and down by the app's lifespan
     if a.virtual:
         run_dir = Path(a.run_dir or ROOT / "run")
         ids = [m.id for m in load_ensemble(settings.ensemble, settings.zoo).members]
-        virtual = VirtualFleet(ids, run_dir / "boards")
+        latency = None
+        if a.board_speed == "planned":
+            plan = planned_latency_ms(ids, settings.zoo)
+            latency = {m: p["total_ms"] for m, p in plan.items()}
+            print("virtual boards at planned speed (transfer + compute on the catalogue board, fleetvote plan): "
+                  + ", ".join(f"{m} {p['total_ms']:.0f} ms on {p['board']}" for m, p in plan.items()),
+                  file=sys.stderr)
+        virtual = VirtualFleet(ids, run_dir / "boards", replicas=a.replicas, latency_ms=latency)
         settings.link_globs = settings.link_globs + [str(run_dir / "boards" / "*")]
     # the lifespan starts and stops the virtual boards: uvicorn re-raises SIGINT/SIGTERM after
     # its graceful shutdown, so code after uvicorn.run() would not run on a signal
@@ -87,6 +111,16 @@ def _cmd_serve(a: argparse.Namespace) -> int:
                 log_level="info", timeout_graceful_shutdown=5,
                 log_config=logs.uvicorn_log_config(settings.log_json))
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v}: at least 1")
+    return v
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -149,6 +183,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                    "Every option can also be set as FLEETVOTE_<NAME> in the environment. udev "
                                    "rules, Docker Compose and boards on other hosts (ser2net): docs/deploy.md.",
                        epilog="examples:\n  fleetvote serve --virtual                 # one virtual board per member\n"
+                              "  fleetvote serve --virtual --board-speed planned --replicas 2   # at real-board speed\n"
                               "  fleetvote serve --url /dev/ttyACM0 --url socket://10.0.0.5:7000\n"
                               "  fleetvote serve --url rfc2217://192.0.2.10:3331 --log-json   # a board behind ser2net",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,9 +193,23 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--link-glob", action="append", help="a glob of board links to watch")
     s.add_argument("--ensemble", help="ensemble file (default models/zoo/ensemble.json)")
     s.add_argument("--deadline-ms", type=float, help="per-board deadline (default: each board's estimate)")
+    s.add_argument("--deadline-margin-ms", type=float,
+                   help="added to a board's estimated latency for its default deadline (default 50)")
+    s.add_argument("--queue-size", type=int,
+                   help="requests waiting per board; beyond, the member goes to the engine, or 503 when every "
+                        "board is full (default 16)")
+    s.add_argument("--quorum", type=int, help="members that must answer from boards when fallback is off "
+                                                "(default: the ensemble file's)")
+    s.add_argument("--upload-limit", type=int, help="largest accepted request body, bytes (default 1000000)")
     s.add_argument("--no-fallback", action="store_true", help="never compute members with the engine")
     s.add_argument("--api-key", help="require this X-API-Key on every endpoint but health")
-    s.add_argument("--virtual", action="store_true", help="start one virtual board per member (host firmware)")
+    s.add_argument("--virtual", action="store_true", help="start virtual boards (host firmware): --replicas per member")
+    s.add_argument("--replicas", type=_positive, default=1, metavar="N",
+                   help="with --virtual: N virtual boards per member (default 1)")
+    s.add_argument("--board-speed", choices=BOARD_SPEEDS, default="host",
+                   help="with --virtual: host (as fast as this machine computes) or planned (each board takes its "
+                        "member's latency on its catalogue board as `fleetvote plan` estimates it: serial transfer "
+                        "+ compute, e.g. ~140-200 ms on a nucleo-f411re)")
     s.add_argument("--run-dir", help="where virtual boards put their links (default ./run)")
     s.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     s.set_defaults(func=_cmd_serve)
