@@ -98,7 +98,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         ids = [m.id for m in load_ensemble(settings.ensemble, settings.zoo).members]
         latency = None
         if a.board_speed == "planned":
-            plan = planned_latency_ms(ids, settings.zoo)
+            plan = planned_latency_ms(ids, settings.zoo, settings.catalog)
             latency = {m: p["total_ms"] for m, p in plan.items()}
             print("virtual boards at planned speed (transfer + compute on the catalogue board, fleetvote plan): "
                   + ", ".join(f"{m} {p['total_ms']:.0f} ms on {p['board']}" for m, p in plan.items()),

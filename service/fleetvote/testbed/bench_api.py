@@ -422,7 +422,8 @@ async def _bench(url: str, images: np.ndarray, labels: np.ndarray, levels, count
     order = np.random.default_rng(ORDER_SEED).permutation(len(labels))
     # open loop: requests beyond the pool's connections wait for one inside the client, which the
     # end-to-end latency (from the scheduled arrival) counts
-    most = max([*levels, *overhead_levels, strategy_concurrency, max_in_flight if rates else 1, 1])
+    most = max([*levels, *overhead_levels, strategy_concurrency if strategies else 1,
+                max_in_flight if rates else 1, 1])
     headers = {"content-type": "application/octet-stream"}
     if api_key:
         headers["x-api-key"] = api_key

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -107,6 +108,13 @@ def format_capacity(rows: list[dict], plan: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _ms(v) -> str:
     return "-" if v is None else f"{v:.0f}"
 
@@ -158,7 +166,8 @@ def render_readme(rep: dict) -> str:
             L.append(f"| {100 * share:.0f} % | {r['offered_rps']:.2f} | {r['answered_rps']:.2f} | {_ms(lat['p50'])} | "
                      f"{_ms(lat['p90'])} | {_ms(lat['p99'])} | {r['status_503']} | {_share(src['board'])} | "
                      f"{_share(src['fallback'])} | {_share(src['spillover'])} | {_cpu(r)} |")
-    L += ["", "Reproduce: `" + rep["command"] + "`."]
+    L += ["", f"Reproduce: `{rep['command']}` (runs `{rep['argv']}`; every figure is in the `capacity.json` it writes "
+              "under `runs/capacity/`)."]
     return "\n".join(L)
 
 
@@ -168,7 +177,7 @@ def splice(readme: str, body: str) -> str:
         head, rest = readme.split(START, 1)
         _old, tail = rest.split(END, 1)
         return f"{head}{START}\n{body}\n{END}{tail}"
-    return readme.rstrip("\n") + f"\n\n### Real speed\n\n{START}\n{body}\n{END}\n"
+    return readme.rstrip("\n") + f"\n\n### At real-board speed\n\n{START}\n{body}\n{END}\n"
 
 
 # ---- command line --------------------------------------------------------------------------
@@ -194,14 +203,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ensemble", help="ensemble file (default models/zoo/ensemble.json)")
     p.add_argument("--out", help="output folder (default runs/capacity/<date-time>)")
     p.add_argument("--readme", help="write the real-speed section into this README (with --realspeed)")
+    p.add_argument("--render", metavar="JSON", help="measure nothing: write the real-speed section of --readme from "
+                                                     "a capacity.json of an earlier --realspeed run")
     a = p.parse_args(argv)
+    if a.render:
+        body = render_readme(json.loads(Path(a.render).read_text()))
+        if a.readme:
+            Path(a.readme).write_text(splice(Path(a.readme).read_text(), body))
+        print(body)
+        return 0
     try:
         if a.realspeed and 1 not in a.replicas:
             raise ConfigError("--realspeed runs at 25-150 % of the one-replica capacity: keep 1 in --replicas")
         s = Settings(scan_usb=False)
         ens_path = Path(a.ensemble) if a.ensemble else s.ensemble
         ids = [m.id for m in load_ensemble(ens_path, s.zoo).members]
-        plan = planned_latency_ms(ids, s.zoo)
+        plan = planned_latency_ms(ids, s.zoo, s.catalog)
         out = Path(a.out or ROOT / "runs" / "capacity" / datetime.now().strftime("%Y%m%d-%H%M%S"))
         out.mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix="fleetvote-capacity-"))
@@ -210,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"capacity: {r} planned-speed board(s) per member, fallback off ...", file=sys.stderr)
             rows.append(measure_capacity(r, plan, Path(a.ensemble) if a.ensemble else None, run_dir, a.duration))
         print(format_capacity(rows, plan))
-        cmd = "make bench-realspeed" if a.realspeed else "make bench-capacity"
         rep = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "plan": plan, "capacity": rows,
-               "command": f"{cmd} (python -m fleetvote.testbed.capacity {' '.join(argv or sys.argv[1:])})".strip(),
-               "deadline_ms": CAPACITY_DEADLINE_MS}
+               "command": "make bench-realspeed" if a.realspeed else "make bench-capacity",
+               "argv": shlex.join(["python", "-m", "fleetvote.testbed.capacity", *(argv or sys.argv[1:])]),
+               "json": _rel(out / "capacity.json"), "deadline_ms": CAPACITY_DEADLINE_MS}
         if a.realspeed:
             one = next(x for x in rows if x["replicas"] == 1)
             print("real speed: closed loop 1, 4, 16; open loop at 25-150 % of the measured capacity ...",

@@ -94,12 +94,12 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
 BOARD_SPEEDS = ("host", "planned")
 
 
-def planned_latency_ms(model_ids: list[str], zoo: Path | None = None) -> dict[str, dict]:
+def planned_latency_ms(model_ids: list[str], zoo: Path | None = None, catalog: Path | None = None) -> dict[str, dict]:
     """Per model id: its planned board and latency as ``fleetvote plan`` estimates it, i.e.
     ``{"board": "nucleo-f411re", "transfer_ms": .., "compute_ms": .., "total_ms": ..}``.
     ConfigError when a model is not in the zoo, fits no catalogue board, or has no instruction
     count of its own (the planner's rule: no other model's figure stands in)."""
-    from ..catalog import load_catalog
+    from ..catalog import CATALOG, load_catalog
     from ..offline.bom import BENCH_FIRMWARE, SIZE_REPORT, load_bench_firmware, load_size_report, model_row
     from ..offline.cards import load_cards
 
@@ -108,7 +108,7 @@ def planned_latency_ms(model_ids: list[str], zoo: Path | None = None) -> dict[st
     missing = [m for m in model_ids if m not in cards]
     if missing:
         raise ConfigError(f"no card in {zoo} for {', '.join(missing)}: --board-speed planned needs each member's card")
-    catalog = load_catalog()
+    catalog = load_catalog(Path(catalog or CATALOG))
     sizes, _ = load_size_report(SIZE_REPORT)
     ipms, _, _ = load_bench_firmware(BENCH_FIRMWARE)
     out = {}
