@@ -70,6 +70,7 @@ def serve_settings(a: argparse.Namespace):
         "api_key": a.api_key, "deadline_ms": a.deadline_ms, "log_json": a.log_json or None,
         "fallback": False if a.no_fallback else None, "queue_size": a.queue_size, "quorum": a.quorum,
         "deadline_margin_ms": a.deadline_margin_ms, "upload_limit": a.upload_limit,
+        "head_timeout_s": a.head_timeout_s, "body_timeout_s": a.body_timeout_s, "max_connections": a.max_connections,
     }.items() if v is not None}
     if not a.virtual and (a.replicas != 1 or a.board_speed != "host"):
         raise ConfigError("--replicas and --board-speed shape the virtual boards: add --virtual")
@@ -87,6 +88,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
 
     from . import logs
     from .api.app import create_app
+    from .api.server import uvicorn_options
     from .ensemble import load_ensemble
     from .settings import ROOT
 
@@ -109,7 +111,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     # its graceful shutdown, so code after uvicorn.run() would not run on a signal
     uvicorn.run(create_app(settings, board_supply=virtual), host=settings.host, port=settings.port,
                 log_level="info", timeout_graceful_shutdown=5,
-                log_config=logs.uvicorn_log_config(settings.log_json))
+                log_config=logs.uvicorn_log_config(settings.log_json), **uvicorn_options(settings))
     return 0
 
 
@@ -200,7 +202,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "board is full (default 16)")
     s.add_argument("--quorum", type=int, help="members that must answer from boards when fallback is off "
                                                 "(default: the ensemble file's)")
-    s.add_argument("--upload-limit", type=int, help="largest accepted request body, bytes (default 1000000)")
+    s.add_argument("--upload-limit", type=int,
+                   help="largest accepted request body, bytes (default 10485760: a 12-megapixel phone JPEG fits)")
+    s.add_argument("--head-timeout-s", type=float,
+                   help="a connection sends a whole request head within this or is closed (default 10)")
+    s.add_argument("--body-timeout-s", type=float, help="a request's body arrives within this or 408 (default 60)")
+    s.add_argument("--max-connections", type=int, help="connections and requests at once; beyond, 503 (default 512)")
     s.add_argument("--no-fallback", action="store_true", help="never compute members with the engine")
     s.add_argument("--api-key", help="require this X-API-Key on every endpoint but health")
     s.add_argument("--virtual", action="store_true", help="start virtual boards (host firmware): --replicas per member")
