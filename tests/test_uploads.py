@@ -255,3 +255,47 @@ def test_slow_client_settings_have_flags_and_are_checked():
     assert (s.head_timeout_s, s.body_timeout_s, s.max_connections) == (3.0, 7.0, 9)
     with pytest.raises(ConfigError, match="max_connections"):
         serve_settings(build_parser().parse_args(["serve", "--max-connections", "0"]))
+
+
+def test_three_hundred_slow_heads_are_all_closed_at_the_head_timeout_while_others_are_served(guarded):
+    import selectors
+
+    n = 300
+    sel = selectors.DefaultSelector()
+    socks = []
+    t0 = time.monotonic()  # before the first connects: each one's timer starts when the server accepts it
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", guarded.port))
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        socks.append(s)
+    closed_at: dict[socket.socket, float] = {}
+    ordinary = []
+    line = 0
+    try:
+        for s in socks:
+            s.send(b"GET /healthz HTTP/1.1\r\n")
+        while len(closed_at) < n and time.monotonic() - t0 < TIMEOUT_S + 5:
+            for key, _ in sel.select(timeout=0.05):
+                s = key.fileobj
+                try:
+                    data = s.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    closed_at[s] = time.monotonic() - t0
+                    sel.unregister(s)
+            if time.monotonic() - t0 > 0.25 * line:  # every slow client: one more header line
+                line += 1
+                for s in socks:
+                    if s not in closed_at:
+                        with contextlib.suppress(OSError):
+                            s.send(b"X-Slow-%d: 1\r\n" % line)
+                t1 = time.monotonic()
+                ordinary.append((httpx.get(guarded.url + "/healthz", timeout=5).status_code, time.monotonic() - t1))
+    finally:
+        for s in socks:
+            s.close()
+    assert len(closed_at) == n, f"{n - len(closed_at)} slow connections still open"
+    assert TIMEOUT_S - 0.05 <= min(closed_at.values()) and max(closed_at.values()) < TIMEOUT_S + 1.5
+    assert all(status == 200 for status, _ in ordinary) and max(s for _, s in ordinary) < 1.0
