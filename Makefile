@@ -119,7 +119,7 @@ fuzz-api: venv firmware-host  ## the HTTP API against its OpenAPI schema under s
 # ---- the fleet at real-board speed (service/fleetvote/testbed/capacity.py): virtual boards padded to
 # each member's planned latency on its catalogue board; runtime install only (no test extra)
 CAPACITY_ARGS ?= --replicas 1,2,3 --duration 20
-REALSPEED_ARGS ?= --replicas 1,2,3 --duration 20 --closed-count 60 --open-duration 30
+REALSPEED_ARGS ?= --replicas 1,2,3 --duration 20 --closed-count 128 --open-duration 30
 .PHONY: bench-capacity bench-realspeed
 bench-capacity: venv-run firmware-host  ## answered rate at saturation, 1-3 planned-speed boards per member, fallback off, vs the planner (~3 min)
 	$(BIN)/python -m fleetvote.testbed.capacity $(CAPACITY_ARGS)

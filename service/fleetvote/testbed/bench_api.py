@@ -12,7 +12,8 @@ set needed, no accuracy) to ``/classify`` over real HTTP, in two modes, for a nu
   request-rate mode and MLPerf Inference's server scenario do. Latency is end to end, from the
   request's scheduled arrival to the last byte of its answer, so a client that falls behind (its
   lag is reported) or a full connection pool counts against the latency rather than hiding it.
-  Per rate: offered and answered rate, 503s, p50/p90/p99, and where the members' votes came from:
+  Per rate: offered rate (arrivals over their span) and answered rate (200s over the time from
+  the first arrival to the last answer), 503s, p50/p90/p99, and where the members' votes came from:
   boards, fallback (the engine standing in for a failed, late or missing board) and spillover (the
   engine taking a member whose every board queue was full).
 

@@ -140,8 +140,9 @@ def render_readme(rep: dict) -> str:
          + f", all on {', '.join(sorted({p['board'] for p in plan.values()}))}), one board per member unless "
          f"said. {rep['host']['cpus']} CPUs shared with the client and other work (load {rep['host']['load_avg_1m']} "
          "at the end). Synthetic images (the boards' time does not depend on the pixels).", "",
-         "Capacity at saturation, fallback off (closed loop at 2 and 4 requests per board, the larger rate), "
-         "against the planner's R / slowest member latency:", "",
+         "Capacity at saturation, fallback off and a per-board deadline of "
+         f"{rep.get('deadline_ms', CAPACITY_DEADLINE_MS) / 1000:g} s so that nothing expires in a queue (closed loop at "
+         "2 and 4 requests per board, the larger rate), against the planner's R / slowest member latency:", "",
          "| boards per member | measured answers/s | predicted answers/s | measured / predicted |",
          "|---|---|---|---|"]
     for r in cap:
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", type=_ints, default=[1, 2, 3], help="boards per member to measure (default 1,2,3)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per closed-loop level of the capacity runs")
     p.add_argument("--realspeed", action="store_true", help="also the README's tables (needs 1 in --replicas)")
-    p.add_argument("--closed-count", type=int, default=60, help="requests per closed-loop level (--realspeed)")
+    p.add_argument("--closed-count", type=int, default=128, help="requests per closed-loop level (--realspeed)")
     p.add_argument("--open-duration", type=float, default=30.0, help="seconds per open-loop rate (--realspeed)")
     p.add_argument("--ensemble", help="ensemble file (default models/zoo/ensemble.json)")
     p.add_argument("--out", help="output folder (default runs/capacity/<date-time>)")
