@@ -166,7 +166,7 @@ async def test_every_board_killed_not_ready_but_still_answering(board_bin, tmp_p
     ({"content": b"\x00" * 100, "headers": {"content-type": "application/octet-stream"}}, 422),
     ({"content": b"junk", "headers": {"content-type": "image/jpeg"}}, 422),
     ({"content": b"GIF89a....", "headers": {"content-type": "image/gif"}}, 415),
-    ({"content": b"\x00" * 2_000_000, "headers": {"content-type": "application/octet-stream"}}, 413),
+    ({"content": b"\x00" * 11_000_000, "headers": {"content-type": "application/octet-stream"}}, 413),  # > 10 MiB
     ({"files": {"note": ("a.txt", b"hello", "text/plain")}, "data": {"x": "1"}}, 415),
     ({"data": {"just": "fields"}}, 415),
     ({"files": {"a": ("a", b"", "image/png")}, "data": {}}, 422),

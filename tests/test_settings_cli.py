@@ -91,7 +91,10 @@ def test_a_bad_setting_is_a_clear_error_that_never_shows_the_key(monkeypatch, ca
     from fleetvote.cli import main
 
     monkeypatch.setenv("FLEETVOTE_API_KEY", "sup3rsecret")
-    assert main(["serve", "--port", "http", "--queue-size", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # not a number: refused as the flags are read
+        main(["serve", "--port", "http"])
+    assert exit_.value.code == 2 and "--port: invalid int value" in capsys.readouterr().err
+    assert main(["serve", "--port", "99999", "--queue-size", "0"]) == 2
     err = capsys.readouterr().err
     assert "error: invalid settings" in err and "port" in err and "queue_size" in err
     assert "sup3rsecret" not in err and "Traceback" not in err

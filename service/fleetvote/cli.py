@@ -16,11 +16,11 @@ from pathlib import Path
 
 from . import __version__
 from .command import ListOption, NoSecretOnArgv, add_data
-from .errors import FleetvoteError
+from .errors import ConfigError, FleetvoteError
 from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, results_table, robustness,
                       verify)
 from .testbed import bench_api, bringup, qemu
-from .testbed.virtual import VirtualFleet
+from .testbed.virtual import BOARD_SPEEDS, VirtualFleet, planned_latency_ms
 
 EPILOG = """\
 examples:
@@ -59,28 +59,56 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def serve_settings(a: argparse.Namespace):
+    """The service's Settings from ``fleetvote serve``'s flags over FLEETVOTE_* (ConfigError, not
+    a traceback, for a value out of range or a virtual-board option without --virtual)."""
+    from .settings import Settings
+
+    if not a.virtual and (a.replicas != 1 or a.board_speed != "host"):
+        raise ConfigError("--replicas and --board-speed shape the virtual boards: add --virtual")
+    return _settings(Settings, a)
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     import uvicorn
 
     from . import logs
     from .api.app import create_app
+    from .api.server import uvicorn_options
     from .ensemble import load_ensemble
-    from .settings import ROOT, Settings
+    from .settings import ROOT
 
-    settings = _settings(Settings, a)
+    settings = serve_settings(a)
     logs.setup(settings.log_json)
     virtual = None  # the test bed's boards, brought up and down by the app's lifespan
     if a.virtual:
         run_dir = Path(a.run_dir or ROOT / "run")
         ids = [m.id for m in load_ensemble(settings.ensemble, settings.zoo).members]
-        virtual = VirtualFleet(ids, run_dir / "boards")
+        latency = None
+        if a.board_speed == "planned":
+            plan = planned_latency_ms(ids, settings.zoo, settings.catalog)
+            latency = {m: p["total_ms"] for m, p in plan.items()}
+            print("virtual boards at planned speed (transfer + compute on the catalogue board, fleetvote plan): "
+                  + ", ".join(f"{m} {p['total_ms']:.0f} ms on {p['board']}" for m, p in plan.items()),
+                  file=sys.stderr)
+        virtual = VirtualFleet(ids, run_dir / "boards", replicas=a.replicas, latency_ms=latency)
         settings.link_globs = settings.link_globs + [str(run_dir / "boards" / "*")]
     # the lifespan starts and stops the virtual boards: uvicorn re-raises SIGINT/SIGTERM after
     # its graceful shutdown, so code after uvicorn.run() would not run on a signal
     uvicorn.run(create_app(settings, board_supply=virtual), host=settings.host, port=settings.port,
                 log_level="info", timeout_graceful_shutdown=5,
-                log_config=logs.uvicorn_log_config(settings.log_json))
+                log_config=logs.uvicorn_log_config(settings.log_json), **uvicorn_options(settings))
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v}: at least 1")
+    return v
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -150,6 +178,14 @@ def _settings(settings_cls, a: argparse.Namespace):
         raise ConfigError(f"invalid settings (flags or FLEETVOTE_* variables): {problems}") from None
 
 
+def _number_type(annotation) -> type | None:
+    """int or float for a setting of that type (or optional), else None (argparse keeps the text)."""
+    import typing
+
+    kinds = {a for a in typing.get_args(annotation) or (annotation,) if a is not type(None)}
+    return next(iter(kinds)) if len(kinds) == 1 and kinds <= {int, float} else None
+
+
 def _add_settings_flags(s: argparse.ArgumentParser) -> None:
     """One flag per setting of ``settings.Settings``, made from its fields: ``--<name>`` with the
     field's description, its environment variable and its default. A list is a repeated flag in
@@ -179,8 +215,8 @@ def _add_settings_flags(s: argparse.ArgumentParser) -> None:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif name in LIST_FIELDS:
             g.add_argument(flag, action="append", metavar=name[:-1].upper(), **kw)
-        else:
-            g.add_argument(flag, metavar=name.upper(), **kw)
+        else:  # numbers are typed here, so that `--queue-size many` is refused as the flags are read
+            g.add_argument(flag, metavar=name.upper(), type=_number_type(field.annotation), **kw)
     g.add_argument("--api-key", nargs="?", action=NoSecretOnArgv, metavar="KEY",
                    help="not taken here (ps would show it): FLEETVOTE_API_KEY or --api-key-file")
 
@@ -196,11 +232,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                    "Every setting is a flag and FLEETVOTE_<NAME> in the environment. udev "
                                    "rules, Docker Compose and boards on other hosts (ser2net): docs/deploy.md.",
                        epilog="examples:\n  fleetvote serve --virtual                 # one virtual board per member\n"
+                              "  fleetvote serve --virtual --board-speed planned --replicas 2   # at real-board speed\n"
                               "  fleetvote serve --url /dev/ttyACM0 --url socket://10.0.0.5:7000\n"
                               "  fleetvote serve --url rfc2217://192.0.2.10:3331 --log-json   # a board behind ser2net\n"
                               "  FLEETVOTE_API_KEY_FILE=/run/secrets/key fleetvote serve --virtual  # key from a file",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--virtual", action="store_true", help="start one virtual board per member (host firmware)")
+    s.add_argument("--virtual", action="store_true", help="start virtual boards (host firmware): --replicas per member")
+    s.add_argument("--replicas", type=_positive, default=1, metavar="N",
+                   help="with --virtual: N virtual boards per member (default 1)")
+    s.add_argument("--board-speed", choices=BOARD_SPEEDS, default="host",
+                   help="with --virtual: host (as fast as this machine computes) or planned (each board takes its "
+                        "member's latency on its catalogue board as `fleetvote plan` estimates it: serial transfer "
+                        "+ compute, e.g. ~140-200 ms on a nucleo-f411re)")
     s.add_argument("--run-dir", help="where virtual boards put their links (default ./run)")
     _add_settings_flags(s)
     s.set_defaults(func=_cmd_serve)

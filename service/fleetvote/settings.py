@@ -80,7 +80,18 @@ class Settings(BaseSettings):
                             "or 503 when every board is full)")
     fallback: bool = Field(True, description="compute missing members with the numpy engine")
     quorum: int | None = Field(None, ge=1, description="override the ensemble file's quorum")
-    upload_limit: int = Field(1_000_000, ge=3072, description="largest accepted request body, bytes")
+    # A 12-megapixel JPEG from a phone camera is 2-6 MB at the cameras' usual quality (1.3-4 bits
+    # per pixel); 10 MiB also takes one saved at maximum quality. The decoder's pixel limit
+    # (images.MAX_PIXELS, 16.7 megapixels) stops decompression bombs whatever the file's size.
+    upload_limit: int = Field(10 * 2**20, ge=3072, description="largest accepted request body, bytes")
+    head_timeout_s: float = Field(10.0, gt=0, description="a connection sends a whole request head within this, "
+                                  "from its start or from its previous answer, or is closed (408)")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request's whole body arrives within this of its "
+                                  "head, or 408 (60 s: 10 MiB at 1.4 Mbit/s)")
+    # a burst of 256 requests and the dashboard beside it fit; bodies held at once are bounded by
+    # max_connections x upload_limit (5 GiB if every connection uploaded 10 MiB at once: a front
+    # such as HAProxy, docs/deploy.md, bounds connections per client before that)
+    max_connections: int = Field(512, ge=1, description="connections and requests at once; beyond, 503")
     api_key: str | None = Field(None, repr=False, min_length=1,
                                 description="if set, required (as X-API-Key or Authorization: Bearer) on every "
                                             "endpoint but health; from the environment only")

@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, fleet_factory=None,
     app.state.metrics = metrics
     # no app.state.ensemble: a reload replaces the fleet's (app.state.fleet.ensemble), the one to read
     routers = (classify.router, fleet_routes.router, health.router, ui.router, *oip.routers, admin.router)
-    app.add_middleware(UploadLimit, limit=settings.upload_limit)
+    app.add_middleware(UploadLimit, limit=settings.upload_limit, body_timeout_s=settings.body_timeout_s)
     # outside the limit, so that its refusals are counted too, under the route they were meant for
     app.add_middleware(RequestCount, metrics=metrics, paths=[r.path for router in routers for r in router.routes])
     app.add_middleware(RequestLog)  # outermost: a refused upload is logged with its request id too

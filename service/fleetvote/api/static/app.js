@@ -8,7 +8,7 @@
   const KEY_STORE = "fleetvote.apiKey";  // sessionStorage: gone when the tab closes
   const POLL_MS = 1000;
   const ENSEMBLE_EVERY = 10;             // polls between two GET ensemble
-  const MAX_UPLOAD = 1_000_000;          // the service's default upload limit, bytes
+  const MAX_UPLOAD = 10 * 1024 * 1024;   // the service's default upload limit, bytes (settings.upload_limit)
 
   const $ = (id) => document.getElementById(id);
   const state = { polls: 0, failures: 0, timer: null, inflight: false, again: false, waitingForKey: false, busy: false,
