@@ -35,7 +35,7 @@ from .. import logs
 from ..ensemble import Ensemble, Member, load_ensemble
 from ..errors import (BoardError, BoardGone, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost,
                       UnknownMember)
-from ..fusion import fuse
+from ..fusion import fuse, lookup
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
@@ -235,7 +235,13 @@ class Fleet:
         quorum = min(self.quorum_of(ens), len(asked))
         votes.update(await self._stand_in(ens, asked, quorum, votes, reasons, engines, sent))
         order = sorted(votes)
-        fused = fuse([votes[k].output for k in order], strategy, [ens.members[k].weight for k in order])
+        weights = [ens.members[k].weight for k in order]
+        if lookup(strategy).uses_weights and not any(weights):
+            # only members of weight 0 voted (the others' boards failed, fallback off, or not asked):
+            # a weighted vote of nothing has no answer; refused like a lost quorum, never a 500
+            raise QuorumLost(f"no member with a weight above 0 voted ({', '.join(votes[k].model_id for k in order)} "
+                             f"did, at weight 0); the {strategy} vote needs one", [])
+        fused = fuse([votes[k].output for k in order], strategy, weights)
         return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
 
     def _dispatch(self, ens: Ensemble, asked: list[int], pixels: bytes, deadline_ms: float | None
