@@ -120,6 +120,17 @@ load: venv firmware-host  ## 10,000 requests at concurrency 64 against fleetvote
 fuzz-api: venv firmware-host  ## the HTTP API against its OpenAPI schema under schemathesis (FUZZ_API_EXAMPLES per operation)
 	FUZZ_API_EXAMPLES=$(FUZZ_API_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_schemathesis.py
 
+# ---- the fleet at real-board speed (service/fleetvote/testbed/capacity.py): virtual boards padded to
+# each member's planned latency on its catalogue board; runtime install only (no test extra)
+CAPACITY_ARGS ?= --replicas 1,2,3 --duration 20
+REALSPEED_ARGS ?= --replicas 1,2,3 --duration 20 --closed-count 128 --open-duration 30
+.PHONY: bench-capacity bench-realspeed
+bench-capacity: venv-run firmware-host  ## answered rate at saturation, 1-3 planned-speed boards per member, fallback off, vs the planner (~3 min)
+	$(BIN)/python -m fleetvote.testbed.capacity $(CAPACITY_ARGS)
+
+bench-realspeed: venv-run firmware-host  ## bench-capacity, then closed and open loop at planned speed into README.md's real-speed section (~8 min)
+	$(BIN)/python -m fleetvote.testbed.capacity $(REALSPEED_ARGS) --realspeed --readme README.md
+
 # ---- robustness: the best member, the fleet and the baseline on corrupted test images -------------
 .PHONY: robustness
 robustness: venv  ## accuracy on corrupted test images (CIFAR-10-C severity 3), best member vs fleet vs baseline (N=500 for a subset; ~15 min)

@@ -216,13 +216,13 @@ CASES = {
     "DELAY_SHORT": "board",  # 100 ms, within the 400 ms deadline
     "DELAY_LONG": "timeout",
     "GARBAGE": "board",
-    "BAD_CRC": "board error",
+    "BAD_CRC": "board_error",
     "RESET": "timeout",
     "HANG": "timeout",
     "HANG_FOREVER": "timeout",
-    "UNPLUG": "board error",
+    "UNPLUG": "link_lost",
     "FREEZE": "timeout",
-    "KILL": "board error",
+    "KILL": "link_lost",
 }
 
 

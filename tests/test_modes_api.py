@@ -101,10 +101,12 @@ async def test_metrics_count_answers_per_mode_and_stage_and_the_evaluations_save
         for mode in ("all", "cascade", "cascade"):
             assert (await client.post(f"/classify?mode={mode}", **RAW)).status_code == 200
         text = (await client.get("/metrics")).text
-    answers = dict(re.findall(r'^fleetvote_answers_total\{(mode="\w+",stage="\d")\} (\d+)$', text, re.M))
-    assert answers == {'mode="all",stage="1"': "1", 'mode="cascade",stage="1"': "2"}
-    saved = dict(re.findall(r'^fleetvote_board_evaluations_saved_total\{mode="(\w+)"\} (\d+)$', text, re.M))
-    assert saved == {"all": "0", "cascade": str(2 * (len(member_ids()) - 1))}
+    answers = {k: float(v) for k, v in
+               re.findall(r'^fleetvote_answers_total\{(mode="\w+",stage="\d")\} ([\d.]+)$', text, re.M)}
+    assert answers == {'mode="all",stage="1"': 1, 'mode="cascade",stage="1"': 2}
+    saved = {k: float(v) for k, v in
+             re.findall(r'^fleetvote_board_evaluations_saved_total\{mode="(\w+)"\} ([\d.]+)$', text, re.M)}
+    assert saved == {"all": 0, "cascade": 2 * (len(member_ids()) - 1)}
 
 
 # ---- the ensemble file ---------------------------------------------------------------------------

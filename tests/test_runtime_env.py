@@ -81,3 +81,35 @@ def test_runtime_service_classifies_on_one_virtual_board(runtime_venv, tmp_path,
     # the virtual board went with the service: no process left behind
     left = subprocess.run(["pgrep", "-f", f"--link {tmp_path / 'run'}"], capture_output=True, text=True)
     assert left.stdout.strip() == "", out[-2000:]
+
+
+def test_runtime_bench_runs_open_loop_at_planned_speed_without_test_extra_or_data(runtime_venv, tmp_path):
+    need_tool("cc")
+    members = [c["id"] for c in load_cards(ZOO) if c["role"] == "member"]
+    if not members:
+        pytest.skip("no zoo member yet")
+    subprocess.run(["make", "-C", str(ROOT / "firmware"), "BOARD=host", f"PYTHON={sys.executable}"],
+                   check=True, capture_output=True)
+    py = runtime_venv / "bin" / "python"
+    no_extra = subprocess.run([str(py), "-c", "import pytest"], capture_output=True, text=True)
+    assert no_extra.returncode != 0  # the test extra is not there
+    ens = tmp_path / "ensemble.json"
+    ens.write_text(json.dumps({"members": [{"id": members[0]}], "strategy": "soft", "quorum": 1}))
+    env = {k: v for k, v in os.environ.items() if k != "CIFAR10_PATH"}
+    env.update(FLEETVOTE_ZOO=str(ZOO), FLEETVOTE_BOARD_BIN=str(ROOT / "firmware" / "build" / "host" / "board"),
+               FLEETVOTE_CATALOG=str(ROOT / "firmware" / "boards" / "catalog.json"))
+    out = tmp_path / "bench"
+    r = subprocess.run([str(runtime_venv / "bin" / "fleetvote"), "bench", "--serve-virtual", "--ensemble", str(ens),
+                        "--board-speed", "planned", "--rate", "4", "--count", "6", "--synthetic", "--warmup", "1",
+                        "--no-progress", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "open loop" in r.stdout
+    rep = json.loads((out / "bench.json").read_text())
+    (rate,) = rep["rates"]
+    # (a member may fall back: a virtual board has no clock to estimate its deadline from, so it gets
+    # 300 ms until its p99 is known, and an arrival queued behind another waits longer than that)
+    assert rate["requests"] == rate["ok"] == 6 and rate["member_sources"]["board"] > 0
+    assert sum(rate["member_sources"].values()) == pytest.approx(1.0)
+    assert rate["latency_ms"]["p50"] > 100  # a planned-speed board: a real board's ~100-200 ms, not host speed
+    assert "matplotlib" in rep["files"].get("plots", "") or "rates_png" in rep["files"]

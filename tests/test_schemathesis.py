@@ -119,12 +119,16 @@ def test_api_conforms_to_its_openapi_schema(api_schema, mode):
     assert not failures, "\n\n".join(failures)
 
 
+# health probes (a load balancer, Kubernetes) send no key: the service's and the inference protocol's
+PUBLIC = ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready")
+
+
 def test_every_protected_operation_documents_401_and_the_key(live_api):
     """Without the key the service answers 401 (tests/test_service.py); the schema should say so."""
     import httpx
 
     spec = httpx.get(f"{live_api}/openapi.json").json()
     undocumented = [f"{method.upper()} {path}" for path, ops in spec["paths"].items() for method, op in ops.items()
-                    if path not in ("/healthz", "/readyz") and "401" not in op.get("responses", {})]
+                    if path not in PUBLIC and "401" not in op.get("responses", {})]
     assert not undocumented, f"401 undocumented on {', '.join(undocumented)}"
     assert spec.get("components", {}).get("securitySchemes"), "no security scheme for X-API-Key"

@@ -105,7 +105,7 @@ async def test_api_key_guards_every_endpoint_but_health_over_a_real_socket(tmp_p
                     r = await http.request(method, path, image if method == "POST" else b"",
                                            "application/octet-stream" if method == "POST" else None)
                     assert r.status == 401, (method, path, r.status)
-                    assert r.headers.get("www-authenticate") == "ApiKey"
+                    assert r.headers.get("www-authenticate") == 'ApiKey, Bearer realm="fleetvote"'
                     assert b"k3y" not in r.body
             for path in ("/healthz", "/readyz"):
                 assert (await anon.request("GET", path)).status in (200, 503)
@@ -460,7 +460,7 @@ async def test_a_board_whose_model_hash_differs_from_the_member_does_not_vote(bo
             r = (await http.request("POST", "/classify", np.zeros(3072, np.uint8).tobytes(),
                                     "application/octet-stream")).json()
             assert r["members"][0]["source"] == "fallback"
-            assert r["members"][0]["reason"] == "no board serving this member"
+            assert r["members"][0]["reason"] == "no_board"
             await http.close()
     finally:
         board.stop()

@@ -116,7 +116,7 @@ async def test_classify_through_ser2net_rfc2217_is_answered_by_the_board(board_b
                     r = await client.post("/classify", **raw(test_images.x[idx]))
                     assert r.status_code == 200, r.text
                     m = r.json()["members"][0]
-                    assert m["source"] == "board" and m["board_id"] == boards[0]["id"]
+                    assert m["source"] == "board" and m["board_id"] == boards[0]["board_id"]
                     assert np.array_equal(m["output"], engine.run(test_images.x[idx]))
 
                 # the remote host goes away: the member falls back, the board shows offline

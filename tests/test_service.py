@@ -166,7 +166,7 @@ async def test_every_board_killed_not_ready_but_still_answering(board_bin, tmp_p
     ({"content": b"\x00" * 100, "headers": {"content-type": "application/octet-stream"}}, 422),
     ({"content": b"junk", "headers": {"content-type": "image/jpeg"}}, 422),
     ({"content": b"GIF89a....", "headers": {"content-type": "image/gif"}}, 415),
-    ({"content": b"\x00" * 2_000_000, "headers": {"content-type": "application/octet-stream"}}, 413),
+    ({"content": b"\x00" * 11_000_000, "headers": {"content-type": "application/octet-stream"}}, 413),  # > 10 MiB
     ({"files": {"note": ("a.txt", b"hello", "text/plain")}, "data": {"x": "1"}}, 415),
     ({"data": {"just": "fields"}}, 415),
     ({"files": {"a": ("a", b"", "image/png")}, "data": {}}, 422),
@@ -214,17 +214,17 @@ async def test_boards_and_metrics_report_counters_and_latency(board_bin, tmp_pat
         headers = {"x-api-key": client.key} if getattr(client, "key", None) else {}
         boards = (await client.get("/boards", headers=headers)).json()["boards"]
         assert {b["model_id"] for b in boards} == set(ids)
-        assert len({b["id"] for b in boards}) == len(ids)
+        assert len({b["board_id"] for b in boards}) == len(ids)
         for b in boards:
             assert b["counters"]["requests"] == 5 and b["round_trip"]["count"] == 5
-            one = (await client.get(f"/boards/{b['id']}")).json()
+            one = (await client.get(f"/boards/{b['board_id']}")).json()
             assert one["url"] == b["url"]
         assert (await client.get("/boards/nope")).status_code == 404
         text = (await client.get("/metrics")).text
-        assert 'fleetvote_requests_total{endpoint="/classify",status="200"} 5' in text
-        assert "fleetvote_board_latency_seconds_bucket" in text
+        assert 'fleetvote_http_requests_total{route="/classify",status="200"} 5.0' in text
+        assert "fleetvote_board_round_trip_seconds_bucket" in text
         ens = (await client.get("/ensemble")).json()
-        assert [m["id"] for m in ens["members"]] == ids and all(m["boards"] for m in ens["members"])
+        assert [m["model_id"] for m in ens["members"]] == ids and all(m["board_ids"] for m in ens["members"])
 
 
 async def test_admission_control_answers_503_with_retry_after_when_queues_are_full(board_bin, tmp_path, test_images):

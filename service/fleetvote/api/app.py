@@ -15,15 +15,16 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..ensemble import load_ensemble
-from ..errors import Overloaded, QuorumLost
+from ..errors import ConfigError, Overloaded, QuorumLost
 from ..fleet.manager import Fleet
 from ..images import ImageError
 from ..metrics import Metrics
 from ..settings import Settings
 from .deps import no_unknown_query
 from .limits import UploadLimit
+from .reload import reload_on_sighup
 from .requestlog import RequestCount, RequestLog
-from .routes import classify, fleet as fleet_routes, health, ui
+from .routes import admin, classify, fleet as fleet_routes, health, oip, ui
 
 log = logging.getLogger("fleetvote.api")
 
@@ -40,7 +41,13 @@ async def _quorum_lost(_request: Request, exc: QuorumLost) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
-ERROR_HANDLERS = {ImageError: _bad_image, Overloaded: _overloaded, QuorumLost: _quorum_lost}
+async def _bad_config(_request: Request, exc: ConfigError) -> JSONResponse:
+    # only a reload raises it during a request: the file is refused, the ensemble in service kept
+    return JSONResponse({"detail": f"{exc}; the ensemble in service is kept"}, status_code=422)
+
+
+ERROR_HANDLERS = {ImageError: _bad_image, Overloaded: _overloaded, QuorumLost: _quorum_lost,
+                  ConfigError: _bad_config}
 
 
 def create_app(settings: Settings | None = None, fleet_factory=None,
@@ -52,17 +59,19 @@ def create_app(settings: Settings | None = None, fleet_factory=None,
     settings = settings or Settings()
     # validated before the server starts: a bad ensemble or model file stops it with a message
     ensemble = load_ensemble(settings.ensemble, settings.zoo)
-    metrics = Metrics()
+    metrics = Metrics(__version__)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         async with board_supply or contextlib.nullcontext():
             fleet = (fleet_factory or Fleet)(settings, ensemble, metrics)
             app.state.fleet = fleet
+            metrics.fleet = fleet  # the boards' figures are read at every scrape
             await fleet.start()
             log.info("fleet started", extra={"boards": len(fleet.boards), "members": len(ensemble.members)})
             try:
-                yield
+                with reload_on_sighup(fleet):
+                    yield
             finally:
                 await fleet.stop()
 
@@ -73,9 +82,9 @@ def create_app(settings: Settings | None = None, fleet_factory=None,
                     "/classify; GET /boards shows the fleet.")
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.ensemble = ensemble
-    routers = (classify.router, fleet_routes.router, health.router, ui.router)
-    app.add_middleware(UploadLimit, limit=settings.upload_limit)
+    # no app.state.ensemble: a reload replaces the fleet's (app.state.fleet.ensemble), the one to read
+    routers = (classify.router, fleet_routes.router, health.router, ui.router, *oip.routers, admin.router)
+    app.add_middleware(UploadLimit, limit=settings.upload_limit, body_timeout_s=settings.body_timeout_s)
     # outside the limit, so that its refusals are counted too, under the route they were meant for
     app.add_middleware(RequestCount, metrics=metrics, paths=[r.path for router in routers for r in router.routes])
     app.add_middleware(RequestLog)  # outermost: a refused upload is logged with its request id too

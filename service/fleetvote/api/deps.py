@@ -9,7 +9,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ..fleet.manager import Fleet
 from ..metrics import Metrics
@@ -28,21 +28,28 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-# Declared as an OpenAPI security scheme, so /docs and schema-driven clients know about the key;
-# auto_error=False: the key is optional until the settings ask for one.
+# Declared as OpenAPI security schemes, so /docs and schema-driven clients know about the key;
+# auto_error=False: the key is optional until the settings ask for one. The same key is accepted
+# in either header: X-API-Key for scripts and the dashboard, `Authorization: Bearer` for what can
+# send only standard credentials (Prometheus' scrape_config `authorization`).
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="required on every endpoint but /healthz and /readyz when "
                                           "the service is started with an API key")
+bearer = HTTPBearer(auto_error=False, description="the API key as `Authorization: Bearer <key>`")
 
 
 async def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
-                          x_api_key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+                          x_api_key: Annotated[str | None, Security(api_key_header)] = None,
+                          authorization: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None
+                          ) -> None:
     if settings.api_key is None:
         return
-    if x_api_key is None or not secrets.compare_digest(x_api_key.encode("utf-8", "surrogateescape"),
-                                                       settings.api_key.encode("utf-8", "surrogateescape")):
-        raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header",
-                            headers={"WWW-Authenticate": "ApiKey"})
+    given = x_api_key if x_api_key is not None else (authorization.credentials if authorization else None)
+    if given is None or not secrets.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                   settings.api_key.encode("utf-8", "surrogateescape")):
+        raise HTTPException(status_code=401, detail="missing or wrong API key: send it as X-API-Key or "
+                                                    "Authorization: Bearer",
+                            headers={"WWW-Authenticate": 'ApiKey, Bearer realm="fleetvote"'})  # both schemes
 
 
 async def no_unknown_query(request: Request) -> None:
@@ -60,5 +67,6 @@ FleetDep = Annotated[Fleet, Depends(get_fleet)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ApiKey = Depends(require_api_key)
 # documented on every protected route
-UNAUTHORIZED = {401: {"description": "missing or wrong X-API-Key (only when the service has an API key)",
+UNAUTHORIZED = {401: {"description": "missing or wrong API key, as X-API-Key or Authorization: Bearer "
+                                     "(only when the service has an API key)",
                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}}

@@ -7,11 +7,12 @@ runs through), otherwise a new random one. While the request is served it sits i
 returns it in ``X-Request-ID``. The line says method, path, status and duration: at info for
 POSTs and errors, at debug for the GETs a dashboard repeats every second.
 
-RequestCount is the only place that counts requests (``fleetvote_requests_total``): every status
-the client gets, whoever answered it (a route, an exception handler, FastAPI's 422 for a bad
-query, the upload limit's 413 before any route ran, or the 500 of an unhandled error). The
-``endpoint`` label is the route's path template, so the series stay few; a request that matches
-no route is counted under ``(unmatched)``.
+RequestCount is the only place that counts and times requests (``fleetvote_http_requests_total``,
+``fleetvote_http_request_duration_seconds``): every status the client gets, whoever answered it (a
+route, an exception handler, FastAPI's 422 for a bad query or a dependency's 422, the upload
+limit's 413 before any route ran, or the 500 of an unhandled error). The ``route`` label is the
+route's path template, so the series stay few; a request that matches no route is counted under
+``(unmatched)``. The duration runs from the request's arrival to the end of its answer's body.
 """
 
 from __future__ import annotations
@@ -70,8 +71,6 @@ class RequestLog:
 
 
 UNMATCHED = "(unmatched)"
-# endpoint labels in use before the count moved here, kept so that the series go on
-_LABELS = {"/boards/{board_id}": "/boards/{id}"}
 
 
 class RequestCount:
@@ -83,17 +82,18 @@ class RequestCount:
         self.metrics = metrics
         self._templates = [(compile_path(p)[0], p) for p in paths]
 
-    def endpoint(self, scope) -> str:
-        """The ``endpoint`` label of a request: its route's path template."""
+    def route(self, scope) -> str:
+        """The ``route`` label of a request: its route's path template."""
         path = getattr(scope.get("route"), "path", None)
         if path is None:
             path = next((p for regex, p in self._templates if regex.match(scope["path"])), None)
-        return UNMATCHED if path is None else _LABELS.get(path, path)
+        return UNMATCHED if path is None else path
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         status = 500  # what the client gets when the app raises before answering
+        t0 = time.perf_counter()
 
         async def send_noting_status(message):
             nonlocal status
@@ -106,6 +106,6 @@ class RequestCount:
         except asyncio.CancelledError:
             raise  # the client or the server went away: no answer to count
         except Exception:
-            self.metrics.request(self.endpoint(scope), status)
+            self.metrics.request(self.route(scope), status, time.perf_counter() - t0)
             raise
-        self.metrics.request(self.endpoint(scope), status)
+        self.metrics.request(self.route(scope), status, time.perf_counter() - t0)

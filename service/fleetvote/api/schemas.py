@@ -5,6 +5,7 @@ confidence to 6 decimals, milliseconds to 3."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -16,6 +17,7 @@ from ..fleet.owner import BoardSnapshot, Percentiles
 from ..fleet.results import Classification, MemberVote
 from ..fusion import STRATEGIES
 from ..link.codec import Info
+from ..metrics import REASONS
 
 # The fusion registry's names as a type: the enum that requests are validated against and that
 # OpenAPI shows. Fixed when this module is imported, as FastAPI reads a route's types when the
@@ -28,23 +30,28 @@ class MemberAnswer(BaseModel):
     model_id: str
     board_id: str | None = Field(description="hex id of the board that answered; null for fallback")
     source: Literal["board", "fallback"]
-    reason: str | None = Field(description="why the engine stood in (fallback only): no board, "
-                                           "board offline, timeout, board error, queue full")
+    reason: str | None = Field(description="why the engine stood in (fallback only), a token: "
+                                           + ", ".join(REASONS) + "; queue_full is a spillover")
+    detail: str | None = Field(description="the board's failure in words (fallback for timeout, "
+                                           "board_error, link_lost or error only)")
     label: int
     class_name: str
     output: list[int] = Field(description="the 10 int8 softmax bytes")
     probabilities: list[float]
     queue_ms: float = Field(description="waiting for the board's owner task")
     wire_ms: float = Field(description="round trip on the link minus the board's own compute time")
-    board_us: int | None = Field(description="inference time the board reported, microseconds")
+    on_board_ms: float | None = Field(description="inference time the board reported")
     latency_ms: float
 
     @classmethod
     def of(cls, v: MemberVote) -> MemberAnswer:
-        return cls(model_id=v.model_id, board_id=v.board_id, source=v.source, reason=v.reason, label=v.label,
+        return cls(model_id=v.model_id, board_id=v.board_id, source=v.source, reason=v.reason, detail=v.detail,
+                   label=v.label,
                    class_name=CLASS_NAMES[v.label], output=list(v.output),
                    probabilities=[round(float(p), 6) for p in v.probabilities], queue_ms=round(v.queue_ms, 3),
-                   wire_ms=round(v.wire_ms, 3), board_us=v.board_us, latency_ms=round(v.latency_ms, 3))
+                   wire_ms=round(v.wire_ms, 3),
+                   on_board_ms=None if v.on_board_ms is None else round(v.on_board_ms, 3),
+                   latency_ms=round(v.latency_ms, 3))
 
 
 class ClassifyResponse(BaseModel):
@@ -94,11 +101,12 @@ class LatencyStats(BaseModel):
 
 
 class BoardView(BaseModel):
-    id: str | None = Field(description="the board's 96-bit id, hex; null until greeted")
+    board_id: str | None = Field(description="the board's 96-bit id, hex; null until greeted")
     url: str
     state: Literal["connecting", "ready", "busy", "degraded", "offline"]
     model_id: str | None
-    model_sha256_prefix: str | None
+    model_sha256: str | None = Field(description="what the board reports of its model's SHA-256: the first "
+                                                 "8 bytes, hex (a prefix of /ensemble's model_sha256)")
     member: bool = Field(description="the board's model is a member of the ensemble (it votes)")
     board_name: str | None
     firmware_version: str | None
@@ -116,7 +124,7 @@ class BoardView(BaseModel):
 
     @classmethod
     def of(cls, b: BoardSnapshot) -> BoardView:
-        return cls(id=b.board_id, url=b.url, state=b.state.value, member=b.member, queue_depth=b.queue_depth,
+        return cls(board_id=b.board_id, url=b.url, state=b.state.value, member=b.member, queue_depth=b.queue_depth,
                    counters=BoardCounters(**vars(b.counters)), round_trip=LatencyStats.of(b.round_trip),
                    on_board=LatencyStats.of(b.on_board), last_error=b.last_error,
                    deadline_ms=None if b.deadline_ms is None else round(b.deadline_ms, 3), **_hello(b.info))
@@ -125,9 +133,9 @@ class BoardView(BaseModel):
 def _hello(i: Info | None) -> dict:
     """BoardView's fields from the board's HELLO, all null until it was greeted."""
     if i is None:
-        return dict.fromkeys(("model_id", "model_sha256_prefix", "board_name", "firmware_version",
+        return dict.fromkeys(("model_id", "model_sha256", "board_name", "firmware_version",
                               "protocol_version", "macc", "arena_bytes", "clock_hz", "baud"))
-    return {"model_id": i.model_id, "model_sha256_prefix": i.model_sha256.hex(), "board_name": i.board_name,
+    return {"model_id": i.model_id, "model_sha256": i.model_sha256.hex(), "board_name": i.board_name,
             "firmware_version": ".".join(map(str, i.firmware_version)), "protocol_version": i.protocol_version,
             "macc": i.macc, "arena_bytes": i.arena_bytes, "clock_hz": i.core_clock_hz, "baud": i.link_baud}
 
@@ -137,17 +145,17 @@ class BoardsResponse(BaseModel):
 
 
 class EnsembleMemberView(BaseModel):
-    id: str
+    model_id: str
     weight: float
-    sha256: str
+    model_sha256: str = Field(description="SHA-256 of the member's model.tflite, hex")
     macc: int
-    boards: list[str] = Field(description="urls of ready boards serving this member")
+    board_ids: list[str] = Field(description="ids of the boards serving this member now")
     val_accuracy: float | None = None
     test_accuracy: float | None = None
 
     @classmethod
-    def of(cls, m: Member, boards: list[str]) -> EnsembleMemberView:
-        return cls(id=m.id, weight=m.weight, sha256=m.sha256, macc=m.engine.macc, boards=boards,
+    def of(cls, m: Member, board_ids: list[str]) -> EnsembleMemberView:
+        return cls(model_id=m.id, weight=m.weight, model_sha256=m.sha256, macc=m.engine.macc, board_ids=board_ids,
                    val_accuracy=m.card.get("val_accuracy"), test_accuracy=m.card.get("test_accuracy"))
 
 
@@ -169,10 +177,25 @@ class EnsembleResponse(BaseModel):
     quorum: int
     fallback: bool
     members: list[EnsembleMemberView]
+    version: int = Field(description="which load of the ensemble file this is: 1 at start, +1 per reload")
+    loaded_at: str = Field(description="when the file was read, ISO 8601 UTC")
     mode: ModeName = Field(default="all", description="what POST /classify does without ?mode=")
     cascade: CascadeView | None = Field(default=None, description="the cascade's operating point, if any")
     cascade_alternatives: list[CascadeView] = Field(
         default_factory=list, description="other stage-1 choices; per image, the least loaded is asked")
+
+
+def iso_time(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class ReloadResponse(BaseModel):
+    version: int
+    loaded_at: str
+    reload_ms: float = Field(description="reading the file and the models, and swapping them in")
+    strategy: str
+    quorum: int
+    members: list[str]
 
 
 class Health(BaseModel):

@@ -2,14 +2,20 @@
 
 Fan-out of one request: every member gets the image at once, on the least loaded of the boards
 that serve it. Whatever has not answered by the deadline, and every member without a serving
-board, is computed by the numpy engine (``source: "fallback"``, with the reason), unless fallback
+board, is computed by the numpy engine (``source: "fallback"``, with a reason token of
+``metrics.REASONS``; ``queue_full`` is the spillover of a full fleet), unless fallback
 is off, in which case fewer board answers than the quorum is an error that names the missing
 members. When the queues of every board are full the request is refused (503, Retry-After).
 
 ``Fleet.classify`` runs it in steps: ``_dispatch`` (the image onto a board per member),
 ``_gather`` (the answers until the deadline, the engine standing by), ``_stand_in`` (the engine,
 or the quorum check, for the members still missing), then fusion. It returns a typed
-``results.Classification``; the HTTP API makes JSON of it.
+``results.Classification``; the HTTP APIs (``/classify``, the inference protocol) make JSON of it.
+
+Reload (``Fleet.reload``): the ensemble file is read again and, once valid, swapped in one step
+on the event loop; the boards keep their links and are matched to the new members. A request
+holds the ensemble it started with until it is answered (``classify(..., ensemble=)``), so a
+reload never mixes two ensembles in one answer and loses no request.
 
 Modes (``adaptive.py``): ``all`` is the above. ``early`` dispatches every member the same way but
 ``_gather_early`` counts the votes as they arrive (board answers, and the engine's for members
@@ -19,13 +25,12 @@ asked for them (an engine run queued in the pool is cancelled too; one the pool 
 begun, only possible for a member still out shortly before the deadline, finishes unused).
 When the vote is open and waits only for boards that straggle (a board cannot be interrupted, so
 one still computing an image an early answer did not need keeps the next waiting; or it is
-slow), the engine computes those members (spillover: an engine run counted as an evaluation,
-``source: "fallback"``, reason ``SPILLOVER``), the first of board and engine counting.
-``cascade`` asks the ensemble's stage-1 members as in ``all`` (of the cascade and its
-alternatives, the one whose stage-1 boards have the least work waiting); when their answer
-passes the cascade's stopping rule it is returned and the other members are never asked, else
-stage 2 asks them and the full vote decides. With fallback off, each stage (and an early decision) needs board
-answers from at least min(quorum, members it asks) members.
+slow), the engine computes those members (a spillover, reason ``straggling``), the first of
+board and engine counting. ``cascade`` asks the ensemble's stage-1 members as in ``all`` (of the
+cascade and its alternatives, the one whose stage-1 boards have the least work waiting); when
+their answer passes the cascade's stopping rule it is returned and the other members are never
+asked, else stage 2 asks them and the full vote decides. With fallback off, each stage (and an
+early decision) needs board answers from at least min(quorum, members it asks) members.
 """
 
 from __future__ import annotations
@@ -35,15 +40,18 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .. import logs
 from ..adaptive import MODES, Cascade, cascade_stops, early_answer
-from ..ensemble import Ensemble, Member
-from ..errors import BoardError, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost
-from ..fusion import Fused, fuse
+from ..ensemble import Ensemble, Member, load_ensemble
+from ..errors import (BoardError, BoardGone, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost,
+                      UnknownMember)
+from ..fusion import Fused, fuse, lookup
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
@@ -57,11 +65,17 @@ log = logging.getLogger("fleetvote.fleet")
 FALLBACK_LEAD_S = 0.05
 
 
-# why a member was not sent when every queue of its boards was full
-QUEUE_FULL = "queue full"
+# why a member was not sent when every queue of its boards was full (a spillover)
+QUEUE_FULL = "queue_full"
+# the engine's votes are logged one by one at debug, and summed up at info at most this often:
+# a dead board otherwise logs a line per request
+SUMMARY_INTERVAL_S = 10.0
+
+# why a member has no board answer: a reason token (metrics.REASONS) and, for a failure, its text
+Missing = tuple[str, str | None]
 
 # Mode early's spillover: when the vote waits only for boards, and they have been out STRAGGLER
-# times as long as the members that answered took, the engine computes them (reason SPILLOVER),
+# times as long as the members that answered took, the engine computes them (reason STRAGGLING),
 # if it has a worker free. A board cannot be interrupted, so one still computing an image an
 # early answer did not need keeps the next image waiting for up to a whole image; a slowed board
 # keeps every image waiting. 1.25, a quarter more than the slowest answer so far: a choice, so
@@ -69,7 +83,7 @@ QUEUE_FULL = "queue full"
 # (testbed/bench_adaptive.py measures it), and boards of one kind that merely spread a little
 # are left to answer.
 STRAGGLER = 1.25
-SPILLOVER = "spillover: board straggling"
+STRAGGLING = "straggling"
 
 
 @dataclass(frozen=True)
@@ -89,15 +103,16 @@ class Fleet:
         self.metrics = metrics
         self._os_ports = os_ports
         self._scan_task: asyncio.Task | None = None
-        self.quorum = settings.quorum or ensemble.quorum
-        if self.quorum > len(ensemble.members):
+        if self.quorum_of(ensemble) > len(ensemble.members):
             raise FleetvoteError(f"quorum {self.quorum} exceeds the {len(ensemble.members)} members")
+        self._reloading = asyncio.Lock()
         self._scanned = asyncio.Event()
         self._restore_handler = None
         # fallback work: at most one engine per core at a time, in a pool of its own (the default
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
         self._engine_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="engine")
+        self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
         self._engine_workers = os.cpu_count() or 2
         self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
         self._cascade_turn = -1  # which of equally loaded cascades goes first (_pick_cascade)
@@ -122,11 +137,38 @@ class Fleet:
         if self._restore_handler is not None:
             self._restore_handler()
             self._restore_handler = None
+        self.engine_votes.flush(force=True)
 
     def _on_change(self, board: Board) -> None:
         board.member = None
         if board.info is not None:
             board.member = self.ensemble.by_hash(board.info.model_id, board.info.model_sha256)
+
+    # ---- reload ----------------------------------------------------------------------------
+
+    async def reload(self) -> tuple[Ensemble, float]:
+        """Read the ensemble file again and swap it in: (the new ensemble, milliseconds taken).
+        ConfigError, and the old ensemble kept, when the file is bad (or its quorum, with the
+        settings' override, exceeds its members). The boards keep their links: each is matched
+        to the new members by its model's id and hash; a member that no board carries is
+        computed by the engine until one does. Requests already under way finish with the
+        ensemble they started with."""
+        t0 = time.perf_counter()
+        async with self._reloading:  # two reloads at once would race for the version number
+            # parsing the models (the engines) is CPU work: off the event loop, which keeps answering
+            new = await asyncio.to_thread(load_ensemble, self.settings.ensemble, self.settings.zoo, self.ensemble)
+            if self.quorum_of(new) > len(new.members):
+                raise ConfigError(f"{new.path}: quorum {self.quorum_of(new)} (FLEETVOTE_QUORUM) exceeds its "
+                                  f"{len(new.members)} members; the ensemble in service is kept")
+            new = replace(new, version=self.ensemble.version + 1)
+            # one step, no await: every request sees the old ensemble or the new one, whole
+            self.ensemble = new
+            for board in self.boards.values():
+                self._on_change(board)
+        ms = (time.perf_counter() - t0) * 1000
+        log.info("ensemble reloaded", extra={"version": new.version, "members": len(new.members),
+                                             "strategy": new.strategy, "reload_ms": round(ms, 1)})
+        return new, ms
 
     async def _scan_loop(self) -> None:
         s = self.settings
@@ -148,6 +190,7 @@ class Fleet:
             except Exception:
                 log.exception("discovery scan failed")
             self._scanned.set()
+            self.engine_votes.flush()  # the summary of a quiet spell is not held back until the next
             await asyncio.sleep(s.rescan_s)
 
     def _add(self, url: str) -> Board:
@@ -162,13 +205,24 @@ class Fleet:
 
     # ---- queries -------------------------------------------------------------------------------
 
+    @property
+    def quorum(self) -> int:
+        return self.quorum_of(self.ensemble)
+
+    def quorum_of(self, ensemble: Ensemble) -> int:
+        return self.settings.quorum or ensemble.quorum
+
     def boards_for(self, member: Member) -> list[Board]:
-        return [b for b in self.boards.values() if b.member is member and b.serving]
+        """The boards serving ``member`` now. Matched by model id and hash, not identity, so that a
+        request that began before a reload still finds the boards of the members that stayed."""
+        return [b for b in self.boards.values() if b.serving and _same(b.member, member)]
+
+    def on_boards(self, member: Member) -> bool:
+        """Whether a ready (or busy) board serves ``member``."""
+        return any(_same(b.member, member) and b.state in (State.READY, State.BUSY) for b in self.boards.values())
 
     def members_on_boards(self) -> int:
-        return sum(1 for m in self.ensemble.members
-                   if any(b.member is m and b.state == State.READY or b.member is m and b.state == State.BUSY
-                          for b in self.boards.values()))
+        return sum(1 for m in self.ensemble.members if self.on_boards(m))
 
     def ready(self) -> bool:
         return self.members_on_boards() >= self.quorum
@@ -182,56 +236,70 @@ class Fleet:
     # ---- one request ---------------------------------------------------------------------------
 
     async def classify(self, image: np.ndarray, strategy: str | None = None, deadline_ms: float | None = None,
-                       fallback: bool | None = None, mode: str | None = None) -> Classification:
+                       fallback: bool | None = None, members: Sequence[str] | None = None,
+                       ensemble: Ensemble | None = None, mode: str | None = None) -> Classification:
         """One image through the fleet: dispatch to the boards, gather their answers until the
-        deadline (the engine standing by), fill in the missing members, fuse; in ``mode`` (default:
-        the ensemble file's) all, early or cascade. Raises Overloaded when every board queue is
-        full, QuorumLost when fallback is off and too few boards answered, ConfigError for the
-        cascade of an ensemble file without one."""
+        deadline (the engine standing by), fill in the missing members, fuse. Raises Overloaded
+        when every board queue is full, QuorumLost when fallback is off and too few boards answered.
+
+        ``members``: the ids of the members asked (default: all), in any order; the answer keeps the
+        ensemble's order and the quorum is at most their number (one member alone is the inference
+        protocol's member model). UnknownMember for an id that is not a member. ``ensemble``: the
+        ensemble to answer with (default: the one in service); a batch pins one, so that a reload
+        between two of its images does not mix two ensembles in one response. ``mode``: all, early
+        or cascade (default: the ensemble file's), over the members asked; ConfigError for a
+        cascade without a cascade section."""
         t0 = time.perf_counter()
-        strategy = strategy or self.ensemble.strategy
+        ens = ensemble or self.ensemble  # held to the end: a reload swaps self.ensemble, never ens
+        asked = _indices(ens, members)
+        strategy = strategy or ens.strategy
         fallback = self.settings.fallback if fallback is None else fallback
-        mode = mode or self.ensemble.mode
+        mode = mode or ens.mode
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         image = np.ascontiguousarray(image, dtype=np.uint8)
-        everyone = list(range(len(self.ensemble.members)))
         stage, skipped, fused = 1, set(), None
         if mode == "early":
-            votes, skipped, fused = await self._gather_early(image, strategy, deadline_ms, fallback)
+            votes, skipped, fused = await self._gather_early(ens, image, asked, strategy, deadline_ms, fallback)
         elif mode == "cascade":
-            cascade = self._pick_cascade()
-            first = [k for k, m in enumerate(self.ensemble.members) if m.id in cascade.stage1]
-            rest = [k for k in everyone if k not in first]
-            votes = await self._ask(image, first, deadline_ms, fallback)
+            cascade = self._pick_cascade(ens)
+            first = [k for k in asked if ens.members[k].id in cascade.stage1] or asked
+            rest = [k for k in asked if k not in first]
+            votes = await self._ask(ens, image, first, deadline_ms, fallback)
             order = sorted(votes)
-            w = [self.ensemble.members[k].weight for k in order]
-            if votes and cascade_stops(np.array([votes[k].output for k in order]), strategy, cascade, w):
+            w = [ens.members[k].weight for k in order]
+            if not rest or votes and cascade_stops(np.array([votes[k].output for k in order]), strategy, cascade, w):
                 skipped = set(rest)
             else:
-                votes.update(await self._ask(image, rest, deadline_ms, fallback))
+                votes.update(await self._ask(ens, image, rest, deadline_ms, fallback))
                 stage = 2
         else:
-            votes = await self._ask(image, everyone, deadline_ms, fallback)
+            votes = await self._ask(ens, image, asked, deadline_ms, fallback)
         order = sorted(votes)
         if fused is None:
-            fused = fuse([votes[k].output for k in order], strategy, [self.ensemble.members[k].weight for k in order])
-        skipped_ids = tuple(self.ensemble.members[k].id for k in sorted(skipped))
+            weights = [ens.members[k].weight for k in order]
+            if lookup(strategy).uses_weights and not any(weights):
+                # only members of weight 0 voted (the others' boards failed, fallback off, or not asked):
+                # a weighted vote of nothing has no answer; refused like a lost quorum, never a 500
+                raise QuorumLost(f"no member with a weight above 0 voted ({', '.join(votes[k].model_id for k in order)} "
+                                 f"did, at weight 0); the {strategy} vote needs one", [])
+            fused = fuse([votes[k].output for k in order], strategy, weights)
+        skipped_ids = tuple(ens.members[k].id for k in sorted(skipped))
         if self.metrics:
             self.metrics.answer(mode, stage, len(skipped_ids))
         return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000,
                               mode, stage, skipped_ids)
 
-    def _pick_cascade(self) -> Cascade:
+    def _pick_cascade(self, ens: Ensemble) -> Cascade:
         """Of the ensemble's cascade and its alternatives, the one whose stage 1 will answer
         first: the least work waiting on the busiest of its stage-1 members (on that member's
         least loaded board); ties in turn, so that stage 1 rotates over equal choices."""
-        options = self.ensemble.cascades
+        options = ens.cascades
         if not options:
-            raise ConfigError(f"{self.ensemble.path}: no cascade section, so mode cascade is not available; "
+            raise ConfigError(f"{ens.path}: no cascade section, so mode cascade is not available; "
                               "write one with fleetvote ensemble-eval --write-ensemble")
         self._cascade_turn = (self._cascade_turn + 1) % len(options)
-        index = {m.id: m for m in self.ensemble.members}
+        index = {m.id: m for m in ens.members}
 
         def waiting(member: Member) -> float:
             boards = self.boards_for(member)
@@ -240,35 +308,38 @@ class Fleet:
         return min(enumerate(options), key=lambda ic: (max(waiting(index[i]) for i in ic[1].stage1),
                                                        (ic[0] - self._cascade_turn) % len(options)))[1]
 
-    async def _ask(self, image: np.ndarray, ks: list[int], deadline_ms: float | None,
+    async def _ask(self, ens: Ensemble, image: np.ndarray, ks: list[int], deadline_ms: float | None,
                    fallback: bool) -> dict[int, MemberVote]:
         """The votes of members ``ks`` (indices), every one waited for: boards, then the engine or
-        the quorum check for those missing."""
-        sent, reasons = self._dispatch(image.tobytes(), deadline_ms, ks)
-        engines = _EngineRuns(self._engine_pool, self.ensemble.members, image, self) if fallback else None
+        the quorum check (at most their number) for those missing."""
+        if self.metrics:
+            for k in ks:
+                self.metrics.member_request(ens.members[k].id)
+        sent, reasons = self._dispatch(ens, ks, image.tobytes(), deadline_ms)
+        engines = _EngineRuns(self._engine_pool, ens.members, image, self) if fallback else None
         if engines is not None:
             engines.start(*reasons)  # members already known to be missing: computed while the boards work
         answers, failed = await self._gather(sent, engines)
         reasons.update(failed)
-        votes = {k: self._board_vote(k, sent[k].board, a) for k, a in answers.items()}
-        votes.update(await self._stand_in(votes, reasons, engines, sent, ks))
+        votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
+        quorum = min(self.quorum_of(ens), len(ks))
+        votes.update(await self._stand_in(ens, ks, quorum, votes, reasons, engines, sent))
         return votes
 
-    def _dispatch(self, pixels: bytes, deadline_ms: float | None,
-                  ks: list[int] | None = None) -> tuple[dict[int, Sent], dict[int, str]]:
-        """The image of every member (of ``ks``, member indices; default all) queued on the least
-        loaded of its boards: what was sent (by member index), and why each other member was not.
-        Overloaded when nothing could be sent because every queue of the boards serving a member
-        was full."""
+    def _dispatch(self, ens: Ensemble, asked: list[int], pixels: bytes, deadline_ms: float | None
+                  ) -> tuple[dict[int, Sent], dict[int, Missing]]:
+        """Every asked member's image queued on the least loaded of its boards: what was sent (by
+        member index), and why each other member was not. Overloaded when nothing could be sent
+        because every queue of the boards serving a member was full."""
         sent: dict[int, Sent] = {}
-        reasons: dict[int, str] = {}
-        for k in range(len(self.ensemble.members)) if ks is None else ks:
-            outcome = self._submit(self.ensemble.members[k], pixels, deadline_ms)
+        reasons: dict[int, Missing] = {}
+        for k in asked:
+            outcome = self._submit(ens.members[k], pixels, deadline_ms)
             if isinstance(outcome, Sent):
                 sent[k] = outcome
             else:
-                reasons[k] = outcome
-        if not sent and QUEUE_FULL in reasons.values():
+                reasons[k] = (outcome, None)
+        if not sent and any(r == QUEUE_FULL for r, _ in reasons.values()):
             raise Overloaded("every board queue is full")
         return sent, reasons
 
@@ -276,8 +347,8 @@ class Fleet:
         """The image on the first board of the member's that takes it, or why none did."""
         boards = sorted(self.boards_for(member), key=lambda b: (b.queue.qsize(), b.state != State.READY))
         if not boards:
-            known = any(b.member is member for b in self.boards.values())
-            return "board offline" if known else "no board serving this member"
+            known = any(_same(b.member, member) for b in self.boards.values())
+            return "board_offline" if known else "no_board"
         loop = asyncio.get_running_loop()
         for b in boards:
             budget = (deadline_ms or b.deadline_ms()) / 1000
@@ -288,7 +359,7 @@ class Fleet:
         return QUEUE_FULL
 
     async def _gather(self, sent: dict[int, Sent], engines: _EngineRuns | None
-                      ) -> tuple[dict[int, BoardAnswer], dict[int, str]]:
+                      ) -> tuple[dict[int, BoardAnswer], dict[int, Missing]]:
         """The boards' answers, waited for until the deadline (the longest budget of the request),
         and why each other member sent has none. With the engine standing by, a member whose
         board failed (error frame, link lost, queue expiry) is computed at once, not when the
@@ -309,58 +380,67 @@ class Fleet:
             done |= more
         return _sort_out(sent, done)
 
-    def _board_vote(self, k: int, board: Board, ans: BoardAnswer) -> MemberVote:
+    def _board_vote(self, ens: Ensemble, k: int, board: Board, ans: BoardAnswer) -> MemberVote:
         r = ans.result
         if self.metrics:
-            self.metrics.observe(board.url, "round_trip", ans.round_trip_ms / 1000)
-            self.metrics.observe(board.url, "on_board", r.inference_us / 1e6)
-        return MemberVote(self.ensemble.members[k].id, tuple(int(v) for v in r.scores), "board", None,
+            self.metrics.board_answer(board.board_id or "", board.model_id or "", ans.round_trip_ms / 1000,
+                                      r.inference_us / 1e6)
+        return MemberVote(ens.members[k].id, tuple(int(v) for v in r.scores), "board", None,
                           board.board_id, ans.queue_ms, max(ans.round_trip_ms - r.inference_us / 1000, 0.0),
-                          r.inference_us, ans.queue_ms + ans.round_trip_ms)
+                          r.inference_us / 1000, ans.queue_ms + ans.round_trip_ms)
 
-    async def _stand_in(self, votes: dict[int, MemberVote], reasons: dict[int, str], engines: _EngineRuns | None,
-                        sent: dict[int, Sent], ks: list[int] | None = None) -> dict[int, MemberVote]:
-        """Votes for the members (of ``ks``, default all) without a board answer: the engine's,
-        or, with fallback off, none (QuorumLost when fewer than min(quorum, members asked)
-        answered)."""
-        asked = range(len(self.ensemble.members)) if ks is None else ks
+    async def _stand_in(self, ens: Ensemble, asked: list[int], quorum: int, votes: dict[int, MemberVote],
+                        reasons: dict[int, Missing], engines: _EngineRuns | None,
+                        sent: dict[int, Sent]) -> dict[int, MemberVote]:
+        """Votes for the asked members without a board answer: the engine's, or, with fallback off,
+        none (QuorumLost when fewer than the quorum answered)."""
         missing = [k for k in asked if k not in votes]
         if not missing:
             return {}
         if engines is None:
-            self._check_quorum(len(votes), missing, reasons, len(asked))
+            _check_quorum(ens, quorum, len(votes), missing, reasons)
             return {}
-        return {k: self._fallback_vote(k, out, ms, reasons[k], sent)
+        return {k: self._fallback_vote(ens, k, out, ms, reasons[k], sent)
                 for k, (out, ms) in zip(missing, await engines.results(missing))}
 
-    def _fallback_vote(self, k: int, out: np.ndarray, ms: float, reason: str, sent: dict[int, Sent]) -> MemberVote:
-        member = self.ensemble.members[k]
+    def _fallback_vote(self, ens: Ensemble, k: int, out: np.ndarray, ms: float, why: Missing,
+                       sent: dict[int, Sent]) -> MemberVote:
+        """Member k's vote computed by the engine, counted and logged with its reason."""
+        member = ens.members[k]
+        reason, detail = why
+        board = sent[k].board if k in sent else None
         if self.metrics:
-            self.metrics.fallback(reason)
-        log.info("member computed by the engine", extra={
-            "model": member.id, "board": sent[k].board.url if k in sent else None, "reason": reason})
-        return MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None, 0.0, 0.0, None, ms)
+            self.metrics.engine_vote(member.id, reason, board.board_id if board else None)
+        log.debug("member computed by the engine", extra={
+            "model_id": member.id, "board_id": board.board_id if board else None, "reason": reason,
+            "detail": detail})
+        self.engine_votes.add(f"{member.id} {reason}")
+        return MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None, 0.0, 0.0, None, ms, detail)
 
-    async def _gather_early(self, image: np.ndarray, strategy: str, deadline_ms: float | None, fallback: bool
+    async def _gather_early(self, ens: Ensemble, image: np.ndarray, asked: list[int], strategy: str,
+                            deadline_ms: float | None, fallback: bool
                             ) -> tuple[dict[int, MemberVote], set[int], Fused | None]:
-        """Mode early: every member dispatched, votes counted as they arrive, and the wait ends
-        as soon as ``adaptive.early_answer`` settles the label. Returns (votes, members skipped,
-        the early answer or None when every member was waited for).
+        """Mode early: every asked member dispatched, votes counted as they arrive, and the wait
+        ends as soon as ``adaptive.early_answer`` settles the label. Returns (votes, members
+        skipped, the early answer or None when every member was waited for).
 
         The deadline, the engine's stand-ins and the speculative run shortly before the deadline
         are as in ``_gather``. One more engine run, the spillover: when the vote is still open,
         waits only for boards, and those have been out ``STRAGGLER`` times as long as the members
         that answered took, the engine computes them (when it has a worker free), and whichever of
         board and engine answers first counts (the bytes are the same; ``source`` says which, the
-        reason is ``SPILLOVER``); the board's job, if still queued, is then dropped. A member
+        reason is ``STRAGGLING``); the board's job, if still queued, is then dropped. A member
         skipped is never computed."""
         loop = asyncio.get_running_loop()
-        members = self.ensemble.members
-        n = len(members)
-        sent, reasons = self._dispatch(image.tobytes(), deadline_ms)
-        engines = _EngineRuns(self._engine_pool, members, image, self) if fallback else None
+        n = len(ens.members)
+        quorum = min(self.quorum_of(ens), len(asked))
+        if self.metrics:
+            for k in asked:
+                self.metrics.member_request(ens.members[k].id)
+        sent, reasons = self._dispatch(ens, asked, image.tobytes(), deadline_ms)
+        engines = _EngineRuns(self._engine_pool, ens.members, image, self) if fallback else None
         votes: dict[int, MemberVote] = {}
-        possible = set(range(n))  # the members whose vote may still come
+        possible = set(asked)  # the members whose vote may still come
         outputs = np.zeros((n, 10), np.int64)
         board_of = {s.future: k for k, s in sent.items()}
         engine_of: dict[asyncio.Future, int] = {}  # engine runs whose result is the member's vote
@@ -379,17 +459,17 @@ class Fleet:
                 engine_of[racing.pop(k, None) or engines.start(k)[0]] = k
 
         def settled() -> Fused | None:
-            if engines is None and len(votes) < min(self.quorum, n):
+            if engines is None and len(votes) < quorum:
                 return None
             ks = sorted(possible)
             known = [k in votes for k in ks]
-            return early_answer(outputs[ks], known, strategy, [members[k].weight for k in ks])
+            return early_answer(outputs[ks], known, strategy, [ens.members[k].weight for k in ks])
 
         def race(ks, reason: str) -> None:
             for k in ks:
                 if k not in racing:
                     racing[k] = engines.start(k)[0]
-                    reasons.setdefault(k, reason)
+                    reasons.setdefault(k, (reason, None))
 
         for k in reasons:
             lost(k)
@@ -406,7 +486,7 @@ class Fleet:
                           and not out <= set(racing))
             spill_at = t0 + STRAGGLER * (last - t0) if straggling else None
             if spill_at is not None and now >= spill_at and self._engines_idle():
-                race(out, SPILLOVER)
+                race(out, STRAGGLING)
                 spill_at = None
             if board_of and engines is not None and not speculated and now >= speculate_at:
                 race(out, "timeout")  # still open shortly before the deadline
@@ -414,7 +494,7 @@ class Fleet:
             if board_of and now >= end:
                 for fut, k in board_of.items():
                     fut.cancel()
-                    reasons[k] = "timeout"
+                    reasons[k] = ("timeout", None)
                     lost(k)
                 board_of = {}
                 continue
@@ -434,38 +514,28 @@ class Fleet:
                     if k in votes:
                         continue  # its engine run won the race
                     if fut.exception() is None:
-                        vote(k, self._board_vote(k, sent[k].board, fut.result()))
+                        vote(k, self._board_vote(ens, k, sent[k].board, fut.result()))
                     else:
                         reasons[k] = _reason(fut.exception())
                         lost(k)
                 elif fut in engine_of:
                     k = engine_of.pop(fut)
                     out_, ms = fut.result()
-                    vote(k, self._fallback_vote(k, out_, ms, reasons[k], sent))
+                    vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
                 elif fut in run_of and run_of[fut] not in votes and run_of[fut] in board_of.values():
                     k = run_of[fut]
                     out_, ms = fut.result()
-                    vote(k, self._fallback_vote(k, out_, ms, reasons[k], sent))
+                    vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
                     board = next(f for f, j in board_of.items() if j == k)
                     board.cancel()  # still queued: dropped unsent; on the wire: its answer is ignored
                     del board_of[board]
         for fut in list(board_of) + list(engine_of) + list(racing.values()):
             fut.cancel()  # queued board work is dropped unsent; a queued engine run never starts
         if answer is None and engines is None:
-            missing = [k for k in range(n) if k not in votes]
+            missing = [k for k in asked if k not in votes]
             if missing:
-                self._check_quorum(len(votes), missing, reasons, n)
+                _check_quorum(ens, quorum, len(votes), missing, reasons)
         return votes, possible - set(votes), answer
-
-    def _check_quorum(self, answered: int, missing: list[int], reasons: dict[int, str], asked: int | None = None
-                      ) -> None:
-        quorum = min(self.quorum, asked) if asked is not None else self.quorum
-        if answered >= quorum:
-            return
-        names = [self.ensemble.members[k].id for k in missing]
-        raise QuorumLost(f"{answered} of {len(self.ensemble.members)} members answered from boards, "
-                         f"quorum is {quorum}; missing: {', '.join(names)} "
-                         f"({'; '.join(reasons[k] for k in missing)})", names)
 
     def _engines_idle(self) -> bool:
         return self._engines_running < self._engine_workers
@@ -475,6 +545,34 @@ class Fleet:
         t = time.perf_counter()
         out = member.engine.run(image)
         return out, (time.perf_counter() - t) * 1000
+
+
+def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
+                  ) -> None:
+    if answered >= quorum:
+        return
+    names = [ens.members[k].id for k in missing]
+    raise QuorumLost(f"{answered} of {answered + len(missing)} members answered from boards, "
+                     f"quorum is {quorum}; missing: {', '.join(names)} "
+                     f"({'; '.join(r if d is None else f'{r}: {d}' for r, d in (reasons[k] for k in missing))})",
+                     names)
+
+
+def _same(a: Member | None, b: Member) -> bool:
+    """The same model: the ensemble file may be reloaded, which makes new Member objects."""
+    return a is b or (a is not None and a.id == b.id and a.sha256 == b.sha256)
+
+
+def _indices(ens: Ensemble, ids: Sequence[str] | None) -> list[int]:
+    """The ensemble's indices of the member ids (all, in order, for None)."""
+    if ids is None:
+        return list(range(len(ens.members)))
+    where = {m.id: k for k, m in enumerate(ens.members)}
+    unknown = [i for i in ids if i not in where]
+    if unknown or not ids:
+        raise UnknownMember(f"{', '.join(map(repr, unknown)) or 'no member'}: not a member of the ensemble "
+                            f"(version {ens.version}); GET /ensemble lists them", unknown)
+    return sorted({where[i] for i in ids})
 
 
 class _EngineRuns:
@@ -522,15 +620,15 @@ async def _wait_until(futures: set[asyncio.Future], until: float, on_failure=Non
     return done, not_done
 
 
-def _sort_out(sent: dict[int, Sent], done: set[asyncio.Future]) -> tuple[dict[int, BoardAnswer], dict[int, str]]:
+def _sort_out(sent: dict[int, Sent], done: set[asyncio.Future]) -> tuple[dict[int, BoardAnswer], dict[int, Missing]]:
     """The answers of the members sent whose board answered in time, and why the others have none;
     a request still out is cancelled."""
     answers: dict[int, BoardAnswer] = {}
-    reasons: dict[int, str] = {}
+    reasons: dict[int, Missing] = {}
     for k, s in sent.items():
         if s.future not in done:
             s.future.cancel()  # the owner task drops it unsent, or ignores a late answer
-            reasons[k] = "timeout"
+            reasons[k] = ("timeout", None)
         elif (exc := s.future.exception()) is not None:
             reasons[k] = _reason(exc)
         else:
@@ -538,8 +636,15 @@ def _sort_out(sent: dict[int, Sent], done: set[asyncio.Future]) -> tuple[dict[in
     return answers, reasons
 
 
-def _reason(exc: BaseException) -> str:
-    """Why a board's answer is missing, as the response and the fallback metric name it."""
+def _reason(exc: BaseException) -> Missing:
+    """Why a board's answer is missing: the token the response and the metrics name it by, and the
+    error's text."""
     if isinstance(exc, BoardTimeout):
-        return "timeout"
-    return f"board error: {exc}" if isinstance(exc, BoardError) else f"error: {exc}"
+        token = "timeout"
+    elif isinstance(exc, BoardGone):
+        token = "link_lost"
+    elif isinstance(exc, BoardError):
+        token = "board_error"
+    else:
+        token = "error"
+    return token, str(exc)

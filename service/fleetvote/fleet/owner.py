@@ -120,7 +120,7 @@ class Board:
         self.counters = Counters()
         self.last_error: str | None = None
         self.rtt_ms: deque[float] = deque(maxlen=WINDOW)
-        self.board_us: deque[float] = deque(maxlen=WINDOW)
+        self.on_board_ms: deque[float] = deque(maxlen=WINDOW)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
         self.timeouts = timeouts or Timeouts()
         self.baudrate = baudrate
@@ -215,7 +215,7 @@ class Board:
             # ready <-> busy happens on every request: debug; anything else is news
             routine = {state, self.state} <= {State.READY, State.BUSY}
             log.log(logging.DEBUG if routine else logging.INFO, "board state",
-                    extra={"board": self.url, "from": self.state.value, "to": state.value})
+                    extra={"url": self.url, "board_id": self.board_id, "from": self.state.value, "to": state.value})
             self.state = state
             if self._on_change:
                 self._on_change(self)
@@ -253,7 +253,7 @@ class Board:
                 self.last_error = str(exc)
                 self.counters.errors += 1
             except Exception as exc:  # a bug must not kill the owner task silently
-                log.exception("board owner task failed", extra={"board": self.url})
+                log.exception("board owner task failed", extra={"url": self.url, "board_id": self.board_id})
                 self.last_error = f"{type(exc).__name__}: {exc}"
             await self._close()
             self._fail_queued(BoardGone(self.last_error or "board offline", self.url))
@@ -342,7 +342,7 @@ class Board:
         self._answers += 1
         if self._answers >= 20 and self._answers % 16 == 4:
             self._rtt_p99 = float(np.percentile(np.fromiter(self.rtt_ms, np.float64), 99))
-        self.board_us.append(result.inference_us / 1000)
+        self.on_board_ms.append(result.inference_us / 1000)
         if not job.future.done():
             job.future.set_result(BoardAnswer(result, queue_ms, rtt))
         self._set(State.READY)
@@ -353,5 +353,5 @@ class Board:
         return BoardSnapshot(
             url=self.url, state=self.state, info=self.info, member=self.member is not None,
             queue_depth=self.queue.qsize(), counters=replace(self.counters),
-            round_trip=percentiles(self.rtt_ms), on_board=percentiles(self.board_us),
+            round_trip=percentiles(self.rtt_ms), on_board=percentiles(self.on_board_ms),
             last_error=self.last_error, deadline_ms=self.deadline_ms() if self.info else None)

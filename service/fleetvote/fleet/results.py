@@ -25,12 +25,13 @@ class MemberVote:
     model_id: str
     output: tuple[int, ...]  # the 10 int8 softmax bytes
     source: Source
-    reason: str | None  # why the engine stood in (fallback only)
+    reason: str | None  # why the engine stood in (fallback only): a token of metrics.REASONS
     board_id: str | None  # hex id of the board that answered; None for fallback
     queue_ms: float  # waiting for the board's owner task
     wire_ms: float  # round trip on the link minus the board's own compute time
-    board_us: int | None  # inference time the board reported
+    on_board_ms: float | None  # inference time the board reported
     latency_ms: float
+    detail: str | None = None  # the failure's text, when a board failed (fallback only)
 
     @property
     def probabilities(self) -> np.ndarray:

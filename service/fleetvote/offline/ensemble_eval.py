@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..adaptive import MODES
-from ..command import add_data, command_line
+from ..command import ListOption, add_data, command_line
 from ..errors import ConfigError
 from ..fusion import STRATEGIES, fuse_batch
 from . import adaptive_eval
@@ -432,7 +432,8 @@ def add_parser(sub) -> None:
                "  fleetvote ensemble-eval --png runs/ens.png --write-ensemble   # models/zoo/ensemble.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", default="models/zoo")
-    p.add_argument("--members", help="comma list of zoo ids (default: every model with role member)")
+    p.add_argument("--members", action=ListOption,
+                   help="zoo ids, repeated or comma separated (default: every model with role member)")
     p.add_argument("--limit", type=int, help="an evenly spread subset of N images of each split")
     p.add_argument("--max-size", type=int, help="largest subset size (default: all members)")
     p.add_argument("--size", type=int, default=ENSEMBLE_SIZE, help="members of --write-ensemble (default 5)")

@@ -54,6 +54,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..command import ListOption
 from .harness import (
     BOARD_BIN,
     ZOO,
@@ -522,7 +523,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--deadline-ms", type=float, default=d.deadline_ms, help="deadline_ms of each request (default %(default)s)")
     p.add_argument("--fault-interval", type=float, default=d.fault_interval_s,
                    help="mean seconds between faults (default %(default)s)")
-    p.add_argument("--faults", default=",".join(d.faults), help="comma list of %(default)s")
+    p.add_argument("--faults", default=",".join(d.faults), action=ListOption,
+                   help="some of %(default)s, repeated or comma separated")
     p.add_argument("--fallback-off-share", type=float, default=d.fallback_off_share,
                    help="share of requests sent with fallback=false (default %(default)s)")
     p.add_argument("--latency-ms", type=int, default=d.latency_ms, help="each board's compute time floor (default %(default)s)")

@@ -220,6 +220,7 @@ async def live_service(settings, *, host: str = LOOPBACK, startup_timeout: float
     import uvicorn
 
     from ..api.app import create_app
+    from ..api.server import uvicorn_options
 
     app = create_app(settings)
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
@@ -229,7 +230,7 @@ async def live_service(settings, *, host: str = LOOPBACK, startup_timeout: float
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", log_config=None, lifespan="on",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, **uvicorn_options(settings))  # as fleetvote serve
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
     try:

@@ -1,6 +1,14 @@
 """Virtual boards: the host build of the firmware (``firmware/build/host/board``), one process per
-member, each on its own pty with a stable ``--link`` (or on a TCP port). Started and stopped by
-PID; ``stop()`` leaves no process behind."""
+board (``replicas`` per member), each on its own pty with a stable ``--link`` (or on a TCP port).
+Started and stopped by PID; ``stop()`` leaves no process behind.
+
+Speed (``fleetvote serve --virtual --board-speed``): ``host`` boards answer as fast as this machine
+computes (2-5 ms a member); ``planned`` boards take their member's latency on its catalogue board
+as ``fleetvote plan`` estimates it (serial transfer of the image and its answer at the board's
+baud + compute at the model's own instructions per MAC, ``offline/bom.py``), through the host
+board's ``--latency-ms`` (the firmware pads its compute time up to it before it replies). The wire
+of a pty adds about a millisecond on top: the transfer is counted once, inside the padding.
+"""
 
 from __future__ import annotations
 
@@ -83,21 +91,63 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
     return VirtualBoard(model_id, board_id, proc, port, link if kind == "pty" else None, kind)
 
 
-class VirtualFleet:
-    """One virtual board per model id, links in ``link_dir`` (named after the model and index)."""
+BOARD_SPEEDS = ("host", "planned")
 
-    def __init__(self, model_ids: list[str], link_dir: Path, tcp_base: int | None = None):
+
+def planned_latency_ms(model_ids: list[str], zoo: Path | None = None, catalog: Path | None = None) -> dict[str, dict]:
+    """Per model id: its planned board and latency as ``fleetvote plan`` estimates it, i.e.
+    ``{"board": "nucleo-f411re", "transfer_ms": .., "compute_ms": .., "total_ms": ..}``.
+    ConfigError when a model is not in the zoo, fits no catalogue board, or has no instruction
+    count of its own (the planner's rule: no other model's figure stands in)."""
+    from ..catalog import CATALOG, load_catalog
+    from ..offline.bom import BENCH_FIRMWARE, SIZE_REPORT, load_bench_firmware, load_size_report, model_row
+    from ..offline.cards import load_cards
+
+    zoo = Path(zoo or ROOT / "models" / "zoo")
+    cards = {c["id"]: c for c in load_cards(zoo)}
+    missing = [m for m in model_ids if m not in cards]
+    if missing:
+        raise ConfigError(f"no card in {zoo} for {', '.join(missing)}: --board-speed planned needs each member's card")
+    catalog = load_catalog(Path(catalog or CATALOG))
+    sizes, _ = load_size_report(SIZE_REPORT)
+    ipms, _, _ = load_bench_firmware(BENCH_FIRMWARE)
+    out = {}
+    for mid in dict.fromkeys(model_ids):
+        row = model_row(cards[mid], catalog, sizes, ipms, None, None)
+        if row["latency"] is None:
+            raise ConfigError(f"{mid} fits no priced board of the catalogue: no planned latency for it; "
+                              "use --board-speed host")
+        out[mid] = {"board": row["board"], **{k: row["latency"][k] for k in ("transfer_ms", "compute_ms", "total_ms")}}
+    return out
+
+
+class VirtualFleet:
+    """``replicas`` virtual boards per model id, links in ``link_dir`` (named after the model, the
+    member's index and the replica). ``latency_ms``: per model id, the time each of its boards
+    takes per image at least (``--latency-ms`` of the host board; absent or 0: host speed)."""
+
+    def __init__(self, model_ids: list[str], link_dir: Path, tcp_base: int | None = None, replicas: int = 1,
+                 latency_ms: dict[str, float] | None = None):
+        if replicas < 1:
+            raise ConfigError(f"replicas: {replicas}; at least 1 virtual board per member")
         self.model_ids = model_ids
         self.link_dir = link_dir
         self.tcp_base = tcp_base
+        self.replicas = replicas
+        self.latency_ms = dict(latency_ms or {})
         self.boards: list[VirtualBoard] = []
 
     def start(self) -> list[VirtualBoard]:
         try:
-            for i, mid in enumerate(self.model_ids):
-                self.boards.append(start_board(
-                    mid, f"virtual-{i}-{mid}", link=self.link_dir / f"board{i}-{mid}",
-                    tcp_port=None if self.tcp_base is None else self.tcp_base + i))
+            for r in range(self.replicas):
+                for i, mid in enumerate(self.model_ids):
+                    n = r * len(self.model_ids) + i  # replica 0 keeps the names of a one-replica fleet
+                    tag = f"{i}" if r == 0 else f"{i}r{r}"
+                    self.boards.append(start_board(
+                        mid, f"virtual-{tag}-{mid}", link=self.link_dir / f"board{tag}-{mid}",
+                        tcp_port=None if self.tcp_base is None else self.tcp_base + n,
+                        # the host board takes whole milliseconds: round to the nearest
+                        latency_ms=int(round(self.latency_ms.get(mid, 0)))))
         except Exception:
             self.stop()
             raise
@@ -122,8 +172,9 @@ class VirtualFleet:
     # so the boards end with the application even when the server exits on a signal
     async def __aenter__(self) -> "VirtualFleet":
         for b in await asyncio.to_thread(self.start):
-            log.info("virtual board started", extra={"board": str(b.link or b.port), "model": b.model_id,
-                                                     "pid": b.process.pid})
+            log.info("virtual board started", extra={"url": str(b.link or b.port), "model_id": b.model_id,
+                                                     "pid": b.process.pid,
+                                                     "latency_ms": int(round(self.latency_ms.get(b.model_id, 0)))})
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep, SettingsDep
-from ..schemas import BoardsResponse, BoardView, CascadeView, EnsembleMemberView, EnsembleResponse, ErrorBody
+from ..schemas import BoardsResponse, BoardView, CascadeView, EnsembleMemberView, EnsembleResponse, ErrorBody, iso_time
 
 router = APIRouter(tags=["fleet"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
@@ -29,7 +29,8 @@ async def ensemble(fleet: FleetDep, settings: SettingsDep) -> EnsembleResponse:
     e = fleet.ensemble
     c = e.cascade
     return EnsembleResponse(strategy=e.strategy, quorum=fleet.quorum, fallback=settings.fallback,
-                            members=[EnsembleMemberView.of(m, [b.url for b in fleet.boards_for(m)])
-                                     for m in e.members], mode=e.mode,
+                            members=[EnsembleMemberView.of(m, [b.board_id for b in fleet.boards_for(m)])
+                                     for m in e.members],
+                            version=e.version, loaded_at=iso_time(e.loaded_at), mode=e.mode,
                             cascade=None if c is None else CascadeView.of(c),
                             cascade_alternatives=[CascadeView.of(a) for a in e.cascade_alternatives])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ...metrics import CONTENT_TYPE
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep, MetricsDep
 from ..schemas import Health
 
@@ -29,6 +30,6 @@ async def readyz(fleet: FleetDep):
 
 
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=[ApiKey], responses=UNAUTHORIZED,
-            summary="Prometheus metrics (text exposition format)")
-async def metrics(fleet: FleetDep, m: MetricsDep):
-    return PlainTextResponse(m.render(fleet), media_type="text/plain; version=0.0.4")
+            summary="Prometheus metrics (text exposition format 0.0.4); the key as X-API-Key or Bearer")
+async def metrics(m: MetricsDep):
+    return Response(m.render(), media_type=CONTENT_TYPE)

@@ -8,7 +8,7 @@
   const KEY_STORE = "fleetvote.apiKey";  // sessionStorage: gone when the tab closes
   const POLL_MS = 1000;
   const ENSEMBLE_EVERY = 10;             // polls between two GET ensemble
-  const MAX_UPLOAD = 1_000_000;          // the service's default upload limit, bytes
+  const MAX_UPLOAD = 10 * 1024 * 1024;   // the service's default upload limit, bytes (settings.upload_limit)
 
   const $ = (id) => document.getElementById(id);
   const state = { polls: 0, failures: 0, timer: null, inflight: false, again: false, waitingForKey: false, busy: false,
@@ -146,7 +146,7 @@
   }
 
   function renderEnsemble(e) {
-    const names = e.members.map((m) => `${m.id}${m.boards.length ? "" : " (no ready board)"}`);
+    const names = e.members.map((m) => `${m.model_id}${m.board_ids.length ? "" : " (no ready board)"}`);
     $("ensemble").textContent =
       `Ensemble: ${names.join(", ")} · fusion ${e.strategy} · quorum ${e.quorum} · fallback ${e.fallback ? "on" : "off"}` +
       ` · mode ${e.mode || "all"}${e.cascade ? ` (cascade stage 1: ${e.cascade.stage1.join(", ")})` : ""}`;
@@ -182,7 +182,7 @@
     const rows = boards.flatMap((b) => {
       const stats = `${b.counters.requests} / ${b.counters.errors} / ${b.counters.timeouts} / ${b.counters.reconnects}`;
       const row = el("tr", { class: "board", dataset: { url: b.url, state: b.state } },
-        el("td", {}, shortId(b.id), el("br"),
+        el("td", {}, shortId(b.board_id), el("br"),
            el("small", { class: "muted url" }, b.url, b.board_name ? ` · ${b.board_name}` : "")),
         el("td", { class: "state" }, el("span", { class: `badge ${b.state}` }, b.state)),
         el("td", { class: "model" }, b.model_id || "–",
@@ -326,7 +326,7 @@
     $("members").tBodies[0].replaceChildren(...a.members.map((m) => {
       const src = m.source === "board"
         ? el("span", {}, el("span", { class: "badge board" }, "board"), " ", shortId(m.board_id))
-        : el("span", {}, el("span", { class: "badge fallback" }, "fallback"), " ", el("small", {}, m.reason || ""));
+        : el("span", {}, el("span", { class: "badge fallback" }, "fallback"), " ", el("small", { title: m.detail || "" }, m.reason || ""));
       const agrees = m.label === a.label;
       return el("tr", { dataset: { source: m.source, model: m.model_id } },
         el("td", { class: "model" }, m.model_id),
@@ -335,7 +335,7 @@
            el("small", { class: "muted" }, pct(m.probabilities[m.label]))),
         el("td", {}, probBars(m.probabilities, m.label)),
         el("td", { class: "num lat" }, ms(m.latency_ms),
-           el("small", {}, `q ${ms(m.queue_ms)} · w ${ms(m.wire_ms)} · b ${m.board_us === null ? "–" : ms(m.board_us / 1000)}`)));
+           el("small", {}, `q ${ms(m.queue_ms)} · w ${ms(m.wire_ms)} · b ${m.on_board_ms === null ? "–" : ms(m.on_board_ms)}`)));
     }));
     show($("result"), true);
   }
