@@ -51,7 +51,7 @@ IMAGES = {
 # a layer's label by its op number (fv_layer.kind), from the operator registry the firmware's enum
 # (core/fv_ops.h) is generated from
 KINDS = {o.number: o.label for o in OPS}
-GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "other")
+GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "max pool", "add", "other")
 
 # Cycles per instruction assumed for the estimate on the F411 (Cortex-M4 at 100 MHz, flash at 3
 # wait states behind the ART accelerator, whose 1 KB instruction cache holds these inner loops):
@@ -160,6 +160,10 @@ def group_of(layer: dict, first_conv: int, taps: int) -> str:
         return "depthwise"
     if kind == "FULLY_CONNECTED":
         return "fully connected"
+    if kind == "MAX_POOL_2D":
+        return "max pool"
+    if kind == "ADD":
+        return "add"
     return "other"
 
 
@@ -253,6 +257,37 @@ def record_in_card(zoo: Path, record: dict, model: str, macc: int) -> None:
     path.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def table_record(res: dict) -> dict:
+    """One model's row of the committed table: per layer kind and whole model, instructions and
+    instructions per MAC with the reference and the optimised kernels (kinds without MACs, the
+    pooling, ADD and the rest, give instructions only)."""
+    kinds = {}
+    for g in GROUPS:
+        v = res["groups"][g]
+        if v["ref"] == 0:
+            continue
+        row = {"macc": v["macc"], "ref_instructions": round(v["ref"]), "opt_instructions": round(v["opt"])}
+        if v["macc"]:
+            row.update(ref_per_mac=round(v["ref"] / v["macc"], 3), opt_per_mac=round(v["opt"] / v["macc"], 3))
+        kinds[g] = row
+    t = res["total_instructions"]
+    return {"model": res["model"], "machine": res["machine"], "macc": res["macc"], "total_instructions": t,
+            "instructions_per_mac": {v: round(t[v] / res["macc"], 3) for v in ("ref", "opt")}, "kinds": kinds}
+
+
+def write_table(path: Path, results: list[dict], emulator: str, models: list[str]) -> None:
+    """The committed table (firmware/bench/instructions.json): what fleetvote plan reads when no
+    build of the bench is at hand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "_doc": "instructions per MAC per layer kind and per model, reference beside optimised (DSP) kernels, "
+                "counted under QEMU -icount shift=0 by firmware/tools/bench_firmware.py; written by the command "
+                "below, read by fleetvote plan (offline/bom.py) when firmware/build/bench-firmware.json is absent",
+        "command": "make bench-firmware MODELS=\"" + " ".join(models) + "\" TABLE=firmware/bench/instructions.json",
+        "emulator": f"{emulator}, -icount shift=0", "cpi": CPI, "cpi_range": CPI_RANGE,
+        "models": [table_record(r) for r in results]}, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
@@ -262,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qemu", default="qemu-system-arm")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--cards", type=Path, metavar="ZOO", help="record each count in ZOO/<id>/card.json")
+    ap.add_argument("--table", type=Path, metavar="JSON",
+                    help="write the per-layer-kind table of every counted model (firmware/bench/instructions.json)")
     a = ap.parse_args(argv)
     if a.machine:
         try:
@@ -308,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
           f"the core clock each bench reports: clock / 1 GHz ticks per instruction); latency = instructions x CPI "
           f"/ 100 MHz, CPI {CPI} assumed (see bench_firmware.py)")
     print(REFERENCE_FIGURES)
+    if a.table and ok:
+        write_table(a.table, results, emulator, a.models)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"cpi": CPI, "cpi_range": CPI_RANGE, "clock_hz": F411_HZ,
