@@ -514,19 +514,34 @@ static void tap_range(int32_t origin, int32_t dil, int32_t taps, int32_t size, i
     *end = e > b ? e : b;
 }
 
+/* One tap of four channels: the input word widened into (c0, c2) and (c1, c3) pairs, offset
+ * included, against the tap's widened weights; SMLABB/SMLATT keep the four sums apart. */
+static inline void dw_tap(const int8_t *s, const int32_t *w, int32_t off2, int32_t acc[4])
+{
+    const int32_t xv = ld_s8x4(s);
+    const int32_t x02 = __sxtab16(off2, xv), x13 = sxtab16_ror8(off2, xv);
+    acc[0] = __smlabb(w[0], x02, acc[0]);
+    acc[2] = __smlatt(w[0], x02, acc[2]);
+    acc[1] = __smlabb(w[1], x13, acc[1]);
+    acc[3] = __smlatt(w[1], x13, acc[3]);
+}
+
 /*
- * Depth multiplier 1: four channels at a time. SXTAB16/SXTB16 split 4 inputs and 4 weights into
- * (c0, c2) and (c1, c3) pairs; SMLABB/SMLATT multiply the matching halves into four separate
- * accumulators (one per channel: a depthwise sum never mixes channels), started at the bias.
- * The window is clipped to the image once per output pixel, so the tap loops have no tests, and
- * every pointer step is computed once per layer. Other multipliers, and layers rq_fast_ok
- * refuses, run the reference; the last in_c % 4 channels take the reference's arithmetic with
- * rq_byte.
+ * Depth multiplier 1: four channels at a time. The weights are widened once per call into the
+ * column scratch, per group of 4 channels and tap, as the two words (w0, w2) (w1, w3) (2 words
+ * per tap and group: k_h * k_w * in_c / 2 words, which tools/dsp_limits.py sizes the scratch
+ * for); then each tap is a load, two SXTAB16 of the input (offset included) and four
+ * SMLABB/SMLATT into four separate accumulators (a depthwise sum never mixes channels), started
+ * at the bias. The window is clipped to the image once per output pixel, so the tap loops have
+ * no tests; a whole row of 3 taps (3x3 kernels) is unrolled. Other depth multipliers, layers
+ * whose weights do not fit the scratch and layers rq_fast_ok refuses run the reference; the
+ * last in_c % 4 channels take the reference's arithmetic with rq_byte.
  */
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t c = p->in_c;
     const int32_t c4 = c & ~3;
+    const int32_t taps = p->k_h * p->k_w;
     const int32_t off2 = pack_offset(p->input_offset);
     const int32_t in_off = p->input_offset;
     const size_t row = (size_t)p->in_w * (size_t)c;
@@ -538,13 +553,24 @@ void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *
     const int32_t k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
     const size_t src_step = (size_t)dil_w * (size_t)c;      /* the next tap along x */
     const size_t src_row_step = (size_t)dil_h * row;        /* the next tap along y */
-    const size_t w_row = (size_t)k_w * (size_t)c;           /* the next kernel row */
+    const size_t w_row = (size_t)k_w * (size_t)c;           /* the next kernel row, bytes */
+    int32_t *const wq = cols;                               /* the widened weights */
     int32_t oy, ox;
 
     FV_ASSERT(p->depth_multiplier > 0 && p->out_c == p->in_c * p->depth_multiplier);
-    if (p->depth_multiplier != 1 || !rq_fast_ok(bias, multiplier, shift, c, p->k_h * p->k_w, p->output_offset)) {
+    if (p->depth_multiplier != 1 || taps * (c4 / 2) > FV_DSP_PAD_K ||
+        !rq_fast_ok(bias, multiplier, shift, c, taps, p->output_offset)) {
         fv_depthwise_conv2d_ref(p, in, out);
         return;
+    }
+    for (int32_t g = 0; g < c4; g += 4) {
+        int32_t *d = wq + 2 * (g / 4) * taps;
+        for (int32_t t = 0; t < taps; t++) {
+            const int32_t wv = ld_s8x4(weights + (size_t)t * (size_t)c + (size_t)g);
+            d[0] = __sxtb16(wv);
+            d[1] = sxtb16_ror8(wv);
+            d += 2;
+        }
     }
     for (oy = 0; oy < p->out_h; oy++) {
         const int32_t y0 = oy * p->stride_h - p->pad_top;
@@ -557,47 +583,47 @@ void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *
             tap_range(x0, dil_w, k_w, p->in_w, &kx_b, &kx_e);
             {
                 const int32_t n_ky = ky_e - ky_b, n_kx = kx_e - kx_b;
-                /* the window's first in-image tap, and its weights */
+                /* the window's first in-image tap, its index, and its weights */
                 const int8_t *const src0 =
                     in + (size_t)(y0 + dil_h * ky_b) * row + (size_t)(x0 + dil_w * kx_b) * (size_t)c;
-                const int8_t *const w00 = weights + ((size_t)ky_b * (size_t)k_w + (size_t)kx_b) * (size_t)c;
+                const int32_t t0 = ky_b * k_w + kx_b;
+                const int8_t *const w00 = weights + (size_t)t0 * (size_t)c;
                 for (ch = 0; ch < c4; ch += 4) {
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    int32_t acc[4] = {0, 0, 0, 0};
                     const int8_t *sr = src0 + ch;
-                    const int8_t *wr = w00 + ch;
+                    const int32_t *wr = wq + 2 * ((ch / 4) * taps + t0);
                     if (bias != NULL) {
-                        a0 = bias[ch];
-                        a1 = bias[ch + 1];
-                        a2 = bias[ch + 2];
-                        a3 = bias[ch + 3];
+                        acc[0] = bias[ch];
+                        acc[1] = bias[ch + 1];
+                        acc[2] = bias[ch + 2];
+                        acc[3] = bias[ch + 3];
                     }
-                    for (int32_t ky = 0; ky < n_ky; ky++) {
-                        const int8_t *s = sr;
-                        const int8_t *w = wr;
-                        for (int32_t kx = 0; kx < n_kx; kx++) {
-                            const int32_t xv = ld_s8x4(s);
-                            const int32_t wv = ld_s8x4(w);
-                            const int32_t x02 = __sxtab16(off2, xv), x13 = sxtab16_ror8(off2, xv);
-                            const int32_t w02 = __sxtb16(wv), w13 = sxtb16_ror8(wv);
-                            a0 = __smlabb(w02, x02, a0);
-                            a2 = __smlatt(w02, x02, a2);
-                            a1 = __smlabb(w13, x13, a1);
-                            a3 = __smlatt(w13, x13, a3);
-                            s += src_step;
-                            w += c;
+                    if (n_kx == 3) {
+                        for (int32_t ky = 0; ky < n_ky; ky++) {
+                            dw_tap(sr, wr, off2, acc);
+                            dw_tap(sr + src_step, wr + 2, off2, acc);
+                            dw_tap(sr + 2 * src_step, wr + 4, off2, acc);
+                            sr += src_row_step;
+                            wr += 2 * k_w;
                         }
-                        sr += src_row_step;
-                        wr += w_row;
+                    } else {
+                        for (int32_t ky = 0; ky < n_ky; ky++) {
+                            for (int32_t kx = 0; kx < n_kx; kx++) {
+                                dw_tap(sr + (size_t)kx * src_step, wr + 2 * kx, off2, acc);
+                            }
+                            sr += src_row_step;
+                            wr += 2 * k_w;
+                        }
                     }
                     {
                         const rq_chan r0 = rq_of(multiplier, shift, ch, zp21);
                         const rq_chan r1 = rq_of(multiplier, shift, ch + 1, zp21);
                         const rq_chan r2 = rq_of(multiplier, shift, ch + 2, zp21);
                         const rq_chan r3 = rq_of(multiplier, shift, ch + 3, zp21);
-                        o[ch] = rq_byte(a0, &r0, act_min, act_max);
-                        o[ch + 1] = rq_byte(a1, &r1, act_min, act_max);
-                        o[ch + 2] = rq_byte(a2, &r2, act_min, act_max);
-                        o[ch + 3] = rq_byte(a3, &r3, act_min, act_max);
+                        o[ch] = rq_byte(acc[0], &r0, act_min, act_max);
+                        o[ch + 1] = rq_byte(acc[1], &r1, act_min, act_max);
+                        o[ch + 2] = rq_byte(acc[2], &r2, act_min, act_max);
+                        o[ch + 3] = rq_byte(acc[3], &r3, act_min, act_max);
                     }
                 }
                 for (; ch < c; ch++) {
