@@ -221,7 +221,25 @@ def report(a: dict, shapes: list[tuple[str, int]]) -> str:
         out.append(f"  est. NUCLEO-F411RE @100 MHz, {name:<11}: {ms:6.1f} ms at CPI {CPI} "
                    f"({lo:.1f}-{hi:.1f} ms for CPI {CPI_RANGE[0]}-{CPI_RANGE[1]}), "
                    f"{a['macc'] / (t[v] * CPI):.2f} MAC/cycle")
+    board = f411()
+    if board is not None:  # the planner's per-board CPI and energy (fleetvote plan, offline/bom.py)
+        from fleetvote.offline.bom import cycles_per_instruction, energy_mj
+
+        cpi, _ = cycles_per_instruction(board, t["opt"] / a["macc"])
+        ms = t["opt"] * cpi / F411_HZ * 1e3
+        mj = energy_mj(board, ms)
+        out.append(f"  est. NUCLEO-F411RE, DSP kernels, CPI from its {board['flash_wait_states']} flash wait states: "
+                   f"CPI {cpi}, {ms:.1f} ms, MCU energy per answer "
+                   + ("-" if mj is None else f"{mj:.2f} mJ") + " (fleetvote plan's model)")
     return "\n".join(out)
+
+
+def f411() -> dict | None:
+    """The catalogue's NUCLEO-F411RE, or None without a catalogue."""
+    try:
+        return json.loads(CATALOG.read_text())["boards"]["nucleo-f411re"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return None
 
 
 def compiler_of(elf: Path) -> str:
