@@ -159,6 +159,17 @@ static inline int8_t rq_byte(int32_t acc, const rq_chan *r, int32_t act_min, int
     return (int8_t)clamp_i32(v, act_min, act_max);
 }
 
+/* The same with the whole int8 range as the activation range (every zoo layer: the ReLU's floor
+ * is the output zero point -128): one SSAT instead of two compares and moves. */
+static inline int8_t rq_byte_full(int32_t acc, const rq_chan *r)
+{
+    const int32_t t = smmulr((int32_t)((uint32_t)acc << 1), r->m);
+    const int32_t v = (t + r->round_zp - (int32_t)((uint32_t)t >> 31)) >> r->e;
+    int32_t sat;
+    __asm__("ssat %0, #8, %1" : "=r"(sat) : "r"(v)); /* ACLE's __ssat trips -Wsign-conversion */
+    return (int8_t)sat;
+}
+
 #define RQ_ACC_LIMIT (1 << 30)
 #define RQ_MAX_TERMS 32768 /* k * 32640 < 2^30 */
 
@@ -479,6 +490,7 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
     /* the channel pairs that may read a partial last group whole: all but the last pair */
     const int32_t whole_groups = tail != 0 ? groups + 1 : groups;
     const int32_t last_pair = (out_c & ~1) - 2;
+    const int full_range = act_min == -128 && act_max == 127;
     int32_t px;
 
     FV_ASSERT(p->in_c > 0 && p->out_c > 0 && p->k_h > 0 && p->k_w > 0);
@@ -515,11 +527,20 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
                 accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;
                 dot_1x2(weights + (size_t)oc * (size_t)k, cols, groups, tail, &accs[2 * j]);
             }
-            for (j = 0; j < n; j++) {
-                const int32_t oc = oc0 + j;
-                const rq_chan r = rq_of(multiplier, shift, oc, zp21);
-                o0[oc] = rq_byte(accs[2 * j], &r, act_min, act_max);
-                o1[oc] = rq_byte(accs[2 * j + 1], &r, act_min, act_max);
+            if (full_range) {
+                for (j = 0; j < n; j++) {
+                    const int32_t oc = oc0 + j;
+                    const rq_chan r = rq_of(multiplier, shift, oc, zp21);
+                    o0[oc] = rq_byte_full(accs[2 * j], &r);
+                    o1[oc] = rq_byte_full(accs[2 * j + 1], &r);
+                }
+            } else {
+                for (j = 0; j < n; j++) {
+                    const int32_t oc = oc0 + j;
+                    const rq_chan r = rq_of(multiplier, shift, oc, zp21);
+                    o0[oc] = rq_byte(accs[2 * j], &r, act_min, act_max);
+                    o1[oc] = rq_byte(accs[2 * j + 1], &r, act_min, act_max);
+                }
             }
         }
     }
@@ -602,6 +623,7 @@ void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *
     const size_t src_row_step = (size_t)dil_h * row;        /* the next tap along y */
     const size_t w_row = (size_t)k_w * (size_t)c;           /* the next kernel row, bytes */
     int32_t *const wq = cols;                               /* the widened weights */
+    const int full_range = act_min == -128 && act_max == 127;
     int32_t oy, ox;
 
     FV_ASSERT(p->depth_multiplier > 0 && p->out_c == p->in_c * p->depth_multiplier);
@@ -667,10 +689,17 @@ void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *
                         const rq_chan r1 = rq_of(multiplier, shift, ch + 1, zp21);
                         const rq_chan r2 = rq_of(multiplier, shift, ch + 2, zp21);
                         const rq_chan r3 = rq_of(multiplier, shift, ch + 3, zp21);
-                        o[ch] = rq_byte(acc[0], &r0, act_min, act_max);
-                        o[ch + 1] = rq_byte(acc[1], &r1, act_min, act_max);
-                        o[ch + 2] = rq_byte(acc[2], &r2, act_min, act_max);
-                        o[ch + 3] = rq_byte(acc[3], &r3, act_min, act_max);
+                        if (full_range) {
+                            o[ch] = rq_byte_full(acc[0], &r0);
+                            o[ch + 1] = rq_byte_full(acc[1], &r1);
+                            o[ch + 2] = rq_byte_full(acc[2], &r2);
+                            o[ch + 3] = rq_byte_full(acc[3], &r3);
+                        } else {
+                            o[ch] = rq_byte(acc[0], &r0, act_min, act_max);
+                            o[ch + 1] = rq_byte(acc[1], &r1, act_min, act_max);
+                            o[ch + 2] = rq_byte(acc[2], &r2, act_min, act_max);
+                            o[ch + 3] = rq_byte(acc[3], &r3, act_min, act_max);
+                        }
                     }
                 }
                 for (; ch < c; ch++) {
