@@ -444,6 +444,29 @@ static inline void fill_i8(int8_t *d, int8_t value, int32_t n)
     }
 }
 
+/* The first layer's window, 3x3 over RGB, inside the image: three rows of 9 bytes, each copied
+ * as 3 words (the 3 bytes past a row are overwritten by the next row, or by the zero point after
+ * the last, so the caller checks that they are inside the input), then 7 groups widened; all
+ * straight-line code. */
+static inline void im2col_rgb3x3(const int8_t *src, size_t row_step, int32_t *col, int32_t off2, int8_t zp)
+{
+    int8_t *s = stage;
+    for (int32_t ky = 0; ky < 3; ky++) {
+        const int32_t v0 = ld_s8x4(src), v1 = ld_s8x4(src + 4), v2 = ld_s8x4(src + 8);
+        __builtin_memcpy(s, &v0, 4);
+        __builtin_memcpy(s + 4, &v1, 4);
+        __builtin_memcpy(s + 8, &v2, 4);
+        s += 9;
+        src += row_step;
+    }
+    stage[27] = zp;
+    for (int32_t g = 0; g < 7; g++) {
+        const int32_t v = ld_s8x4(stage + 4 * g);
+        col[COL_STRIDE * g] = __sxtab16(off2, v);
+        col[COL_STRIDE * g + 1] = sxtab16_ror8(off2, v);
+    }
+}
+
 /* The receptive field of output pixel px as a widened column (col_a or col_b): taps in the
  * padding get the centred value 0, the same as the reference skipping them. With in_c a
  * multiple of 4 every tap is whole groups, widened straight from the input (a 1x1 convolution:
@@ -490,6 +513,15 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
         const int32_t row_words = (row_bytes + 3) >> 2;
         const int8_t *const in_end = in + (size_t)p->in_h * (size_t)p->in_w * (size_t)in_c;
         int8_t *s = stage;
+        if (in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && y0 >= 0 &&
+            y0 + 3 <= p->in_h && x0 >= 0 && x0 + 3 <= p->in_w) {
+            const size_t row_step = (size_t)p->in_w * 3u;
+            const int8_t *src = in + ((size_t)y0 * (size_t)p->in_w + (size_t)x0) * 3u;
+            if (src + 2 * row_step + 12 <= in_end) {
+                im2col_rgb3x3(src, row_step, col, off2, zp);
+                return;
+            }
+        }
         if (p->dil_w == 1 && y0 >= 0 && y0 + p->dil_h * (p->k_h - 1) < p->in_h && x0 >= 0 &&
             x0 + p->k_w <= p->in_w) {
             /* the whole window inside the image (all but the border pixels): k_h rows of

@@ -119,14 +119,15 @@ static int conv_case(int32_t case_no, int depthwise)
     int32_t k_elems, n_out;
     memset(&p, 0, sizeof p);
     for (;;) {
-        p.k_h = between(1, 5);
-        p.k_w = between(1, 5);
+        const int rgb = !depthwise && (rnd() % 6u) == 0u;
+        p.k_h = rgb ? 3 : between(1, 5);
+        p.k_w = rgb ? 3 : between(1, 5);
         p.in_h = between(1, 9);
         p.in_w = between(1, 9);
         p.stride_h = between(1, 3);
         p.stride_w = between(1, 3);
-        p.dil_h = (rnd() % 4u) == 0u ? 2 : 1;
-        p.dil_w = (rnd() % 4u) == 0u ? 2 : 1;
+        p.dil_h = !rgb && (rnd() % 4u) == 0u ? 2 : 1;
+        p.dil_w = !rgb && (rnd() % 4u) == 0u ? 2 : 1;
         p.pad_top = between(0, p.k_h - 1);
         p.pad_left = between(0, p.k_w - 1);
         p.out_h = out_size(p.in_h, p.pad_top, between(0, p.k_h - 1), p.k_h, p.dil_h, p.stride_h);
@@ -141,6 +142,10 @@ static int conv_case(int32_t case_no, int depthwise)
             p.in_c = (rnd() % 4u) == 0u ? between(14, 60) : between(1, 13);
             p.depth_multiplier = 1;
             p.out_c = between(1, 9);
+            if (rgb) { /* the first layer's shape, which has its own gather: 3x3 over RGB */
+                p.in_c = 3;
+                p.out_c = between(1, 17);
+            }
             k_elems = p.out_c * p.k_h * p.k_w * p.in_c;
         }
         n_out = p.out_h * p.out_w * p.out_c;
