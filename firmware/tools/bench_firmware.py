@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -52,6 +53,7 @@ IMAGES = {
 # (core/fv_ops.h) is generated from
 KINDS = {o.number: o.label for o in OPS}
 GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "max pool", "add", "other")
+PER_BYTE = ("max pool", "add")  # the kinds without MACs counted per output byte
 
 # Cycles per instruction assumed for the estimate on the F411 (Cortex-M4 at 100 MHz, flash at 3
 # wait states behind the ART accelerator, whose 1 KB instruction cache holds these inner loops):
@@ -131,22 +133,24 @@ def parse(lines: list[str]) -> dict:
     return out
 
 
-def layer_shapes(model_id: str) -> list[tuple[str, int]]:
-    """(a short shape, kernel taps) per layer, from the engine (the generated code's layer list)."""
+def layer_shapes(model_id: str) -> list[tuple[str, int, int]]:
+    """(a short shape, kernel taps, output bytes) per layer, from the engine (the generated code's
+    layer list)."""
     try:
         from fleetvote.engine import Engine
     except ImportError:
         return []
     eng = Engine.from_file(ROOT / "models" / "zoo" / model_id / "model.tflite")
     shapes = []
-    for op, k in eng.layer_table():
-        if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+    for op, k in eng.layers:
+        out_bytes = int(math.prod(eng.model.tensors[op.outputs[0]].shape[1:]))
+        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             cin = getattr(k, "cin", "?")
-            shapes.append((f"{k.kh}x{k.kw} {cin}->{k.cout} s{k.sh} {k.oh}x{k.ow}", k.kh * k.kw))
-        elif op == "FULLY_CONNECTED":
-            shapes.append((f"{k.k}->{k.cout}", 0))
+            shapes.append((f"{k.kh}x{k.kw} {cin}->{k.cout} s{k.sh} {k.oh}x{k.ow}", k.kh * k.kw, out_bytes))
+        elif op.opcode == "FULLY_CONNECTED":
+            shapes.append((f"{k.k}->{k.cout}", 0, out_bytes))
         else:
-            shapes.append(("", 0))
+            shapes.append((f"-> {out_bytes:,} B", 0, out_bytes))
     return shapes
 
 
@@ -172,7 +176,7 @@ def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
     convs = (BY_NAME["CONV_2D"].number, BY_NAME["DEPTHWISE_CONV_2D"].number)
     first_conv = next((l["index"] for l in b["layers"]["ref"] if l["kind"] in convs), -1)
     rows = []
-    groups = {g: {"macc": 0, "ref": 0.0, "opt": 0.0} for g in GROUPS}
+    groups = {g: {"macc": 0, "ref": 0.0, "opt": 0.0, "out_bytes": 0} for g in GROUPS}
     for ref, opt in zip(b["layers"]["ref"], b["layers"]["opt"]):
         # the first layer's count includes fv_run's input quantisation: take it off
         extra = b.get("overhead", 0) if ref["index"] == 0 else 0
@@ -180,6 +184,7 @@ def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
         o = (opt["ticks"] - extra) / tpi
         g = group_of(ref, first_conv, shapes[ref["index"]][1] if ref["index"] < len(shapes) else 0)
         groups[g]["macc"] += ref["macc"]
+        groups[g]["out_bytes"] += shapes[ref["index"]][2] if ref["index"] < len(shapes) else 0
         groups[g]["ref"] += r
         groups[g]["opt"] += o
         rows.append({"index": ref["index"], "kind": KINDS.get(ref["kind"], "?"), "group": g, "macc": ref["macc"],
@@ -209,6 +214,10 @@ def report(a: dict, shapes: list[tuple[str, int]]) -> str:
     for g in GROUPS:
         v = a["groups"][g]
         if v["ref"] == 0:
+            continue
+        if g in PER_BYTE and v["out_bytes"]:  # pooling, ADD: per output byte
+            out.append(f"    {g:<16} {v['out_bytes']:>10,} B     ref {v['ref']:>11,.0f} ({v['ref'] / v['out_bytes']:.2f}/byte)"
+                       f"  dsp {v['opt']:>11,.0f} ({v['opt'] / v['out_bytes']:.2f}/byte)")
             continue
         out.append(f"    {g:<16} {v['macc']:>10,} MACs  ref {v['ref']:>11,.0f} ({per_mac(v['ref'], v['macc']).strip()}/MAC)"
                    f"  dsp {v['opt']:>11,.0f} ({per_mac(v['opt'], v['macc']).strip()}/MAC)")
@@ -287,6 +296,9 @@ def table_record(res: dict) -> dict:
         row = {"macc": v["macc"], "ref_instructions": round(v["ref"]), "opt_instructions": round(v["opt"])}
         if v["macc"]:
             row.update(ref_per_mac=round(v["ref"] / v["macc"], 3), opt_per_mac=round(v["opt"] / v["macc"], 3))
+        elif g in PER_BYTE and v["out_bytes"]:
+            row.update(out_bytes=v["out_bytes"], ref_per_out_byte=round(v["ref"] / v["out_bytes"], 3),
+                       opt_per_out_byte=round(v["opt"] / v["out_bytes"], 3))
         kinds[g] = row
     t = res["total_instructions"]
     return {"model": res["model"], "machine": res["machine"], "macc": res["macc"], "total_instructions": t,
