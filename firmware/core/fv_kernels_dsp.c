@@ -943,6 +943,29 @@ void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
         fv_max_pool_ref(p, in, out);
         return;
     }
+    if (p->f_h == 2 && p->f_w == 2 && p->stride_h == 2 && p->stride_w == 2 && p->pad_top == 0 && p->pad_left == 0 &&
+        2 * p->out_h <= p->in_h && 2 * p->out_w <= p->in_w && (c & 3) == 0) {
+        /* every window whole (the zoo's 2x2 pooling of an even image): no clipping, pointers
+         * stepped, 4 loads, 3 maxima and a store per 4 output bytes */
+        const size_t cc = (size_t)c;
+        int8_t *o = out;
+        for (oy = 0; oy < p->out_h; oy++) {
+            const int8_t *src = in + (size_t)(2 * oy) * row;
+            for (ox = 0; ox < p->out_w; ox++) {
+                const int8_t *const s_end = src + cc;
+                for (; src < s_end; src += 4, o += 4) {
+                    int32_t m = max_s8x4(max_s8x4(ld_s8x4(src), ld_s8x4(src + cc)),
+                                         max_s8x4(ld_s8x4(src + row), ld_s8x4(src + row + cc)));
+                    if (clamp) {
+                        m = clamp_s8x4(m, lo4, hi4);
+                    }
+                    __builtin_memcpy(o, &m, 4);
+                }
+                src += cc; /* past the window's second column */
+            }
+        }
+        return;
+    }
     for (oy = 0; oy < p->out_h; oy++) {
         const int32_t y0 = oy * p->stride_h - p->pad_top;
         const int32_t yb = y0 < 0 ? 0 : y0;
@@ -1006,6 +1029,18 @@ void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
  */
 #define ADD_TABLE_MIN_SIZE 512
 
+/* fv_mbqm of a scaled input, |x| <= 255 * 2^22 < 2^30: rq_byte's exact form (SMMULR, one rounding
+ * constant) when the shift is in [-22, -1] and the multiplier >= 0, else fv_mbqm itself. */
+static inline int32_t add_scale(int32_t x, int32_t multiplier, int32_t shift)
+{
+    if (shift <= -1 && shift >= -22 && multiplier >= 0) {
+        const int32_t e = -shift;
+        const int32_t t = smmulr((int32_t)((uint32_t)x << 1), multiplier);
+        return (t + ((int32_t)1 << (e - 1)) - (int32_t)((uint32_t)t >> 31)) >> e;
+    }
+    return fv_mbqm(x, multiplier, shift);
+}
+
 void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
 #if FV_DSP_PAD_K >= 512
@@ -1022,8 +1057,8 @@ void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, in
         return;
     }
     for (i = -128; i < 128; i++) {
-        const int32_t a = fv_mbqm((i + p->in1_offset) * ((int32_t)1 << p->left_shift), p->in1_multiplier, p->in1_shift);
-        const int32_t b = fv_mbqm((i + p->in2_offset) * ((int32_t)1 << p->left_shift), p->in2_multiplier, p->in2_shift);
+        const int32_t a = add_scale((i + p->in1_offset) * ((int32_t)1 << p->left_shift), p->in1_multiplier, p->in1_shift);
+        const int32_t b = add_scale((i + p->in2_offset) * ((int32_t)1 << p->left_shift), p->in2_multiplier, p->in2_shift);
         const int64_t abs_a = a < 0 ? -(int64_t)a : (int64_t)a;
         const int64_t abs_b = b < 0 ? -(int64_t)b : (int64_t)b;
         t1[i] = a;
@@ -1035,8 +1070,14 @@ void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, in
         p->output_offset >= -128 && p->output_offset <= 127) {
         const int32_t zero = 0;
         const rq_chan r = rq_of(&p->out_multiplier, &p->out_shift, zero, 2 * p->output_offset + 1);
-        for (i = 0; i < n; i++) {
-            out[i] = rq_byte(t1[in1[i]] + t2[in2[i]], &r, act_min, act_max);
+        if (act_min == -128 && act_max == 127) {
+            for (i = 0; i < n; i++) {
+                out[i] = rq_byte_full(t1[in1[i]] + t2[in2[i]], &r);
+            }
+        } else {
+            for (i = 0; i < n; i++) {
+                out[i] = rq_byte(t1[in1[i]] + t2[in2[i]], &r, act_min, act_max);
+            }
         }
         return;
     }
