@@ -9,7 +9,9 @@
   catalogue's baud and checks with HELLO that it reports the board and the model's hash.
 * ``probe`` says HELLO, classifies N test images, compares every output byte with the numpy
   engine on the same model, and prints the timings: the round trip seen by the host and the
-  inference time and cycles the board measured.
+  inference time and cycles the board measured; ``--json`` writes them
+  (firmware/boards/measured/<board>-<model>.json), and ``fleetvote plan`` then uses the board's
+  own cycle count instead of its estimate.
 
 Both import the engine, the dataset and the serial client only when run.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import shutil
 import statistics
 import subprocess
@@ -34,6 +37,7 @@ from ..settings import ROOT
 FIRMWARE = ROOT / "firmware"
 ZOO = ROOT / "models" / "zoo"
 FLASH_BASE = 0x08000000
+MEASURED = FIRMWARE / "boards" / "measured"  # probe records fleetvote plan reads (offline/bom.py)
 
 
 def model_sha8(model_id: str, zoo: Path = ZOO) -> bytes:
@@ -103,7 +107,22 @@ def flash(board: str, model_id: str, port: str, tool: str | None = None, build: 
     return 0 if ok else 1
 
 
-async def _probe(url: str, baud: int, images, timeout: float, zoo: Path) -> int:
+def probe_record(info, n: int, bad: int, rtt_ms: list[float], inf_us: list[int], cycles: list[int]) -> dict:
+    """What ``fleetvote probe --json`` writes: the board's own cycle count of an inference (p50),
+    which ``fleetvote plan`` uses instead of its estimate for this (board, model) when every
+    answer equalled the engine's and the board ran the optimised kernels."""
+    c50 = statistics.median(cycles) if cycles else None
+    return {"board": info.board_name, "model": info.model_id, "model_sha256_8": info.model_sha256.hex(),
+            "macc": info.macc, "clock_hz": info.core_clock_hz,
+            "kernels": "dsp" if info.flags & 2 else "reference", "build": "test" if info.flags & 1 else "release",
+            "images": n, "differ": bad,
+            "inference_cycles_p50": c50,
+            "inference_ms_p50": round(statistics.median(inf_us) / 1e3, 3) if inf_us else None,
+            "round_trip_ms_p50": round(statistics.median(rtt_ms), 3) if rtt_ms else None,
+            "mac_per_cycle": round(info.macc / c50, 4) if c50 else None}
+
+
+async def _probe(url: str, baud: int, images, timeout: float, zoo: Path, json_out: Path | None = None) -> int:
     import numpy as np
 
     from ..engine import Engine
@@ -150,13 +169,22 @@ async def _probe(url: str, baud: int, images, timeout: float, zoo: Path) -> int:
                   f"{statistics.median(cycles):,.0f} cycles  (board's own count)")
             if info.macc and info.core_clock_hz:
                 print(f"            {info.macc / statistics.median(cycles):.2f} MAC/cycle")
+        if json_out is not None:
+            if str(json_out) == "auto":
+                json_out = MEASURED / f"{info.board_name}-{info.model_id}.json"
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(probe_record(info, n, bad, rtt, inf_us, cycles), indent=2) + "\n")
+            print(f"wrote {json_out}" + ("" if bad == 0 and n > 0 and info.flags & 2 else
+                                         " (fleetvote plan ignores it: "
+                                         + ("answers differ" if bad else "reference kernels" if n else "no images")
+                                         + ")"))
         return 0 if bad == 0 and n > 0 else 1
     finally:
         await client.close()
 
 
 def probe(url: str, limit: int = 50, baud: int | None = None, data: str | None = None,
-          timeout: float = 10.0, zoo: Path = ZOO, board: str | None = None) -> int:
+          timeout: float = 10.0, zoo: Path = ZOO, board: str | None = None, json_out: Path | None = None) -> int:
     from ..data import load_split
 
     if baud is None:
@@ -165,7 +193,7 @@ def probe(url: str, limit: int = 50, baud: int | None = None, data: str | None =
             baud = int(get_board(board)["baud"])
     split = load_split("test", data)
     images = split.x[:limit]
-    return asyncio.run(_probe(url, baud, images, timeout, zoo))
+    return asyncio.run(_probe(url, baud, images, timeout, zoo, json_out))
 
 
 # ---- subcommands -----------------------------------------------------------------------------
@@ -206,5 +234,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", help="a catalogue board: its baud is used")
     p.add_argument("--baud", type=int, help="default: the --board's, else 921600")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per classification")
+    p.add_argument("--json", metavar="PATH", nargs="?", const="auto",
+                   help="write the board's cycle count (p50) and timings here; without PATH, "
+                        "firmware/boards/measured/<board>-<model>.json, which fleetvote plan prefers to its "
+                        "estimate when every answer equalled the engine's")
     add_data(p)
-    p.set_defaults(func=lambda a: probe(a.url, a.limit, a.baud, a.data, a.timeout, board=a.board))
+    p.set_defaults(func=lambda a: probe(a.url, a.limit, a.baud, a.data, a.timeout, board=a.board,
+                                        json_out=None if a.json is None else Path(a.json)))
