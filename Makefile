@@ -60,7 +60,7 @@ model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-
 bench-link: venv firmware-host  ## images/s one virtual board sustains through the Python client
 	$(BIN)/python -m fleetvote.testbed.bench_link
 
-ADAPTIVE_ARGS ?= --board-ms 0 --replicas 1,2,3
+ADAPTIVE_ARGS ?= --board-ms planned --replicas 1,2,3
 bench-adaptive: venv firmware-host  ## modes all, early, cascade at saturation with 1-3 boards per member, and with one board slowed (ADAPTIVE_ARGS)
 	$(BIN)/python -m fleetvote.testbed.bench_adaptive $(ADAPTIVE_ARGS)
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import numpy as np
+import pytest
 
 from conftest import ZOO, need_tool
 from test_service import board_bin  # noqa: F401  (a fixture: builds the virtual board)
@@ -37,3 +38,17 @@ def test_bench_reports_every_mode_and_the_slowed_board_with_earlys_labels_equal_
     assert s["all"]["p50_ms"] >= 30  # the slowed board's pace: every all answer waits for it
     text = format_report(rep)
     assert "| 1 | early |" in text and "one board slowed by 30 ms" in text
+
+
+def test_board_speed_is_milliseconds_or_each_members_planned_latency():
+    import argparse
+
+    from fleetvote.testbed.bench_adaptive import _board_ms, format_report
+
+    assert _board_ms("150") == 150 and _board_ms("planned") == "planned"
+    for bad in ("fast", "-5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _board_ms(bad)
+    rep = {"members": ["a", "b"], "strategy": "soft", "images": 3, "saturation": [], "slowed": None,
+           "board_ms": {"a": 171.6, "b": 140.2}}
+    assert "planned speed" in format_report(rep) and "a 172 ms, b 140 ms" in format_report(rep)

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..command import add_data
 from .harness import ZOO, ControlledBoard, HttpError, LeanHttp, ServiceProcess, build_board, percentile
+from .virtual import planned_latency_ms
 
 MODES = ("all", "early", "cascade")
 
@@ -150,7 +151,7 @@ async def _load(url: str, mode: str, images: np.ndarray, want: np.ndarray, reque
                  counts["same"] / n if n else 0.0, stages)
 
 
-async def _fleet(work: Path, ensemble_path: Path, members: list[str], replicas: int, board_ms: int,
+async def _fleet(work: Path, ensemble_path: Path, members: list[str], replicas: int, board_ms: BoardMs,
                  deadline_ms: float, binary: Path, slow: dict[str, int] | None = None):
     """Boards and a service for one run; returns (service, boards)."""
     env = {"FLEETVOTE_ENSEMBLE": str(ensemble_path), "FLEETVOTE_ZOO": str(ZOO), "FLEETVOTE_SCAN_USB": "false",
@@ -160,7 +161,9 @@ async def _fleet(work: Path, ensemble_path: Path, members: list[str], replicas: 
     for r in range(replicas):
         for k, m in enumerate(members):
             extra = (slow or {}).get(m, 0) if r == 0 else 0
-            boards.append(ControlledBoard(m, r * len(members) + k, work, latency_ms=board_ms + extra, binary=binary))
+            base = board_ms[m] if isinstance(board_ms, dict) else board_ms
+            boards.append(ControlledBoard(m, r * len(members) + k, work, latency_ms=int(round(base + extra)),
+                                          binary=binary))
     service = ServiceProcess(work, env)
     for b in boards:
         b.start()
@@ -175,7 +178,7 @@ async def _stop(service, boards) -> None:
         b.stop()
 
 
-async def run(ensemble_path: Path, replicas: list[int], modes: list[str], board_ms: int, requests: int,
+async def run(ensemble_path: Path, replicas: list[int], modes: list[str], board_ms: BoardMs, requests: int,
               per_board: int, slow_ms: int, slow_requests: int, slow_member: str | None, deadline_ms: float,
               images: np.ndarray, binary: Path) -> dict:
     spec = json.loads(ensemble_path.read_text())
@@ -226,7 +229,10 @@ def _row(x: Level) -> str:
 
 
 def format_report(rep: dict) -> str:
-    speed = "host speed" if not rep["board_ms"] else f"each classification padded to >= {rep['board_ms']} ms"
+    b = rep["board_ms"]
+    speed = ("planned speed (each board padded to its member's planned latency on its catalogue board, "
+             "fleetvote plan: " + ", ".join(f"{m} {v:.0f} ms" for m, v in b.items()) + ")" if isinstance(b, dict)
+             else "host speed" if not b else f"each classification padded to >= {b} ms")
     L = [f"members {', '.join(rep['members'])}; {rep['strategy']} vote; boards: {speed}; "
          f"{rep['images']} test images", "",
          "| replicas | mode | clients | answered/s | p50 ms | p99 ms | 503 | members per answer | of which engine | "
@@ -249,6 +255,21 @@ def format_report(rep: dict) -> str:
     return "\n".join(L)
 
 
+BoardMs = int | dict[str, float]  # one padding for every board, or each member's (planned speed)
+
+
+def _board_ms(text: str) -> int | str:
+    if text == "planned":
+        return text
+    try:
+        ms = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of milliseconds or 'planned'") from None
+    if ms < 0:
+        raise argparse.ArgumentTypeError("a board cannot answer in less than 0 ms")
+    return ms
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -259,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: python -m fleetvote.testbed.bench_adaptive --board-ms 150 --replicas 1,2,3 --out "
                "runs/adaptive.json", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ensemble", default=str(ZOO / "ensemble.json"), help="the ensemble file (with a cascade)")
-    p.add_argument("--board-ms", type=int, default=0,
-                   help="board speed: every classification takes at least this long (0: host speed)")
+    p.add_argument("--board-ms", type=_board_ms, default=0, metavar="MS|planned",
+                   help="board speed: every classification takes at least this long (0: host speed), or "
+                        "'planned': each member's planned latency on its catalogue board (transfer + compute, "
+                        "as `fleetvote plan` and `serve --board-speed planned`)")
     p.add_argument("--replicas", default="1,2,3", help="boards per member, a comma list (default 1,2,3)")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--requests", type=int, default=200, help="requests per mode and replica count")
@@ -277,8 +300,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ds = load_split("test", a.data)
     idx = np.linspace(0, len(ds) - 1, num=min(a.images, len(ds))).round().astype(int)  # every class
+    board_ms = a.board_ms
+    if board_ms == "planned":
+        ids = [m["id"] for m in json.loads(Path(a.ensemble).read_text())["members"]]
+        board_ms = {m: p["total_ms"] for m, p in planned_latency_ms(ids).items()}
     binary = build_board()
-    rep = asyncio.run(run(Path(a.ensemble), _ints(a.replicas), [m for m in a.modes.split(",") if m], a.board_ms,
+    rep = asyncio.run(run(Path(a.ensemble), _ints(a.replicas), [m for m in a.modes.split(",") if m], board_ms,
                           a.requests, a.clients_per_board, a.slow_ms, a.slow_requests, a.slow_member,
                           a.deadline_ms, ds.x[idx], binary))
     rep["command"] = "python -m fleetvote.testbed.bench_adaptive " + shlex.join(sys.argv[1:] if argv is None else argv)
