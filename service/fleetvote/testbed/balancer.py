@@ -50,10 +50,12 @@ INTER_MS = 500     # health check period
 FALL, RISE = 2, 2  # consecutive failed / passed checks to mark an instance DOWN / UP
 CHECK_TIMEOUT_MS = 1000
 RETRIES = 2
+RETRY_ON = "conn-failure empty-response"  # HAProxy's retry-on; "conn-failure" alone: no L7 retry
 
 
 def haproxy_config(servers: dict[str, str], bind: str = "127.0.0.1:8080", stats_socket: str | None = None,
-                   inter_ms: int = INTER_MS, fall: int = FALL, rise: int = RISE, dns: str | None = None) -> str:
+                   inter_ms: int = INTER_MS, fall: int = FALL, rise: int = RISE, dns: str | None = None,
+                   retry_on: str = RETRY_ON) -> str:
     """HAProxy 2.6's configuration: ``servers`` {name: host:port} behind ``bind`` (module docstring).
     ``dns`` (host:port, Docker's 127.0.0.11:53 under compose): names are looked up there, again
     while running, so an instance that comes back with a new address is found; a name that does
@@ -92,7 +94,7 @@ def haproxy_config(servers: dict[str, str], bind: str = "127.0.0.1:8080", stats_
         "    http-check expect status 200",
         "    option http-buffer-request",
         f"    retries {RETRIES}",
-        "    retry-on conn-failure empty-response",
+        f"    retry-on {retry_on}",
         "    option redispatch 1",
         # which instance answered, for the caller's logs and for the failover figures
         "    http-response set-header X-Fleetvote-Instance %s",
@@ -312,20 +314,22 @@ def run_phase(sig: int, victim: Instance, haproxy_port: int, sock: str, concurre
 
 
 def run(out: Path, concurrency: int = 8, before_s: float = 4.0, after_s: float = 8.0,
-        ensemble: str | None = None) -> dict:
+        ensemble: str | None = None, retry_on: str = RETRY_ON) -> dict:
     if shutil.which("haproxy") is None:
         raise ConfigError("haproxy is not installed: apt-get install haproxy (tests/debian-packages.sh test)")
+    out = out.resolve()  # HAProxy takes a relative stats socket path for host:port
     out.mkdir(parents=True, exist_ok=True)
     a = Instance("a", free_port(), out / "a")
     b = Instance("b", free_port(), out / "b")
     hport = free_port()
     sock = str(out / "haproxy.sock")
-    cfg = haproxy_config({"a": f"127.0.0.1:{a.port}", "b": f"127.0.0.1:{b.port}"}, f"127.0.0.1:{hport}", sock)
+    cfg = haproxy_config({"a": f"127.0.0.1:{a.port}", "b": f"127.0.0.1:{b.port}"}, f"127.0.0.1:{hport}", sock,
+                         retry_on=retry_on)
     check_config(cfg, out)
     haproxy = None
     summary: dict = {"concurrency": concurrency, "seconds_before_signal": before_s, "seconds_after_signal": after_s,
                      "health_check": {"inter_ms": INTER_MS, "fall": FALL, "rise": RISE, "timeout_ms": CHECK_TIMEOUT_MS},
-                     "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
+                     "retry_on": retry_on, "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
     try:
         t0 = time.monotonic()
         for inst in (a, b):
@@ -373,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds-before", type=float, default=4.0, help="load before the signal (default %(default)s)")
     p.add_argument("--seconds-after", type=float, default=8.0, help="load after the signal (default %(default)s)")
     p.add_argument("--ensemble", help="ensemble file of both instances (default: the zoo's)")
+    p.add_argument("--retry-on", default=RETRY_ON, help="HAProxy's retry-on (default %(default)r; 'conn-failure': "
+                   "a request under way on a killed instance is not sent again, and fails)")
     p.add_argument("--out", type=Path, default=ROOT / "build" / "balancer", help="logs and summary.json")
     a = p.parse_args(argv)
     try:
@@ -382,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--config takes NAME=HOST:PORT for each instance")
             sys.stdout.write(haproxy_config(servers, a.bind, dns=a.dns))
             return 0
-        s = run(a.out, a.concurrency, a.seconds_before, a.seconds_after, a.ensemble)
+        s = run(a.out, a.concurrency, a.seconds_before, a.seconds_after, a.ensemble, a.retry_on)
     except ConfigError as exc:
         print(f"balancer: error: {exc}", file=sys.stderr)
         return 2
