@@ -236,10 +236,19 @@ class Instance:
             self.proc.wait(10)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (/proc/PID/stat utime, stime; proc(5))."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait(what: str, check, timeout: float, every: float = 0.1):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        got = check()
+        try:
+            got = check()
+        except OSError:  # HAProxy's stats socket not listening yet
+            got = None
         if got:
             return got
         time.sleep(every)
@@ -323,6 +332,7 @@ def run(out: Path, concurrency: int = 8, before_s: float = 4.0, after_s: float =
     b = Instance("b", free_port(), out / "b")
     hport = free_port()
     sock = str(out / "haproxy.sock")
+    Path(sock).unlink(missing_ok=True)  # a previous run's
     cfg = haproxy_config({"a": f"127.0.0.1:{a.port}", "b": f"127.0.0.1:{b.port}"}, f"127.0.0.1:{hport}", sock,
                          retry_on=retry_on)
     check_config(cfg, out)
@@ -341,6 +351,7 @@ def run(out: Path, concurrency: int = 8, before_s: float = 4.0, after_s: float =
                                    stdout=open(out / "haproxy.log", "ab"), stderr=subprocess.STDOUT)
         wait("HAProxy's stats socket", lambda: os.path.exists(sock), 10)
         wait("both instances UP in HAProxy", lambda: all(s["status"] == "UP" for s in stats(sock).values()), 30)
+        cpu0 = {"haproxy": cpu_s(haproxy.pid), "a": cpu_s(a.proc.pid)}  # start-up apart
         phases = []
         for sig in (signal.SIGTERM, signal.SIGKILL):
             print(f"phase {signal.Signals(sig).name}: load {before_s:.0f} s, then {signal.Signals(sig).name} to "
@@ -354,6 +365,12 @@ def run(out: Path, concurrency: int = 8, before_s: float = 4.0, after_s: float =
             wait("instance b back UP in HAProxy", lambda: stats(sock)["b"]["status"] == "UP", 120, 0.2)
             ph.__dict__["back_up_after_restart_s"] = round(time.monotonic() - t1, 1)
         summary["phases"] = phases
+        # what a request costs the balancer and an instance that served throughout (a, boards apart)
+        served_a = sum(ph["served_by"].get("a", 0) for ph in phases)
+        total = sum(ph["requests"] for ph in phases)
+        summary["cpu_ms_per_request"] = {
+            "haproxy": round((cpu_s(haproxy.pid) - cpu0["haproxy"]) * 1e3 / max(total, 1), 3),
+            "instance_a": round((cpu_s(a.proc.pid) - cpu0["a"]) * 1e3 / max(served_a, 1), 2)}
     finally:
         if haproxy is not None:
             haproxy.terminate()
