@@ -226,15 +226,24 @@ def compose_run(compose: list[str]) -> dict:
     with step("compose up (virtual profile) until /readyz is ready"):
         run(*compose, "--profile", "virtual", "up", "-d", "--no-build", *services)
         until("/readyz ready", lambda: http("GET", base + "/readyz")[0] == 200)
-    _, boards = http("GET", base + "/boards")
-    by_member = {b["member"]: b for b in boards} if isinstance(boards, list) else {}
+
+    def all_ready():
+        _, boards = http("GET", base + "/boards")
+        ok = isinstance(boards, list) and sum(b["state"] in ("ready", "busy") for b in boards) == BOARDS
+        return boards if ok else None
+
+    with step(f"all {BOARDS} board containers ready"):
+        by_model = {b["model_id"]: b for b in until(f"{BOARDS} boards ready", all_ready)}
+    # each member's board is the container started with that model, on that container's port
+    for i, model in models.items():
+        assert by_model[model]["url"] == f"socket://127.0.0.1:{board_ports[i - 1]}", (model, by_model[model])
     with step("classify 10 images, every member on its board container"):
         for k in range(10):
             status, r = http("POST", base + "/classify", image_bytes(k))
             assert status == 200, (status, r)
             srcs = {m["model_id"]: (m["source"], m["board_id"]) for m in r["members"]}
             assert all(s == "board" for s, _ in srcs.values()), srcs
-            assert {m: b for m, (_, b) in srcs.items()} == {m: by_member[m]["id"] for m in srcs}, srcs
+            assert {m: b for m, (_, b) in srcs.items()} == {m: by_model[m]["id"] for m in srcs}, srcs
     victim = models[1]
 
     def source_of_victim(want: str):
@@ -279,8 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     with step("daemon"):
         daemon = start_daemon(docker, a.data_root)
     project = f"fleetvote-ci-{os.getpid()}"
-    compose = ["docker-compose", "-p", project, "-f", str(ROOT / "docker-compose.yml"),
-               "-f", str(OUT / "compose.host.yml")]
+    # docker-compose 1.29 (Debian 12) predates the top-level `name:` of the Compose Specification:
+    # a copy without it (the project is named by -p), paths still relative to the checkout
+    OUT.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "docker-compose.yml").read_text()
+    (OUT / "docker-compose.yml").write_text(re.sub(r"^name: .*\n", "", text, count=1, flags=re.M))
+    compose = ["docker-compose", "-p", project, "--project-directory", str(ROOT),
+               "-f", str(OUT / "docker-compose.yml"), "-f", str(OUT / "compose.host.yml")]
     summary: dict = {"daemon": "started here" if daemon else "already running"}
     try:
         with step("base image"):
