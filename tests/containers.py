@@ -228,7 +228,7 @@ def compose_run(compose: list[str]) -> dict:
         until("/readyz ready", lambda: http("GET", base + "/readyz")[0] == 200)
 
     def all_ready():
-        _, boards = http("GET", base + "/boards")
+        boards = http("GET", base + "/boards")[1].get("boards")
         ok = isinstance(boards, list) and sum(b["state"] in ("ready", "busy") for b in boards) == BOARDS
         return boards if ok else None
 
@@ -288,11 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     with step("daemon"):
         daemon = start_daemon(docker, a.data_root)
     project = f"fleetvote-ci-{os.getpid()}"
-    # docker-compose 1.29 (Debian 12) predates the top-level `name:` of the Compose Specification:
-    # a copy without it (the project is named by -p), paths still relative to the checkout
+    # docker-compose 1.29 (Debian 12) predates the top-level `name:` of the Compose Specification
+    # (the project is named by -p), and refuses published ports beside host networking (the
+    # service binds the host's loopback itself): a copy without those two, paths still relative
+    # to the checkout
     OUT.mkdir(parents=True, exist_ok=True)
     text = (ROOT / "docker-compose.yml").read_text()
-    (OUT / "docker-compose.yml").write_text(re.sub(r"^name: .*\n", "", text, count=1, flags=re.M))
+    text, n_name = re.subn(r"^name: .*\n", "", text, count=1, flags=re.M)
+    text, n_ports = re.subn(r"^    ports: \[\"127\.0\.0\.1:\$\{FLEETVOTE_VIRTUAL_PORT.*\n", "", text, count=1, flags=re.M)
+    if (n_name, n_ports) != (1, 1):
+        sys.exit("containers: docker-compose.yml changed: its name: or fleetvote-virtual's ports: line is not where "
+                 "tests/containers.py looks for them")
+    (OUT / "docker-compose.yml").write_text(text)
     compose = ["docker-compose", "-p", project, "--project-directory", str(ROOT),
                "-f", str(OUT / "docker-compose.yml"), "-f", str(OUT / "compose.host.yml")]
     summary: dict = {"daemon": "started here" if daemon else "already running"}
