@@ -263,6 +263,19 @@ def compose_run(compose: list[str]) -> dict:
     return result
 
 
+def compose_for_v1(text: str) -> str:
+    """docker-compose.yml as docker-compose 1.29 (Debian 12) runs it with host networking: it
+    predates the Compose Specification's top-level `name:` (the project is named by -p), and
+    refuses published ports beside host networking (the service binds the host's loopback
+    itself). Exits when the compose file no longer has those two lines where expected."""
+    text, n_name = re.subn(r"^name: .*\n", "", text, count=1, flags=re.M)
+    text, n_ports = re.subn(r"^    ports: \[\"127\.0\.0\.1:\$\{FLEETVOTE_VIRTUAL_PORT.*\n", "", text, count=1, flags=re.M)
+    if (n_name, n_ports) != (1, 1):
+        sys.exit("containers: docker-compose.yml changed: its name: or fleetvote-virtual's ports: line is not where "
+                 "tests/containers.py looks for them")
+    return text
+
+
 def leftovers(docker: str, project: str) -> dict[str, list[str]]:
     label = f"label=com.docker.compose.project={project}"
     return {kind: run(docker, *cmd, "--filter", label, "-q", capture=True).stdout.split()
@@ -288,17 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     with step("daemon"):
         daemon = start_daemon(docker, a.data_root)
     project = f"fleetvote-ci-{os.getpid()}"
-    # docker-compose 1.29 (Debian 12) predates the top-level `name:` of the Compose Specification
-    # (the project is named by -p), and refuses published ports beside host networking (the
-    # service binds the host's loopback itself): a copy without those two, paths still relative
-    # to the checkout
     OUT.mkdir(parents=True, exist_ok=True)
-    text = (ROOT / "docker-compose.yml").read_text()
-    text, n_name = re.subn(r"^name: .*\n", "", text, count=1, flags=re.M)
-    text, n_ports = re.subn(r"^    ports: \[\"127\.0\.0\.1:\$\{FLEETVOTE_VIRTUAL_PORT.*\n", "", text, count=1, flags=re.M)
-    if (n_name, n_ports) != (1, 1):
-        sys.exit("containers: docker-compose.yml changed: its name: or fleetvote-virtual's ports: line is not where "
-                 "tests/containers.py looks for them")
+    text = compose_for_v1((ROOT / "docker-compose.yml").read_text())
     (OUT / "docker-compose.yml").write_text(text)
     compose = ["docker-compose", "-p", project, "--project-directory", str(ROOT),
                "-f", str(OUT / "docker-compose.yml"), "-f", str(OUT / "compose.host.yml")]

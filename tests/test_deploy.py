@@ -310,3 +310,25 @@ def test_deploy_doc_names_files_that_exist_and_the_stlink_by_id_patterns():
     assert "/dev/serial/by-id/usb-STMicroelectronics_STLINK-V3_" in doc
     assert re.search(r"^st-flash .*write firmware\.bin 0x08000000", doc, flags=re.M)
     assert re.search(r"^openocd .*interface/stlink\.cfg", doc, flags=re.M)
+
+
+def test_container_run_adapts_the_compose_file_for_docker_compose_1_29_and_host_networking(tmp_path):
+    """make test-containers (tests/containers.py) runs this compose file with Debian's
+    docker-compose 1.29: its adaptation must still apply, and change nothing else."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("containers", ROOT / "tests" / "containers.py")
+    containers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(containers)
+    text = COMPOSE.read_text()
+    adapted = containers.compose_for_v1(text)
+    need_module("ruamel.yaml")
+    from ruamel.yaml import YAML
+
+    before, after = YAML(typ="safe").load(text), YAML(typ="safe").load(adapted)
+    assert "name" in before and "name" not in after
+    assert "ports" in before["services"]["fleetvote-virtual"] and "ports" not in after["services"]["fleetvote-virtual"]
+    before["services"]["fleetvote-virtual"].pop("ports")
+    assert after["services"] == before["services"]
+    with pytest.raises(SystemExit, match="docker-compose.yml changed"):
+        containers.compose_for_v1(text.replace("name: fleetvote\n", ""))
