@@ -344,3 +344,15 @@ def test_flash_command_line_plans_an_ensemble_and_refuses_mixed_options(bench, c
     assert main(["flash"]) == 2
     assert "give --model ID (one board) or --ensemble" in capsys.readouterr().err
     assert bench.writes() == []
+
+
+def test_flash_ensemble_with_a_chip_two_boards_share_and_no_hello_writes_nothing(bench):
+    from fleetvote.errors import ConfigError
+    from fleetvote.testbed.flashing import flash_ensemble
+
+    bench.attach("0671FF485550755187121723", F411, "nucleo-f411re", "baseline")
+    bench.attach("066DFF555185754867071234", L4)  # an L475 or an L476: no firmware answers to say which
+    bench.image_files()
+    with pytest.raises(ConfigError, match="(?s)nothing written.*chip 0x415 is any of .*nucleo-l476rg.*give --board"):
+        flash_ensemble(ZOO / "ensemble.json", **bench.kw())
+    assert bench.writes() == []

@@ -149,9 +149,9 @@ def identify(probe: Probe, board: str | None = None) -> Probe:
             if pick is None:
                 raise ConfigError(f"probe {probe.serial}: chip 0x{probe.chip_id:03x} is any of {', '.join(found)} "
                                   "and the board does not say which by HELLO: give --board")
-            probe.board, probe.how = pick, f"chip 0x{probe.chip_id:03x} + {'--board' if pick == board else 'HELLO'}"
+            probe.board, probe.how = pick, f"st-info chip 0x{probe.chip_id:03x} + {'--board' if pick == board else 'HELLO'}"
         else:
-            probe.board, probe.how = found[0], f"chip 0x{probe.chip_id:03x} (st-info)"
+            probe.board, probe.how = found[0], f"st-info chip 0x{probe.chip_id:03x}"
     elif named is not None:
         probe.board, probe.how = named, "HELLO"
     elif board is not None:
