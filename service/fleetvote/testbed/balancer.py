@@ -216,7 +216,31 @@ class Instance:
         except OSError:
             return False
 
+    def descendants(self) -> list[int]:
+        """The PIDs under the instance's process (its virtual boards run in sessions of their own,
+        which a signal to its process group does not reach), from /proc's parent links."""
+        parent = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                parent[int(stat.parent.name)] = int(fields[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        out, todo = [], [self.proc.pid]
+        while todo:
+            kids = [pid for pid, pp in parent.items() if pp == todo[-1]]
+            todo.pop()
+            out += kids
+            todo += kids
+        return out
+
     def kill_group(self, sig: int) -> None:
+        """``sig`` to the instance and everything under it: a host that dies takes its boards."""
+        for pid in self.descendants():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
@@ -231,9 +255,19 @@ class Instance:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 pass
-        self.kill_group(signal.SIGKILL)  # whatever is left of the group (a board after a SIGKILL)
+        self.kill_group(signal.SIGKILL)  # whatever is left (nothing, after a clean stop)
         if self.proc.poll() is None:
             self.proc.wait(10)
+
+
+def _cmdlines() -> dict[int, str]:
+    out = {}
+    for f in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            out[int(f.parent.name)] = f.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def cpu_s(pid: int) -> float:
@@ -377,6 +411,10 @@ def run(out: Path, concurrency: int = 8, before_s: float = 4.0, after_s: float =
             haproxy.wait(10)
         for inst in (a, b):
             inst.stop()
+    # nothing of the run may outlive it: a board left behind is a process whose command line
+    # names this run's folder (its --link)
+    time.sleep(0.5)
+    summary["left_running"] = [pid for pid, cmd in _cmdlines().items() if str(out) in cmd and pid != os.getpid()]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -413,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [ph for ph in s["phases"] if (ph["signal"] == "SIGTERM" and ph["failures"])
            or (ph["signal"] == "SIGKILL" and ph["failures"] > ph["in_flight_at_victim"])
            or ph["down_after_s"] is None]
+    if s["left_running"]:
+        bad.append({"signal": f"processes left running: {s['left_running']}"})
     print("balancer: " + ("OK" if not bad else f"FAILED: {[ph['signal'] for ph in bad]}"))
     return 1 if bad else 0
 
