@@ -137,3 +137,12 @@ robustness: venv  ## accuracy on corrupted test images (CIFAR-10-C severity 3), 
 	@test -n "$$CIFAR10_PATH" || { echo "make robustness: set CIFAR10_PATH to cifar10-jpeg.tar.gz (figures are on that copy)"; exit 2; }
 	@mkdir -p $(RESULTS)
 	$(BIN)/fleetvote robustness --out $(RESULTS)/robustness.json $(if $(N),--limit $(N))
+
+# ---- deployment, for real: Docker (Debian's docker.io) and HAProxy; root, minutes, not part of make test
+.PHONY: test-containers test-balancer
+test-containers:  ## build the image and run the compose file's virtual profile (docker.io, docker-compose; root; ~5 min)
+	python3 tests/containers.py
+
+BALANCER_ARGS ?=
+test-balancer: venv firmware-host  ## two instances behind HAProxy: load, SIGTERM and SIGKILL of one; failures, failover time
+	$(BIN)/python -m fleetvote.testbed.balancer $(BALANCER_ARGS)

@@ -301,7 +301,8 @@ def test_plan_prefers_a_fake_boards_own_cycle_count_written_by_probe(tmp_path):
     from fleetvote.engine import Engine
     from fleetvote.link.codec import Classify, Result
     from fleetvote.offline.bom import run
-    from fleetvote.testbed.bringup import _probe, model_sha8
+    from fleetvote.testbed.bringup import _probe
+    from fleetvote.testbed.flashing import model_sha8
 
     card = members()[0]
     model = ZOO / card["id"] / "model.tflite"
