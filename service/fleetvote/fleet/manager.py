@@ -1,16 +1,18 @@
 """The fleet: discovery loop, boards matched to ensemble members, and the fan-out of one image.
 
-Fan-out of one request: every member gets the image at once, on the least loaded of the boards
-that serve it. Whatever has not answered by the deadline, and every member without a serving
-board, is computed by the numpy engine (``source: "fallback"``, with a reason token of
-``metrics.REASONS``; ``queue_full`` is the spillover of a full fleet), unless fallback
-is off, in which case fewer board answers than the quorum is an error that names the missing
-members. When the queues of every board are full the request is refused (503, Retry-After).
+Fan-out of one request: every member gets the image at once, on the board that can answer it
+soonest. Whatever has not answered by the deadline, and every member without a serving board,
+is computed by the numpy engine (``source: "fallback"``, with a reason token of
+``metrics.REASONS``; ``queue_full`` is the spillover of a busy fleet), unless fallback is off, in
+which case fewer board answers than the quorum is an error that names the missing members.
 
-``Fleet.classify`` runs it in steps: ``_dispatch`` (the image onto a board per member),
-``_gather`` (the answers until the deadline, the engine standing by), ``_stand_in`` (the engine,
-or the quorum check, for the members still missing), then fusion. It returns a typed
-``results.Classification``; the HTTP APIs (``/classify``, the inference protocol) make JSON of it.
+``Fleet.classify`` runs it in steps: ``_admit`` (``admission.py``: where each member can finish
+before the request's deadline, on a board or as spillover on the engine, or Overloaded: 503 with
+Retry-After, nothing queued), ``_dispatch`` (the image onto a board per member), ``_gather`` (the
+answers until the deadline, the engine standing by), ``_stand_in`` (the engine, batched with
+other requests' members, or the quorum check, for the members still missing), then fusion. It
+returns a typed ``results.Classification``; the HTTP APIs (``/classify``, the inference protocol)
+make JSON of it.
 
 Reload (``Fleet.reload``): the ensemble file is read again and, once valid, swapped in one step
 on the event loop; the boards keep their links and are matched to the new members. A request
@@ -39,7 +41,8 @@ from ..fusion import fuse
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
-from .owner import Board, BoardAnswer, QueueFull, State
+from .admission import EngineBatches, retry_after_s
+from .owner import Board, BoardAnswer, State
 from .results import Classification, MemberVote
 
 log = logging.getLogger("fleetvote.fleet")
@@ -84,7 +87,9 @@ class Fleet:
         # fallback work: at most one engine per core at a time, in a pool of its own (the default
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
-        self._engine_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="engine")
+        workers = os.cpu_count() or 2
+        self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
+        self.spillover = EngineBatches(self._engine_pool, workers)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -207,68 +212,99 @@ class Fleet:
 
     async def classify(self, image: np.ndarray, strategy: str | None = None, deadline_ms: float | None = None,
                        fallback: bool | None = None, members: Sequence[str] | None = None,
-                       ensemble: Ensemble | None = None) -> Classification:
-        """One image through the fleet: dispatch to the boards, gather their answers until the
-        deadline (the engine standing by), fill in the missing members, fuse. Raises Overloaded
-        when every board queue is full, QuorumLost when fallback is off and too few boards answered.
+                       ensemble: Ensemble | None = None, arrived: float | None = None) -> Classification:
+        """One image through the fleet: admit it (``admission.py``), dispatch to the boards, gather
+        their answers until the deadline (the engine standing by), fill in the missing members,
+        fuse. Raises Overloaded when a member can finish in time neither on a board nor on the
+        engine (nothing is queued then), QuorumLost when fallback is off and too few boards answered.
 
+        ``deadline_ms`` (default: the setting) bounds the request's whole time from ``arrived``
+        (``time.perf_counter()`` when the request reached the service; default: now) to the answer;
+        without either, each board's own deadline (``Board.deadline_ms``) bounds its member.
         ``members``: the ids of the members asked (default: all), in any order; the answer keeps the
         ensemble's order and the quorum is at most their number (one member alone is the inference
         protocol's member model). UnknownMember for an id that is not a member. ``ensemble``: the
         ensemble to answer with (default: the one in service); a batch pins one, so that a reload
         between two of its images does not mix two ensembles in one response."""
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if arrived is None else arrived
         ens = ensemble or self.ensemble  # held to the end: a reload swaps self.ensemble, never ens
         asked = _indices(ens, members)
         strategy = strategy or ens.strategy
         fallback = self.settings.fallback if fallback is None else fallback
+        deadline_ms = deadline_ms or self.settings.deadline_ms
+        left_ms = None if deadline_ms is None else deadline_ms - (time.perf_counter() - t0) * 1000
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        quorum = min(self.quorum_of(ens), len(asked))
+        placed, reasons = self._admit(ens, asked, left_ms, fallback, quorum)
         if self.metrics:
             for k in asked:
                 self.metrics.member_request(ens.members[k].id)
-        sent, reasons = self._dispatch(ens, asked, np.ascontiguousarray(image, dtype=np.uint8).tobytes(), deadline_ms)
-        engines = _EngineRuns(self._engine_pool, ens.members, image) if fallback else None
+        sent = self._dispatch(placed, image.tobytes(), left_ms)
+        engines = _EngineRuns(self.spillover, ens.members, image) if fallback else None
         if engines is not None:
             engines.start(*reasons)  # members already known to be missing: computed while the boards work
         answers, failed = await self._gather(sent, engines)
         reasons.update(failed)
         votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
-        quorum = min(self.quorum_of(ens), len(asked))
         votes.update(await self._stand_in(ens, asked, quorum, votes, reasons, engines, sent))
         order = sorted(votes)
         fused = fuse([votes[k].output for k in order], strategy, [ens.members[k].weight for k in order])
         return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
 
-    def _dispatch(self, ens: Ensemble, asked: list[int], pixels: bytes, deadline_ms: float | None
-                  ) -> tuple[dict[int, Sent], dict[int, Missing]]:
-        """Every asked member's image queued on the least loaded of its boards: what was sent (by
-        member index), and why each other member was not. Overloaded when nothing could be sent
-        because every queue of the boards serving a member was full."""
-        sent: dict[int, Sent] = {}
+    def _admit(self, ens: Ensemble, asked: list[int], left_ms: float | None, fallback: bool, quorum: int
+               ) -> tuple[dict[int, Board], dict[int, Missing]]:
+        """Where each asked member finishes, decided before anything is queued: the board that
+        answers it soonest among those that can before the deadline (by ``Board.finish_ms``, the
+        engine's lead to spare) and have room in their queue; else why it has none (``no_board``,
+        ``board_offline``, or ``queue_full``: a spillover to the engine). Overloaded when the
+        engine cannot finish the members left to it in time either (fallback on), or when fewer
+        than the quorum are placed on boards for lack of room (fallback off)."""
+        placed: dict[int, Board] = {}
         reasons: dict[int, Missing] = {}
+        board_ms: dict[int, float] = {}  # the soonest finish on a board, for Retry-After
         for k in asked:
-            outcome = self._submit(ens.members[k], pixels, deadline_ms)
-            if isinstance(outcome, Sent):
-                sent[k] = outcome
-            else:
-                reasons[k] = (outcome, None)
-        if not sent and any(r == QUEUE_FULL for r, _ in reasons.values()):
-            raise Overloaded("every board queue is full")
-        return sent, reasons
-
-    def _submit(self, member: Member, pixels: bytes, deadline_ms: float | None) -> Sent | str:
-        """The image on the first board of the member's that takes it, or why none did."""
-        boards = sorted(self.boards_for(member), key=lambda b: (b.queue.qsize(), b.state != State.READY))
-        if not boards:
-            known = any(_same(b.member, member) for b in self.boards.values())
-            return "board_offline" if known else "no_board"
-        loop = asyncio.get_running_loop()
-        for b in boards:
-            budget = (deadline_ms or b.deadline_ms()) / 1000
-            try:
-                return Sent(b, b.submit(pixels, loop.time() + budget), budget)
-            except QueueFull:
+            member = ens.members[k]
+            boards = self.boards_for(member)
+            if not boards:
+                known = any(_same(b.member, member) for b in self.boards.values())
+                reasons[k] = ("board_offline" if known else "no_board", None)
                 continue
-        return QUEUE_FULL
+            best = min(boards, key=lambda b: (b.finish_ms(), b.state != State.READY))
+            board_ms[k] = best.finish_ms()
+            for b in sorted(boards, key=lambda b: (b.finish_ms(), b.state != State.READY)):
+                budget = left_ms if left_ms is not None else b.deadline_ms()
+                lead = min(budget / 2, FALLBACK_LEAD_S * 1000) if fallback else 0.0
+                if not b.queue.full() and b.finish_ms() <= budget - lead:
+                    placed[k] = b
+                    break
+            else:
+                reasons[k] = (QUEUE_FULL, None)
+        spill = [k for k, (r, _) in reasons.items() if r == QUEUE_FULL]
+        if not fallback:
+            if spill and len(placed) < quorum:
+                wait = min(board_ms[k] for k in spill)
+                raise Overloaded(f"{len(placed)} of {len(asked)} members fit on their boards before the deadline, "
+                                 f"quorum {quorum}, fallback off: the boards' backlog is {wait:.0f} ms",
+                                 retry_after_s(wait))
+            return placed, reasons
+        engine_ms = self.spillover.finish_ms([ens.members[k] for k in reasons])
+        if left_ms is not None and engine_ms > left_ms:
+            backlog = self.spillover.backlog_ms() / self.spillover.workers
+            wait = min([backlog, *(board_ms[k] for k in spill)])
+            raise Overloaded(f"the request's {len(reasons)} member(s) left to the engine would take {engine_ms:.0f} ms, "
+                             f"{max(left_ms, 0):.0f} ms are left of its deadline, and its boards are full until then",
+                             retry_after_s(wait))
+        return placed, reasons
+
+    def _dispatch(self, placed: dict[int, Board], pixels: bytes, left_ms: float | None) -> dict[int, Sent]:
+        """Every placed member's image queued on its board (by member index)."""
+        loop = asyncio.get_running_loop()
+        sent: dict[int, Sent] = {}
+        for k, b in placed.items():
+            budget = (left_ms if left_ms is not None else b.deadline_ms()) / 1000
+            # admission saw room in the queue and nothing ran since: submit cannot be refused
+            sent[k] = Sent(b, b.submit(pixels, loop.time() + budget), budget)
+        return sent
 
     async def _gather(self, sent: dict[int, Sent], engines: _EngineRuns | None
                       ) -> tuple[dict[int, BoardAnswer], dict[int, Missing]]:
@@ -327,12 +363,6 @@ class Fleet:
             self.engine_votes.add(f"{member.id} {reason}")
         return fills
 
-    @staticmethod
-    def _engine_run(member: Member, image: np.ndarray) -> tuple[np.ndarray, float]:
-        t = time.perf_counter()
-        out = member.engine.run(image)
-        return out, (time.perf_counter() - t) * 1000
-
 
 def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
                   ) -> None:
@@ -363,18 +393,17 @@ def _indices(ens: Ensemble, ids: Sequence[str] | None) -> list[int]:
 
 
 class _EngineRuns:
-    """The engine runs of one request on the fleet's pool, at most one per member, started as
-    soon as a member is known or feared to be missing."""
+    """The engine runs of one request, batched with other requests' (``admission.EngineBatches``),
+    at most one per member, started as soon as a member is known or feared to be missing."""
 
-    def __init__(self, pool: ThreadPoolExecutor, members: list[Member], image: np.ndarray) -> None:
-        self._pool, self._members, self._image = pool, members, image
+    def __init__(self, batches: EngineBatches, members: list[Member], image: np.ndarray) -> None:
+        self._batches, self._members, self._image = batches, members, image
         self._runs: dict[int, asyncio.Future] = {}
 
     def start(self, *ks: int) -> None:
-        loop = asyncio.get_running_loop()
         for k in ks:
             if k not in self._runs:
-                self._runs[k] = loop.run_in_executor(self._pool, Fleet._engine_run, self._members[k], self._image)
+                self._runs[k] = self._batches.submit(self._members[k], self._image)
 
     async def results(self, ks: list[int]) -> list[tuple[np.ndarray, float]]:
         """(output, ms) per member of ``ks``, starting those not started yet."""

@@ -5,6 +5,7 @@ application's exception handlers (``api/app.py``), which answer them."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -70,9 +71,13 @@ async def classify(
     strategy: Annotated[StrategyName | None,
                         Query(description="fusion rule; default: the ensemble file's")] = None,
     deadline_ms: Annotated[float | None, Query(ge=1, le=600_000,
-                           description="per-board deadline; default: each board's own estimate")] = None,
+                           description="the request's whole time in the service, arrival to answer; a "
+                                       "request that cannot be answered in it gets 503 with Retry-After at once; "
+                                       "default: the deadline_ms setting, else each board's own estimate")] = None,
     fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
 ) -> ClassifyResponse:
+    arrived = time.perf_counter()  # the deadline counts the body's reading and decoding too
     image = await _read_image(request)
-    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback)
+    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback,
+                                  arrived=arrived)
     return ClassifyResponse.of(answer)

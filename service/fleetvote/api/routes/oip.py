@@ -107,7 +107,7 @@ class OipRoute(APIRoute):
             except ImageError as exc:
                 return _error(400 if exc.status == 422 else exc.status, str(exc))
             except Overloaded as exc:
-                return _error(503, f"{exc}; retry shortly", {"Retry-After": "1"})
+                return _error(503, f"{exc}; retry shortly", {"Retry-After": str(exc.retry_after_s)})
             except QuorumLost as exc:
                 return _error(503, str(exc))
             except UnknownMember as exc:  # the ensemble was reloaded under the request
