@@ -184,3 +184,18 @@ async def test_a_late_spillover_is_answered_by_its_batch_and_the_engine_state_is
     assert fleet.spillover.backlog_ms() == 0.0
     # the measured time per image replaced the initial guess, moving towards 5 ms
     assert lane.ms_per_image != admission.INITIAL_ENGINE_MS
+
+
+async def test_an_engine_vote_not_ready_by_the_deadline_is_left_out_and_the_answer_is_on_time():
+    fleet, boards, (quick, slow) = fleet_of(2, quorum=1)
+    fleet.boards.clear()  # no boards: both members on the engine, which admission expects at 5 ms
+    slow.ms_per_image = 1000.0  # but one takes a second
+    t0 = time.perf_counter()
+    body = await fleet.classify(IMAGE, deadline_ms=300)
+    assert (time.perf_counter() - t0) * 1000 < 300 + 100
+    assert [m.model_id for m in body.members] == ["m0"]  # m1 left out, as with fallback off
+    fleet2, _, engines = fleet_of(2, quorum=2)
+    fleet2.boards.clear()
+    engines[1].ms_per_image = 1000.0
+    with pytest.raises(Overloaded, match="did not finish 1 member"):
+        await fleet2.classify(IMAGE, deadline_ms=300)  # fewer than the quorum by the deadline

@@ -96,6 +96,7 @@ class Fleet:
 
     async def start(self) -> None:
         self._restore_handler = quiet_link_errors(asyncio.get_running_loop())
+        await self.spillover.calibrate(self.ensemble.members)
         self._scan_task = asyncio.create_task(self._scan_loop(), name="fleet discovery")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -246,7 +247,8 @@ class Fleet:
         answers, failed = await self._gather(sent, engines)
         reasons.update(failed)
         votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
-        votes.update(await self._stand_in(ens, asked, quorum, votes, reasons, engines, sent))
+        until = None if left_ms is None else t0 + deadline_ms / 1000
+        votes.update(await self._stand_in(ens, asked, quorum, votes, reasons, engines, sent, until))
         order = sorted(votes)
         fused = fuse([votes[k].output for k in order], strategy, [ens.members[k].weight for k in order])
         return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
@@ -339,17 +341,34 @@ class Fleet:
 
     async def _stand_in(self, ens: Ensemble, asked: list[int], quorum: int, votes: dict[int, MemberVote],
                         reasons: dict[int, Missing], engines: _EngineRuns | None,
-                        sent: dict[int, Sent]) -> dict[int, MemberVote]:
+                        sent: dict[int, Sent], until: float | None = None) -> dict[int, MemberVote]:
         """Votes for the asked members without a board answer: the engine's, or, with fallback off,
-        none (QuorumLost when fewer than the quorum answered)."""
+        none (QuorumLost when fewer than the quorum answered). ``until``: the request's deadline
+        (``time.perf_counter()``): an engine vote not ready by then is left out, as with fallback
+        off; fewer votes than the quorum by then is Overloaded (the engine's backlog was larger
+        than admission counted on)."""
         missing = [k for k in asked if k not in votes]
         if not missing:
             return {}
         if engines is None:
             _check_quorum(ens, quorum, len(votes), missing, reasons)
             return {}
+        runs = engines.futures(missing)
+        if until is not None:
+            await asyncio.wait(runs.values(), timeout=max(until - time.perf_counter(), 0.0))
+            late = [k for k, f in runs.items() if not f.done()]
+            if late:
+                for k in late:
+                    runs.pop(k).cancel()  # a batch not yet started leaves it out
+                if len(votes) + len(runs) < quorum:
+                    backlog = self.spillover.backlog_ms() / self.spillover.workers
+                    raise Overloaded(f"the engine did not finish {len(late)} member(s) by the request's deadline "
+                                     f"({', '.join(ens.members[k].id for k in late)}): its backlog is "
+                                     f"{backlog:.0f} ms", retry_after_s(backlog))
+                log.debug("engine votes past the deadline left out", extra={
+                    "model_id": ",".join(ens.members[k].id for k in late)})
         fills: dict[int, MemberVote] = {}
-        for k, (out, ms) in zip(missing, await engines.results(missing)):
+        for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values())):
             member = ens.members[k]
             reason, detail = reasons[k]
             fills[k] = MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None,
@@ -362,7 +381,6 @@ class Fleet:
                 "detail": detail})
             self.engine_votes.add(f"{member.id} {reason}")
         return fills
-
 
 def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
                   ) -> None:
@@ -405,10 +423,10 @@ class _EngineRuns:
             if k not in self._runs:
                 self._runs[k] = self._batches.submit(self._members[k], self._image)
 
-    async def results(self, ks: list[int]) -> list[tuple[np.ndarray, float]]:
-        """(output, ms) per member of ``ks``, starting those not started yet."""
+    def futures(self, ks: list[int]) -> dict[int, asyncio.Future]:
+        """The runs of ``ks`` (futures of (output, ms)), starting those not started yet."""
         self.start(*ks)
-        return await asyncio.gather(*(self._runs[k] for k in ks))
+        return {k: self._runs[k] for k in ks}
 
 
 async def _wait_until(futures: set[asyncio.Future], until: float, on_failure=None

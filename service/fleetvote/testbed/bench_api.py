@@ -95,8 +95,9 @@ ORDER_SEED = 0  # the image order: a fixed permutation of the test split, the sa
 PERCENTILES = (50, 90, 95, 99)
 SYNTHETIC_IMAGES = 256  # --synthetic: distinct noise images, cycled
 SYNTHETIC_SEED = 20
-# the engine's reason for a member whose every board queue was full: spillover, not a failure
-SPILLOVER_REASONS = ("queue full", "spillover")
+# the engine's reason for a member no board of its could take in time: spillover, not a failure
+# (the reason token queue_full; "queue full" was its text before the one vocabulary)
+SPILLOVER_REASONS = ("queue_full", "queue full", "spillover")
 
 
 # ---- one request -----------------------------------------------------------------------------
