@@ -199,3 +199,25 @@ async def test_an_engine_vote_not_ready_by_the_deadline_is_left_out_and_the_answ
     engines[1].ms_per_image = 1000.0
     with pytest.raises(Overloaded, match="did not finish 1 member"):
         await fleet2.classify(IMAGE, deadline_ms=300)  # fewer than the quorum by the deadline
+
+
+async def test_classify_counts_the_deadline_from_the_requests_arrival_at_the_application(tmp_path):
+    """A deadline_ms shorter than the request's own reading is refused (503) without reaching a
+    board: the route passes the arrival time the outermost middleware noted."""
+    from test_typed_path import RAW, app_without_boards
+
+    from fleetvote.api.deps import get_fleet
+
+    seen = {}
+
+    class Recording:
+        async def classify(self, image, **kwargs):
+            seen.update(kwargs)
+            raise Overloaded("late", retry_after_s=3)
+
+    async with app_without_boards(tmp_path) as client:
+        client.app.dependency_overrides[get_fleet] = lambda: Recording()
+        t0 = time.perf_counter()
+        r = await client.post("/classify?deadline_ms=50", **RAW)
+    assert (r.status_code, r.headers["retry-after"]) == (503, "3")
+    assert seen["deadline_ms"] == 50 and t0 <= seen["arrived"] <= time.perf_counter()

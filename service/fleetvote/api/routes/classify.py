@@ -76,7 +76,9 @@ async def classify(
                                        "default: the deadline_ms setting, else each board's own estimate")] = None,
     fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
 ) -> ClassifyResponse:
-    arrived = time.perf_counter()  # the deadline counts the body's reading and decoding too
+    # the deadline counts from the request's arrival (requestlog.RequestLog notes it): the
+    # middlewares, the body's reading and its decoding are part of the request's time
+    arrived = getattr(request.state, "arrived", None) or time.perf_counter()
     image = await _read_image(request)
     answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback,
                                   arrived=arrived)
