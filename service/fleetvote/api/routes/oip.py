@@ -261,7 +261,8 @@ async def _infer(request: Request, fleet: Fleet, wave: int, limit: int, name: st
     if member is not None:
         # one vote: its label is its argmax under any rule; soft needs no weight (a member may weigh 0)
         options["strategy"] = "soft"
-    answers = await _classify_batch(fleet, images, wave, ensemble=ens,
+    # a deadline_ms bounds the whole request, every image of its batch, from its arrival
+    answers = await _classify_batch(fleet, images, wave, ensemble=ens, arrived=getattr(request.state, "arrived", None),
                                     members=None if member is None else [member.id], **options)
     return _respond(name, req.id, ens, member, answers, options.get("strategy") or ens.strategy, wanted)
 
