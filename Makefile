@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 N ?=
 PYTEST_ARGS ?=
 
-.PHONY: size-report bench-firmware sim-qemu help venv venv-run deps deps-run run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model qemu-startup fresh-root
+.PHONY: size-report bench-firmware bench-adaptive sim-qemu help venv venv-run deps deps-run run firmware-host fuzz-codec test verify-exact check-cards bench-engine clean model qemu-startup fresh-root
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-
 bench-link: venv firmware-host  ## images/s one virtual board sustains through the Python client
 	$(BIN)/python -m fleetvote.testbed.bench_link
 
+ADAPTIVE_ARGS ?= --board-ms planned --replicas 1,2,3
+bench-adaptive: venv firmware-host  ## modes all, early, cascade at saturation with 1-3 boards per member, and with one board slowed (ADAPTIVE_ARGS)
+	$(BIN)/python -m fleetvote.testbed.bench_adaptive $(ADAPTIVE_ARGS)
+
 bench-hotplug: venv firmware-host  ## /classify rps and latency at 1 and 16; unplug->offline, replug->ready times
 	$(BIN)/python -m fleetvote.testbed.bench_hotplug
 
@@ -89,11 +93,11 @@ clean:  ## remove the virtual environment and build outputs (not runs/)
 RESULTS ?= runs/results
 BENCH_COUNT ?= 256
 .PHONY: results
-results: venv firmware-host  ## regenerate README.md's results table (ensemble-eval, robustness, bench, plan; ~5 min, more for new models)
+results: venv firmware-host  ## regenerate README.md's results table (ensemble-eval with the cascade search, robustness, bench, plan; ~5 min, more for new models)
 	@test -n "$$CIFAR10_PATH" || { echo "make results: set CIFAR10_PATH to cifar10-jpeg.tar.gz (figures are on that copy)"; exit 2; }
 	@mkdir -p $(RESULTS)
 	$(BIN)/fleetvote ensemble-eval --json $(RESULTS)/ensemble-eval.json --png $(RESULTS)/ensemble-eval.png \
-	    --write-ensemble $(RESULTS)/ensemble-best.json --no-progress
+	    --png-evaluations docs/evaluations.png --write-ensemble $(RESULTS)/ensemble-best.json --no-progress
 	$(BIN)/fleetvote robustness --ensemble $(RESULTS)/ensemble-best.json --out $(RESULTS)/robustness.json --no-progress
 	$(BIN)/fleetvote bench --serve-virtual --ensemble $(RESULTS)/ensemble-best.json --count $(BENCH_COUNT) \
 	    --out $(RESULTS)/bench --no-progress
@@ -143,3 +147,12 @@ bench-overload: venv-run firmware-host  ## bursts of 64 and 256 (host speed) and
 
 bench-hostile: venv-run firmware-host  ## 500 slow-header connections through the HAProxy front (deploy/front/haproxy.cfg): an ordinary client's p99 before and during, when each slow one was closed
 	$(BIN)/python -m fleetvote.testbed.hostile $(HOSTILE_ARGS)
+
+# ---- deployment, for real: Docker (Debian's docker.io) and HAProxy; root, minutes, not part of make test
+.PHONY: test-containers test-balancer
+test-containers:  ## build the image and run the compose file's virtual profile (docker.io, docker-compose; root; ~5 min)
+	python3 tests/containers.py
+
+BALANCER_ARGS ?=
+test-balancer: venv firmware-host  ## two instances behind HAProxy: load, SIGTERM and SIGKILL of one; failures, failover time
+	$(BIN)/python -m fleetvote.testbed.balancer $(BALANCER_ARGS)

@@ -193,6 +193,26 @@ def test_dockerfile_is_slim_and_builds_the_firmware_in_its_own_stage():
     assert "FLEETVOTE_ZOO=/app/models/zoo" in runtime and "COPY models/zoo /app/models/zoo" in runtime
 
 
+def test_dockerfile_builds_without_buildkit():
+    """Debian's docker.io has no buildx: only instructions the legacy builder knows (make
+    test-containers builds it with whichever builder is present)."""
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"^\s*RUN\s+--mount", text, flags=re.M)  # BuildKit only
+    assert not re.search(r"^# syntax=", text, flags=re.M)  # a frontend image to pull
+    assert "<<" not in text  # heredocs: BuildKit only
+    runtime = re.split(r"^FROM ", text, flags=re.M)[-1]
+    assert "COPY --from=build /opt/fleetvote /opt/fleetvote" in runtime and "PATH=/opt/fleetvote/bin:" in runtime
+
+
+def test_compose_virtual_profile_serves_every_ensemble_member_on_a_board():
+    """So that the virtual service is ready (quorum) and stays ready with one board stopped."""
+    members = [m["id"] for m in json.loads((ZOO / "ensemble.json").read_text())["members"]]
+    quorum = json.loads((ZOO / "ensemble.json").read_text())["quorum"]
+    served = [cmd[cmd.index("--model") + 1] for cmd in virtual_boards(load_compose()).values()]
+    assert sorted(served) == sorted(members)
+    assert len(set(served)) - 1 >= quorum
+
+
 def test_image_ships_the_board_catalogue_the_service_takes_its_usb_ids_from():
     text = "\n".join(x for x in DOCKERFILE.read_text().splitlines() if not x.lstrip().startswith("#"))
     runtime = re.split(r"^FROM ", text, flags=re.M)[-1]
@@ -290,3 +310,25 @@ def test_deploy_doc_names_files_that_exist_and_the_stlink_by_id_patterns():
     assert "/dev/serial/by-id/usb-STMicroelectronics_STLINK-V3_" in doc
     assert re.search(r"^st-flash .*write firmware\.bin 0x08000000", doc, flags=re.M)
     assert re.search(r"^openocd .*interface/stlink\.cfg", doc, flags=re.M)
+
+
+def test_container_run_adapts_the_compose_file_for_docker_compose_1_29_and_host_networking(tmp_path):
+    """make test-containers (tests/containers.py) runs this compose file with Debian's
+    docker-compose 1.29: its adaptation must still apply, and change nothing else."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("containers", ROOT / "tests" / "containers.py")
+    containers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(containers)
+    text = COMPOSE.read_text()
+    adapted = containers.compose_for_v1(text)
+    need_module("ruamel.yaml")
+    from ruamel.yaml import YAML
+
+    before, after = YAML(typ="safe").load(text), YAML(typ="safe").load(adapted)
+    assert "name" in before and "name" not in after
+    assert "ports" in before["services"]["fleetvote-virtual"] and "ports" not in after["services"]["fleetvote-virtual"]
+    before["services"]["fleetvote-virtual"].pop("ports")
+    assert after["services"] == before["services"]
+    with pytest.raises(SystemExit, match="docker-compose.yml changed"):
+        containers.compose_for_v1(text.replace("name: fleetvote\n", ""))

@@ -167,6 +167,7 @@ def test_cli_writes_report_plot_and_a_loadable_ensemble(tmp_path, cifar_path):
     ens = tmp_path / "ens.json"
     assert main(["ensemble-eval", "--members", ",".join(ids), "--limit", "40", "--data", cifar_path,
                  "--json", str(tmp_path / "r.json"), "--png", str(tmp_path / "r.png"),
+                 "--png-evaluations", str(tmp_path / "ev.png"), "--mode", "cascade",
                  "--write-ensemble", str(ens), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     rep = json.loads((tmp_path / "r.json").read_text())
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
@@ -175,3 +176,10 @@ def test_cli_writes_report_plot_and_a_loadable_ensemble(tmp_path, cifar_path):
     assert [m.id for m in e.members] == best["members"]
     assert e.strategy == best["best_strategy_on_val"] and e.quorum == len(ids) // 2 + 1
     assert all(m.weight == next(x["weight"] for x in rep["models"] if x["id"] == m.id) for m in e.members)
+    # the cascade searched on validation for the members written, and the mode asked for
+    assert (tmp_path / "ev.png").read_bytes()[:4] == b"\x89PNG"
+    a = rep["adaptive"]
+    assert a["members"] == best["members"] and e.mode == "cascade"
+    assert list(e.cascade.stage1) == a["cascade"]["stage1"] and e.cascade.threshold == a["cascade"]["threshold"]
+    assert a["cascade"]["val"] >= a["all"]["val"] - a["tolerance"] - 1e-9
+    assert a["early"]["test"] == a["all"]["test"]  # early's labels are all's

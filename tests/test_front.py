@@ -101,7 +101,7 @@ def test_compose_runs_the_front_from_debians_haproxy_in_front_of_the_service():
     assert "FROM debian:12" in dockerfile and "apt-get install -y --no-install-recommends haproxy" in dockerfile
     env = environment(front)
     assert env["FLEETVOTE_BACKEND"] == "fleetvote:8000" and "fleetvote" in compose["services"]
-    assert [interpolate(p) for p in front["ports"]] == ["127.0.0.1:8080:8080"]
+    assert [interpolate(p) for p in front["ports"]] == ["127.0.0.1:8088:8080"]  # beside the balancer on 8080
     assert interpolate(front["ports"][0], {"FLEETVOTE_FRONT_ADDR": "0.0.0.0"}).startswith("0.0.0.0:")
     # the front's defaults are what the documentation states
     cfg = FRONT_CONFIG.read_text()

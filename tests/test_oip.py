@@ -208,7 +208,7 @@ BAD_REQUESTS = [
     ("wrong input name", _with_image(name="input_1"), "the one input is image"),
     ("no data", _with_image(data=None), "no data"),
     ("unknown parameter", infer_body(IMAGES[:1], parameters={"stratgy": "soft"}), "unknown parameter(s) stratgy"),
-    ("mode before it exists", infer_body(IMAGES[:1], parameters={"mode": "early"}), "unknown parameter(s) mode"),
+    ("unknown mode", infer_body(IMAGES[:1], parameters={"mode": "fastest"}), "not one of all, early, cascade"),
     ("unknown strategy", infer_body(IMAGES[:1], parameters={"strategy": "loudest"}), "not one of"),
     ("deadline out of range", infer_body(IMAGES[:1], parameters={"deadline_ms": 0}), "1..600000"),
     ("fallback as a string", infer_body(IMAGES[:1], parameters={"fallback": "no"}), "true or false"),
@@ -526,3 +526,22 @@ def test_tritonclient_gets_the_servers_error_message(live_fleet):
     with pytest.raises(InferenceServerException) as err:
         client.get_model_metadata("no-such-model")
     assert err.value.status() == "404"
+
+
+async def test_the_mode_parameter_reaches_the_fleet_and_the_response_says_it(tmp_path):
+    async with app_without_boards(tmp_path) as client:
+        full = await client.post("/v2/models/fleet/infer", json=infer_body(IMAGES[:4]))
+        early = await client.post("/v2/models/fleet/infer", json=infer_body(IMAGES[:4], parameters={"mode": "early"}))
+        cascade = await client.post("/v2/models/fleet/infer",
+                                    json=infer_body(IMAGES[:1], parameters={"mode": "cascade"}))
+        bad = await client.post("/v2/models/fleet/infer", json=infer_body(IMAGES[:1], parameters={"mode": "fast"}))
+        member = await client.post(f"/v2/models/{member_ids()[0]}/infer",
+                                   json=infer_body(IMAGES[:1], parameters={"mode": "early"}))
+    assert full.status_code == early.status_code == 200, early.text
+    assert full.json()["parameters"]["mode"] == "all" and early.json()["parameters"]["mode"] == "early"
+    assert np.array_equal(outputs_of(early.json())["label"], outputs_of(full.json())["label"])  # exact
+    p = early.json()["parameters"]
+    assert set(filter(None, p["skipped"].split(","))) <= set(member_ids()) and p["missing"] == ""
+    assert cascade.status_code == 400 and "no cascade section" in cascade.json()["error"]
+    assert bad.status_code == 400 and "not one of all, early, cascade" in bad.json()["error"]
+    assert member.status_code == 400 and "ask the 'fleet' model" in member.json()["error"]

@@ -240,3 +240,106 @@ def test_reports_record_their_command_only_when_made_by_the_fleetvote_command(mo
     assert command_line() == "fleetvote robustness --limit 50"
     monkeypatch.setattr(sys, "argv", ["/venv/bin/pytest", "-q"])
     assert command_line() is None
+
+
+# ---- cycles per instruction, energy per answer, a board's own count -------------------------------
+
+def test_cycles_per_instruction_grow_with_the_boards_flash_wait_states():
+    from fleetvote.offline.bom import LINE_INSTRUCTIONS, LOOP_CPI, cycles_per_instruction
+
+    f411 = load_catalog()["nucleo-f411re"]
+    assert f411["flash_wait_states"] == 3 and "RM0383" in f411["flash_wait_states_source"]
+    cpi, how = cycles_per_instruction(f411, 1.5)
+    assert cpi == pytest.approx(LOOP_CPI + (1 - 1.125 / 1.5) * 3 / LINE_INSTRUCTIONS, abs=1e-3)
+    assert "3 flash wait states" in how
+    # more wait states (the F446 at 180 MHz: 5), or more instructions outside the DSP loop: slower
+    assert cycles_per_instruction(load_catalog()["nucleo-f446re"], 1.5)[0] > cpi
+    assert cycles_per_instruction(f411, 3.0)[0] > cpi
+    # all inside the loop: the loop's own CPI whatever the flash
+    assert cycles_per_instruction(f411, 1.125)[0] == pytest.approx(LOOP_CPI, abs=1e-3)
+    # a board without the figure keeps the stated assumption, and says so
+    cpi, how = cycles_per_instruction({"core": "cortex-m7"}, 1.5)
+    assert cpi == 1.3 and "assumed" in how
+
+
+def test_energy_per_answer_is_supply_times_run_current_times_compute_time():
+    from fleetvote.offline.bom import energy_mj, latency
+
+    f411 = load_catalog()["nucleo-f411re"]
+    assert "DS10314" in f411["run_current_source"]
+    # 100 uA/MHz x 100 MHz = 10 mA at 3.3 V = 33 mW: 100 ms of compute is 3.3 mJ
+    assert energy_mj(f411, 100.0) == pytest.approx(3.3)
+    lat = latency(4_000_000, f411, 1.5)
+    assert lat["energy_mj"] == pytest.approx(3.3 * 0.01 * lat["compute_ms"], abs=1e-3)
+    assert energy_mj({"clock_hz": 480_000_000}, 100.0) is None  # no sourced run current: none
+
+
+def test_fleet_energy_is_the_sum_of_its_members(tmp_path):
+    from fleetvote.offline.bom import run
+
+    ids = [c["id"] for c in members()[:2]]
+    rep = run(ZOO, fleets=[ids], size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json",
+              measured_dir=tmp_path / "none")
+    rows = {r["id"]: r for r in rep["models"]}
+    fleet = next(f for f in rep["fleets"] if f["members"] == ids)
+    assert all(rows[i]["board"] == "nucleo-f411re" for i in ids)
+    assert fleet["energy_mj"] == pytest.approx(sum(rows[i]["latency"]["energy_mj"] for i in ids), abs=1e-2)
+    # without the bench's build, the committed table's counts (firmware/bench/instructions.json)
+    table = json.loads((ZOO.parent.parent / "firmware" / "bench" / "instructions.json").read_text())
+    counted_ids = {m["model"]: m["instructions_per_mac"]["opt"] for m in table["models"]}
+    for i in ids:
+        if i in counted_ids:
+            assert rows[i]["latency"]["instructions_per_mac"] == pytest.approx(counted_ids[i], abs=1e-3)
+
+
+def test_plan_prefers_a_fake_boards_own_cycle_count_written_by_probe(tmp_path):
+    import asyncio
+
+    import numpy as np
+    from fakeboard import FakeBoard, TcpBoard, default_info
+
+    from fleetvote.engine import Engine
+    from fleetvote.link.codec import Classify, Result
+    from fleetvote.offline.bom import run
+    from fleetvote.testbed.bringup import _probe
+    from fleetvote.testbed.flashing import model_sha8
+
+    card = members()[0]
+    model = ZOO / card["id"] / "model.tflite"
+    images = np.random.default_rng(7).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    expected = {img.tobytes(): tuple(int(v) for v in row) for img, row in zip(images, Engine.from_file(model).run(images))}
+    cycles = 9_876_543
+
+    class Measured(FakeBoard):
+        """A release board with the DSP kernels that answers as the engine does and counts cycles."""
+
+        def _answer(self, msg):
+            if isinstance(msg, Classify):
+                return Result(msg.seq, expected[bytes(msg.pixels)], cycles // 100, cycles)
+            return super()._answer(msg)
+
+    info = default_info(test_build=False)
+    import dataclasses
+    info = dataclasses.replace(info, board_name="nucleo-f411re", model_id=card["id"], model_sha256=model_sha8(card["id"]),
+                               macc=card["macc"], flags=2)
+
+    async def go(path):
+        board = await TcpBoard(Measured(test_build=False, info=info)).start()
+        try:
+            return await _probe(board.url, 921_600, images, 5.0, ZOO, path)
+        finally:
+            await board.stop()
+
+    measured = tmp_path / "measured"
+    assert asyncio.run(go(measured / "f411.json")) == 0
+    rec = json.loads((measured / "f411.json").read_text())
+    assert rec["inference_cycles_p50"] == cycles and rec["differ"] == 0 and rec["kernels"] == "dsp"
+    rep = run(ZOO, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json", measured_dir=measured)
+    row = next(r for r in rep["models"] if r["id"] == card["id"])
+    assert row["latency"]["compute_ms"] == pytest.approx(cycles / 100_000_000 * 1000, abs=0.01)
+    assert "measured" in row["latency"]["cpi_source"] and row["measured_from"].endswith("f411.json")
+    # a record whose answers differed from the engine's is not a count of this model: ignored
+    (measured / "f411.json").write_text(json.dumps({**rec, "differ": 1}))
+    rep = run(ZOO, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json", measured_dir=measured)
+    row = next(r for r in rep["models"] if r["id"] == card["id"])
+    assert row["measured_from"] is None and "measured" not in row["latency"]["cpi_source"]

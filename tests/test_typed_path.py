@@ -228,3 +228,24 @@ async def test_an_unhandled_error_is_counted_as_the_500_the_client_gets(tmp_path
         n = counted((await client.get("/metrics")).text)
     assert n[("/classify", "500")] == 1
 
+
+
+async def test_a_weighted_vote_of_only_zero_weight_members_is_a_503_not_a_500(tmp_path):
+    """Weights may be 0 (ensemble.json): when only such members vote (here the one asked), the
+    weighted vote has no answer; the fleet refuses it as a lost quorum, the API answers 503."""
+    from fleetvote.api.app import create_app
+    from fleetvote.settings import Settings
+
+    a, b = member_ids(2)
+    ens = tmp_path / "ensemble.json"
+    ens.write_text(json.dumps({"members": [{"id": a, "weight": 0}, {"id": b, "weight": 1}],
+                               "strategy": "weighted", "quorum": 1}))
+    app = create_app(Settings(ensemble=ens, zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
+    async with app.router.lifespan_context(app):
+        fleet = app.state.fleet
+        with pytest.raises(QuorumLost, match="weight above 0"):
+            await fleet.classify(IMAGE, members=[a])
+        assert (await fleet.classify(IMAGE, members=[b])).fused.strategy == "weighted"
+        assert (await fleet.classify(IMAGE, members=[a], strategy="soft")).fused.strategy == "soft"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            assert (await client.post("/classify", **RAW)).status_code == 200

@@ -58,7 +58,9 @@ def served(board_bin, tmp_path_factory):  # noqa: F811
     tmp = tmp_path_factory.mktemp("ui")
     ids = member_ids(2)
     ens = tmp / "ensemble.json"
-    ens.write_text(json.dumps({"members": [{"id": i} for i in ids], "strategy": "soft", "quorum": 1}))
+    # a cascade whose stage 1 (the first member) always answers alone; the default mode stays all
+    ens.write_text(json.dumps({"members": [{"id": i} for i in ids], "strategy": "soft", "quorum": 1,
+                               "cascade": {"stage1": ids[:1], "threshold": 0.0, "agree": True}}))
     links = tmp / "boards"
     out = Served("", None, ids)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -260,6 +262,31 @@ def test_dashboard_fusion_menu_lists_the_strategies_the_api_takes_and_sends_the_
                          files={"file": ("cifar.png", data, "image/png")}, timeout=30).json()
         assert a["label"] == str(api["label"])
         assert d.find_element(By.ID, "answer-meta").text.startswith(f"fusion {strategy or 'soft'} ·")
+    assert not severe_logs(d)
+
+
+def test_dashboard_mode_menu_sends_the_mode_and_shows_which_stage_answered_and_who_was_skipped(
+        served, browser, test_images):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from fleetvote.adaptive import MODES
+
+    d = browser
+    d.get(served.url + "/")
+    values = lambda d: [o.get_attribute("value") for o in Select(d.find_element(By.ID, "mode")).options]  # noqa: E731
+    wait(d, lambda d: len(values(d)) > 1, what="the mode menu")
+    assert values(d) == ["", *MODES]
+    wait(d, lambda d: "mode all (cascade stage 1: " in d.find_element(By.ID, "ensemble").text, what="the mode")
+    data = png(test_images.x[7])
+    Select(d.find_element(By.ID, "mode")).select_by_value("cascade")
+    a = drop_and_wait(d, data)
+    meta = d.find_element(By.ID, "answer-meta").text
+    assert "mode cascade, stage 1 answered" in meta and f"skipped: {served.ids[1]}" in meta
+    assert [m["model"] for m in a["members"]] == served.ids[:1]
+    Select(d.find_element(By.ID, "mode")).select_by_value("")
+    a = drop_and_wait(d, data)
+    assert "mode all ·" in d.find_element(By.ID, "answer-meta").text and len(a["members"]) == len(served.ids)
     assert not severe_logs(d)
 
 

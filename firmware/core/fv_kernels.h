@@ -101,5 +101,7 @@ void fv_softmax_ref(const fv_softmax_params *p, const int8_t *in, int8_t *out);
 void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out);
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out);
 void fv_fully_connected_opt(const fv_fc_params *p, const int8_t *in, int8_t *out);
+void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out);
+void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
 #endif /* FV_KERNELS_H */

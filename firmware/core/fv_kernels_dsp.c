@@ -49,14 +49,17 @@
 #endif
 #define FV_DSP_PAD_K ((FV_DSP_MAX_K + 3) & ~3)
 
-/* Two widened columns, each a word per pair of int16 (2 words per group of 4 values); the
- * second at a constant distance from the first, so the inner loop addresses both with one
- * register (an immediate offset of 2 * FV_DSP_PAD_K bytes, within LDR's 4095 up to 2047). */
-#define COL_WORDS (FV_DSP_PAD_K / 2)
-static int32_t cols[2 * COL_WORDS] __attribute__((aligned(8)));
-static int8_t stage[FV_DSP_PAD_K] __attribute__((aligned(4)));
+/* The widened columns of two output pixels, interleaved per group of 4 values: words
+ * [a(0,2) a(1,3) b(0,2) b(1,3)], so the 2x2 loop reads each pixel's pair with one LDRD from one
+ * pointer (the layout CMSIS-NN's im2col buffer gets from its two-column kernel, here packed
+ * per group). A single column (the odd last pixel, a fully connected input) uses the a words. */
+#define COL_STRIDE 4 /* words per group of 4 values */
+static int32_t cols[FV_DSP_PAD_K] __attribute__((aligned(8)));
+/* +4: a gathered row is copied a word at a time, up to 3 bytes past its end (the next row's
+ * copy, or the zero-point fill of the tail, writes over them) */
+static int8_t stage[FV_DSP_PAD_K + 4] __attribute__((aligned(4)));
 #define col_a (&cols[0])
-#define col_b (&cols[COL_WORDS])
+#define col_b (&cols[2])
 
 static inline int32_t ld_s8x4(const int8_t *p)
 {
@@ -103,8 +106,8 @@ static inline int32_t pack_offset(int32_t offset)
     return (int32_t)(((uint32_t)offset & 0xFFFFu) * 0x10001u);
 }
 
-
-/* groups of 4 int8 from src (padded to a multiple of 4) -> int16 pairs in pair order, +offset */
+/* groups of 4 int8 from src (padded to a multiple of 4) -> int16 pairs in pair order, +offset,
+ * one group every COL_STRIDE words */
 static void widen(const int8_t *src, int32_t *dst, int32_t groups, int32_t off2)
 {
     for (int32_t g = 0; g < groups; ++g) {
@@ -112,70 +115,238 @@ static void widen(const int8_t *src, int32_t *dst, int32_t groups, int32_t off2)
         dst[0] = __sxtab16(off2, v);
         dst[1] = sxtab16_ror8(off2, v);
         src += 4;
-        dst += 2;
+        dst += COL_STRIDE;
     }
 }
 
-/* A compiler barrier between the column loads of the 2x2 loop: without it gcc 12 hoists all
- * four loads to the top, needs 14 registers and spills one (22 instructions a group instead of
- * 21). Nothing is written in the loop, so it orders nothing else. */
-#define FV_LOAD_ORDER() __asm__ volatile("" ::: "memory")
+/* ---- requantisation ---------------------------------------------------------------------------
+ * fv_mbqm + zero point + clamp in 5 instructions and a clamp, exactly, when the layer allows it
+ * (rq_fast_ok, checked once per call; every zoo layer does: shifts -12..-6, |bias| < 2^18):
+ *  - the high multiply: srdhm(x, m) is trunc((x*m + nudge) / 2^31) with a sign-dependent nudge,
+ *    which equals floor((x*m + 2^30) / 2^31) for either sign (for x*m < 0: trunc of a negative n
+ *    is floor(n + 2^31 - 1), and (1 - 2^30) + (2^31 - 1) = 2^30). With |x| < 2^30, y = 2x does
+ *    not wrap and SMMULR(y, m) = floor((2xm + 2^31) / 2^32) is that value; the saturating case
+ *    (x = m = INT32_MIN) cannot occur with m >= 0.
+ *  - the rounding shift by e >= 1: (t >> e) + ((t & mask) > mask/2 + (t < 0)) equals
+ *    (t + 2^(e-1) - (t < 0)) >> e (write t = q 2^e + r: the added term carries into q exactly
+ *    when r > 2^(e-1) - 1 + (t < 0)), and adding zp 2^e before the shift adds zp after it. So
+ *    per channel one constant, (2 zp + 1) << (e - 1); |t| <= 2^30, 2^(e-1) <= 2^21 and
+ *    |zp 2^e| <= 2^29 keep the sum inside int32.
+ * |x| < 2^30 holds when |bias| + k * 32640 < 2^30 (each product is at most 128 * 255). */
+typedef struct {
+    int32_t m, round_zp, e;
+} rq_chan;
+
+static inline int32_t smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* zp21 = 2 * output zero point + 1 */
+static inline rq_chan rq_of(const int32_t *multiplier, const int32_t *shift, int32_t oc, int32_t zp21)
+{
+    const int32_t e = -shift[oc];
+    const rq_chan r = {multiplier[oc], (int32_t)((uint32_t)zp21 << (e - 1)), e};
+    return r;
+}
+
+static inline int8_t rq_byte(int32_t acc, const rq_chan *r, int32_t act_min, int32_t act_max)
+{
+    const int32_t t = smmulr((int32_t)((uint32_t)acc << 1), r->m);
+    const int32_t v = (t + r->round_zp - (int32_t)((uint32_t)t >> 31)) >> r->e; /* arithmetic shift */
+    return (int8_t)clamp_i32(v, act_min, act_max);
+}
+
+/* The same with the whole int8 range as the activation range (every zoo layer: the ReLU's floor
+ * is the output zero point -128): one SSAT instead of two compares and moves. */
+static inline int8_t rq_byte_full(int32_t acc, const rq_chan *r)
+{
+    const int32_t t = smmulr((int32_t)((uint32_t)acc << 1), r->m);
+    const int32_t v = (t + r->round_zp - (int32_t)((uint32_t)t >> 31)) >> r->e;
+    int32_t sat;
+    __asm__("ssat %0, #8, %1" : "=r"(sat) : "r"(v)); /* ACLE's __ssat trips -Wsign-conversion */
+    return (int8_t)sat;
+}
+
+#define RQ_ACC_LIMIT (1 << 30)
+#define RQ_MAX_TERMS 32768 /* k * 32640 < 2^30 */
+
+/* 1 when every channel of a layer of `terms` products per output meets rq_byte's conditions:
+ * shift in [-22, -1], multiplier >= 0, |bias| + terms * 32640 < 2^30, zero point in int8.
+ * Otherwise the kernel runs the reference (no zoo layer does). */
+static int rq_fast_ok(const int32_t *bias, const int32_t *multiplier, const int32_t *shift, int32_t n,
+                      int32_t terms, int32_t zp)
+{
+    int32_t bound, i;
+    if (terms <= 0 || terms >= RQ_MAX_TERMS || zp < -128 || zp > 127) {
+        return 0;
+    }
+    bound = RQ_ACC_LIMIT - terms * 32640;
+    for (i = 0; i < n; i++) {
+        const int32_t b = bias != NULL ? bias[i] : 0;
+        if (shift[i] > -1 || shift[i] < -22 || multiplier[i] < 0 || b >= bound || b <= -bound) {
+            return 0;
+        }
+    }
+    return 1;
+}
 
 /* ---- dot products of int8 weight rows with widened columns, over k = 4 * groups + tail ----
- * A column c is 2 * groups words (+ the widened tail group); the second column of the 2-wide
- * kernels is c + COL_WORDS. Loops run a pointer to an end: the 2x2 kernel's 4 accumulators,
- * 4 weight pairs, one column word and 4 pointers (2 rows, the column, its end) take 13 of the
- * 14 registers gcc may use. */
+ * Rows w0 and w0 + k; column words at c[COL_STRIDE * g + 0..1] (and + 2..3 for the second
+ * pixel). */
 
-static inline void dot_2x2(const int8_t *w0, const int8_t *w1, const int32_t *c, int32_t groups, int32_t tail,
-                           int32_t acc[4])
+/* The 2x2 block's inner loop, in assembly because it needs 14 registers (4 accumulators, the
+ * two rows' 4 widened weight pairs, a column pair from LDRD, the row pointer, the row length,
+ * the column pointer and its end) and gcc 12 spills one: per group of 4 values, 2 weight loads,
+ * 4 SXTB16, 2 LDRD, 8 SMLAD, compare and branch, 18 instructions for 16 MACs (1.125/MAC;
+ * CMSIS-NN's C kernel takes 20-21). */
+static inline void dot_2x2_groups(const int8_t *w0, int32_t k, const int32_t *c, int32_t groups, int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-    const int32_t *end = c + 2 * groups;
-    while (c < end) {
-        const int32_t wa = ld_s8x4(w0);
-        const int32_t wb = ld_s8x4(w1);
-        const int32_t wa02 = __sxtb16(wa), wa13 = sxtb16_ror8(wa);
-        const int32_t wb02 = __sxtb16(wb), wb13 = sxtb16_ror8(wb);
-        int32_t x = c[0];
-        a00 = __smlad(wa02, x, a00);
-        a10 = __smlad(wb02, x, a10);
-        FV_LOAD_ORDER();
-        x = c[1];
-        a00 = __smlad(wa13, x, a00);
-        a10 = __smlad(wb13, x, a10);
-        FV_LOAD_ORDER();
-        x = c[COL_WORDS];
-        a01 = __smlad(wa02, x, a01);
-        a11 = __smlad(wb02, x, a11);
-        FV_LOAD_ORDER();
-        x = c[COL_WORDS + 1];
-        a01 = __smlad(wa13, x, a01);
-        a11 = __smlad(wb13, x, a11);
-        w0 += 4;
-        w1 += 4;
-        c += 2;
-    }
-    if (tail != 0) {
-        const int32_t wa = ld_s8_tail(w0, tail), wb = ld_s8_tail(w1, tail);
-        const int32_t wa02 = __sxtb16(wa), wa13 = sxtb16_ror8(wa);
-        const int32_t wb02 = __sxtb16(wb), wb13 = sxtb16_ror8(wb);
-        a00 = __smlad(wa13, c[1], __smlad(wa02, c[0], a00));
-        a10 = __smlad(wb13, c[1], __smlad(wb02, c[0], a10));
-        a01 = __smlad(wa13, c[COL_WORDS + 1], __smlad(wa02, c[COL_WORDS], a01));
-        a11 = __smlad(wb13, c[COL_WORDS + 1], __smlad(wb02, c[COL_WORDS], a11));
-    }
+    const int32_t *const end = c + COL_STRIDE * groups;
+    int32_t wa, wb, wa02, wb02, x0, x1;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[wb], [%[w0], %[k]]\n\t"
+        "ldr %[wa], [%[w0]], #4\n\t"
+        "ldrd %[x0], %[x1], [%[c]], #16\n\t"
+        "sxtb16 %[wa02], %[wa]\n\t"
+        "sxtb16 %[wb02], %[wb]\n\t"
+        "sxtb16 %[wa], %[wa], ror #8\n\t"
+        "sxtb16 %[wb], %[wb], ror #8\n\t"
+        "smlad %[a00], %[wa02], %[x0], %[a00]\n\t"
+        "smlad %[a10], %[wb02], %[x0], %[a10]\n\t"
+        "smlad %[a00], %[wa], %[x1], %[a00]\n\t"
+        "smlad %[a10], %[wb], %[x1], %[a10]\n\t"
+        "ldrd %[x0], %[x1], [%[c], #-8]\n\t"
+        "smlad %[a01], %[wa02], %[x0], %[a01]\n\t"
+        "smlad %[a11], %[wb02], %[x0], %[a11]\n\t"
+        "smlad %[a01], %[wa], %[x1], %[a01]\n\t"
+        "smlad %[a11], %[wb], %[x1], %[a11]\n\t"
+        "cmp %[c], %[end]\n\t"
+        "bne 1b\n\t"
+        : [a00] "+&r"(a00), [a01] "+&r"(a01), [a10] "+&r"(a10), [a11] "+&r"(a11), [w0] "+&r"(w0), [c] "+&r"(c),
+          [wa] "=&r"(wa), [wb] "=&r"(wb), [wa02] "=&r"(wa02), [wb02] "=&r"(wb02), [x0] "=&r"(x0), [x1] "=&r"(x1)
+        : [k] "r"(k), [end] "r"(end)
+        : "cc", "memory");
     acc[0] = a00;
     acc[1] = a01;
     acc[2] = a10;
     acc[3] = a11;
 }
 
+/* Many channel pairs of one pixel pair in one assembly loop, so that nothing the C code keeps
+ * in registers has to be saved and restored around every pair (gcc spilled and reloaded about
+ * 70 instructions' worth per pair around dot_2x2_groups). The outer loop's own values live in 24
+ * bytes of stack; per pair: both biases (LDRD), the inner loop, the 4 sums stored (2 STRD), 18
+ * instructions besides the inner loop. */
+typedef struct {
+    const int8_t *w;      /* the first pair's first weight row */
+    int32_t k;            /* row length in bytes: the second row of a pair is k further */
+    const int32_t *cols;  /* the interleaved columns of the pixel pair */
+    int32_t col_bytes;    /* 16 bytes per group */
+    int32_t w_step;       /* 2k - 4 groups: from where a pair's loop ends to the next pair's rows */
+    const int32_t *bias;  /* 2 per pair */
+    int32_t *acc;         /* 4 per pair: channel 0 pixels 0 and 1, channel 1 pixels 0 and 1 */
+    int32_t pairs;        /* >= 1 */
+} pairs_job;
+
+static void dot_2x2_pairs(const pairs_job *job)
+{
+    int32_t a00, a01, a10, a11, wb, wa02, wb02, x0, x1, end, k;
+    const int8_t *w0;
+    const int32_t *c;
+    const pairs_job *ctx = job; /* once its fields are on the stack, the register is the first row's
+                                 * weights (wa) */
+    __asm__ volatile(
+        "ldr %[k], [%[ctx], #4]\n\t"
+        "ldr %[w0], [%[ctx], #0]\n\t"
+        "ldr %[x0], [%[ctx], #8]\n\t"
+        "ldr %[x1], [%[ctx], #12]\n\t"
+        "ldr %[wb], [%[ctx], #16]\n\t"
+        "ldr %[wa02], [%[ctx], #20]\n\t"
+        "ldr %[wb02], [%[ctx], #24]\n\t"
+        "ldr %[end], [%[ctx], #28]\n\t"
+        "sub sp, sp, #24\n\t"
+        "str %[x0], [sp, #0]\n\t"
+        "str %[x1], [sp, #4]\n\t"
+        "str %[wb], [sp, #8]\n\t"
+        "str %[wa02], [sp, #12]\n\t"
+        "str %[wb02], [sp, #16]\n\t"
+        "str %[end], [sp, #20]\n\t"
+        "2:\n\t"
+        "ldr %[ctx], [sp, #12]\n\t"
+        "ldrd %[a00], %[a10], [%[ctx]], #8\n\t"
+        "str %[ctx], [sp, #12]\n\t"
+        "mov %[a01], %[a00]\n\t"
+        "mov %[a11], %[a10]\n\t"
+        "ldr %[c], [sp, #0]\n\t"
+        "ldr %[end], [sp, #4]\n\t"
+        "add %[end], %[end], %[c]\n\t"
+        "1:\n\t"
+        "ldr %[wb], [%[w0], %[k]]\n\t"
+        "ldr %[ctx], [%[w0]], #4\n\t"
+        "ldrd %[x0], %[x1], [%[c]], #16\n\t"
+        "sxtb16 %[wa02], %[ctx]\n\t"
+        "sxtb16 %[wb02], %[wb]\n\t"
+        "sxtb16 %[ctx], %[ctx], ror #8\n\t"
+        "sxtb16 %[wb], %[wb], ror #8\n\t"
+        "smlad %[a00], %[wa02], %[x0], %[a00]\n\t"
+        "smlad %[a10], %[wb02], %[x0], %[a10]\n\t"
+        "smlad %[a00], %[ctx], %[x1], %[a00]\n\t"
+        "smlad %[a10], %[wb], %[x1], %[a10]\n\t"
+        "ldrd %[x0], %[x1], [%[c], #-8]\n\t"
+        "smlad %[a01], %[wa02], %[x0], %[a01]\n\t"
+        "smlad %[a11], %[wb02], %[x0], %[a11]\n\t"
+        "smlad %[a01], %[ctx], %[x1], %[a01]\n\t"
+        "smlad %[a11], %[wb], %[x1], %[a11]\n\t"
+        "cmp %[c], %[end]\n\t"
+        "bne 1b\n\t"
+        "ldr %[ctx], [sp, #8]\n\t"
+        "add %[w0], %[w0], %[ctx]\n\t"
+        "ldr %[ctx], [sp, #16]\n\t"
+        "strd %[a00], %[a01], [%[ctx]], #8\n\t"
+        "strd %[a10], %[a11], [%[ctx]], #8\n\t"
+        "str %[ctx], [sp, #16]\n\t"
+        "ldr %[ctx], [sp, #20]\n\t"
+        "subs %[ctx], %[ctx], #1\n\t"
+        "str %[ctx], [sp, #20]\n\t"
+        "bne 2b\n\t"
+        "add sp, sp, #24\n\t"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [w0] "=&r"(w0), [c] "=&r"(c),
+          [wb] "=&r"(wb), [wa02] "=&r"(wa02), [wb02] "=&r"(wb02), [x0] "=&r"(x0), [x1] "=&r"(x1),
+          [end] "=&r"(end), [ctx] "+&r"(ctx), [k] "=&r"(k)
+        :
+        : "cc", "memory");
+}
+
+/* groups full groups, then a tail of 1-3 values read byte by byte (tail 0: none). */
+static inline void dot_2x2(const int8_t *w0, int32_t k, const int32_t *c, int32_t groups, int32_t tail,
+                           int32_t acc[4])
+{
+    if (groups > 0) {
+        dot_2x2_groups(w0, k, c, groups, acc);
+    }
+    if (tail != 0) {
+        const int8_t *const t0 = w0 + 4 * groups;
+        const int32_t *const ct = c + COL_STRIDE * groups;
+        const int32_t wa = ld_s8_tail(t0, tail), wb = ld_s8_tail(t0 + k, tail);
+        const int32_t wa02 = __sxtb16(wa), wa13 = sxtb16_ror8(wa);
+        const int32_t wb02 = __sxtb16(wb), wb13 = sxtb16_ror8(wb);
+        acc[0] = __smlad(wa13, ct[1], __smlad(wa02, ct[0], acc[0]));
+        acc[2] = __smlad(wb13, ct[1], __smlad(wb02, ct[0], acc[2]));
+        acc[1] = __smlad(wa13, ct[3], __smlad(wa02, ct[2], acc[1]));
+        acc[3] = __smlad(wb13, ct[3], __smlad(wb02, ct[2], acc[3]));
+    }
+}
+
 static inline void dot_2x1(const int8_t *w0, const int8_t *w1, const int32_t *c, int32_t groups, int32_t tail,
                            int32_t acc[2])
 {
     int32_t a0 = acc[0], a1 = acc[1];
-    const int32_t *end = c + 2 * groups;
+    const int32_t *end = c + COL_STRIDE * groups;
     while (c < end) {
         const int32_t wa = ld_s8x4(w0);
         const int32_t wb = ld_s8x4(w1);
@@ -186,7 +357,7 @@ static inline void dot_2x1(const int8_t *w0, const int8_t *w1, const int32_t *c,
         a1 = __smlad(sxtb16_ror8(wb), xb, a1);
         w0 += 4;
         w1 += 4;
-        c += 2;
+        c += COL_STRIDE;
     }
     if (tail != 0) {
         const int32_t wa = ld_s8_tail(w0, tail), wb = ld_s8_tail(w1, tail);
@@ -200,22 +371,22 @@ static inline void dot_2x1(const int8_t *w0, const int8_t *w1, const int32_t *c,
 static inline void dot_1x2(const int8_t *w0, const int32_t *c, int32_t groups, int32_t tail, int32_t acc[2])
 {
     int32_t a0 = acc[0], a1 = acc[1];
-    const int32_t *end = c + 2 * groups;
+    const int32_t *end = c + COL_STRIDE * groups;
     while (c < end) {
         const int32_t wa = ld_s8x4(w0);
         const int32_t w02 = __sxtb16(wa), w13 = sxtb16_ror8(wa);
         a0 = __smlad(w02, c[0], a0);
         a0 = __smlad(w13, c[1], a0);
-        a1 = __smlad(w02, c[COL_WORDS], a1);
-        a1 = __smlad(w13, c[COL_WORDS + 1], a1);
+        a1 = __smlad(w02, c[2], a1);
+        a1 = __smlad(w13, c[3], a1);
         w0 += 4;
-        c += 2;
+        c += COL_STRIDE;
     }
     if (tail != 0) {
         const int32_t wa = ld_s8_tail(w0, tail);
         const int32_t w02 = __sxtb16(wa), w13 = sxtb16_ror8(wa);
         a0 = __smlad(w13, c[1], __smlad(w02, c[0], a0));
-        a1 = __smlad(w13, c[COL_WORDS + 1], __smlad(w02, c[COL_WORDS], a1));
+        a1 = __smlad(w13, c[3], __smlad(w02, c[2], a1));
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -223,13 +394,13 @@ static inline void dot_1x2(const int8_t *w0, const int32_t *c, int32_t groups, i
 
 static inline int32_t dot_1x1(const int8_t *w0, const int32_t *c, int32_t groups, int32_t tail, int32_t a0)
 {
-    const int32_t *end = c + 2 * groups;
+    const int32_t *end = c + COL_STRIDE * groups;
     while (c < end) {
         const int32_t wa = ld_s8x4(w0);
         a0 = __smlad(__sxtb16(wa), c[0], a0);
         a0 = __smlad(sxtb16_ror8(wa), c[1], a0);
         w0 += 4;
-        c += 2;
+        c += COL_STRIDE;
     }
     if (tail != 0) {
         const int32_t wa = ld_s8_tail(w0, tail);
@@ -239,6 +410,12 @@ static inline int32_t dot_1x1(const int8_t *w0, const int32_t *c, int32_t groups
 }
 
 /* ---- CONV_2D ------------------------------------------------------------------------------ */
+
+/* The sums of a chunk of output channels for a pixel pair, before requantisation: 16 channels,
+ * 128 bytes of RAM. */
+#define OC_CHUNK 16
+static int32_t accs[2 * OC_CHUNK] __attribute__((aligned(8)));
+static const int32_t zero_bias[OC_CHUNK]; /* the biases of a layer without any */
 
 /* Small copies and fills of the gather stage, a word at a time: the library's memcpy and memset
  * cost a call and a dispatch each, more than the few bytes of a tap (3 for an RGB input). */
@@ -267,10 +444,34 @@ static inline void fill_i8(int8_t *d, int8_t value, int32_t n)
     }
 }
 
-/* The receptive field of output pixel px as a widened column: taps in the padding get the
- * centred value 0, the same as the reference skipping them. With in_c a multiple of 4 every tap
- * is whole groups, widened straight from the input; otherwise the bytes are gathered first (the
- * padding as the input zero point, whose centred value is 0) and widened in one pass. */
+/* The first layer's window, 3x3 over RGB, inside the image: three rows of 9 bytes, each copied
+ * as 3 words (the 3 bytes past a row are overwritten by the next row, or by the zero point after
+ * the last, so the caller checks that they are inside the input), then 7 groups widened; all
+ * straight-line code. */
+static inline void im2col_rgb3x3(const int8_t *src, size_t row_step, int32_t *col, int32_t off2, int8_t zp)
+{
+    int8_t *s = stage;
+    for (int32_t ky = 0; ky < 3; ky++) {
+        const int32_t v0 = ld_s8x4(src), v1 = ld_s8x4(src + 4), v2 = ld_s8x4(src + 8);
+        __builtin_memcpy(s, &v0, 4);
+        __builtin_memcpy(s + 4, &v1, 4);
+        __builtin_memcpy(s + 8, &v2, 4);
+        s += 9;
+        src += row_step;
+    }
+    stage[27] = zp;
+    for (int32_t g = 0; g < 7; g++) {
+        const int32_t v = ld_s8x4(stage + 4 * g);
+        col[COL_STRIDE * g] = __sxtab16(off2, v);
+        col[COL_STRIDE * g + 1] = sxtab16_ror8(off2, v);
+    }
+}
+
+/* The receptive field of output pixel px as a widened column (col_a or col_b): taps in the
+ * padding get the centred value 0, the same as the reference skipping them. With in_c a
+ * multiple of 4 every tap is whole groups, widened straight from the input (a 1x1 convolution:
+ * one tap, no gather at all); otherwise the bytes are gathered first (the padding as the input
+ * zero point, whose centred value is 0) and widened in one pass. */
 static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_t *col, int32_t k, int32_t off2)
 {
     const int32_t oy = px / p->out_w;
@@ -293,13 +494,13 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
                         d[0] = __sxtab16(off2, v);
                         d[1] = sxtab16_ror8(off2, v);
                         src += 4;
-                        d += 2;
+                        d += COL_STRIDE;
                     }
                 } else {
                     for (int32_t g = 0; g < tap_groups; g++) {
                         d[0] = 0;
                         d[1] = 0;
-                        d += 2;
+                        d += COL_STRIDE;
                     }
                 }
             }
@@ -309,13 +510,57 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
     {
         const int8_t zp = (int8_t)(-p->input_offset); /* input_offset is -zp, zp in [-128, 127] */
         const int32_t row_bytes = p->k_w * in_c;
+        const int32_t row_words = (row_bytes + 3) >> 2;
+        const int8_t *const in_end = in + (size_t)p->in_h * (size_t)p->in_w * (size_t)in_c;
         int8_t *s = stage;
+        if (in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && y0 >= 0 &&
+            y0 + 3 <= p->in_h && x0 >= 0 && x0 + 3 <= p->in_w) {
+            const size_t row_step = (size_t)p->in_w * 3u;
+            const int8_t *src = in + ((size_t)y0 * (size_t)p->in_w + (size_t)x0) * 3u;
+            if (src + 2 * row_step + 12 <= in_end) {
+                im2col_rgb3x3(src, row_step, col, off2, zp);
+                return;
+            }
+        }
+        if (p->dil_w == 1 && y0 >= 0 && y0 + p->dil_h * (p->k_h - 1) < p->in_h && x0 >= 0 &&
+            x0 + p->k_w <= p->in_w) {
+            /* the whole window inside the image (all but the border pixels): k_h rows of
+             * k_w * in_c contiguous bytes (9 for the first layer's 3x3 over RGB), copied a word
+             * at a time while the last word's extra bytes are still inside the input */
+            const size_t row_step = (size_t)p->dil_h * (size_t)p->in_w * (size_t)in_c;
+            const int8_t *src = in + ((size_t)y0 * (size_t)p->in_w + (size_t)x0) * (size_t)in_c;
+            if (src + (size_t)(p->k_h - 1) * row_step + 4 * (size_t)row_words <= in_end) {
+                for (int32_t ky = 0; ky < p->k_h; ky++) {
+                    for (int32_t i = 0; i < row_words; i++) {
+                        const int32_t v = ld_s8x4(src + 4 * i);
+                        __builtin_memcpy(s + 4 * i, &v, 4);
+                    }
+                    s += row_bytes;
+                    src += row_step;
+                }
+                for (int32_t i = k; (i & 3) != 0; i++) {
+                    stage[i] = zp;
+                }
+                widen(stage, col, (k + 3) >> 2, off2);
+                return;
+            }
+        }
         for (int32_t ky = 0; ky < p->k_h; ky++) {
             const int32_t y = y0 + p->dil_h * ky;
             const int row_ok = y >= 0 && y < p->in_h;
             if (row_ok && p->dil_w == 1 && x0 >= 0 && x0 + p->k_w <= p->in_w) {
-                /* the whole kernel row inside the image: k_w * in_c contiguous input bytes */
-                copy_i8(s, in + ((size_t)y * (size_t)p->in_w + (size_t)x0) * (size_t)in_c, row_bytes);
+                /* the whole kernel row inside the image: k_w * in_c contiguous input bytes (9 for
+                 * the first layer's 3x3 over RGB), copied as whole words when the last word's
+                 * extra bytes are still inside the input */
+                const int8_t *src = in + ((size_t)y * (size_t)p->in_w + (size_t)x0) * (size_t)in_c;
+                if (src + 4 * row_words <= in_end) {
+                    for (int32_t i = 0; i < row_words; i++) {
+                        const int32_t v = ld_s8x4(src + 4 * i);
+                        __builtin_memcpy(s + 4 * i, &v, 4);
+                    }
+                } else {
+                    copy_i8(s, src, row_bytes);
+                }
                 s += row_bytes;
                 continue;
             }
@@ -334,28 +579,17 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
     }
 }
 
-/* The output stage of one channel, prepared once per channel and used for each pixel. */
-typedef struct {
-    int32_t multiplier, left, right; /* fv_mbqm's shift split as it splits it */
-    int32_t output_offset, act_min, act_max;
-} out_stage;
-
-static inline out_stage stage_of(const int32_t *multiplier, const int32_t *shift, int32_t oc, int32_t output_offset,
-                                 int32_t act_min, int32_t act_max)
-{
-    const out_stage o = {multiplier[oc], shift[oc] > 0 ? shift[oc] : 0, shift[oc] > 0 ? 0 : -shift[oc],
-                         output_offset, act_min, act_max};
-    return o;
-}
-
-/* fv_mbqm's body with the split shift, then the zero point and the clamp: requantize(). */
-static inline int8_t out_byte(int32_t acc, const out_stage *o)
-{
-    const int32_t x = (int32_t)((uint32_t)acc << o->left); /* wraps modulo 2^32, as fv_mbqm */
-    const int32_t v = fv_rdbpot(fv_srdhm(x, o->multiplier), o->right) + o->output_offset;
-    return (int8_t)clamp_i32(v, o->act_min, o->act_max);
-}
-
+/*
+ * Output pixels in pairs (consecutive in row-major order, so a pair may span two rows), output
+ * channels in pairs: the 2x2 block. Per channel pair the weights of both rows are read once for
+ * two pixels, per pixel pair the columns once for all channels.
+ *
+ * A k that is not a multiple of 4 (the first layer's 27, a 1x1 over 18 or 26 channels) ends in
+ * a partial group. Its column words are zero above k (widened from the input zero point), so
+ * any weight bytes meet zeros there: every channel pair but the last reads the tail as a whole
+ * group (the 1-3 bytes past a row are the next row's, inside the weights), the last reads it
+ * byte by byte, never past the end of the weights.
+ */
 void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
@@ -370,41 +604,72 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
     const int32_t *const bias = p->bias;
     const int32_t *const multiplier = p->multiplier;
     const int32_t *const shift = p->shift;
-    const int32_t output_offset = p->output_offset, act_min = p->act_min, act_max = p->act_max;
+    const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
+    /* the channel pairs that may read a partial last group whole: all but the last pair */
+    const int32_t whole_groups = tail != 0 ? groups + 1 : groups;
+    const int32_t last_pair = (out_c & ~1) - 2;
+    const int full_range = act_min == -128 && act_max == 127;
     int32_t px;
 
     FV_ASSERT(p->in_c > 0 && p->out_c > 0 && p->k_h > 0 && p->k_w > 0);
-    if (k > FV_DSP_MAX_K) {
+    if (k > FV_DSP_MAX_K || !rq_fast_ok(bias, multiplier, shift, out_c, k, p->output_offset)) {
         fv_conv2d_ref(p, in, out);
         return;
     }
-    /* pairs of output pixels (consecutive in row-major order, so a pair may span two rows) */
     for (px = 0; px + 1 < n_px; px += 2) {
         int8_t *o0 = out + (size_t)px * (size_t)out_c;
         int8_t *o1 = o0 + out_c;
-        int32_t oc;
         im2col(p, in, px, col_a, k, off2);
         im2col(p, in, px + 1, col_b, k, off2);
-        for (oc = 0; oc + 1 < out_c; oc += 2) {
-            const int8_t *w0 = weights + (size_t)oc * (size_t)k;
-            const out_stage s0 = stage_of(multiplier, shift, oc, output_offset, act_min, act_max);
-            const out_stage s1 = stage_of(multiplier, shift, oc + 1, output_offset, act_min, act_max);
-            const int32_t b0 = bias != NULL ? bias[oc] : 0;
-            const int32_t b1 = bias != NULL ? bias[oc + 1] : 0;
-            int32_t acc[4] = {b0, b0, b1, b1};
-            dot_2x2(w0, w0 + k, col_a, groups, tail, acc);
-            o0[oc] = out_byte(acc[0], &s0);
-            o1[oc] = out_byte(acc[1], &s0);
-            o0[oc + 1] = out_byte(acc[2], &s1);
-            o1[oc + 1] = out_byte(acc[3], &s1);
-        }
-        if (oc < out_c) { /* an odd last channel */
-            const out_stage s0 = stage_of(multiplier, shift, oc, output_offset, act_min, act_max);
-            const int32_t b0 = bias != NULL ? bias[oc] : 0;
-            int32_t acc[2] = {b0, b0};
-            dot_1x2(weights + (size_t)oc * (size_t)k, col_a, groups, tail, acc);
-            o0[oc] = out_byte(acc[0], &s0);
-            o1[oc] = out_byte(acc[1], &s0);
+        /* Channels in chunks: first every sum of the chunk (accs: per channel, pixel 0 then
+         * pixel 1, as dot_2x2 leaves them), then every output byte. Two short loops keep their
+         * values in registers where one loop doing both spilled a dozen to the stack (about 110
+         * instructions more per channel pair: a third of the first layer's time). */
+        for (int32_t oc0 = 0; oc0 < out_c; oc0 += OC_CHUNK) {
+            const int32_t n = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK;
+            /* the pairs before the layer's last (which may read its tail byte by byte) */
+            const int32_t before_last = (last_pair - oc0) / 2;
+            const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);
+            int32_t j = 0;
+            if (fast_pairs > 0) {
+                const pairs_job job = {weights + (size_t)oc0 * (size_t)k, k, cols, 16 * whole_groups,
+                                       2 * k - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs,
+                                       fast_pairs};
+                dot_2x2_pairs(&job);
+                j = 2 * fast_pairs;
+            }
+            for (; j + 1 < n; j += 2) {
+                const int32_t oc = oc0 + j;
+                const int8_t *w0 = weights + (size_t)oc * (size_t)k;
+                int32_t *const acc = &accs[2 * j];
+                acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
+                acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;
+                if (oc < last_pair) {
+                    dot_2x2_groups(w0, k, cols, whole_groups, acc);
+                } else {
+                    dot_2x2(w0, k, cols, groups, tail, acc);
+                }
+            }
+            if (j < n) { /* an odd last channel */
+                const int32_t oc = oc0 + j;
+                accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;
+                dot_1x2(weights + (size_t)oc * (size_t)k, cols, groups, tail, &accs[2 * j]);
+            }
+            if (full_range) {
+                for (j = 0; j < n; j++) {
+                    const int32_t oc = oc0 + j;
+                    const rq_chan r = rq_of(multiplier, shift, oc, zp21);
+                    o0[oc] = rq_byte_full(accs[2 * j], &r);
+                    o1[oc] = rq_byte_full(accs[2 * j + 1], &r);
+                }
+            } else {
+                for (j = 0; j < n; j++) {
+                    const int32_t oc = oc0 + j;
+                    const rq_chan r = rq_of(multiplier, shift, oc, zp21);
+                    o0[oc] = rq_byte(accs[2 * j], &r, act_min, act_max);
+                    o1[oc] = rq_byte(accs[2 * j + 1], &r, act_min, act_max);
+                }
+            }
         }
     }
     if (px < n_px) { /* an odd last pixel */
@@ -413,17 +678,17 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         im2col(p, in, px, col_a, k, off2);
         for (oc = 0; oc + 1 < out_c; oc += 2) {
             const int8_t *w0 = weights + (size_t)oc * (size_t)k;
-            const out_stage s0 = stage_of(multiplier, shift, oc, output_offset, act_min, act_max);
-            const out_stage s1 = stage_of(multiplier, shift, oc + 1, output_offset, act_min, act_max);
+            const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
+            const rq_chan r1 = rq_of(multiplier, shift, oc + 1, zp21);
             int32_t acc[2] = {bias != NULL ? bias[oc] : 0, bias != NULL ? bias[oc + 1] : 0};
             dot_2x1(w0, w0 + k, col_a, groups, tail, acc);
-            o0[oc] = out_byte(acc[0], &s0);
-            o0[oc + 1] = out_byte(acc[1], &s1);
+            o0[oc] = rq_byte(acc[0], &r0, act_min, act_max);
+            o0[oc + 1] = rq_byte(acc[1], &r1, act_min, act_max);
         }
         if (oc < out_c) {
-            const out_stage s0 = stage_of(multiplier, shift, oc, output_offset, act_min, act_max);
-            o0[oc] = out_byte(dot_1x1(weights + (size_t)oc * (size_t)k, col_a, groups, tail,
-                                      bias != NULL ? bias[oc] : 0), &s0);
+            const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
+            o0[oc] = rq_byte(dot_1x1(weights + (size_t)oc * (size_t)k, col_a, groups, tail,
+                                     bias != NULL ? bias[oc] : 0), &r0, act_min, act_max);
         }
     }
 }
@@ -445,84 +710,143 @@ static void tap_range(int32_t origin, int32_t dil, int32_t taps, int32_t size, i
     *end = e > b ? e : b;
 }
 
+/* One tap of four channels: the input word widened into (c0, c2) and (c1, c3) pairs, offset
+ * included, against the tap's widened weights; SMLABB/SMLATT keep the four sums apart. */
+static inline void dw_tap(const int8_t *s, const int32_t *w, int32_t off2, int32_t acc[4])
+{
+    const int32_t xv = ld_s8x4(s);
+    const int32_t x02 = __sxtab16(off2, xv), x13 = sxtab16_ror8(off2, xv);
+    acc[0] = __smlabb(w[0], x02, acc[0]);
+    acc[2] = __smlatt(w[0], x02, acc[2]);
+    acc[1] = __smlabb(w[1], x13, acc[1]);
+    acc[3] = __smlatt(w[1], x13, acc[3]);
+}
+
 /*
- * Depth multiplier 1: four channels at a time. SXTAB16/SXTB16 split 4 inputs and 4 weights into
- * (c0, c2) and (c1, c3) pairs; SMLABB/SMLATT multiply the matching halves into four separate
- * accumulators (one per channel: a depthwise sum never mixes channels). The window is clipped
- * to the image once per output pixel, so the tap loops have no tests. Other multipliers and the
- * last in_c % 4 channels take the reference's arithmetic.
+ * Depth multiplier 1: four channels at a time. The weights are widened once per call into the
+ * column scratch, per group of 4 channels and tap, as the two words (w0, w2) (w1, w3) (2 words
+ * per tap and group: k_h * k_w * in_c / 2 words, which tools/dsp_limits.py sizes the scratch
+ * for); then each tap is a load, two SXTAB16 of the input (offset included) and four
+ * SMLABB/SMLATT into four separate accumulators (a depthwise sum never mixes channels), started
+ * at the bias. The window is clipped to the image once per output pixel, so the tap loops have
+ * no tests; a whole row of 3 taps (3x3 kernels) is unrolled. Other depth multipliers, layers
+ * whose weights do not fit the scratch and layers rq_fast_ok refuses run the reference; the
+ * last in_c % 4 channels take the reference's arithmetic with rq_byte.
  */
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t c = p->in_c;
     const int32_t c4 = c & ~3;
+    const int32_t taps = p->k_h * p->k_w;
     const int32_t off2 = pack_offset(p->input_offset);
+    const int32_t in_off = p->input_offset;
     const size_t row = (size_t)p->in_w * (size_t)c;
+    const int8_t *const weights = p->weights;
+    const int32_t *const bias = p->bias;
+    const int32_t *const multiplier = p->multiplier;
+    const int32_t *const shift = p->shift;
+    const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
+    const int32_t k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const size_t src_step = (size_t)dil_w * (size_t)c;      /* the next tap along x */
+    const size_t src_row_step = (size_t)dil_h * row;        /* the next tap along y */
+    const size_t w_row = (size_t)k_w * (size_t)c;           /* the next kernel row, bytes */
+    int32_t *const wq = cols;                               /* the widened weights */
+    const int full_range = act_min == -128 && act_max == 127;
     int32_t oy, ox;
 
     FV_ASSERT(p->depth_multiplier > 0 && p->out_c == p->in_c * p->depth_multiplier);
-    if (p->depth_multiplier != 1) {
+    if (p->depth_multiplier != 1 || taps * (c4 / 2) > FV_DSP_PAD_K ||
+        !rq_fast_ok(bias, multiplier, shift, c, taps, p->output_offset)) {
         fv_depthwise_conv2d_ref(p, in, out);
         return;
+    }
+    for (int32_t g = 0; g < c4; g += 4) {
+        int32_t *d = wq + 2 * (g / 4) * taps;
+        for (int32_t t = 0; t < taps; t++) {
+            const int32_t wv = ld_s8x4(weights + (size_t)t * (size_t)c + (size_t)g);
+            d[0] = __sxtb16(wv);
+            d[1] = sxtb16_ror8(wv);
+            d += 2;
+        }
     }
     for (oy = 0; oy < p->out_h; oy++) {
         const int32_t y0 = oy * p->stride_h - p->pad_top;
         int32_t ky_b, ky_e;
-        tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky_b, &ky_e);
+        tap_range(y0, dil_h, p->k_h, p->in_h, &ky_b, &ky_e);
         for (ox = 0; ox < p->out_w; ox++) {
             const int32_t x0 = ox * p->stride_w - p->pad_left;
             int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)c;
             int32_t kx_b, kx_e, ch;
-            tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx_b, &kx_e);
-            for (ch = 0; ch < c4; ch += 4) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                for (int32_t ky = ky_b; ky < ky_e; ky++) {
-                    const int32_t y = y0 + p->dil_h * ky;
-                    const int8_t *src = in + (size_t)y * row + (size_t)(x0 + p->dil_w * kx_b) * (size_t)c + (size_t)ch;
-                    const int8_t *w = p->weights + ((size_t)ky * (size_t)p->k_w + (size_t)kx_b) * (size_t)c + (size_t)ch;
-                    const size_t src_step = (size_t)p->dil_w * (size_t)c;
-                    for (int32_t kx = kx_b; kx < kx_e; kx++) {
-                        const int32_t xv = ld_s8x4(src);
-                        const int32_t wv = ld_s8x4(w);
-                        const int32_t x02 = __sxtab16(off2, xv), x13 = sxtab16_ror8(off2, xv);
-                        const int32_t w02 = __sxtb16(wv), w13 = sxtb16_ror8(wv);
-                        a0 = __smlabb(w02, x02, a0);
-                        a2 = __smlatt(w02, x02, a2);
-                        a1 = __smlabb(w13, x13, a1);
-                        a3 = __smlatt(w13, x13, a3);
-                        src += src_step;
-                        w += c;
+            tap_range(x0, dil_w, k_w, p->in_w, &kx_b, &kx_e);
+            {
+                const int32_t n_ky = ky_e - ky_b, n_kx = kx_e - kx_b;
+                /* the window's first in-image tap, its index, and its weights */
+                const int8_t *const src0 =
+                    in + (size_t)(y0 + dil_h * ky_b) * row + (size_t)(x0 + dil_w * kx_b) * (size_t)c;
+                const int32_t t0 = ky_b * k_w + kx_b;
+                const int8_t *const w00 = weights + (size_t)t0 * (size_t)c;
+                for (ch = 0; ch < c4; ch += 4) {
+                    int32_t acc[4] = {0, 0, 0, 0};
+                    const int8_t *sr = src0 + ch;
+                    const int32_t *wr = wq + 2 * ((ch / 4) * taps + t0);
+                    if (bias != NULL) {
+                        acc[0] = bias[ch];
+                        acc[1] = bias[ch + 1];
+                        acc[2] = bias[ch + 2];
+                        acc[3] = bias[ch + 3];
+                    }
+                    if (n_kx == 3) {
+                        for (int32_t ky = 0; ky < n_ky; ky++) {
+                            dw_tap(sr, wr, off2, acc);
+                            dw_tap(sr + src_step, wr + 2, off2, acc);
+                            dw_tap(sr + 2 * src_step, wr + 4, off2, acc);
+                            sr += src_row_step;
+                            wr += 2 * k_w;
+                        }
+                    } else {
+                        for (int32_t ky = 0; ky < n_ky; ky++) {
+                            for (int32_t kx = 0; kx < n_kx; kx++) {
+                                dw_tap(sr + (size_t)kx * src_step, wr + 2 * kx, off2, acc);
+                            }
+                            sr += src_row_step;
+                            wr += 2 * k_w;
+                        }
+                    }
+                    {
+                        const rq_chan r0 = rq_of(multiplier, shift, ch, zp21);
+                        const rq_chan r1 = rq_of(multiplier, shift, ch + 1, zp21);
+                        const rq_chan r2 = rq_of(multiplier, shift, ch + 2, zp21);
+                        const rq_chan r3 = rq_of(multiplier, shift, ch + 3, zp21);
+                        if (full_range) {
+                            o[ch] = rq_byte_full(acc[0], &r0);
+                            o[ch + 1] = rq_byte_full(acc[1], &r1);
+                            o[ch + 2] = rq_byte_full(acc[2], &r2);
+                            o[ch + 3] = rq_byte_full(acc[3], &r3);
+                        } else {
+                            o[ch] = rq_byte(acc[0], &r0, act_min, act_max);
+                            o[ch + 1] = rq_byte(acc[1], &r1, act_min, act_max);
+                            o[ch + 2] = rq_byte(acc[2], &r2, act_min, act_max);
+                            o[ch + 3] = rq_byte(acc[3], &r3, act_min, act_max);
+                        }
                     }
                 }
-                if (p->bias != NULL) {
-                    a0 += p->bias[ch];
-                    a1 += p->bias[ch + 1];
-                    a2 += p->bias[ch + 2];
-                    a3 += p->bias[ch + 3];
-                }
-                o[ch] = requantize(a0, p->multiplier[ch], p->shift[ch], p->output_offset, p->act_min, p->act_max);
-                o[ch + 1] = requantize(a1, p->multiplier[ch + 1], p->shift[ch + 1], p->output_offset, p->act_min,
-                                       p->act_max);
-                o[ch + 2] = requantize(a2, p->multiplier[ch + 2], p->shift[ch + 2], p->output_offset, p->act_min,
-                                       p->act_max);
-                o[ch + 3] = requantize(a3, p->multiplier[ch + 3], p->shift[ch + 3], p->output_offset, p->act_min,
-                                       p->act_max);
-            }
-            for (; ch < c; ch++) {
-                int32_t acc = 0;
-                for (int32_t ky = ky_b; ky < ky_e; ky++) {
-                    const int32_t y = y0 + p->dil_h * ky;
-                    for (int32_t kx = kx_b; kx < kx_e; kx++) {
-                        const int32_t x = x0 + p->dil_w * kx;
-                        const int32_t xv = in[(size_t)y * row + (size_t)x * (size_t)c + (size_t)ch];
-                        const int32_t wv = p->weights[((size_t)ky * (size_t)p->k_w + (size_t)kx) * (size_t)c + (size_t)ch];
-                        acc += wv * (xv + p->input_offset);
+                for (; ch < c; ch++) {
+                    int32_t acc = bias != NULL ? bias[ch] : 0;
+                    const int8_t *sr = src0 + ch;
+                    const int8_t *wr = w00 + ch;
+                    for (int32_t ky = 0; ky < n_ky; ky++) {
+                        for (int32_t kx = 0; kx < n_kx; kx++) {
+                            acc += (int32_t)wr[(size_t)kx * (size_t)c] *
+                                   ((int32_t)sr[(size_t)kx * src_step] + in_off);
+                        }
+                        sr += src_row_step;
+                        wr += w_row;
+                    }
+                    {
+                        const rq_chan r0 = rq_of(multiplier, shift, ch, zp21);
+                        o[ch] = rq_byte(acc, &r0, act_min, act_max);
                     }
                 }
-                if (p->bias != NULL) {
-                    acc += p->bias[ch];
-                }
-                o[ch] = requantize(acc, p->multiplier[ch], p->shift[ch], p->output_offset, p->act_min, p->act_max);
             }
         }
     }
@@ -537,10 +861,16 @@ void fv_fully_connected_opt(const fv_fc_params *p, const int8_t *in, int8_t *out
     const int32_t groups = k >> 2;
     const int32_t tail = k & 3;
     const int8_t zp = (int8_t)(-p->input_offset);
+    const int8_t *const weights = p->weights;
+    const int32_t *const bias = p->bias;
+    const int32_t *const multiplier = p->multiplier;
+    const int32_t *const shift = p->shift;
+    const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
+    const int32_t out_c = p->out_c;
     int32_t oc, i;
 
     FV_ASSERT(p->depth > 0);
-    if (k > FV_DSP_MAX_K) {
+    if (k > FV_DSP_MAX_K || !rq_fast_ok(bias, multiplier, shift, out_c, k, p->output_offset)) {
         fv_fully_connected_ref(p, in, out);
         return;
     }
@@ -549,17 +879,213 @@ void fv_fully_connected_opt(const fv_fc_params *p, const int8_t *in, int8_t *out
         stage[i] = zp;
     }
     widen(stage, col_a, (k + 3) >> 2, pack_offset(p->input_offset));
-    for (oc = 0; oc + 1 < p->out_c; oc += 2) {
-        const int8_t *w0 = p->weights + (size_t)oc * (size_t)k;
-        int32_t acc[2] = {p->bias != NULL ? p->bias[oc] : 0, p->bias != NULL ? p->bias[oc + 1] : 0};
+    for (oc = 0; oc + 1 < out_c; oc += 2) {
+        const int8_t *w0 = weights + (size_t)oc * (size_t)k;
+        const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
+        const rq_chan r1 = rq_of(multiplier, shift, oc + 1, zp21);
+        int32_t acc[2] = {bias != NULL ? bias[oc] : 0, bias != NULL ? bias[oc + 1] : 0};
         dot_2x1(w0, w0 + k, col_a, groups, tail, acc);
-        out[oc] = requantize(acc[0], p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
-        out[oc + 1] =
-            requantize(acc[1], p->multiplier[oc + 1], p->shift[oc + 1], p->output_offset, p->act_min, p->act_max);
+        out[oc] = rq_byte(acc[0], &r0, act_min, act_max);
+        out[oc + 1] = rq_byte(acc[1], &r1, act_min, act_max);
     }
-    if (oc < p->out_c) {
-        const int32_t a = dot_1x1(p->weights + (size_t)oc * (size_t)k, col_a, groups, tail,
-                                  p->bias != NULL ? p->bias[oc] : 0);
-        out[oc] = requantize(a, p->multiplier[oc], p->shift[oc], p->output_offset, p->act_min, p->act_max);
+    if (oc < out_c) {
+        const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
+        const int32_t a = dot_1x1(weights + (size_t)oc * (size_t)k, col_a, groups, tail, bias != NULL ? bias[oc] : 0);
+        out[oc] = rq_byte(a, &r0, act_min, act_max);
     }
+}
+
+/* ---- MAX_POOL_2D ---------------------------------------------------------------------------- */
+
+/* Bytewise signed maximum of 4 lanes: SSUB8 sets each lane's GE flag where a >= b, SEL takes
+ * those lanes from a and the others from b. One asm block, so nothing can come between the flags
+ * and their use. */
+static inline int32_t max_s8x4(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+
+/* ... and the minimum: the lanes where a >= b from b. */
+static inline int32_t min_s8x4(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+
+/* the activation range, lane by lane */
+static inline int32_t clamp_s8x4(int32_t v, int32_t lo4, int32_t hi4)
+{
+    return min_s8x4(max_s8x4(v, lo4), hi4);
+}
+
+/*
+ * Four channels per word, the window's cells combined with max_s8x4; the reference starts from
+ * -128, the smallest int8, so starting from the first in-image cell gives the same maximum (the
+ * window always holds one: padding is below the filter size). The activation clamp (a lane
+ * maximum with act_min, a minimum with act_max) is skipped when the range is the whole int8
+ * range, as after a ReLU convolution. A 2x2
+ * window, the zoo's, is unrolled: 4 loads, 3 maxima and a store per 4 output bytes. The last
+ * c % 4 channels of each pixel take the reference's arithmetic.
+ */
+void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
+{
+    const int32_t c = p->c;
+    const size_t row = (size_t)p->in_w * (size_t)c;
+    const int clamp = p->act_min > -128 || p->act_max < 127;
+    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)p->act_min * 0x01010101u);
+    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)p->act_max * 0x01010101u);
+    int32_t oy, ox;
+
+    if (p->act_min > p->act_max) { /* the reference's clamp order then matters: its own */
+        fv_max_pool_ref(p, in, out);
+        return;
+    }
+    if (p->f_h == 2 && p->f_w == 2 && p->stride_h == 2 && p->stride_w == 2 && p->pad_top == 0 && p->pad_left == 0 &&
+        2 * p->out_h <= p->in_h && 2 * p->out_w <= p->in_w && (c & 3) == 0) {
+        /* every window whole (the zoo's 2x2 pooling of an even image): no clipping, pointers
+         * stepped, 4 loads, 3 maxima and a store per 4 output bytes */
+        const size_t cc = (size_t)c;
+        int8_t *o = out;
+        for (oy = 0; oy < p->out_h; oy++) {
+            const int8_t *src = in + (size_t)(2 * oy) * row;
+            for (ox = 0; ox < p->out_w; ox++) {
+                const int8_t *const s_end = src + cc;
+                for (; src < s_end; src += 4, o += 4) {
+                    int32_t m = max_s8x4(max_s8x4(ld_s8x4(src), ld_s8x4(src + cc)),
+                                         max_s8x4(ld_s8x4(src + row), ld_s8x4(src + row + cc)));
+                    if (clamp) {
+                        m = clamp_s8x4(m, lo4, hi4);
+                    }
+                    __builtin_memcpy(o, &m, 4);
+                }
+                src += cc; /* past the window's second column */
+            }
+        }
+        return;
+    }
+    for (oy = 0; oy < p->out_h; oy++) {
+        const int32_t y0 = oy * p->stride_h - p->pad_top;
+        const int32_t yb = y0 < 0 ? 0 : y0;
+        const int32_t ye = y0 + p->f_h < p->in_h ? y0 + p->f_h : p->in_h;
+        for (ox = 0; ox < p->out_w; ox++) {
+            const int32_t x0 = ox * p->stride_w - p->pad_left;
+            const int32_t xb = x0 < 0 ? 0 : x0;
+            const int32_t xe = x0 + p->f_w < p->in_w ? x0 + p->f_w : p->in_w;
+            const int8_t *src = in + (size_t)yb * row + (size_t)xb * (size_t)c;
+            int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)c;
+            const int8_t *const o_end = o + (c & ~3);
+            FV_ASSERT(ye > yb && xe > xb);
+            for (int32_t ch = c & ~3; ch < c; ch++) { /* the last c % 4 channels, byte by byte */
+                int32_t m = -128;
+                for (int32_t y = yb; y < ye; y++) {
+                    for (int32_t x = xb; x < xe; x++) {
+                        const int32_t v = src[(size_t)(y - yb) * row + (size_t)(x - xb) * (size_t)c + (size_t)ch];
+                        m = v > m ? v : m;
+                    }
+                }
+                o[ch] = (int8_t)clamp_i32(m, p->act_min, p->act_max);
+            }
+            if (ye - yb == 2 && xe - xb == 2) {
+                for (; o < o_end; o += 4, src += 4) {
+                    int32_t m = max_s8x4(max_s8x4(ld_s8x4(src), ld_s8x4(src + c)),
+                                         max_s8x4(ld_s8x4(src + row), ld_s8x4(src + row + c)));
+                    if (clamp) {
+                        m = clamp_s8x4(m, lo4, hi4);
+                    }
+                    __builtin_memcpy(o, &m, 4);
+                }
+                continue;
+            }
+            for (; o < o_end; o += 4, src += 4) {
+                int32_t m = ld_s8x4(src);
+                for (int32_t y = yb; y < ye; y++) {
+                    const int8_t *s = src + (size_t)(y - yb) * row;
+                    for (int32_t x = xb; x < xe; x++) {
+                        m = max_s8x4(m, ld_s8x4(s));
+                        s += c;
+                    }
+                }
+                if (clamp) {
+                    m = clamp_s8x4(m, lo4, hi4);
+                }
+                __builtin_memcpy(o, &m, 4);
+            }
+        }
+    }
+}
+
+/* ---- ADD -------------------------------------------------------------------------------------- */
+
+/*
+ * Each input byte takes one of 256 values, so its scaled value, fv_mbqm((x + offset) << 20,
+ * multiplier, shift), is one of 256: both are tabulated once per call (512 fv_mbqm, exactly the
+ * reference's) and each element costs two table loads, an add and the output's requantisation
+ * (rq_byte's exact fast form when its conditions hold, else fv_mbqm). The tables live in the
+ * column scratch, free between layers, when it holds 512 words; a model whose scratch is smaller
+ * (no column of 512), or an ADD too short to repay the tables, runs the reference.
+ */
+#define ADD_TABLE_MIN_SIZE 512
+
+/* fv_mbqm of a scaled input, |x| <= 255 * 2^22 < 2^30: rq_byte's exact form (SMMULR, one rounding
+ * constant) when the shift is in [-22, -1] and the multiplier >= 0, else fv_mbqm itself. */
+static inline int32_t add_scale(int32_t x, int32_t multiplier, int32_t shift)
+{
+    if (shift <= -1 && shift >= -22 && multiplier >= 0) {
+        const int32_t e = -shift;
+        const int32_t t = smmulr((int32_t)((uint32_t)x << 1), multiplier);
+        return (t + ((int32_t)1 << (e - 1)) - (int32_t)((uint32_t)t >> 31)) >> e;
+    }
+    return fv_mbqm(x, multiplier, shift);
+}
+
+void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+#if FV_DSP_PAD_K >= 512
+    int32_t *const t1 = cols + 128; /* t1[v] for v in [-128, 127] */
+    int32_t *const t2 = cols + 384;
+    const int32_t n = p->size;
+    const int32_t act_min = p->act_min, act_max = p->act_max;
+    int64_t max1 = 0, max2 = 0;
+    int32_t i;
+
+    FV_ASSERT(p->left_shift >= 0 && p->left_shift <= 22);
+    if (n < ADD_TABLE_MIN_SIZE) {
+        fv_add_ref(p, in1, in2, out);
+        return;
+    }
+    for (i = -128; i < 128; i++) {
+        const int32_t a = add_scale((i + p->in1_offset) * ((int32_t)1 << p->left_shift), p->in1_multiplier, p->in1_shift);
+        const int32_t b = add_scale((i + p->in2_offset) * ((int32_t)1 << p->left_shift), p->in2_multiplier, p->in2_shift);
+        const int64_t abs_a = a < 0 ? -(int64_t)a : (int64_t)a;
+        const int64_t abs_b = b < 0 ? -(int64_t)b : (int64_t)b;
+        t1[i] = a;
+        t2[i] = b;
+        max1 = abs_a > max1 ? abs_a : max1;
+        max2 = abs_b > max2 ? abs_b : max2;
+    }
+    if (p->out_shift <= -1 && p->out_shift >= -22 && p->out_multiplier >= 0 && max1 + max2 < RQ_ACC_LIMIT &&
+        p->output_offset >= -128 && p->output_offset <= 127) {
+        const int32_t zero = 0;
+        const rq_chan r = rq_of(&p->out_multiplier, &p->out_shift, zero, 2 * p->output_offset + 1);
+        if (act_min == -128 && act_max == 127) {
+            for (i = 0; i < n; i++) {
+                out[i] = rq_byte_full(t1[in1[i]] + t2[in2[i]], &r);
+            }
+        } else {
+            for (i = 0; i < n; i++) {
+                out[i] = rq_byte(t1[in1[i]] + t2[in2[i]], &r, act_min, act_max);
+            }
+        }
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        const int32_t raw = fv_mbqm(t1[in1[i]] + t2[in2[i]], p->out_multiplier, p->out_shift) + p->output_offset;
+        out[i] = (int8_t)clamp_i32(raw, act_min, act_max);
+    }
+#else
+    fv_add_ref(p, in1, in2, out);
+#endif
 }

@@ -27,6 +27,16 @@ __attribute__((weak)) void fv_depthwise_conv2d_opt(const fv_conv_params *p, cons
     fv_depthwise_conv2d_ref(p, in, out);
 }
 
+__attribute__((weak)) void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
+{
+    fv_max_pool_ref(p, in, out);
+}
+
+__attribute__((weak)) void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
+{
+    fv_add_ref(p, in1, in2, out);
+}
+
 /* ---- the kernels behind one signature ------------------------------------------------------
  * Each takes its params struct and buffers out of the layer; the kernel itself is unchanged. */
 
@@ -65,6 +75,11 @@ static void op_max_pool(const fv_layer *l, int8_t *arena)
     fv_max_pool_ref((const fv_pool_params *)l->params, arena + l->in0, arena + l->out);
 }
 
+static void op_max_pool_opt(const fv_layer *l, int8_t *arena)
+{
+    fv_max_pool_opt((const fv_pool_params *)l->params, arena + l->in0, arena + l->out);
+}
+
 static void op_avg_pool(const fv_layer *l, int8_t *arena)
 {
     fv_avg_pool_ref((const fv_pool_params *)l->params, arena + l->in0, arena + l->out);
@@ -73,6 +88,11 @@ static void op_avg_pool(const fv_layer *l, int8_t *arena)
 static void op_add(const fv_layer *l, int8_t *arena)
 {
     fv_add_ref((const fv_add_params *)l->params, arena + l->in0, arena + l->in1, arena + l->out);
+}
+
+static void op_add_opt(const fv_layer *l, int8_t *arena)
+{
+    fv_add_opt((const fv_add_params *)l->params, arena + l->in0, arena + l->in1, arena + l->out);
 }
 
 static void op_mean(const fv_layer *l, int8_t *arena)
@@ -116,9 +136,9 @@ static const fv_op_fn op_tables[FV_KERNEL_SETS][FV_OP_TABLE_SIZE] = {
         [FV_OP_CONV_2D] = op_conv2d_opt,
         [FV_OP_DEPTHWISE_CONV_2D] = op_depthwise_conv2d_opt,
         [FV_OP_FULLY_CONNECTED] = op_fully_connected_opt,
-        [FV_OP_MAX_POOL_2D] = op_max_pool,
+        [FV_OP_MAX_POOL_2D] = op_max_pool_opt,
         [FV_OP_AVERAGE_POOL_2D] = op_avg_pool,
-        [FV_OP_ADD] = op_add,
+        [FV_OP_ADD] = op_add_opt,
         [FV_OP_MEAN] = op_mean,
         [FV_OP_PAD] = op_pad,
         [FV_OP_RESHAPE] = op_reshape,

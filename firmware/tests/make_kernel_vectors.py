@@ -516,6 +516,10 @@ def kernel_cases(w: Writer, rng) -> None:
                   padding="SAME", x_mode="max")
         pool_case(w, rng, f"{kind}pool_2x3_valid_s1_pm", kind, h=6, wd=6, c=5, f=(2, 3), stride=(1, 1),
                   padding="VALID", x_mode="pm")
+    # the shapes the optimised max pool unrolls (2x2 windows, channels in words) with each clamp
+    pool_case(w, rng, "maxpool_2x2_valid_s2_c12", "max", h=8, wd=6, c=12, f=(2, 2), stride=(2, 2), padding="VALID")
+    pool_case(w, rng, "maxpool_2x2_same_s2_c8_relu6", "max", h=7, wd=7, c=8, f=(2, 2), stride=(2, 2),
+              padding="SAME", act="RELU6", zp=-100)
     # rounding ties: windows of 2 cells summing to odd values (x.5 averages) of both signs
     ties = np.array([-3, -2, -1, 0, 1, 2, 3, 4, -128, -127, 127, 126, 5, -6, -7, 8], np.int8).reshape(1, 1, 16, 1)
     pool_case(w, rng, "avgpool_1x2_valid_ties", "avg", h=1, wd=16, c=1, f=(1, 2), stride=(1, 2), padding="VALID",
@@ -535,6 +539,10 @@ def kernel_cases(w: Writer, rng) -> None:
              modes=("max", "max"))
     add_case(w, rng, "add_extreme_pm", shape=(4, 4, 4), s1=0.013, s2=0.029, so=0.04, zp1=-7, zp2=12, zpo=3,
              modes=("pm", "pm"))
+    # long enough (>= 512 elements) for the optimised ADD's tables of scaled inputs
+    add_case(w, rng, "add_long_random", shape=(8, 8, 12), s1=0.05, s2=0.03, so=0.06, zp1=3, zp2=-10, zpo=-5)
+    add_case(w, rng, "add_long_relu6", shape=(16, 8, 5), s1=0.04, s2=0.07, so=0.05, zp1=20, zp2=-30, zpo=-60,
+             act="RELU6", modes=("pm", "rand"))
     add_case(w, rng, "add_out_scale_large", shape=(4, 4, 2), s1=0.01, s2=0.012, so=2.0, zp1=0, zp2=0, zpo=0)
     add_case(w, rng, "add_positive_out_shift", shape=(4, 4, 2), s1=0.5, s2=0.25, so=0.4, zp1=5, zp2=-5, zpo=0,
              override=lambda k: setattr(k, "so", 2))

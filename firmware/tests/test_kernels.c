@@ -9,7 +9,7 @@
  * when everything passed; the last line is "N passed, M failed".
  *
  * Build and run: make -C firmware -f tests/kernels.mk test-kernels (see tests/kernels.mk).
- * Built with -DFV_TEST_OPT, the conv, depthwise and fully connected vectors go through the
+ * Built with -DFV_TEST_OPT, the conv, depthwise, fully connected, max pool and ADD vectors go through the
  * optimised kernels (fv_*_opt) instead: `make -C firmware test-kernels-dsp` runs that build
  * with the Cortex-M4 DSP kernels under QEMU (ports/stm32f4/port.mk).
  */
@@ -67,10 +67,14 @@ typedef struct {
 #define FV_CONV2D fv_conv2d_opt
 #define FV_DEPTHWISE fv_depthwise_conv2d_opt
 #define FV_FC fv_fully_connected_opt
+#define FV_MAXPOOL fv_max_pool_opt
+#define FV_ADD fv_add_opt
 #else
 #define FV_CONV2D fv_conv2d_ref
 #define FV_DEPTHWISE fv_depthwise_conv2d_ref
 #define FV_FC fv_fully_connected_ref
+#define FV_MAXPOOL fv_max_pool_ref
+#define FV_ADD fv_add_ref
 #endif
 
 #define GUARD 64
@@ -91,13 +95,13 @@ static void run_kernel(const fv_kernel_vector *v, int8_t *out)
         FV_FC((const fv_fc_params *)v->params, v->in1, out);
         break;
     case KV_OP_MAXPOOL:
-        fv_max_pool_ref((const fv_pool_params *)v->params, v->in1, out);
+        FV_MAXPOOL((const fv_pool_params *)v->params, v->in1, out);
         break;
     case KV_OP_AVGPOOL:
         fv_avg_pool_ref((const fv_pool_params *)v->params, v->in1, out);
         break;
     case KV_OP_ADD:
-        fv_add_ref((const fv_add_params *)v->params, v->in1, v->in2, out);
+        FV_ADD((const fv_add_params *)v->params, v->in1, v->in2, out);
         break;
     case KV_OP_MEAN:
         fv_mean_ref((const fv_mean_params *)v->params, v->in1, out);

@@ -1,8 +1,8 @@
 /*
  * The optimised kernels (core/fv_kernels_dsp.c) against the reference (core/fv_kernels_ref.c),
  * byte for byte, on random shapes and values: the oracle test of STYLE habit 2. Built for the
- * Cortex-M4 with FV_DSP_MAX_K=200, so that the layers whose columns do not fit the scratch (the
- * reference fallback) are exercised too; run under QEMU's MPS2 AN386 with semihosting
+ * Cortex-M4 with FV_DSP_MAX_K=512, so that the layers whose columns do not fit the scratch (the
+ * reference fallback) are exercised too, and so is the ADD's table (512 words of the scratch); run under QEMU's MPS2 AN386 with semihosting
  * (make -C firmware test-kernels-dsp).
  *
  * Shapes cover what the fast paths special-case: channel counts that are and are not multiples
@@ -54,13 +54,24 @@ static void fill_i8(int8_t *p, int32_t n)
 }
 
 /* per-channel requantisation in the range the code generator produces: multiplier in [2^30, 2^31),
- * shift mostly negative (downscaling), an activation range inside [-128, 127] */
+ * shift negative (downscaling; the zoo's are -12..-6), an activation range inside [-128, 127].
+ * One layer in 8 has a shift of 0 or 1 somewhere, or a bias near 2^30: the optimised kernels'
+ * fast requantisation does not cover those and must hand the layer to the reference. */
 static void fill_quant(int32_t n, int with_bias)
 {
+    const int odd = (rnd() % 8u) == 0u;
     for (int32_t i = 0; i < n; i++) {
         mult_buf[i] = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
-        shift_buf[i] = between(-14, 1);
+        shift_buf[i] = between(-14, -1);
         bias_buf[i] = with_bias ? between(-60000, 60000) : 0;
+    }
+    if (odd && n > 0) {
+        const int32_t i = between(0, n - 1);
+        if (rnd() % 2u) {
+            shift_buf[i] = between(0, 1);
+        } else if (with_bias) {
+            bias_buf[i] = (rnd() % 2u) ? 1073000000 : -1073000000;
+        }
     }
 }
 
@@ -108,14 +119,15 @@ static int conv_case(int32_t case_no, int depthwise)
     int32_t k_elems, n_out;
     memset(&p, 0, sizeof p);
     for (;;) {
-        p.k_h = between(1, 5);
-        p.k_w = between(1, 5);
+        const int rgb = !depthwise && (rnd() % 6u) == 0u;
+        p.k_h = rgb ? 3 : between(1, 5);
+        p.k_w = rgb ? 3 : between(1, 5);
         p.in_h = between(1, 9);
         p.in_w = between(1, 9);
         p.stride_h = between(1, 3);
         p.stride_w = between(1, 3);
-        p.dil_h = (rnd() % 4u) == 0u ? 2 : 1;
-        p.dil_w = (rnd() % 4u) == 0u ? 2 : 1;
+        p.dil_h = !rgb && (rnd() % 4u) == 0u ? 2 : 1;
+        p.dil_w = !rgb && (rnd() % 4u) == 0u ? 2 : 1;
         p.pad_top = between(0, p.k_h - 1);
         p.pad_left = between(0, p.k_w - 1);
         p.out_h = out_size(p.in_h, p.pad_top, between(0, p.k_h - 1), p.k_h, p.dil_h, p.stride_h);
@@ -126,10 +138,14 @@ static int conv_case(int32_t case_no, int depthwise)
             p.out_c = p.in_c * p.depth_multiplier;
             k_elems = p.k_h * p.k_w * p.out_c;
         } else {
-            /* some columns longer than FV_DSP_MAX_K (200): the reference fallback */
-            p.in_c = (rnd() % 4u) == 0u ? between(14, 40) : between(1, 13);
+            /* some columns longer than FV_DSP_MAX_K (512): the reference fallback */
+            p.in_c = (rnd() % 4u) == 0u ? between(14, 60) : between(1, 13);
             p.depth_multiplier = 1;
             p.out_c = between(1, 9);
+            if (rgb) { /* the first layer's shape, which has its own gather: 3x3 over RGB */
+                p.in_c = 3;
+                p.out_c = between(1, 17);
+            }
             k_elems = p.out_c * p.k_h * p.k_w * p.in_c;
         }
         n_out = p.out_h * p.out_w * p.out_c;
@@ -171,8 +187,8 @@ static int fc_case(int32_t case_no)
 {
     fv_fc_params p;
     memset(&p, 0, sizeof p);
-    p.depth = (rnd() % 4u) == 0u ? between(201, 400) : between(1, 200);
-    p.out_c = between(1, 17);
+    p.depth = (rnd() % 4u) == 0u ? between(513, 800) : between(1, 512);
+    p.out_c = between(1, MAX_BUF / p.depth < 17 ? MAX_BUF / p.depth : 17); /* the weights fit w_buf */
     p.input_offset = between(-127, 128);
     p.output_offset = between(-128, 127);
     act_range(&p.act_min, &p.act_max, p.output_offset);
@@ -189,6 +205,78 @@ static int fc_case(int32_t case_no)
     fv_fully_connected_opt(&p, in_buf, out_opt);
     if (!compare("fully_connected", case_no, p.out_c)) {
         printf("  depth %ld out_c %ld\n", (long)p.depth, (long)p.out_c);
+        return 0;
+    }
+    return 1;
+}
+
+static int pool_case(int32_t case_no)
+{
+    fv_pool_params p;
+    int32_t n_out;
+    memset(&p, 0, sizeof p);
+    for (;;) {
+        const int two = (rnd() % 2u) == 0u; /* the unrolled 2x2 window, the zoo's */
+        p.f_h = two ? 2 : between(1, 4);
+        p.f_w = two ? 2 : between(1, 4);
+        p.stride_h = two ? 2 : between(1, 3);
+        p.stride_w = two ? 2 : between(1, 3);
+        p.in_h = between(1, 12);
+        p.in_w = between(1, 12);
+        p.c = (rnd() % 4u) == 0u ? between(1, 13) : 4 * between(1, 8);
+        p.pad_top = between(0, p.f_h - 1);
+        p.pad_left = between(0, p.f_w - 1);
+        p.out_h = out_size(p.in_h, p.pad_top, between(0, p.f_h - 1), p.f_h, 1, p.stride_h);
+        p.out_w = out_size(p.in_w, p.pad_left, between(0, p.f_w - 1), p.f_w, 1, p.stride_w);
+        n_out = p.out_h * p.out_w * p.c;
+        if (p.out_h > 0 && p.out_w > 0 && n_out <= MAX_BUF && p.in_h * p.in_w * p.c <= MAX_BUF) {
+            break;
+        }
+    }
+    act_range(&p.act_min, &p.act_max, between(-128, 127));
+    fill_i8(in_buf, p.in_h * p.in_w * p.c);
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    fv_max_pool_ref(&p, in_buf, out_ref);
+    fv_max_pool_opt(&p, in_buf, out_opt);
+    if (!compare("max_pool", case_no, n_out)) {
+        printf("  in %ldx%ldx%ld f %ldx%ld s %ld,%ld pad %ld,%ld out %ldx%ld act %ld..%ld\n", (long)p.in_h,
+               (long)p.in_w, (long)p.c, (long)p.f_h, (long)p.f_w, (long)p.stride_h, (long)p.stride_w,
+               (long)p.pad_top, (long)p.pad_left, (long)p.out_h, (long)p.out_w, (long)p.act_min, (long)p.act_max);
+        return 0;
+    }
+    return 1;
+}
+
+/* ADD with the parameters' ranges of prepared models (input multipliers at most 1/2: shifts 0..-3;
+ * the output's 2 max(s1, s2) / (2^20 s_out): shifts -22..-15) and, one case in 8, an output shift
+ * outside the fast requantisation's range; sizes on both sides of the table threshold (512) */
+static int add_case(int32_t case_no)
+{
+    fv_add_params p;
+    int8_t *in2 = w_buf;
+    memset(&p, 0, sizeof p);
+    p.size = (rnd() % 3u) == 0u ? between(1, 511) : between(512, MAX_BUF);
+    p.in1_offset = between(-127, 128);
+    p.in2_offset = between(-127, 128);
+    p.left_shift = 20;
+    p.in1_multiplier = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
+    p.in2_multiplier = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
+    p.in1_shift = between(-3, 0); /* 0: the larger input's 1/2, which the tables scale with fv_mbqm */
+    p.in2_shift = between(-3, -1);
+    p.out_multiplier = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
+    p.out_shift = (rnd() % 8u) == 0u ? between(-1, 1) : between(-22, -15);
+    p.output_offset = between(-128, 127);
+    act_range(&p.act_min, &p.act_max, p.output_offset);
+    fill_i8(in_buf, p.size);
+    fill_i8(in2, p.size);
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    fv_add_ref(&p, in_buf, in2, out_ref);
+    fv_add_opt(&p, in_buf, in2, out_opt);
+    if (!compare("add", case_no, p.size)) {
+        printf("  size %ld offsets %ld %ld shifts %ld %ld %ld\n", (long)p.size, (long)p.in1_offset,
+               (long)p.in2_offset, (long)p.in1_shift, (long)p.in2_shift, (long)p.out_shift);
         return 0;
     }
     return 1;
@@ -212,7 +300,18 @@ int main(void)
         passed += ok;
         failed += !ok;
     }
-    printf("dsp vs reference: %d conv, %d depthwise, %d fully connected random cases\n", CASES, CASES, CASES);
+    for (int32_t i = 0; i < CASES; i++) {
+        const int ok = pool_case(i);
+        passed += ok;
+        failed += !ok;
+    }
+    for (int32_t i = 0; i < CASES; i++) {
+        const int ok = add_case(i);
+        passed += ok;
+        failed += !ok;
+    }
+    printf("dsp vs reference: %d conv, %d depthwise, %d fully connected, %d max pool, %d add random cases\n", CASES,
+           CASES, CASES, CASES, CASES);
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -51,7 +52,8 @@ IMAGES = {
 # a layer's label by its op number (fv_layer.kind), from the operator registry the firmware's enum
 # (core/fv_ops.h) is generated from
 KINDS = {o.number: o.label for o in OPS}
-GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "other")
+GROUPS = ("first layer", "conv", "conv 1x1", "depthwise", "fully connected", "max pool", "add", "other")
+PER_BYTE = ("max pool", "add")  # the kinds without MACs counted per output byte
 
 # Cycles per instruction assumed for the estimate on the F411 (Cortex-M4 at 100 MHz, flash at 3
 # wait states behind the ART accelerator, whose 1 KB instruction cache holds these inner loops):
@@ -131,22 +133,24 @@ def parse(lines: list[str]) -> dict:
     return out
 
 
-def layer_shapes(model_id: str) -> list[tuple[str, int]]:
-    """(a short shape, kernel taps) per layer, from the engine (the generated code's layer list)."""
+def layer_shapes(model_id: str) -> list[tuple[str, int, int]]:
+    """(a short shape, kernel taps, output bytes) per layer, from the engine (the generated code's
+    layer list)."""
     try:
         from fleetvote.engine import Engine
     except ImportError:
         return []
     eng = Engine.from_file(ROOT / "models" / "zoo" / model_id / "model.tflite")
     shapes = []
-    for op, k in eng.layer_table():
-        if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+    for op, k in eng.layers:
+        out_bytes = int(math.prod(eng.model.tensors[op.outputs[0]].shape[1:]))
+        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             cin = getattr(k, "cin", "?")
-            shapes.append((f"{k.kh}x{k.kw} {cin}->{k.cout} s{k.sh} {k.oh}x{k.ow}", k.kh * k.kw))
-        elif op == "FULLY_CONNECTED":
-            shapes.append((f"{k.k}->{k.cout}", 0))
+            shapes.append((f"{k.kh}x{k.kw} {cin}->{k.cout} s{k.sh} {k.oh}x{k.ow}", k.kh * k.kw, out_bytes))
+        elif op.opcode == "FULLY_CONNECTED":
+            shapes.append((f"{k.k}->{k.cout}", 0, out_bytes))
         else:
-            shapes.append(("", 0))
+            shapes.append((f"-> {out_bytes:,} B", 0, out_bytes))
     return shapes
 
 
@@ -160,6 +164,10 @@ def group_of(layer: dict, first_conv: int, taps: int) -> str:
         return "depthwise"
     if kind == "FULLY_CONNECTED":
         return "fully connected"
+    if kind == "MAX_POOL_2D":
+        return "max pool"
+    if kind == "ADD":
+        return "add"
     return "other"
 
 
@@ -168,7 +176,7 @@ def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
     convs = (BY_NAME["CONV_2D"].number, BY_NAME["DEPTHWISE_CONV_2D"].number)
     first_conv = next((l["index"] for l in b["layers"]["ref"] if l["kind"] in convs), -1)
     rows = []
-    groups = {g: {"macc": 0, "ref": 0.0, "opt": 0.0} for g in GROUPS}
+    groups = {g: {"macc": 0, "ref": 0.0, "opt": 0.0, "out_bytes": 0} for g in GROUPS}
     for ref, opt in zip(b["layers"]["ref"], b["layers"]["opt"]):
         # the first layer's count includes fv_run's input quantisation: take it off
         extra = b.get("overhead", 0) if ref["index"] == 0 else 0
@@ -176,6 +184,7 @@ def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
         o = (opt["ticks"] - extra) / tpi
         g = group_of(ref, first_conv, shapes[ref["index"]][1] if ref["index"] < len(shapes) else 0)
         groups[g]["macc"] += ref["macc"]
+        groups[g]["out_bytes"] += shapes[ref["index"]][2] if ref["index"] < len(shapes) else 0
         groups[g]["ref"] += r
         groups[g]["opt"] += o
         rows.append({"index": ref["index"], "kind": KINDS.get(ref["kind"], "?"), "group": g, "macc": ref["macc"],
@@ -206,6 +215,10 @@ def report(a: dict, shapes: list[tuple[str, int]]) -> str:
         v = a["groups"][g]
         if v["ref"] == 0:
             continue
+        if g in PER_BYTE and v["out_bytes"]:  # pooling, ADD: per output byte
+            out.append(f"    {g:<16} {v['out_bytes']:>10,} B     ref {v['ref']:>11,.0f} ({v['ref'] / v['out_bytes']:.2f}/byte)"
+                       f"  dsp {v['opt']:>11,.0f} ({v['opt'] / v['out_bytes']:.2f}/byte)")
+            continue
         out.append(f"    {g:<16} {v['macc']:>10,} MACs  ref {v['ref']:>11,.0f} ({per_mac(v['ref'], v['macc']).strip()}/MAC)"
                    f"  dsp {v['opt']:>11,.0f} ({per_mac(v['opt'], v['macc']).strip()}/MAC)")
     t = a["total_instructions"]
@@ -217,7 +230,25 @@ def report(a: dict, shapes: list[tuple[str, int]]) -> str:
         out.append(f"  est. NUCLEO-F411RE @100 MHz, {name:<11}: {ms:6.1f} ms at CPI {CPI} "
                    f"({lo:.1f}-{hi:.1f} ms for CPI {CPI_RANGE[0]}-{CPI_RANGE[1]}), "
                    f"{a['macc'] / (t[v] * CPI):.2f} MAC/cycle")
+    board = f411()
+    if board is not None:  # the planner's per-board CPI and energy (fleetvote plan, offline/bom.py)
+        from fleetvote.offline.bom import cycles_per_instruction, energy_mj
+
+        cpi, _ = cycles_per_instruction(board, t["opt"] / a["macc"])
+        ms = t["opt"] * cpi / F411_HZ * 1e3
+        mj = energy_mj(board, ms)
+        out.append(f"  est. NUCLEO-F411RE, DSP kernels, CPI from its {board['flash_wait_states']} flash wait states: "
+                   f"CPI {cpi}, {ms:.1f} ms, MCU energy per answer "
+                   + ("-" if mj is None else f"{mj:.2f} mJ") + " (fleetvote plan's model)")
     return "\n".join(out)
+
+
+def f411() -> dict | None:
+    """The catalogue's NUCLEO-F411RE, or None without a catalogue."""
+    try:
+        return json.loads(CATALOG.read_text())["boards"]["nucleo-f411re"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return None
 
 
 def compiler_of(elf: Path) -> str:
@@ -253,6 +284,40 @@ def record_in_card(zoo: Path, record: dict, model: str, macc: int) -> None:
     path.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def table_record(res: dict) -> dict:
+    """One model's row of the committed table: per layer kind and whole model, instructions and
+    instructions per MAC with the reference and the optimised kernels (kinds without MACs, the
+    pooling, ADD and the rest, give instructions only)."""
+    kinds = {}
+    for g in GROUPS:
+        v = res["groups"][g]
+        if v["ref"] == 0:
+            continue
+        row = {"macc": v["macc"], "ref_instructions": round(v["ref"]), "opt_instructions": round(v["opt"])}
+        if v["macc"]:
+            row.update(ref_per_mac=round(v["ref"] / v["macc"], 3), opt_per_mac=round(v["opt"] / v["macc"], 3))
+        elif g in PER_BYTE and v["out_bytes"]:
+            row.update(out_bytes=v["out_bytes"], ref_per_out_byte=round(v["ref"] / v["out_bytes"], 3),
+                       opt_per_out_byte=round(v["opt"] / v["out_bytes"], 3))
+        kinds[g] = row
+    t = res["total_instructions"]
+    return {"model": res["model"], "machine": res["machine"], "macc": res["macc"], "total_instructions": t,
+            "instructions_per_mac": {v: round(t[v] / res["macc"], 3) for v in ("ref", "opt")}, "kinds": kinds}
+
+
+def write_table(path: Path, results: list[dict], emulator: str, models: list[str]) -> None:
+    """The committed table (firmware/bench/instructions.json): what fleetvote plan reads when no
+    build of the bench is at hand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "_doc": "instructions per MAC per layer kind and per model, reference beside optimised (DSP) kernels, "
+                "counted under QEMU -icount shift=0 by firmware/tools/bench_firmware.py; written by the command "
+                "below, read by fleetvote plan (offline/bom.py) when firmware/build/bench-firmware.json is absent",
+        "command": "make bench-firmware MODELS=\"" + " ".join(models) + "\" TABLE=firmware/bench/instructions.json",
+        "emulator": f"{emulator}, -icount shift=0", "cpi": CPI, "cpi_range": CPI_RANGE,
+        "models": [table_record(r) for r in results]}, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
@@ -262,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qemu", default="qemu-system-arm")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--cards", type=Path, metavar="ZOO", help="record each count in ZOO/<id>/card.json")
+    ap.add_argument("--table", type=Path, metavar="JSON",
+                    help="write the per-layer-kind table of every counted model (firmware/bench/instructions.json)")
     a = ap.parse_args(argv)
     if a.machine:
         try:
@@ -308,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
           f"the core clock each bench reports: clock / 1 GHz ticks per instruction); latency = instructions x CPI "
           f"/ 100 MHz, CPI {CPI} assumed (see bench_firmware.py)")
     print(REFERENCE_FIGURES)
+    if a.table and ok:
+        write_table(a.table, results, emulator, a.models)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"cpi": CPI, "cpi_range": CPI_RANGE, "clock_hz": F411_HZ,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """fv_dsp_limits.h for one model: the longest column the DSP kernels widen (k_h * k_w * in_c of
-a convolution, depth of a fully connected layer), so that their scratch (3 bytes per element,
+a convolution, depth of a fully connected layer; a depthwise layer's widened weights take
+k_h * k_w * in_c / 2 words of it), so that their scratch (3 bytes per element,
 core/fv_kernels_dsp.c) is exactly what the model needs and no layer falls back to the reference.
 
     dsp_limits.py models/zoo/<id>/model.tflite OUT.h
@@ -16,11 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
 
 def max_column(path: Path) -> int:
     from fleetvote.engine import Engine
-    from fleetvote.engine.kernels import Conv2D, FullyConnected
+    from fleetvote.engine.kernels import Conv2D, DepthwiseConv2D, FullyConnected
 
     longest = 4
     for _, k in Engine.from_file(path).layer_table():
-        if isinstance(k, Conv2D):
+        if isinstance(k, DepthwiseConv2D):
+            # the depthwise kernel's widened weights: 2 words per tap and group of 4 channels,
+            # k_h * k_w * in_c / 2 words of the column scratch (FV_DSP_MAX_K words)
+            longest = max(longest, k.kh * k.kw * (k.cout // 4 * 4) // 2)
+        elif isinstance(k, Conv2D):
             longest = max(longest, k.kh * k.kw * k.cin)
         elif isinstance(k, FullyConnected):
             longest = max(longest, k.k)

@@ -5,6 +5,8 @@ only list of boards. Everything that needs a list of boards derives it here:
   (firmware/ports/stm32f4/port.mk asks firmware/tools/board_config.py, which calls this);
 * ``real_boards()``: those of them that are not emulated, what ``fleetvote flash`` writes and the
   tests of real-board images parametrise over;
+* ``boards_of_dev_id(id)``: the boards whose MCU has this device id (DBGMCU_IDCODE's DEV_ID, what
+  ``st-info --probe`` prints as chipid), how ``fleetvote flash`` names the board behind a probe;
 * ``usb_ids()``: the VID:PID pairs of the boards' probes, the service's default ``usb_ids`` and
   the udev rules (``board_config.py --udev``).
 
@@ -95,3 +97,16 @@ def probes_in_use(path: Path = CATALOG) -> dict[str, list[str]]:
 def usb_ids(path: Path = CATALOG) -> list[str]:
     """VID:PID of every probe the catalogue's boards carry."""
     return [i for ids in probes_in_use(path).values() for i in ids]
+
+
+def boards_of_dev_id(dev_id: int, path: Path = CATALOG) -> tuple[str, ...]:
+    """The catalogue's boards whose MCU has the device id ``dev_id`` (``"dev_id"``: DBGMCU_IDCODE's
+    DEV_ID), in catalogue order: none for a chip the catalogue lacks, several for one MCU family."""
+    out = []
+    for name, b in load_catalog(path).items():
+        try:
+            if b.get("dev_id") is not None and int(str(b["dev_id"]), 16) == dev_id:
+                out.append(name)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: board {name}: dev_id {b['dev_id']!r} is not hex like 0x431") from exc
+    return tuple(out)

@@ -5,10 +5,20 @@ message that says what is wrong.
     {
       "members": [{"id": "vgg12-s1", "weight": 0.81}, ...],   # zoo ids; weight >= 0 (weighted vote)
       "strategy": "soft",                                     # a name in fusion.REGISTRY (default soft)
-      "quorum": 3                                             # 1 <= quorum <= len(members)
+      "quorum": 3,                                            # 1 <= quorum <= len(members)
+      "mode": "all",                                          # all | early | cascade (default all)
+      "cascade": {"stage1": ["vgg12-s1"], "threshold": 0.9, "agree": true}, # needed by mode cascade
+      "cascade_alternatives": [{"stage1": ["resnet18-s2"], "threshold": 0.8}]  # optional
     }
 
-A member's weight defaults to its card's validation accuracy when omitted.
+A member's weight defaults to its card's validation accuracy when omitted. ``mode`` is what
+``POST /classify`` does without ``?mode=`` (``adaptive.MODES``); ``cascade`` is the cascade's
+operating point (``adaptive.Cascade``: the stage-1 members, a proper subset of the members, and
+its stopping rule), written by ``fleetvote ensemble-eval --write-ensemble`` from a search on the
+validation split. Without it, ``cascade`` is refused (the file's mode, or a request's).
+``cascade_alternatives`` are other stage-1 choices of the same search, each as good on
+validation: the fleet asks, per image, the choice whose stage-1 boards are least loaded, so that
+stage 1 does not fall on the same few boards every time.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .adaptive import MODES, Cascade
 from .engine import Engine
 from .errors import ConfigError, ModelError
 from .fusion import REGISTRY, STRATEGIES
@@ -32,10 +43,19 @@ class MemberSpec(BaseModel):
     weight: float | None = Field(default=None, ge=0, le=1e6)
 
 
+class CascadeSpec(BaseModel):
+    stage1: list[str] = Field(min_length=1)
+    threshold: float = Field(ge=0, le=1)
+    agree: bool = True
+
+
 class EnsembleSpec(BaseModel):
     members: list[MemberSpec] = Field(min_length=1)
     strategy: str = "soft"
     quorum: int = Field(default=1, ge=1)
+    mode: str = "all"
+    cascade: CascadeSpec | None = None
+    cascade_alternatives: list[CascadeSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> "EnsembleSpec":
@@ -46,6 +66,16 @@ class EnsembleSpec(BaseModel):
             raise ValueError(f"a member is listed twice: {ids}")
         if self.quorum > len(self.members):
             raise ValueError(f"quorum {self.quorum} exceeds the {len(self.members)} members")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        for c in [self.cascade] * (self.cascade is not None) + self.cascade_alternatives:
+            s1 = c.stage1
+            if len(set(s1)) != len(s1) or not set(s1) < set(ids):
+                raise ValueError(f"cascade stage1 {s1} must be distinct members, fewer than all of {ids}")
+        if self.cascade_alternatives and self.cascade is None:
+            raise ValueError("cascade_alternatives without a cascade")
+        if self.mode == "cascade" and self.cascade is None:
+            raise ValueError("mode cascade needs a cascade section (fleetvote ensemble-eval --write-ensemble)")
         return self
 
 
@@ -71,6 +101,14 @@ class Ensemble:
     # which load of the file this is (1 at start, +1 per reload) and when it was read (epoch s)
     version: int = 1
     loaded_at: float = field(default_factory=time.time)
+    mode: str = "all"
+    cascade: Cascade | None = None
+    cascade_alternatives: tuple[Cascade, ...] = ()
+
+    @property
+    def cascades(self) -> tuple[Cascade, ...]:
+        """The cascade and its alternatives; empty without a cascade."""
+        return () if self.cascade is None else (self.cascade, *self.cascade_alternatives)
 
     def by_hash(self, model_id: str, sha8: bytes) -> Member | None:
         for m in self.members:
@@ -130,4 +168,7 @@ def load_ensemble(path: str | Path, zoo: str | Path | None = None, reuse: Ensemb
         members.append(Member(m.id, weight, sha, engine, card))
     if REGISTRY[spec.strategy].uses_weights and sum(m.weight for m in members) <= 0:
         raise ConfigError(f"{p}: {spec.strategy} voting with all weights zero")
-    return Ensemble(members, spec.strategy, spec.quorum, p)
+    cascade, *alternatives = [Cascade(tuple(c.stage1), c.threshold, c.agree)
+                              for c in [spec.cascade] * (spec.cascade is not None) + spec.cascade_alternatives] or [None]
+    return Ensemble(members, spec.strategy, spec.quorum, p, mode=spec.mode, cascade=cascade,
+                    cascade_alternatives=tuple(alternatives))

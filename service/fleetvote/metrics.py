@@ -8,6 +8,8 @@ never share a series.
     fleetvote_member_requests_total{model_id}                       counter    images a member was asked to vote on
     fleetvote_member_fallbacks_total{model_id, board_id, reason}    counter    votes the engine computed for a missing board answer
     fleetvote_member_spillovers_total{model_id, board_id, reason}   counter    votes the engine computed because the boards were full
+    fleetvote_answers_total{mode, stage}                            counter    answers by mode (all, early, cascade) and cascade stage
+    fleetvote_board_evaluations_saved_total{mode}                   counter    members skipped: not waited for (early), never asked (cascade)
     fleetvote_board_round_trip_seconds{board_id, model_id}          histogram  request on the link to answer
     fleetvote_board_on_board_seconds{board_id, model_id}            histogram  inference time the board reported
     fleetvote_board_requests_total{board_id, model_id}              counter    } read from each board's counters
@@ -48,8 +50,9 @@ REASONS = {
     "board_error": "the board answered with an error frame or broke the protocol",
     "link_lost": "the link closed while the request was out (unplugged, process died)",
     "error": "any other failure",
+    "straggling": "mode early: the vote waited only for this member's board, which straggled (spillover)",
 }
-SPILLOVER_REASONS = frozenset({"queue_full"})
+SPILLOVER_REASONS = frozenset({"queue_full", "straggling"})
 
 # Board latency: 1 ms (a virtual board at host speed) to 5 s (a real board with a long deadline);
 # a nucleo-f411re member takes 120-200 ms, in the middle of the range.
@@ -82,6 +85,11 @@ class Metrics:
         self.member_spillovers = Counter("fleetvote_member_spillovers",
                                          "Votes computed by the engine because the member's boards were full.",
                                          ["model_id", "board_id", "reason"], registry=r)
+        self.answers = Counter("fleetvote_answers", "Answers of the fleet by mode (all, early, cascade) and stage.",
+                               ["mode", "stage"], registry=r)
+        self.saved = Counter("fleetvote_board_evaluations_saved",
+                             "Members skipped by early and cascade answers: not waited for, or never asked.",
+                             ["mode"], registry=r)
         self.round_trip = Histogram("fleetvote_board_round_trip_seconds",
                                     "Round trip of one image on the link, from sending it to its answer.",
                                     ["board_id", "model_id"], buckets=BOARD_BUCKETS, registry=r)
@@ -94,6 +102,13 @@ class Metrics:
         prometheus_client.GCCollector(registry=r)
 
     # ---- events --------------------------------------------------------------------------------
+
+    def answer(self, mode: str, stage: int, skipped: int) -> None:
+        """One answer of the fleet in ``mode`` from ``stage``, with ``skipped`` members not
+        waited for or never asked (board evaluations saved: a member an early answer did not wait
+        for may have been computing already; its queued work is cancelled)."""
+        self.answers.labels(mode, str(stage)).inc()
+        self.saved.labels(mode).inc(skipped)
 
     def request(self, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, str(status)).inc()

@@ -14,11 +14,13 @@
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: board --model ID [--id BOARD_ID] [--latency-ms MS] (--pty [--link PATH] | --tcp PORT [--bind ADDR])\n"
+            "usage: board --model ID [--id BOARD_ID] [--name BOARD] [--latency-ms MS] (--pty [--link PATH] | --tcp PORT [--bind ADDR])\n"
             "             [--control FIFO] [--chaos SEED:RATE[:KINDS]]\n"
             "       board --list\n"
             "A virtual fleetvote board: the firmware core on the host, protocol v1 over a raw pty\n"
             "or a TCP socket. Prints its port, serves until SIGINT/SIGTERM.\n"
+            "  --name BOARD     the board name HELLO reports (default host, at most 15 characters): a\n"
+            "                   virtual board standing in for a catalogue board, as fleetvote flash's tests do\n"
             "  --control FIFO   lines \"KIND [ARG]\" arm a fault for the next CLASSIFY reply (KIND: DROP,\n"
             "                   DELAY ms, GARBAGE n, BAD_CRC, RESET, HANG ms (0: until the host closes\n"
             "                   the link), UNPLUG; or CLEAR)\n"
@@ -41,6 +43,8 @@ int host_parse_args(int argc, char **argv, host_options *o)
             o->model_id = argv[++i];
         } else if (!strcmp(argv[i], "--id") && i + 1 < argc) {
             o->id = argv[++i];
+        } else if (!strcmp(argv[i], "--name") && i + 1 < argc && strlen(argv[i + 1]) <= 15u) {
+            o->name = argv[++i]; /* HELLO's board name field holds 15 characters and a NUL */
         } else if (!strcmp(argv[i], "--pty")) {
             o->use_pty = 1;
         } else if (!strcmp(argv[i], "--link") && i + 1 < argc) {

@@ -39,6 +39,7 @@ typedef struct {
     const char *bind_addr;
     uint32_t latency_ms;
     const char *control_path; /* --control */
+    const char *name;         /* --name, or NULL: "host" */
 } host_options;
 
 /* Fills *o from argv (--chaos goes straight to faults_control.c). Returns -1 to go on and
@@ -52,6 +53,7 @@ void host_parse_id(const char *s, uint8_t id[12]);
 
 extern uint8_t host_board_id[12];
 extern uint32_t host_latency_ms; /* --latency-ms: the least time a classification takes */
+extern const char *host_board_name; /* --name: the catalogue name HELLO reports ("host") */
 
 /* ---- the link: transport_pty.c, transport_tcp.c ----------------------------------------------- */
 

@@ -2,7 +2,7 @@
  * The virtual board: the firmware core built for the host, speaking protocol v1 over a
  * pseudo-terminal (raw mode, like a USB CDC port) or a TCP socket (for socket:// URLs).
  *
- *   board --model ID [--id BOARD_ID] [--latency-ms MS] (--pty [--link PATH] | --tcp PORT [--bind ADDR])
+ *   board --model ID [--id BOARD_ID] [--name BOARD] [--latency-ms MS] (--pty [--link PATH] | --tcp PORT [--bind ADDR])
  *         [--control FIFO] [--chaos SEED:RATE[:KINDS]]
  *   board --list
  *
@@ -82,6 +82,9 @@ int main(int argc, char **argv)
     }
     host_parse_id(opt.id != NULL ? opt.id : opt.model_id, host_board_id);
     host_latency_ms = opt.latency_ms;
+    if (opt.name != NULL) {
+        host_board_name = opt.name;
+    }
     host_link_path = opt.link_path;
 
     struct sigaction sa;

@@ -19,6 +19,7 @@
 
 uint8_t host_board_id[12];
 uint32_t host_latency_ms;
+const char *host_board_name = "host";
 
 void fv_port_write(const uint8_t *data, uint32_t n)
 {
@@ -73,6 +74,6 @@ uint32_t fv_port_cycles(void)
 
 uint32_t fv_port_clock_hz(void) { return 0; }
 uint32_t fv_port_baud(void) { return 0; }
-const char *fv_port_board_name(void) { return "host"; }
+const char *fv_port_board_name(void) { return host_board_name; }
 void fv_port_board_id(uint8_t id[12]) { memcpy(id, host_board_id, sizeof host_board_id); }
 int fv_port_rx_overrun(void) { return 0; } /* the kernel's pty and socket buffers apply back-pressure */

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..adaptive import MODES
 from ..data import CLASS_NAMES
 from ..ensemble import Member
 from ..fleet.owner import BoardSnapshot, Percentiles
@@ -22,6 +23,7 @@ from ..metrics import REASONS
 # OpenAPI shows. Fixed when this module is imported, as FastAPI reads a route's types when the
 # route is declared.
 StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
+ModeName = Literal[MODES]  # type: ignore[valid-type]
 
 
 class MemberAnswer(BaseModel):
@@ -60,8 +62,12 @@ class ClassifyResponse(BaseModel):
     scores: list[float]
     degraded: bool = Field(description="true when at least one member came from the fallback engine")
     fallbacks: int
-    members: list[MemberAnswer]
+    members: list[MemberAnswer] = Field(description="the members whose votes were fused")
     latency_ms: float
+    mode: ModeName = Field(description="all, early or cascade; scores and confidence are computed from the "
+                                       "fused members (in early only the label is guaranteed equal to all's)")
+    stage: int = Field(description="the cascade's stage that answered (1 or 2); 1 in the other modes")
+    skipped: list[str] = Field(description="ids of the members not waited for (early) or never asked (cascade)")
 
     @classmethod
     def of(cls, c: Classification) -> ClassifyResponse:
@@ -69,7 +75,7 @@ class ClassifyResponse(BaseModel):
         return cls(label=f.label, class_name=CLASS_NAMES[f.label], confidence=round(f.confidence, 6),
                    strategy=f.strategy, scores=[round(s, 6) for s in f.scores], degraded=c.degraded,
                    fallbacks=c.fallbacks, members=[MemberAnswer.of(m) for m in c.members],
-                   latency_ms=round(c.latency_ms, 3))
+                   latency_ms=round(c.latency_ms, 3), mode=c.mode, stage=c.stage, skipped=list(c.skipped))
 
 
 class BoardCounters(BaseModel):
@@ -153,6 +159,19 @@ class EnsembleMemberView(BaseModel):
                    val_accuracy=m.card.get("val_accuracy"), test_accuracy=m.card.get("test_accuracy"))
 
 
+class CascadeView(BaseModel):
+    """A cascade's operating point (``adaptive.Cascade``)."""
+
+    stage1: list[str] = Field(description="the members asked first")
+    threshold: float = Field(description="stage 1 answers alone when its members' mean probability for its "
+                                         "label is at least this")
+    agree: bool = Field(description="and, when true, every stage-1 member votes that label")
+
+    @classmethod
+    def of(cls, c) -> CascadeView:
+        return cls(stage1=list(c.stage1), threshold=c.threshold, agree=c.agree)
+
+
 class EnsembleResponse(BaseModel):
     strategy: str
     quorum: int
@@ -160,6 +179,10 @@ class EnsembleResponse(BaseModel):
     members: list[EnsembleMemberView]
     version: int = Field(description="which load of the ensemble file this is: 1 at start, +1 per reload")
     loaded_at: str = Field(description="when the file was read, ISO 8601 UTC")
+    mode: ModeName = Field(default="all", description="what POST /classify does without ?mode=")
+    cascade: CascadeView | None = Field(default=None, description="the cascade's operating point, if any")
+    cascade_alternatives: list[CascadeView] = Field(
+        default_factory=list, description="other stage-1 choices; per image, the least loaded is asked")
 
 
 def iso_time(epoch_s: float) -> str:

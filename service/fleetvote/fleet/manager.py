@@ -18,6 +18,21 @@ Reload (``Fleet.reload``): the ensemble file is read again and, once valid, swap
 on the event loop; the boards keep their links and are matched to the new members. A request
 holds the ensemble it started with until it is answered (``classify(..., ensemble=)``), so a
 reload never mixes two ensembles in one answer and loses no request.
+
+Modes (``adaptive.py``): ``all`` is the above. ``early`` dispatches every member the same way but
+``_gather_early`` counts the votes as they arrive (board answers, and the engine's for members
+whose board failed or is missing) and stops as soon as the members still out cannot change the
+label; their queued work is cancelled (the owner task drops it unsent) and the engine is never
+asked for them (an engine run queued in the pool is cancelled too; one the pool has already
+begun, only possible for a member still out shortly before the deadline, finishes unused).
+When the vote is open and waits only for boards that straggle (a board cannot be interrupted, so
+one still computing an image an early answer did not need keeps the next waiting; or it is
+slow), the engine computes those members (a spillover, reason ``straggling``), the first of
+board and engine counting. ``cascade`` asks the ensemble's stage-1 members as in ``all`` (of the
+cascade and its alternatives, the one whose stage-1 boards have the least work waiting); when
+their answer passes the cascade's stopping rule it is returned and the other members are never
+asked, else stage 2 asks them and the full vote decides. With fallback off, each stage (and an
+early decision) needs board answers from at least min(quorum, members it asks) members.
 """
 
 from __future__ import annotations
@@ -34,10 +49,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import logs
+from ..adaptive import MODES, Cascade, cascade_stops, early_answer
 from ..ensemble import Ensemble, Member, load_ensemble
 from ..errors import (BoardError, BoardGone, BoardTimeout, ConfigError, FleetvoteError, Overloaded, QuorumLost,
                       UnknownMember)
-from ..fusion import fuse
+from ..fusion import Fused, fuse, lookup
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
@@ -60,6 +76,17 @@ SUMMARY_INTERVAL_S = 10.0
 
 # why a member has no board answer: a reason token (metrics.REASONS) and, for a failure, its text
 Missing = tuple[str, str | None]
+
+# Mode early's spillover: when the vote waits only for boards, and they have been out STRAGGLER
+# times as long as the members that answered took, the engine computes them (reason STRAGGLING),
+# if it has a worker free. A board cannot be interrupted, so one still computing an image an
+# early answer did not need keeps the next image waiting for up to a whole image; a slowed board
+# keeps every image waiting. 1.25, a quarter more than the slowest answer so far: a choice, so
+# that beside boards of about 150 ms a board slowed by 200 ms is spilled at about 190 ms
+# (testbed/bench_adaptive.py measures it), and boards of one kind that merely spread a little
+# are left to answer.
+STRAGGLER = 1.25
+STRAGGLING = "straggling"
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,9 @@ class Fleet:
         self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
         self.spillover = EngineBatches(self._engine_pool, workers)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
+        self._engine_workers = os.cpu_count() or 2
+        self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
+        self._cascade_turn = -1  # which of equally loaded cascades goes first (_pick_cascade)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -213,45 +243,100 @@ class Fleet:
 
     async def classify(self, image: np.ndarray, strategy: str | None = None, deadline_ms: float | None = None,
                        fallback: bool | None = None, members: Sequence[str] | None = None,
-                       ensemble: Ensemble | None = None, arrived: float | None = None) -> Classification:
+                       ensemble: Ensemble | None = None, mode: str | None = None,
+                       arrived: float | None = None) -> Classification:
         """One image through the fleet: admit it (``admission.py``), dispatch to the boards, gather
         their answers until the deadline (the engine standing by), fill in the missing members,
         fuse. Raises Overloaded when a member can finish in time neither on a board nor on the
         engine (nothing is queued then), QuorumLost when fallback is off and too few boards answered.
 
         ``deadline_ms`` (default: the setting) bounds the request's whole time from ``arrived``
-        (``time.perf_counter()`` when the request reached the service; default: now) to the answer;
-        without either, each board's own deadline (``Board.deadline_ms``) bounds its member.
+        (``time.perf_counter()`` when the request reached the service; default: now) to the answer,
+        both stages of a cascade included; without either, each board's own deadline
+        (``Board.deadline_ms``) bounds its member.
         ``members``: the ids of the members asked (default: all), in any order; the answer keeps the
         ensemble's order and the quorum is at most their number (one member alone is the inference
         protocol's member model). UnknownMember for an id that is not a member. ``ensemble``: the
         ensemble to answer with (default: the one in service); a batch pins one, so that a reload
-        between two of its images does not mix two ensembles in one response."""
+        between two of its images does not mix two ensembles in one response. ``mode``: all, early
+        or cascade (default: the ensemble file's), over the members asked; ConfigError for a
+        cascade without a cascade section."""
         t0 = time.perf_counter() if arrived is None else arrived
         ens = ensemble or self.ensemble  # held to the end: a reload swaps self.ensemble, never ens
         asked = _indices(ens, members)
         strategy = strategy or ens.strategy
         fallback = self.settings.fallback if fallback is None else fallback
         deadline_ms = deadline_ms or self.settings.deadline_ms
-        left_ms = None if deadline_ms is None else deadline_ms - (time.perf_counter() - t0) * 1000
+        until = None if deadline_ms is None else t0 + deadline_ms / 1000  # perf_counter time
+        mode = mode or ens.mode
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         image = np.ascontiguousarray(image, dtype=np.uint8)
-        quorum = min(self.quorum_of(ens), len(asked))
-        placed, reasons = self._admit(ens, asked, left_ms, fallback, quorum)
+        stage, skipped, fused = 1, set(), None
+        if mode == "early":
+            votes, skipped, fused = await self._gather_early(ens, image, asked, strategy, until, fallback)
+        elif mode == "cascade":
+            cascade = self._pick_cascade(ens)
+            first = [k for k in asked if ens.members[k].id in cascade.stage1] or asked
+            rest = [k for k in asked if k not in first]
+            votes = await self._ask(ens, image, first, until, fallback)
+            order = sorted(votes)
+            w = [ens.members[k].weight for k in order]
+            if not rest or votes and cascade_stops(np.array([votes[k].output for k in order]), strategy, cascade, w):
+                skipped = set(rest)
+            else:
+                votes.update(await self._ask(ens, image, rest, until, fallback))
+                stage = 2
+        else:
+            votes = await self._ask(ens, image, asked, until, fallback)
+        order = sorted(votes)
+        if fused is None:
+            weights = [ens.members[k].weight for k in order]
+            if lookup(strategy).uses_weights and not any(weights):
+                # only members of weight 0 voted (the others' boards failed, fallback off, or not asked):
+                # a weighted vote of nothing has no answer; refused like a lost quorum, never a 500
+                raise QuorumLost(f"no member with a weight above 0 voted ({', '.join(votes[k].model_id for k in order)} "
+                                 f"did, at weight 0); the {strategy} vote needs one", [])
+            fused = fuse([votes[k].output for k in order], strategy, weights)
+        skipped_ids = tuple(ens.members[k].id for k in sorted(skipped))
         if self.metrics:
-            for k in asked:
-                self.metrics.member_request(ens.members[k].id)
-        sent = self._dispatch(placed, image.tobytes(), left_ms)
-        engines = _EngineRuns(self.spillover, ens.members, image) if fallback else None
+            self.metrics.answer(mode, stage, len(skipped_ids))
+        return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000,
+                              mode, stage, skipped_ids)
+
+    def _pick_cascade(self, ens: Ensemble) -> Cascade:
+        """Of the ensemble's cascade and its alternatives, the one whose stage 1 will answer
+        first: the least work waiting on the busiest of its stage-1 members (on that member's
+        least loaded board); ties in turn, so that stage 1 rotates over equal choices."""
+        options = ens.cascades
+        if not options:
+            raise ConfigError(f"{ens.path}: no cascade section, so mode cascade is not available; "
+                              "write one with fleetvote ensemble-eval --write-ensemble")
+        self._cascade_turn = (self._cascade_turn + 1) % len(options)
+        index = {m.id: m for m in ens.members}
+
+        def waiting(member: Member) -> float:
+            boards = self.boards_for(member)
+            return min((b.queue.qsize() + (b.state == State.BUSY) for b in boards), default=float("inf"))
+
+        return min(enumerate(options), key=lambda ic: (max(waiting(index[i]) for i in ic[1].stage1),
+                                                       (ic[0] - self._cascade_turn) % len(options)))[1]
+
+    async def _ask(self, ens: Ensemble, image: np.ndarray, ks: list[int], until: float | None,
+                   fallback: bool) -> dict[int, MemberVote]:
+        """The votes of members ``ks`` (indices), every one waited for: admitted and dispatched to
+        boards, then the engine or the quorum check (at most their number) for those missing.
+        ``until``: the request's deadline (``time.perf_counter()``), or None."""
+        quorum = min(self.quorum_of(ens), len(ks))
+        sent, reasons = self._dispatch(ens, ks, image.tobytes(), until, fallback, quorum)
+        engines = _EngineRuns(self.spillover, ens.members, image, self) if fallback else None
         if engines is not None:
             engines.start(*reasons)  # members already known to be missing: computed while the boards work
         answers, failed = await self._gather(sent, engines)
         reasons.update(failed)
         votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
-        until = None if left_ms is None else t0 + deadline_ms / 1000
-        votes.update(await self._stand_in(ens, asked, quorum, votes, reasons, engines, sent, until))
-        order = sorted(votes)
-        fused = fuse([votes[k].output for k in order], strategy, [ens.members[k].weight for k in order])
-        return Classification(fused, tuple(votes[k] for k in order), (time.perf_counter() - t0) * 1000)
+        votes.update(await self._stand_in(ens, ks, quorum, votes, reasons, engines, sent, until))
+        return votes
 
     def _admit(self, ens: Ensemble, asked: list[int], left_ms: float | None, fallback: bool, quorum: int
                ) -> tuple[dict[int, Board], dict[int, Missing]]:
@@ -298,15 +383,23 @@ class Fleet:
                              retry_after_s(wait))
         return placed, reasons
 
-    def _dispatch(self, placed: dict[int, Board], pixels: bytes, left_ms: float | None) -> dict[int, Sent]:
-        """Every placed member's image queued on its board (by member index)."""
+    def _dispatch(self, ens: Ensemble, ks: list[int], pixels: bytes, until: float | None, fallback: bool,
+                  quorum: int) -> tuple[dict[int, Sent], dict[int, Missing]]:
+        """Members ``ks`` admitted (``_admit``; Overloaded, with nothing queued, when one can finish
+        neither way) and each placed member's image queued on its board: what was sent (by member
+        index), and why each other member was not."""
+        left_ms = None if until is None else (until - time.perf_counter()) * 1000
+        placed, reasons = self._admit(ens, ks, left_ms, fallback, quorum)
+        if self.metrics:
+            for k in ks:
+                self.metrics.member_request(ens.members[k].id)
         loop = asyncio.get_running_loop()
         sent: dict[int, Sent] = {}
         for k, b in placed.items():
             budget = (left_ms if left_ms is not None else b.deadline_ms()) / 1000
             # admission saw room in the queue and nothing ran since: submit cannot be refused
             sent[k] = Sent(b, b.submit(pixels, loop.time() + budget), budget)
-        return sent
+        return sent, reasons
 
     async def _gather(self, sent: dict[int, Sent], engines: _EngineRuns | None
                       ) -> tuple[dict[int, BoardAnswer], dict[int, Missing]]:
@@ -367,20 +460,142 @@ class Fleet:
                                      f"{backlog:.0f} ms", retry_after_s(backlog))
                 log.debug("engine votes past the deadline left out", extra={
                     "model_id": ",".join(ens.members[k].id for k in late)})
-        fills: dict[int, MemberVote] = {}
-        for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values())):
-            member = ens.members[k]
-            reason, detail = reasons[k]
-            fills[k] = MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None,
-                                  0.0, 0.0, None, ms, detail)
-            board = sent[k].board if k in sent else None
-            if self.metrics:
-                self.metrics.engine_vote(member.id, reason, board.board_id if board else None)
-            log.debug("member computed by the engine", extra={
-                "model_id": member.id, "board_id": board.board_id if board else None, "reason": reason,
-                "detail": detail})
-            self.engine_votes.add(f"{member.id} {reason}")
-        return fills
+        return {k: self._fallback_vote(ens, k, out, ms, reasons[k], sent)
+                for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values()))}
+
+    def _fallback_vote(self, ens: Ensemble, k: int, out: np.ndarray, ms: float, why: Missing,
+                       sent: dict[int, Sent]) -> MemberVote:
+        """Member k's vote computed by the engine, counted and logged with its reason."""
+        member = ens.members[k]
+        reason, detail = why
+        board = sent[k].board if k in sent else None
+        if self.metrics:
+            self.metrics.engine_vote(member.id, reason, board.board_id if board else None)
+        log.debug("member computed by the engine", extra={
+            "model_id": member.id, "board_id": board.board_id if board else None, "reason": reason,
+            "detail": detail})
+        self.engine_votes.add(f"{member.id} {reason}")
+        return MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None, 0.0, 0.0, None, ms, detail)
+
+    async def _gather_early(self, ens: Ensemble, image: np.ndarray, asked: list[int], strategy: str,
+                            until: float | None, fallback: bool
+                            ) -> tuple[dict[int, MemberVote], set[int], Fused | None]:
+        """Mode early: every asked member dispatched, votes counted as they arrive, and the wait
+        ends as soon as ``adaptive.early_answer`` settles the label. Returns (votes, members
+        skipped, the early answer or None when every member was waited for).
+
+        The deadline, the engine's stand-ins and the speculative run shortly before the deadline
+        are as in ``_gather``. One more engine run, the spillover: when the vote is still open,
+        waits only for boards, and those have been out ``STRAGGLER`` times as long as the members
+        that answered took, the engine computes them (when it has a worker free), and whichever of
+        board and engine answers first counts (the bytes are the same; ``source`` says which, the
+        reason is ``STRAGGLING``); the board's job, if still queued, is then dropped. A member
+        skipped is never computed."""
+        loop = asyncio.get_running_loop()
+        n = len(ens.members)
+        quorum = min(self.quorum_of(ens), len(asked))
+        sent, reasons = self._dispatch(ens, asked, image.tobytes(), until, fallback, quorum)
+        engines = _EngineRuns(self.spillover, ens.members, image, self) if fallback else None
+        votes: dict[int, MemberVote] = {}
+        possible = set(asked)  # the members whose vote may still come
+        outputs = np.zeros((n, 10), np.int64)
+        board_of = {s.future: k for k, s in sent.items()}
+        engine_of: dict[asyncio.Future, int] = {}  # engine runs whose result is the member's vote
+        racing: dict[int, asyncio.Future] = {}  # engine runs racing a board still out (speculative, spillover)
+
+        def vote(k: int, v: MemberVote) -> None:
+            votes[k] = v
+            outputs[k] = v.output
+
+        def lost(k: int) -> None:
+            """Member k's board has no answer: the engine's (the run racing it, if any), or, with
+            fallback off, no vote."""
+            if engines is None:
+                possible.discard(k)
+            else:
+                engine_of[racing.pop(k, None) or engines.start(k)[0]] = k
+
+        def settled() -> Fused | None:
+            if engines is None and len(votes) < quorum:
+                return None
+            ks = sorted(possible)
+            known = [k in votes for k in ks]
+            return early_answer(outputs[ks], known, strategy, [ens.members[k].weight for k in ks])
+
+        def race(ks, reason: str) -> None:
+            for k in ks:
+                if k not in racing:
+                    racing[k] = engines.start(k)[0]
+                    reasons.setdefault(k, (reason, None))
+
+        for k in reasons:
+            lost(k)
+        budget = max((s.budget for s in sent.values()), default=0.0)
+        lead = min(budget / 2, FALLBACK_LEAD_S) if engines is not None else 0.0
+        speculate_at, end = loop.time() + budget - lead, loop.time() + budget
+        speculated = False
+        answer = None
+        t0 = last = loop.time()  # dispatch, and the last vote's arrival
+        while (board_of or engine_of) and (answer := settled()) is None:
+            now = loop.time()
+            out = set(board_of.values())
+            straggling = (engines is not None and votes and not engine_of and out and possible - set(votes) == out
+                          and not out <= set(racing))
+            spill_at = t0 + STRAGGLER * (last - t0) if straggling else None
+            if spill_at is not None and now >= spill_at and self._engines_idle():
+                race(out, STRAGGLING)
+                spill_at = None
+            if board_of and engines is not None and not speculated and now >= speculate_at:
+                race(out, "timeout")  # still open shortly before the deadline
+                speculated = True
+            if board_of and now >= end:
+                for fut, k in board_of.items():
+                    fut.cancel()
+                    reasons[k] = ("timeout", None)
+                    lost(k)
+                board_of = {}
+                continue
+            run_of = {f: k for k, f in racing.items() if k in out}
+            wait = set(board_of) | set(engine_of) | set(run_of)
+            timeout = None if not board_of else max((speculate_at if not speculated and engines else end) - now, 0)
+            if spill_at is not None and spill_at > now:
+                timeout = min(timeout, spill_at - now) if timeout is not None else spill_at - now
+            elif spill_at is not None:  # due, but every engine worker is busy: look again shortly
+                timeout = min(timeout, 0.005) if timeout is not None else 0.005
+            done, _ = await asyncio.wait(wait, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if done:
+                last = loop.time()
+            for fut in done:
+                if fut in board_of:
+                    k = board_of.pop(fut)
+                    if k in votes:
+                        continue  # its engine run won the race
+                    if fut.exception() is None:
+                        vote(k, self._board_vote(ens, k, sent[k].board, fut.result()))
+                    else:
+                        reasons[k] = _reason(fut.exception())
+                        lost(k)
+                elif fut in engine_of:
+                    k = engine_of.pop(fut)
+                    out_, ms = fut.result()
+                    vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
+                elif fut in run_of and run_of[fut] not in votes and run_of[fut] in board_of.values():
+                    k = run_of[fut]
+                    out_, ms = fut.result()
+                    vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
+                    board = next(f for f, j in board_of.items() if j == k)
+                    board.cancel()  # still queued: dropped unsent; on the wire: its answer is ignored
+                    del board_of[board]
+        for fut in list(board_of) + list(engine_of) + list(racing.values()):
+            fut.cancel()  # queued board work is dropped unsent; a queued engine run never starts
+        if answer is None and engines is None:
+            missing = [k for k in asked if k not in votes]
+            if missing:
+                _check_quorum(ens, quorum, len(votes), missing, reasons)
+        return votes, possible - set(votes), answer
+
+    def _engines_idle(self) -> bool:
+        return self._engines_running < self._engine_workers
 
 def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
                   ) -> None:
@@ -414,14 +629,23 @@ class _EngineRuns:
     """The engine runs of one request, batched with other requests' (``admission.EngineBatches``),
     at most one per member, started as soon as a member is known or feared to be missing."""
 
-    def __init__(self, batches: EngineBatches, members: list[Member], image: np.ndarray) -> None:
+    def __init__(self, batches: EngineBatches, members: list[Member], image: np.ndarray, fleet=None) -> None:
         self._batches, self._members, self._image = batches, members, image
         self._runs: dict[int, asyncio.Future] = {}
+        self._fleet = fleet  # counts the runs in flight (Fleet._engines_running), when given
 
-    def start(self, *ks: int) -> None:
+    def start(self, *ks: int) -> list[asyncio.Future]:
+        """Starts the members not started yet; their runs (futures of (output, ms)), in order."""
         for k in ks:
             if k not in self._runs:
                 self._runs[k] = self._batches.submit(self._members[k], self._image)
+                if self._fleet is not None:
+                    self._fleet._engines_running += 1
+                    self._runs[k].add_done_callback(self._finished)
+        return [self._runs[k] for k in ks]
+
+    def _finished(self, _fut: asyncio.Future) -> None:
+        self._fleet._engines_running -= 1
 
     def futures(self, ks: list[int]) -> dict[int, asyncio.Future]:
         """The runs of ``ks`` (futures of (output, ms)), starting those not started yet."""

@@ -44,11 +44,16 @@ class MemberVote:
 
 @dataclass(frozen=True)
 class Classification:
-    """The fleet's answer for one image."""
+    """The fleet's answer for one image. ``members`` are the votes that were fused; in the modes
+    ``early`` and ``cascade`` (``adaptive.py``) the members not waited for or never asked are in
+    ``skipped``, and ``stage`` says which of a cascade's stages answered (always 1 otherwise)."""
 
     fused: Fused
     members: tuple[MemberVote, ...]
     latency_ms: float
+    mode: str = "all"
+    stage: int = 1
+    skipped: tuple[str, ...] = ()
 
     @property
     def fallbacks(self) -> int:

@@ -52,6 +52,11 @@ from ..settings import ROOT
 
 SIZE_REPORT = ROOT / "firmware" / "build" / "size-report.json"
 BENCH_FIRMWARE = ROOT / "firmware" / "build" / "bench-firmware.json"
+# the committed per-layer-kind table (firmware/tools/bench_firmware.py --table): the counts when no
+# build of the bench is at hand
+BENCH_TABLE = ROOT / "firmware" / "bench" / "instructions.json"
+# fleetvote probe --json records of real boards: their own cycle counts, preferred to the estimate
+MEASURED = ROOT / "firmware" / "boards" / "measured"
 WIRE_BYTES = 3124  # one image frame and its answer (docs/protocol.md)
 BITS_PER_BYTE = 10  # 8N1
 REFERENCE_BOARD = "nucleo-f411re"  # the reference's one board: the members' (size_report.py's default)
@@ -187,12 +192,85 @@ def cheapest_board(card: dict, catalog: dict, sizes) -> str | None:
     return min(ok)[2] if ok else None
 
 
-def latency(macc: int, board: dict, ipm: float, cpi: float | None = None) -> dict:
-    cpi = cpi if cpi is not None else CYCLES_PER_INSTRUCTION.get(board["core"], 1.0)
+# ---- cycles per instruction from the board's flash, and energy from its run current -----------
+#
+# Most instructions of the optimised kernels are the 2x2 inner loop (firmware/core/
+# fv_kernels_dsp.c): per group of 4 values 2 LDR, 2 LDRD, 4 SXTB16, 8 SMLAD, CMP and a taken
+# branch, 18 instructions for 16 MACs (1.125 per MAC). Their cycles, from the Cortex-M4 Technical
+# Reference Manual (ARM DDI 0439B, 3.3.1 "Cortex-M4 instruction timings"): LDR 2 cycles, 1 when
+# pipelined behind another load; LDRD 3; SXTB16, SMLAD and CMP 1; a taken branch 1 + P, P the
+# pipeline refill (1-3), taken as 2. 3 + 6 + 4 + 8 + 1 + 3 = 25 cycles for 18 instructions.
+LOOP_CPI = 25 / 18
+LOOP_INSTRUCTIONS_PER_MAC = 18 / 16
+# The loop's 72 bytes run from the ART accelerator's instruction cache (enabled with prefetch by
+# ports/stm32f4/clock.c), so the flash wait states never stall it. The other instructions (the
+# share 1 - 1.125 / instructions per MAC: gathering columns, requantisation, pooling, ADD) are
+# counted pessimistically, as if each 16-byte flash line of them (about 6 Thumb-2 instructions)
+# missed the cache once and waited the board's wait states (its reference manual's figure at its
+# clock, in the catalogue).
+LINE_INSTRUCTIONS = 6
+
+
+def cycles_per_instruction(board: dict, ipm: float) -> tuple[float, str]:
+    """(CPI, how it was found) of a model of ``ipm`` instructions per MAC on ``board``: from the
+    board's flash wait states when the catalogue has them, else the assumed per-core figure."""
+    ws = board.get("flash_wait_states")
+    if ws is None:
+        return CYCLES_PER_INSTRUCTION.get(board.get("core", ""), 1.3), "assumed (no flash wait states in the catalogue)"
+    outside = max(0.0, 1.0 - LOOP_INSTRUCTIONS_PER_MAC / ipm) if ipm > 0 else 0.0
+    cpi = LOOP_CPI + outside * ws / LINE_INSTRUCTIONS
+    return round(cpi, 3), (f"{LOOP_CPI:.2f} in the DSP loop (Cortex-M4 TRM timings) + the share of instructions "
+                           f"outside it (1 - {LOOP_INSTRUCTIONS_PER_MAC} / instructions per MAC) x {ws} flash wait "
+                           f"states / {LINE_INSTRUCTIONS} instructions per cache line")
+
+
+def energy_mj(board: dict, compute_ms: float) -> float | None:
+    """The MCU's energy for one answer's compute: supply voltage x run current at the board's
+    clock (the datasheet's run-mode current per MHz, in the catalogue) x compute time; None when
+    the catalogue has no sourced run current for the board."""
+    ua_per_mhz, volts = board.get("run_current_ua_per_mhz"), board.get("supply_v")
+    if ua_per_mhz is None or volts is None:
+        return None
+    amps = ua_per_mhz * 1e-6 * board["clock_hz"] / 1e6
+    return round(volts * amps * compute_ms, 3)  # V x A x ms = mJ
+
+
+def latency(macc: int, board: dict, ipm: float, cpi: float | None = None, cycles: float | None = None) -> dict:
+    """Transfer + compute of one answer on ``board``. ``cycles``: the board's own count of an
+    inference (``fleetvote probe --json``), used before any estimate; else MACC x ``ipm`` x CPI,
+    CPI given or from the board (cycles_per_instruction)."""
+    if cycles is not None:
+        cpi_used, cpi_source = round(cycles / (macc * ipm), 3), "measured on the board (fleetvote probe)"
+        compute = cycles / board["clock_hz"] * 1000
+    else:
+        cpi_used, cpi_source = (cpi, "given") if cpi is not None else cycles_per_instruction(board, ipm)
+        compute = macc * ipm * cpi_used / board["clock_hz"] * 1000
     transfer = WIRE_BYTES * BITS_PER_BYTE / board["baud"] * 1000
-    compute = macc * ipm * cpi / board["clock_hz"] * 1000
     return {"transfer_ms": round(transfer, 2), "compute_ms": round(compute, 2),
-            "total_ms": round(transfer + compute, 2), "instructions_per_mac": ipm, "cpi": cpi}
+            "total_ms": round(transfer + compute, 2), "instructions_per_mac": ipm, "cpi": cpi_used,
+            "cpi_source": cpi_source, "energy_mj": energy_mj(board, compute)}
+
+
+# ---- a real board's own count: fleetvote probe --json ------------------------------------------
+
+def load_measured(directory: Path = MEASURED) -> dict[tuple[str, str], dict]:
+    """{(board, model): record} of the probe records in ``directory`` (fleetvote probe --json):
+    only those whose every answer equalled the engine's and that ran the optimised kernels, as
+    the release firmware does."""
+    out: dict[tuple[str, str], dict] = {}
+    if not Path(directory).is_dir():
+        return out
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("inference_cycles_p50"), (int, float)):
+            continue
+        if rec.get("differ") != 0 or rec.get("kernels") != "dsp" or not rec.get("images"):
+            continue
+        out[(str(rec.get("board")), str(rec.get("model")))] = {**rec, "path": _rel(path)}
+    return out
 
 
 # ---- the plan --------------------------------------------------------------------------------
@@ -222,7 +300,8 @@ def instructions_per_mac(card: dict, measured: dict[str, tuple[float, str]]) -> 
                       f"`make bench-firmware MODELS={mid} CARDS=1`, or give --instructions-per-mac")
 
 
-def model_row(card: dict, catalog: dict, sizes, ipms, cpi: float | None, accuracy: float | None) -> dict:
+def model_row(card: dict, catalog: dict, sizes, ipms, cpi: float | None, accuracy: float | None,
+              measured: dict[tuple[str, str], dict] | None = None) -> dict:
     if card.get("role") == "reference":
         board = REFERENCE_BOARD if fits(card, REFERENCE_BOARD, catalog[REFERENCE_BOARD], sizes) else None
     else:
@@ -237,9 +316,12 @@ def model_row(card: dict, catalog: dict, sizes, ipms, cpi: float | None, accurac
     ipm, row["ipm_source"] = instructions_per_mac(card, ipms)
     f, r, src = requirement(card, board, sizes)
     spec = catalog[board]
+    probe = (measured or {}).get((board, card["id"]))
     row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=spec["price_usd"],
                price_date=spec["price_date"], price_source=spec["price_source"],
-               latency=latency(int(card["macc"]), spec, ipm, cpi))
+               latency=latency(int(card["macc"]), spec, ipm, cpi,
+                               cycles=probe["inference_cycles_p50"] if probe else None),
+               measured_from=probe["path"] if probe else None)
     return row
 
 
@@ -257,6 +339,9 @@ def fleet_plan(name: str, ids: list[str], rows: dict[str, dict], catalog: dict, 
                                             "price_date": m["price_date"], "price_source": m["price_source"]})
             b["count"] += 1
     board_ms = max((m["latency"]["total_ms"] for m in members if m["latency"]), default=None)
+    # every member computes once per answer: the fleet's energy is the sum (None unless every
+    # member's board has a sourced run current)
+    energies = [m["latency"]["energy_mj"] if m["latency"] else None for m in members]
     return {
         "name": name, "members": ids, "boards": [m["board"] for m in members], "unfit": unfit,
         "bom": list(bom.values()), "total_usd": sum(b["count"] * b["unit_usd"] for b in bom.values()),
@@ -267,23 +352,40 @@ def fleet_plan(name: str, ids: list[str], rows: dict[str, dict], catalog: dict, 
         "slowest_board_ms": board_ms, "host_overhead_ms": host_ms,
         "latency_ms": None if board_ms is None else round(board_ms + (host_ms or 0.0), 2),
         "accuracy": accuracy,
+        "energy_mj": None if not energies or None in energies else round(sum(energies), 3),
+        "member_energy_mj": dict(zip(ids, energies)),
     }
 
 
 def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None,
         ensemble: Path | None = None, fleets: list[list[str]] | None = None, catalog_path: Path = CATALOG,
         size_report: Path = SIZE_REPORT, bench_firmware: Path = BENCH_FIRMWARE, cpi: float | None = None,
-        ipm: float | None = None) -> dict:
+        ipm: float | None = None, bench_table: Path = BENCH_TABLE, measured_dir: Path = MEASURED) -> dict:
     from .cards import load_cards
 
     catalog = load_catalog(catalog_path)
     cards = {c["id"]: c for c in load_cards(zoo)}
     sizes, size_note = load_size_report(size_report)
     ipms, _, ipm_note = load_bench_firmware(bench_firmware)
+    if not Path(bench_firmware).exists() and Path(bench_table).exists():
+        # no build of the bench: the committed table, for the models it counted (the same MACC:
+        # the same model as the zoo's card, not another zoo's model of that id)
+        ipms, _, ipm_note = load_bench_firmware(bench_table)
+        try:
+            maccs = {m["model"]: m.get("macc") for m in json.loads(Path(bench_table).read_text())["models"]}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            maccs = {}
+        ipms = {i: v for i, v in ipms.items() if i in cards and maccs.get(i) == cards[i].get("macc")}
+        bench_firmware = bench_table
+    measured = load_measured(measured_dir)
     if ipm is not None:
         ipms = {i: (ipm, "given (--instructions-per-mac)") for i in cards}
     cpi_note = (f"{cpi} (given)" if cpi is not None else
-                ", ".join(f"{k} {v}" for k, v in CYCLES_PER_INSTRUCTION.items()) + " (assumed, not measured)")
+                "per board and model from the board's flash wait states and the ART accelerator (see each "
+                "model's cpi_source; boards without wait states in the catalogue: "
+                + ", ".join(f"{k} {v}" for k, v in CYCLES_PER_INSTRUCTION.items()) + ", assumed)"
+                + (f"; the board's own cycle count where a probe record exists ({_rel(measured_dir)})"
+                   if measured else ""))
     notes = []
     if sizes:
         notes.append(f"flash/RAM: measured firmware images from {_rel(size_report)} (models it lacks: card "
@@ -304,7 +406,8 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
     notes.append(f"host overhead: {host_ms} ms p50 at concurrency 1 from {bench_json}" if host_ms is not None else
                  "host overhead: not measured (no --bench): 0 ms added")
     acc = {m["id"]: m["test_accuracy"] for m in ev["models"]} if ev else {}
-    rows = {i: model_row(c, catalog, sizes, ipms, cpi, acc.get(i, c.get("test_accuracy"))) for i, c in cards.items()}
+    rows = {i: model_row(c, catalog, sizes, ipms, cpi, acc.get(i, c.get("test_accuracy")), measured)
+            for i, c in cards.items()}
     used = ", ".join(f"{i} {r['latency']['instructions_per_mac']}" for i, r in sorted(rows.items()) if r["latency"])
     if ipm is not None:
         notes.insert(1, f"instructions per MAC: {ipm} for every model (given: --instructions-per-mac)")
@@ -375,13 +478,20 @@ def _kib(n) -> str:
 def format_report(rep: dict) -> str:
     lines = ["notes:"] + [f"  - {n}" for n in rep["notes"]] + [
         "", f"{'model':<18}{'role':<10}{'MACC':>11}{'flash':>12}{'RAM':>11}  {'cheapest board':<16}{'$':>4}"
-            f"{'xfer ms':>9}{'MCU ms':>9}{'total':>8}  sizes from"]
+            f"{'xfer ms':>9}{'MCU ms':>9}{'total':>8}{'instr/MAC':>10}{'CPI':>7}{'MCU mJ':>8}  sizes from"]
     for r in rep["models"]:
         lat = r["latency"] or {}
+        mj = lat.get("energy_mj")
         lines.append(f"{r['id']:<18}{r['role'] or '-':<10}{r['macc'] or 0:>11,}{_kib(r['flash_bytes']):>12}"
                      f"{_kib(r['ram_bytes']):>11}  {r['board'] or 'FITS NONE':<16}{r['price_usd'] or '-':>4}"
                      f"{lat.get('transfer_ms', '-'):>9}{lat.get('compute_ms', '-'):>9}{lat.get('total_ms', '-'):>8}"
-                     f"  {r['sizes_from']}")
+                     f"{lat.get('instructions_per_mac', '-'):>10}{lat.get('cpi', '-'):>7}"
+                     f"{'-' if mj is None else mj:>8}  {r['sizes_from']}"
+                     + (f"; cycles measured ({r['measured_from']})" if r.get("measured_from") else ""))
+    lines.append("  CPI: " + "; ".join(sorted({f"{r['board']}: {r['latency']['cpi_source']}" for r in rep["models"]
+                                                if r["latency"]})))
+    lines.append("  MCU mJ: supply x the datasheet's run current at the board's clock x MCU ms, the MCU alone "
+                 "(the catalogue's run_current_source); - where the catalogue has no sourced figure")
     lines += ["", "fleets (latency = slowest member's transfer + compute + host overhead p50):"]
     for f in rep["fleets"]:
         bom = " + ".join(f"{b['count']} x {b['board']} (${b['unit_usd']})" for b in f["bom"])
@@ -389,14 +499,17 @@ def format_report(rep: dict) -> str:
         lines.append(f"  {f['name']}: {', '.join(f['members'])}")
         lines.append(f"    BOM {bom} = ${f['total_usd']}; per board max MACC {f['macc_per_board_max']:,}, flash "
                      f"{_kib(f['flash_per_board_max'])}, RAM {_kib(f['ram_per_board_max'])}; latency "
-                     f"{f['latency_ms']} ms; test accuracy "
+                     f"{f['latency_ms']} ms; MCU energy per answer "
+                     + ("-" if f["energy_mj"] is None else f"{f['energy_mj']} mJ") + "; test accuracy "
                      + (", ".join(f"{s} {v:.4f}" for s, v in acc.items()) or "-")
                      + (f"; unfit: {', '.join(f['unfit'])}" if f["unfit"] else ""))
     b = rep["baseline"]
     if b:
         lines.append(f"  baseline {b['id']} (int8, one board): {b['board'] or 'FITS NONE'} "
                      f"(${b['price_usd']}); MACC {b['macc']:,}, flash {_kib(b['flash_bytes'])}, RAM "
-                     f"{_kib(b['ram_bytes'])}; latency {b['latency_ms']} ms; test accuracy {b['test_accuracy']}")
+                     f"{_kib(b['ram_bytes'])}; latency {b['latency_ms']} ms; MCU energy per answer "
+                     + ("-" if not b["latency"] or b["latency"]["energy_mj"] is None
+                        else f"{b['latency']['energy_mj']} mJ") + f"; test accuracy {b['test_accuracy']}")
     else:
         lines.append(f"  baseline: {rep['baseline_note']}")
     r = rep.get("reference")
@@ -417,7 +530,8 @@ def _cmd(a: argparse.Namespace) -> int:
     fleets = [[x for x in f.split(",") if x] for f in a.fleet or []]
     rep = run(Path(a.zoo), Path(a.eval) if a.eval else None, Path(a.bench) if a.bench else None,
               Path(a.ensemble) if a.ensemble else None, fleets, Path(a.catalog),
-              Path(a.size_report), Path(a.bench_firmware), a.cpi, a.instructions_per_mac)
+              Path(a.size_report), Path(a.bench_firmware), a.cpi, a.instructions_per_mac,
+              measured_dir=Path(a.measured))
     rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if a.json:
@@ -446,7 +560,12 @@ def add_parser(sub) -> None:
     p.add_argument("--fleet", action="append", help="also plan this comma list of zoo ids (repeat)")
     p.add_argument("--catalog", default=str(CATALOG))
     p.add_argument("--size-report", default=str(SIZE_REPORT))
-    p.add_argument("--bench-firmware", default=str(BENCH_FIRMWARE))
+    p.add_argument("--bench-firmware", default=str(BENCH_FIRMWARE),
+                   help="the firmware bench's JSON (default %(default)s; when absent, the committed table "
+                        f"{_rel(BENCH_TABLE)})")
+    p.add_argument("--measured", default=str(MEASURED),
+                   help="folder of `fleetvote probe --json` records: a real board's own cycle count replaces the "
+                        "estimate for its (board, model) (default %(default)s)")
     p.add_argument("--cpi", type=float, help="cycles per instruction for every core (default: stated per core)")
     p.add_argument("--instructions-per-mac", type=float,
                    help="one figure for every model instead of each model's own count (labelled as given)")

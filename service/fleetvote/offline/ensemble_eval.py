@@ -19,7 +19,12 @@ split:
 
 ``--write-ensemble`` writes the ensemble file from that: members = the best subset of 5 (of all
 members when the zoo has fewer), strategy = the best on validation for it, quorum = a majority of
-the members, each member's weight = its log-odds weight.
+the members, each member's weight = its log-odds weight, ``mode`` = ``--mode`` (default all), and
+``cascade`` = the cascade's operating point searched on validation for those members, and
+``cascade_alternatives`` = other stage-1 choices within the same tolerance
+(``offline/adaptive_eval.py``, whose report, accuracy against board evaluations per image for
+all, early and the cascade, is the ``adaptive`` section of the report; ``--png-evaluations``
+plots it). Thresholds depend on the members: this command redoes the search whenever it runs.
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..adaptive import MODES
 from ..command import ListOption, add_data, command_line
 from ..errors import ConfigError
 from ..fusion import STRATEGIES, fuse_batch
+from . import adaptive_eval
 
 NUM_CLASSES = 10
 ENSEMBLE_SIZE = 5
@@ -193,7 +200,8 @@ def tables(results: list[Result]) -> dict:
 # ---- the command -----------------------------------------------------------------------------
 
 def run(zoo: Path, members: list[str] | None = None, limit: int | None = None, data: str | None = None,
-        max_size: int | None = None, cache: Path | None = None, progress: bool = True) -> dict:
+        max_size: int | None = None, cache: Path | None = None, progress: bool = True,
+        size: int = ENSEMBLE_SIZE) -> dict:
     from ..data import load_split
     from .cards import load_cards
 
@@ -237,6 +245,12 @@ def run(zoo: Path, members: list[str] | None = None, limit: int | None = None, d
     macc = {m["id"]: int(m["macc"] or 0) for m in models}
     results = evaluate_subsets({i: outs["val"][i] for i in ids}, {i: outs["test"][i] for i in ids},
                                y_val, y_test, weights, macc, max_size)
+    best = tables(results)
+    chosen = best["best"][str(ensemble_size(best["best"], size))]
+    ens_ids = chosen["members"]
+    adaptive = None if len(ens_ids) < 2 else adaptive_eval.report(  # one member: nothing to adapt
+        np.stack([outs["val"][i] for i in ens_ids]), np.stack([outs["test"][i] for i in ens_ids]), y_val, y_test,
+        ens_ids, chosen["best_strategy_on_val"], [weights[i] for i in ens_ids], macc)
     return {
         "zoo": str(zoo), "members": ids, "others": others, "limit": limit,
         "images": {"val": int(len(y_val)), "test": int(len(y_test))},
@@ -248,24 +262,40 @@ def run(zoo: Path, members: list[str] | None = None, limit: int | None = None, d
         "selection_rule": f"best validation accuracy per size; ties: smaller total MACC, {' > '.join(preference())}, "
                           "names; reported on test",
         "models": models,
-        **tables(results),
+        **best,
+        "adaptive": adaptive,
     }
 
 
-def ensemble_from(rep: dict, size: int = ENSEMBLE_SIZE) -> dict:
-    """The ensemble file for the best subset of ``size`` (or of all members, when fewer)."""
-    k = max(int(n) for n in rep["best"] if int(n) <= size)
+def ensemble_size(best: dict, size: int = ENSEMBLE_SIZE) -> int:
+    """The size of the ensemble written: ``size``, or all members when fewer."""
+    return max(int(n) for n in best if int(n) <= size)
+
+
+def ensemble_from(rep: dict, size: int = ENSEMBLE_SIZE, mode: str = "all") -> dict:
+    """The ensemble file for the best subset of ``size`` (or of all members, when fewer), with the
+    cascade searched for it (when the report has one for those members)."""
+    k = ensemble_size(rep["best"], size)
     best = rep["best"][str(k)]
     weights = {m["id"]: m["weight"] for m in rep["models"]}
     ids = best["members"]
-    return {
+    out = {
         "_doc": f"written by fleetvote ensemble-eval --write-ensemble: the best subset of {k} members on the "
                 f"validation split ({best['val'][best['best_strategy_on_val']]:.4f}), its best strategy on "
                 "validation, a majority quorum, log-odds weights of validation accuracy",
         "members": [{"id": i, "weight": weights[i]} for i in ids],
         "strategy": best["best_strategy_on_val"],
         "quorum": len(ids) // 2 + 1,
+        "mode": mode,
     }
+    a = rep.get("adaptive")
+    if a and a["members"] == ids and len(ids) > 1:
+        out["cascade"] = adaptive_eval.cascade_section(a)
+        if alternatives := adaptive_eval.alternatives_section(a):
+            out["cascade_alternatives"] = alternatives
+    elif mode == "cascade":
+        raise ConfigError("--mode cascade: no cascade was searched for these members (one member only?)")
+    return out
 
 
 # markers and line styles cycle independently (o-, s--, ^-, D--, ...): 14 distinct looks before
@@ -332,6 +362,11 @@ def format_report(rep: dict, every: bool = False) -> str:
         lines.append(f"{k:>2}  {','.join(b['members']):<{mw}}{b['best_strategy_on_val']:<10}"
                      + "".join(f"{b['val'][s]:>10.4f}" for s in STRATEGIES)
                      + "".join(f"{b['test'][s]:>11.4f}" for s in STRATEGIES))
+    if rep.get("adaptive"):
+        ad = rep["adaptive"]
+        lines += ["", f"board evaluations ({len(ad['members'])} members of the ensemble written, {ad['strategy']} "
+                      f"vote; cascade chosen on validation within {ad['tolerance'] * 100:.1f} points of all; test):",
+                  adaptive_eval.format_table(ad)]
     if every:
         lines += ["", "every subset:"]
         for b in sorted(rep["subsets"], key=lambda r: (r["size"], -max(r["val"].values()))):
@@ -345,7 +380,7 @@ def _cmd(a: argparse.Namespace) -> int:
     zoo = Path(a.zoo)
     members = [m for m in a.members.split(",") if m] if a.members else None
     rep = run(zoo, members, limit=a.limit, data=a.data, max_size=a.max_size,
-              cache=Path(a.cache_dir) if a.cache_dir else None, progress=not a.no_progress)
+              cache=Path(a.cache_dir) if a.cache_dir else None, progress=not a.no_progress, size=a.size)
     rep["command"] = command_line()
     rep["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if a.png:
@@ -354,8 +389,14 @@ def _cmd(a: argparse.Namespace) -> int:
             rep["png"] = a.png
         except ImportError:
             print("matplotlib is not installed: no plot", file=sys.stderr)
+    if a.png_evaluations and rep["adaptive"]:
+        try:
+            adaptive_eval.plot(rep["adaptive"], Path(a.png_evaluations))
+            rep["png_evaluations"] = a.png_evaluations
+        except ImportError:
+            print("matplotlib is not installed: no plot", file=sys.stderr)
     if a.write_ensemble:
-        ens = ensemble_from(rep, a.size)
+        ens = ensemble_from(rep, a.size, a.mode)
         Path(a.write_ensemble).write_text(json.dumps(ens, indent=2) + "\n")
         rep["ensemble_written"] = {"path": a.write_ensemble, **ens}
     if a.json:
@@ -367,6 +408,8 @@ def _cmd(a: argparse.Namespace) -> int:
               f"strategy {e['strategy']}, quorum {e['quorum']}")
     if a.png and rep.get("png"):
         print(f"plot: {a.png}")
+    if rep.get("png_evaluations"):
+        print(f"plot: {a.png_evaluations}")
     return 0
 
 
@@ -399,6 +442,10 @@ def add_parser(sub) -> None:
     p.add_argument("--cache-dir", help="engine outputs cache (default $FLEETVOTE_CACHE/outputs)")
     p.add_argument("--json", help="write the full report here")
     p.add_argument("--png", help="plot accuracy against the number of members here")
+    p.add_argument("--png-evaluations", help="plot accuracy against board evaluations per image (all, early, "
+                                             "cascade) here")
+    p.add_argument("--mode", choices=MODES, default="all",
+                   help="the mode --write-ensemble writes (POST /classify's default; default %(default)s)")
     p.add_argument("--all", action="store_true", help="print every subset, not only the best of each size")
     p.add_argument("--no-progress", action="store_true")
     add_data(p)

@@ -62,6 +62,12 @@ def _git_rev(root: Path) -> str:
         return "unknown"
 
 
+def _mj(mj) -> str:
+    """The MCU energy per answer beside a latency (fleetvote plan: supply x datasheet run current x
+    compute time), nothing where the board's catalogue entry has no sourced run current."""
+    return "" if mj is None else f"; MCU {mj:.1f} mJ"
+
+
 def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, rob: dict | None = None) -> str:
     L: list[str] = []
     dates = sorted(d for d in (ev.get("date"), plan.get("date"), (bench or {}).get("started")) if d)
@@ -72,7 +78,8 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     L.append("")
     L.append(f"**The fleet against the baseline** (accuracy as {' / '.join(REGISTRY)} vote; per board: the "
              "largest member; latency estimated as in `fleetvote plan`: slowest member's serial transfer + "
-             "compute, plus the measured host overhead)")
+             "compute, plus the measured host overhead; MCU energy per answer: every member's compute, at the "
+             "datasheet's run current, where the catalogue has it)")
     L.append("")
     L.append(f"| system | members | test accuracy {_heads()} | MACC per board | flash per board | "
              "RAM per board | est. latency | bill of materials |")
@@ -85,7 +92,8 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     if b:
         bom = f"1 x {b['board']} (${b['price_usd']})" if b["board"] else "fits no catalogue board"
         L.append(f"| int8 baseline `{b['id']}` | 1 | {_pct(b['test_accuracy'])} (argmax) | {b['macc']:,} | "
-                 f"{_kib(b['flash_bytes'])} | {_kib(b['ram_bytes'])} | {_ms(b['latency_ms'])} ms | {bom} |")
+                 f"{_kib(b['flash_bytes'])} | {_kib(b['ram_bytes'])} | {_ms(b['latency_ms'])} ms"
+                 f"{_mj((b.get('latency') or {}).get('energy_mj'))} | {bom} |")
     else:
         L.append(f"| int8 baseline | - | {plan['baseline_note']} | | | | | |")
     r = plan.get("reference")  # plans made before the reference role have no such key
@@ -98,7 +106,7 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
             continue
         L.append(f"| fleet: {f['name']} (chosen: {f.get('chosen_strategy', '-')}) | {', '.join(f['members'])} | "
                  f"{_accs(f['accuracy'])} | {f['macc_per_board_max']:,} | {_kib(f['flash_per_board_max'])} | "
-                 f"{_kib(f['ram_per_board_max'])} | {_ms(f['latency_ms'])} ms | {_bom(f)} |")
+                 f"{_kib(f['ram_per_board_max'])} | {_ms(f['latency_ms'])} ms{_mj(f.get('energy_mj'))} | {_bom(f)} |")
     L.append("")
     L.append("Planning assumptions: " + "; ".join(plan["notes"]) + ".")
     L.append("")
@@ -116,11 +124,13 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
                  f"{m.get('weight') if m.get('weight') is not None else '-'} | {r['macc'] or 0:,} | "
                  f"{_kib(r['flash_bytes'])} | {_kib(r['ram_bytes'])} | {r['sizes_from']} | {r['board'] or 'none'} "
                  f"{'($' + str(r['price_usd']) + ')' if r['price_usd'] else ''} | "
-                 + (f"{lat['transfer_ms']:.1f} + {lat['compute_ms']:.1f} = {lat['total_ms']:.1f} ms" if lat else "-")
+                 + (f"{lat['transfer_ms']:.1f} + {lat['compute_ms']:.1f} = {lat['total_ms']:.1f} ms (CPI "
+                    f"{lat.get('cpi', '-')}){_mj(lat.get('energy_mj'))}" if lat else "-")
                  + " |")
     L.append("")
     L += best_subsets_table(ev)
     L.append("")
+    L += evaluations_table(ev)
     if bench:
         srv = bench.get("server", {})
         L.append(f"**The virtual fleet over HTTP** ({len(srv.get('members', []))} virtual boards: the firmware built "
@@ -197,6 +207,25 @@ def best_subsets_table(ev: dict) -> list[str]:
         st = r["best_strategy_on_val"]
         L.append(f"| {k} | {', '.join(r['members'])} | {st} | {_pct(r['val'][st])} | {_accs(r['test'])} |")
     return L
+
+
+def evaluations_table(ev: dict) -> list[str]:
+    """Board evaluations: accuracy against mean board evaluations per image for all, early and the
+    cascade (ensemble-eval's adaptive section); nothing for a report made before it had one."""
+    a = ev.get("adaptive")
+    if not a:
+        return []
+    from .adaptive_eval import format_table
+
+    c = a["cascade"]
+    return [f"**Board evaluations** (the {len(a['members'])} members written to the ensemble file, {a['strategy']} "
+            "vote; `?mode=` of `POST /classify`; test split; the cascade's stage 1s and thresholds chosen on "
+            f"validation: each within {a['tolerance'] * 100:.1f} points of all's validation accuracy at no more than "
+            "half its evaluations, the set that spreads the images most evenly over the members; the kept one, the "
+            f"cheapest of them: {_pct(c['val'])} at {c['val_evaluations']:.3f} evaluations per image against "
+            f"{_pct(a['all']['val'])}; early counts the answers the vote needed with members answering one at a "
+            "time, fastest first: what a saturated fleet saves; its labels are all's)", "",
+            *format_table(a).splitlines(), "", "![accuracy against board evaluations](docs/evaluations.png)", ""]
 
 
 def splice(readme: str, body: str) -> str:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...images import ImageError, decode
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep
-from ..schemas import ClassifyResponse, ErrorBody, StrategyName
+from ..schemas import ClassifyResponse, ErrorBody, ModeName, StrategyName
 
 router = APIRouter(tags=["classify"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
@@ -75,11 +75,18 @@ async def classify(
                                        "request that cannot be answered in it gets 503 with Retry-After at once; "
                                        "default: the deadline_ms setting, else each board's own estimate")] = None,
     fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
+    mode: Annotated[ModeName | None, Query(
+        description="all: every member votes; early: answer as soon as the members still out cannot change the "
+                    "label; cascade: the ensemble's stage-1 members first, the rest only when their answer is "
+                    "not confident enough. Default: the ensemble file's mode, else all")] = None,
 ) -> ClassifyResponse:
+    if mode == "cascade" and fleet.ensemble.cascade is None:
+        raise HTTPException(422, "mode cascade: the ensemble file has no cascade section; write one with "
+                                 "fleetvote ensemble-eval --write-ensemble, or use mode all or early")
     # the deadline counts from the request's arrival (requestlog.RequestLog notes it): the
     # middlewares, the body's reading and its decoding are part of the request's time
     arrived = getattr(request.state, "arrived", None) or time.perf_counter()
     image = await _read_image(request)
-    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback,
+    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback, mode=mode,
                                   arrived=arrived)
     return ClassifyResponse.of(answer)

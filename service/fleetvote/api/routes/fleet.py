@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from ..deps import UNAUTHORIZED, ApiKey, FleetDep, SettingsDep
-from ..schemas import BoardsResponse, BoardView, EnsembleMemberView, EnsembleResponse, ErrorBody, iso_time
+from ..schemas import BoardsResponse, BoardView, CascadeView, EnsembleMemberView, EnsembleResponse, ErrorBody, iso_time
 
 router = APIRouter(tags=["fleet"], dependencies=[ApiKey], responses=UNAUTHORIZED)
 
@@ -27,7 +27,10 @@ async def board(board_id: str, fleet: FleetDep) -> BoardView:
 @router.get("/ensemble", response_model=EnsembleResponse, summary="The members that vote, and how")
 async def ensemble(fleet: FleetDep, settings: SettingsDep) -> EnsembleResponse:
     e = fleet.ensemble
+    c = e.cascade
     return EnsembleResponse(strategy=e.strategy, quorum=fleet.quorum, fallback=settings.fallback,
                             members=[EnsembleMemberView.of(m, [b.board_id for b in fleet.boards_for(m)])
                                      for m in e.members],
-                            version=e.version, loaded_at=iso_time(e.loaded_at))
+                            version=e.version, loaded_at=iso_time(e.loaded_at), mode=e.mode,
+                            cascade=None if c is None else CascadeView.of(c),
+                            cascade_alternatives=[CascadeView.of(a) for a in e.cascade_alternatives])

@@ -11,7 +11,8 @@ its id; one version each, ``1``. Models in ``oip_schemas.py``.
 
 An infer request is N independent classifications through ``Fleet.classify`` (the typed path of
 /classify; a member model asks that member alone), answered in one response. Its options are
-request parameters: ``strategy``, ``deadline_ms``, ``fallback``. The body is JSON, or, with the
+request parameters: ``strategy``, ``deadline_ms``, ``fallback``, ``mode`` (the fleet model's
+all, early or cascade, as /classify's). The body is JSON, or, with the
 binary tensor data extension, a JSON header of ``Inference-Header-Content-Length`` bytes followed
 by the raw tensors; outputs come back as binary when asked (``binary_data_output``, or an output's
 ``binary_data``), which is what tritonclient does by default. ``Content-Encoding: gzip`` or
@@ -38,9 +39,10 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from ... import __version__
+from ...adaptive import MODES
 from ...ensemble import Ensemble, Member
 from ...errors import Overloaded, QuorumLost, UnknownMember
-from ...fleet.manager import QUEUE_FULL, Fleet
+from ...fleet.manager import QUEUE_FULL, STRAGGLING, Fleet
 from ...fleet.results import Classification
 from ...fusion import STRATEGIES
 from ...images import ImageError
@@ -70,7 +72,7 @@ PIXELS = 32 * 32 * 3
 # Request parameters, each with its check; "binary_data_output" is the binary extension's.
 # Issue 25 (adaptive modes): when Fleet.classify takes ``mode``, add "mode" here (a name in its
 # registry) and pass it on in _options(); until then a "mode" parameter is refused as unknown.
-_PARAMETERS = ("strategy", "deadline_ms", "fallback", "binary_data_output")
+_PARAMETERS = ("strategy", "deadline_ms", "fallback", "mode", "binary_data_output")
 _CONTENT_TYPES = ("", "application/json", "application/octet-stream")
 
 
@@ -261,6 +263,10 @@ async def _infer(request: Request, fleet: Fleet, wave: int, limit: int, name: st
     if member is not None:
         # one vote: its label is its argmax under any rule; soft needs no weight (a member may weigh 0)
         options["strategy"] = "soft"
+        options["mode"] = "all"  # one member: nothing to decide early or in stages
+    elif options.get("mode") == "cascade" and ens.cascade is None:
+        raise ProtocolError("mode cascade: the ensemble file has no cascade section; write one with fleetvote "
+                            "ensemble-eval --write-ensemble, or use mode all or early")
     # a deadline_ms bounds the whole request, every image of its batch, from its arrival
     answers = await _classify_batch(fleet, images, wave, ensemble=ens, arrived=getattr(request.state, "arrived", None),
                                     members=None if member is None else [member.id], **options)
@@ -360,6 +366,12 @@ def _options(parameters: dict | None, member: Member | None) -> tuple[dict, bool
         if p["strategy"] not in STRATEGIES:
             raise ProtocolError(f"strategy {p['strategy']!r} is not one of {', '.join(STRATEGIES)}")
         out["strategy"] = p["strategy"]
+    if "mode" in p:
+        if member is not None:
+            raise ProtocolError(f"mode adapts the members' vote: ask the {FLEET!r} model; {member.id!r} has one vote")
+        if p["mode"] not in MODES:
+            raise ProtocolError(f"mode {p['mode']!r} is not one of {', '.join(MODES)}")
+        out["mode"] = p["mode"]
     if "deadline_ms" in p:
         d = p["deadline_ms"]
         # the bounds of /classify's deadline_ms query
@@ -434,11 +446,13 @@ def _sources(ens: Ensemble, asked: list[str], answers: list[Classification]) -> 
     missing: set[str] = set()
     for a in answers:
         for v in a.members:
-            kind = "boards" if v.source == "board" else "spillover" if v.reason == QUEUE_FULL else "fallbacks"
+            kind = ("boards" if v.source == "board" else "spillover" if v.reason in (QUEUE_FULL, STRAGGLING)
+                    else "fallbacks")
             counts[kind] += 1
             kinds[kind].add(v.model_id)
-        missing |= set(asked) - {v.model_id for v in a.members}
+        missing |= set(asked) - {v.model_id for v in a.members} - set(a.skipped)
     kinds["missing"] = missing
+    kinds["skipped"] = {i for a in answers for i in a.skipped}  # early and cascade: not waited for, never asked
 
     def listed(ids: set[str]) -> str:
         return ",".join(m.id for m in ens.members if m.id in ids)
@@ -474,7 +488,8 @@ def _respond(name: str, request_id: str | None, ens: Ensemble, member: Member | 
     asked = [m.id for m in ens.members] if member is None else [member.id]
     parameters = {"ensemble_version": ens.version, **_sources(ens, asked, answers)}
     if member is None:
-        parameters = {"strategy": strategy, "members": ",".join(m.id for m in ens.members), **parameters}
+        parameters = {"strategy": strategy, "mode": answers[0].mode if answers else ens.mode,
+                      "members": ",".join(m.id for m in ens.members), **parameters}
     body = {"model_name": name, "model_version": VERSION, "outputs": outputs, "parameters": parameters}
     if request_id is not None:
         body["id"] = request_id

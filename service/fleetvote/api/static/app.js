@@ -148,7 +148,8 @@
   function renderEnsemble(e) {
     const names = e.members.map((m) => `${m.model_id}${m.board_ids.length ? "" : " (no ready board)"}`);
     $("ensemble").textContent =
-      `Ensemble: ${names.join(", ")} · fusion ${e.strategy} · quorum ${e.quorum} · fallback ${e.fallback ? "on" : "off"}`;
+      `Ensemble: ${names.join(", ")} · fusion ${e.strategy} · quorum ${e.quorum} · fallback ${e.fallback ? "on" : "off"}` +
+      ` · mode ${e.mode || "all"}${e.cascade ? ` (cascade stage 1: ${e.cascade.stage1.join(", ")})` : ""}`;
   }
 
   // The fusion menu lists what POST classify accepts: the enum of its strategy parameter in the
@@ -159,13 +160,16 @@
     if (!resp.ok) return;
     const doc = await resp.json();
     const params = doc.paths?.["/classify"]?.post?.parameters || [];
-    const schema = params.find((p) => p.in === "query" && p.name === "strategy")?.schema || {};
-    const names = (schema.anyOf || [schema]).flatMap((s) => s.enum || []);
-    const menu = $("strategy");
-    const chosen = menu.value;
-    menu.replaceChildren(menu.options[0], ...names.map((n) => el("option", { value: n }, n)));
-    menu.value = names.includes(chosen) ? chosen : "";
-    state.strategies = names.length > 0;
+    // the mode menu (all, early, cascade) is filled the same way, from the mode parameter's enum
+    for (const name of ["strategy", "mode"]) {
+      const schema = params.find((p) => p.in === "query" && p.name === name)?.schema || {};
+      const names = (schema.anyOf || [schema]).flatMap((s) => s.enum || []);
+      const menu = $(name);
+      const chosen = menu.value;
+      menu.replaceChildren(menu.options[0], ...names.map((n) => el("option", { value: n }, n)));
+      menu.value = names.includes(chosen) ? chosen : "";
+      if (name === "strategy") state.strategies = names.length > 0;
+    }
   }
 
   // a 96-bit board id is 24 hex digits: the first 8 tell boards apart on a screen, the title has all
@@ -246,6 +250,7 @@
   async function post(file) {
     const params = new URLSearchParams();
     if ($("strategy").value) params.set("strategy", $("strategy").value);
+    if ($("mode").value) params.set("mode", $("mode").value);
     if (!$("fallback").checked) params.set("fallback", "false");
     const form = new FormData();
     form.append("file", file, file.name || "image");
@@ -302,8 +307,12 @@
     const degraded = $("answer-degraded");
     degraded.textContent = `degraded: ${a.fallbacks} of ${a.members.length} from fallback`;
     show(degraded, a.degraded);
+    // which mode answered, and for a cascade which stage; the members not waited for or never asked
+    const skipped = a.skipped?.length ? ` · skipped: ${a.skipped.join(", ")}` : "";
     $("answer-meta").textContent =
-      `fusion ${a.strategy} · ${ms(a.latency_ms)} ms in the service${note ? ` · ${note}` : ""}`;
+      `fusion ${a.strategy} · mode ${a.mode}${a.mode === "cascade" ? `, stage ${a.stage} answered` : ""}${skipped}` +
+      ` · ${ms(a.latency_ms)} ms in the service${note ? ` · ${note}` : ""}`;
+    $("answer-meta").dataset.stage = a.stage;
 
     const top = Math.max(...a.scores);
     $("scores").replaceChildren(...a.scores.map((s, i) => {
