@@ -221,3 +221,17 @@ async def test_classify_counts_the_deadline_from_the_requests_arrival_at_the_app
         r = await client.post("/classify?deadline_ms=50", **RAW)
     assert (r.status_code, r.headers["retry-after"]) == (503, "3")
     assert seen["deadline_ms"] == 50 and t0 <= seen["arrived"] <= time.perf_counter()
+
+
+async def test_mode_early_is_admitted_by_the_same_rule_and_refused_before_any_work():
+    fleet, boards, engines = fleet_of(3, fallback=False, quorum=2)
+    for b in boards:
+        measured(b, 2000.0)  # no board answers within 1 s
+    with pytest.raises(Overloaded):
+        await fleet.classify(IMAGE, deadline_ms=1000, mode="early")
+    assert all(b.queue.qsize() == 0 for b in boards) and not any(e.batches for e in engines)
+    fleet2, boards2, _ = fleet_of(3, quorum=2)
+    for b in boards2:
+        measured(b, 2000.0)
+    body = await fleet2.classify(IMAGE, deadline_ms=1000, mode="early")  # fallback on: spillover answers it
+    assert all(m.reason == QUEUE_FULL for m in body.members) and all(b.queue.qsize() == 0 for b in boards2)
