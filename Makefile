@@ -138,6 +138,16 @@ robustness: venv  ## accuracy on corrupted test images (CIFAR-10-C severity 3), 
 	@mkdir -p $(RESULTS)
 	$(BIN)/fleetvote robustness --out $(RESULTS)/robustness.json $(if $(N),--limit $(N))
 
+# ---- overload and hostile clients (service/fleetvote/testbed/overload.py, hostile.py; deploy/front/) --
+OVERLOAD_ARGS ?=
+HOSTILE_ARGS ?=
+.PHONY: bench-overload bench-hostile
+bench-overload: venv-run firmware-host  ## bursts of 64 and 256 (host speed) and open loop at 25-150 % of capacity (planned speed), each figure printed (~3 min)
+	$(BIN)/python -m fleetvote.testbed.overload $(OVERLOAD_ARGS)
+
+bench-hostile: venv-run firmware-host  ## 500 slow-header connections through the HAProxy front (deploy/front/haproxy.cfg): an ordinary client's p99 before and during, when each slow one was closed
+	$(BIN)/python -m fleetvote.testbed.hostile $(HOSTILE_ARGS)
+
 # ---- deployment, for real: Docker (Debian's docker.io) and HAProxy; root, minutes, not part of make test
 .PHONY: test-containers test-balancer
 test-containers:  ## build the image and run the compose file's virtual profile (docker.io, docker-compose; root; ~5 min)

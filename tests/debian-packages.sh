@@ -15,7 +15,8 @@ set -euo pipefail
 RUNTIME=(python3 python3-venv python3-dev gcc libc6-dev make)
 # the firmware for the boards and QEMU's emulated STM32; the codec under libFuzzer with ASan and
 # UBSan; the dashboard in headless Chromium; boards on other hosts through ser2net; HAProxy in
-# front of several instances (its configuration checked with haproxy -c; make test-balancer)
+# front of several instances (its configuration checked with haproxy -c; make test-balancer) and
+# as the HTTP front of one host (deploy/front/haproxy.cfg) that slow and hostile clients meet
 TEST=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
       clang libclang-rt-14-dev
       chromium chromium-driver

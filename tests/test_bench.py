@@ -312,6 +312,7 @@ def test_member_origin_tells_spillover_from_fallback():
 
     assert member_origin({"source": "board", "reason": None}) == "board"
     assert member_origin({"source": "fallback", "reason": "queue full"}) == "spillover"
+    assert member_origin({"source": "fallback", "reason": "queue_full"}) == "spillover"  # the token
     assert member_origin({"source": "spillover", "reason": "boards busy"}) == "spillover"
     for reason in ("timeout", "board offline", "no board serving this member", None):
         assert member_origin({"source": "fallback", "reason": reason}) == "fallback"

@@ -227,16 +227,36 @@ async def test_boards_and_metrics_report_counters_and_latency(board_bin, tmp_pat
         assert [m["model_id"] for m in ens["members"]] == ids and all(m["board_ids"] for m in ens["members"])
 
 
-async def test_admission_control_answers_503_with_retry_after_when_queues_are_full(board_bin, tmp_path, test_images):
+async def test_a_burst_beyond_the_board_queues_spills_over_to_the_engine_and_is_all_answered(
+        board_bin, tmp_path, test_images):
     ids = member_ids(1)
     async with service(tmp_path, ids, latency_ms=300, queue_size=1) as client:
+        reqs = [asyncio.create_task(client.post("/classify?deadline_ms=5000", **raw(test_images.x[i])))
+                for i in range(4)]
+        rs = await asyncio.gather(*reqs)
+        assert [r.status_code for r in rs] == [200] * 4
+        reasons = [r.json()["members"][0]["reason"] for r in rs]
+        assert "queue_full" in reasons and None in reasons  # spillover beside the board's answers
+
+
+async def test_admission_answers_503_with_retry_after_from_the_backlog_when_nothing_fits(
+        board_bin, tmp_path, test_images):
+    ids = member_ids(1)
+    async with service(tmp_path, ids, latency_ms=300, queue_size=1, fallback=False) as client:
+        first = await client.post("/classify?deadline_ms=5000", **raw(test_images.x[0]))
+        assert first.status_code == 200, first.text  # measured: ~300 ms
         reqs = [asyncio.create_task(client.post("/classify?deadline_ms=5000", **raw(test_images.x[i])))
                 for i in range(4)]
         rs = await asyncio.gather(*reqs)
         codes = sorted(r.status_code for r in rs)
         assert 503 in codes and 200 in codes
         r503 = next(r for r in rs if r.status_code == 503)
-        assert r503.headers["retry-after"] == "1"
+        # the board's backlog (one computing, one queued, this one) at ~300 ms each: 1 s, rounded up
+        assert int(r503.headers["retry-after"]) in (1, 2)
+        # a deadline shorter than one board answer, fallback off: refused at once, nothing queued
+        t0 = time.perf_counter()
+        r = await client.post("/classify?deadline_ms=100", **raw(test_images.x[0]))
+        assert r.status_code == 503 and (time.perf_counter() - t0) < 0.1
 
 
 def api_modules() -> dict:

@@ -141,6 +141,10 @@ async def test_overloaded_fleet_is_answered_503_with_retry_after_by_the_exceptio
         r = await client.post("/classify", **RAW)
         assert (r.status_code, r.headers["retry-after"]) == (503, "1")
         assert r.json() == {"detail": "every board queue is full; retry shortly"}
+        # Retry-After is the fleet's estimate of its backlog, in whole seconds
+        client.app.dependency_overrides[get_fleet] = lambda: RefusingFleet(Overloaded("busy", retry_after_s=7))
+        r = await client.post("/classify", **RAW)
+        assert (r.status_code, r.headers["retry-after"]) == (503, "7")
         client.app.dependency_overrides[get_fleet] = lambda: RefusingFleet(QuorumLost("0 of 2 answered", ["a"]))
         r = await client.post("/classify", **RAW)
         assert r.status_code == 503 and r.json() == {"detail": "0 of 2 answered"}

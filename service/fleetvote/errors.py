@@ -7,7 +7,8 @@
     |   +-- UnsupportedModel   valid, but uses a type or operator the int8 runtime does not run
     +-- ConfigError            a settings, ensemble or catalogue file is invalid
     +-- ImageError             an upload that is not a usable image (images.py; carries its HTTP status)
-    +-- Overloaded             every board queue is full: the request is refused (admission control)
+    +-- Overloaded             a member can finish in time neither on a board nor on the engine:
+    |                          the request is refused before any work (admission; carries Retry-After)
     +-- QuorumLost             fallback off, fewer boards than the quorum answered (names the missing)
     +-- UnknownMember          a request names a model that is not a member of the ensemble
     +-- BoardError             talking to one board failed (carries the board's url)
@@ -49,7 +50,13 @@ class ConfigError(FleetvoteError):
 
 
 class Overloaded(FleetvoteError):
-    """Every board queue is full: admission control refuses the request (HTTP 503, Retry-After)."""
+    """A member can finish before the deadline neither on a board nor on the engine: admission
+    refuses the request before any of its work is queued (HTTP 503; ``retry_after_s``, whole
+    seconds until the backlog ahead of it has drained, is its Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class QuorumLost(FleetvoteError):

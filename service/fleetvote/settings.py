@@ -74,10 +74,12 @@ class Settings(BaseSettings):
     rescan_s: float = Field(2.0, gt=0, description="seconds between discovery scans")
     ensemble: Path = Field(ROOT / "models" / "zoo" / "ensemble.json", description="the ensemble file")
     zoo: Path = Field(ROOT / "models" / "zoo", description="the model zoo the ensemble's members are in")
-    deadline_ms: float | None = Field(None, gt=0, description="per-request deadline; default: per board from its HELLO figures")
+    deadline_ms: float | None = Field(None, gt=0, description="a request's whole time in the service, from "
+                                     "arrival to answer (admission refuses what cannot finish in it); default: "
+                                     "each board's own deadline, from its HELLO figures or measured latency")
     deadline_margin_ms: float = Field(50.0, ge=0, description="added to a board's estimated latency")
-    queue_size: int = Field(16, ge=1, le=1024, description="requests waiting per board (beyond: fallback, "
-                            "or 503 when every board is full)")
+    queue_size: int = Field(16, ge=1, le=1024, description="requests waiting per board (beyond, or past a "
+                            "request's deadline: spillover to the engine; 503 when neither can finish in time)")
     fallback: bool = Field(True, description="compute missing members with the numpy engine")
     quorum: int | None = Field(None, ge=1, description="override the ensemble file's quorum")
     # A 12-megapixel JPEG from a phone camera is 2-6 MB at the cameras' usual quality (1.3-4 bits

@@ -34,7 +34,7 @@ async def _bad_image(_request: Request, exc: ImageError) -> JSONResponse:
 
 
 async def _overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
-    return JSONResponse({"detail": f"{exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"detail": f"{exc}; retry shortly"}, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
 
 
 async def _quorum_lost(_request: Request, exc: QuorumLost) -> JSONResponse:

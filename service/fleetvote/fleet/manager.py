@@ -1,16 +1,18 @@
 """The fleet: discovery loop, boards matched to ensemble members, and the fan-out of one image.
 
-Fan-out of one request: every member gets the image at once, on the least loaded of the boards
-that serve it. Whatever has not answered by the deadline, and every member without a serving
-board, is computed by the numpy engine (``source: "fallback"``, with a reason token of
-``metrics.REASONS``; ``queue_full`` is the spillover of a full fleet), unless fallback
-is off, in which case fewer board answers than the quorum is an error that names the missing
-members. When the queues of every board are full the request is refused (503, Retry-After).
+Fan-out of one request: every member gets the image at once, on the board that can answer it
+soonest. Whatever has not answered by the deadline, and every member without a serving board,
+is computed by the numpy engine (``source: "fallback"``, with a reason token of
+``metrics.REASONS``; ``queue_full`` is the spillover of a busy fleet), unless fallback is off, in
+which case fewer board answers than the quorum is an error that names the missing members.
 
-``Fleet.classify`` runs it in steps: ``_dispatch`` (the image onto a board per member),
-``_gather`` (the answers until the deadline, the engine standing by), ``_stand_in`` (the engine,
-or the quorum check, for the members still missing), then fusion. It returns a typed
-``results.Classification``; the HTTP APIs (``/classify``, the inference protocol) make JSON of it.
+``Fleet.classify`` runs it in steps: ``_admit`` (``admission.py``: where each member can finish
+before the request's deadline, on a board or as spillover on the engine, or Overloaded: 503 with
+Retry-After, nothing queued), ``_dispatch`` (the image onto a board per member), ``_gather`` (the
+answers until the deadline, the engine standing by), ``_stand_in`` (the engine, batched with
+other requests' members, or the quorum check, for the members still missing), then fusion. It
+returns a typed ``results.Classification``; the HTTP APIs (``/classify``, the inference protocol)
+make JSON of it.
 
 Reload (``Fleet.reload``): the ensemble file is read again and, once valid, swapped in one step
 on the event loop; the boards keep their links and are matched to the new members. A request
@@ -55,7 +57,8 @@ from ..fusion import Fused, fuse, lookup
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
-from .owner import Board, BoardAnswer, QueueFull, State
+from .admission import EngineBatches, retry_after_s
+from .owner import Board, BoardAnswer, State
 from .results import Classification, MemberVote
 
 log = logging.getLogger("fleetvote.fleet")
@@ -111,7 +114,9 @@ class Fleet:
         # fallback work: at most one engine per core at a time, in a pool of its own (the default
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
-        self._engine_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="engine")
+        workers = os.cpu_count() or 2
+        self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
+        self.spillover = EngineBatches(self._engine_pool, workers)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
         self._engine_workers = os.cpu_count() or 2
         self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
@@ -121,6 +126,7 @@ class Fleet:
 
     async def start(self) -> None:
         self._restore_handler = quiet_link_errors(asyncio.get_running_loop())
+        await self.spillover.calibrate(self.ensemble.members)
         self._scan_task = asyncio.create_task(self._scan_loop(), name="fleet discovery")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -237,11 +243,17 @@ class Fleet:
 
     async def classify(self, image: np.ndarray, strategy: str | None = None, deadline_ms: float | None = None,
                        fallback: bool | None = None, members: Sequence[str] | None = None,
-                       ensemble: Ensemble | None = None, mode: str | None = None) -> Classification:
-        """One image through the fleet: dispatch to the boards, gather their answers until the
-        deadline (the engine standing by), fill in the missing members, fuse. Raises Overloaded
-        when every board queue is full, QuorumLost when fallback is off and too few boards answered.
+                       ensemble: Ensemble | None = None, mode: str | None = None,
+                       arrived: float | None = None) -> Classification:
+        """One image through the fleet: admit it (``admission.py``), dispatch to the boards, gather
+        their answers until the deadline (the engine standing by), fill in the missing members,
+        fuse. Raises Overloaded when a member can finish in time neither on a board nor on the
+        engine (nothing is queued then), QuorumLost when fallback is off and too few boards answered.
 
+        ``deadline_ms`` (default: the setting) bounds the request's whole time from ``arrived``
+        (``time.perf_counter()`` when the request reached the service; default: now) to the answer,
+        both stages of a cascade included; without either, each board's own deadline
+        (``Board.deadline_ms``) bounds its member.
         ``members``: the ids of the members asked (default: all), in any order; the answer keeps the
         ensemble's order and the quorum is at most their number (one member alone is the inference
         protocol's member model). UnknownMember for an id that is not a member. ``ensemble``: the
@@ -249,32 +261,34 @@ class Fleet:
         between two of its images does not mix two ensembles in one response. ``mode``: all, early
         or cascade (default: the ensemble file's), over the members asked; ConfigError for a
         cascade without a cascade section."""
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if arrived is None else arrived
         ens = ensemble or self.ensemble  # held to the end: a reload swaps self.ensemble, never ens
         asked = _indices(ens, members)
         strategy = strategy or ens.strategy
         fallback = self.settings.fallback if fallback is None else fallback
+        deadline_ms = deadline_ms or self.settings.deadline_ms
+        until = None if deadline_ms is None else t0 + deadline_ms / 1000  # perf_counter time
         mode = mode or ens.mode
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         image = np.ascontiguousarray(image, dtype=np.uint8)
         stage, skipped, fused = 1, set(), None
         if mode == "early":
-            votes, skipped, fused = await self._gather_early(ens, image, asked, strategy, deadline_ms, fallback)
+            votes, skipped, fused = await self._gather_early(ens, image, asked, strategy, until, fallback)
         elif mode == "cascade":
             cascade = self._pick_cascade(ens)
             first = [k for k in asked if ens.members[k].id in cascade.stage1] or asked
             rest = [k for k in asked if k not in first]
-            votes = await self._ask(ens, image, first, deadline_ms, fallback)
+            votes = await self._ask(ens, image, first, until, fallback)
             order = sorted(votes)
             w = [ens.members[k].weight for k in order]
             if not rest or votes and cascade_stops(np.array([votes[k].output for k in order]), strategy, cascade, w):
                 skipped = set(rest)
             else:
-                votes.update(await self._ask(ens, image, rest, deadline_ms, fallback))
+                votes.update(await self._ask(ens, image, rest, until, fallback))
                 stage = 2
         else:
-            votes = await self._ask(ens, image, asked, deadline_ms, fallback)
+            votes = await self._ask(ens, image, asked, until, fallback)
         order = sorted(votes)
         if fused is None:
             weights = [ens.members[k].weight for k in order]
@@ -308,55 +322,84 @@ class Fleet:
         return min(enumerate(options), key=lambda ic: (max(waiting(index[i]) for i in ic[1].stage1),
                                                        (ic[0] - self._cascade_turn) % len(options)))[1]
 
-    async def _ask(self, ens: Ensemble, image: np.ndarray, ks: list[int], deadline_ms: float | None,
+    async def _ask(self, ens: Ensemble, image: np.ndarray, ks: list[int], until: float | None,
                    fallback: bool) -> dict[int, MemberVote]:
-        """The votes of members ``ks`` (indices), every one waited for: boards, then the engine or
-        the quorum check (at most their number) for those missing."""
-        if self.metrics:
-            for k in ks:
-                self.metrics.member_request(ens.members[k].id)
-        sent, reasons = self._dispatch(ens, ks, image.tobytes(), deadline_ms)
-        engines = _EngineRuns(self._engine_pool, ens.members, image, self) if fallback else None
+        """The votes of members ``ks`` (indices), every one waited for: admitted and dispatched to
+        boards, then the engine or the quorum check (at most their number) for those missing.
+        ``until``: the request's deadline (``time.perf_counter()``), or None."""
+        quorum = min(self.quorum_of(ens), len(ks))
+        sent, reasons = self._dispatch(ens, ks, image.tobytes(), until, fallback, quorum)
+        engines = _EngineRuns(self.spillover, ens.members, image, self) if fallback else None
         if engines is not None:
             engines.start(*reasons)  # members already known to be missing: computed while the boards work
         answers, failed = await self._gather(sent, engines)
         reasons.update(failed)
         votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
-        quorum = min(self.quorum_of(ens), len(ks))
-        votes.update(await self._stand_in(ens, ks, quorum, votes, reasons, engines, sent))
+        votes.update(await self._stand_in(ens, ks, quorum, votes, reasons, engines, sent, until))
         return votes
 
-    def _dispatch(self, ens: Ensemble, asked: list[int], pixels: bytes, deadline_ms: float | None
-                  ) -> tuple[dict[int, Sent], dict[int, Missing]]:
-        """Every asked member's image queued on the least loaded of its boards: what was sent (by
-        member index), and why each other member was not. Overloaded when nothing could be sent
-        because every queue of the boards serving a member was full."""
-        sent: dict[int, Sent] = {}
+    def _admit(self, ens: Ensemble, asked: list[int], left_ms: float | None, fallback: bool, quorum: int
+               ) -> tuple[dict[int, Board], dict[int, Missing]]:
+        """Where each asked member finishes, decided before anything is queued: the board that
+        answers it soonest among those that can before the deadline (by ``Board.finish_ms``, the
+        engine's lead to spare) and have room in their queue; else why it has none (``no_board``,
+        ``board_offline``, or ``queue_full``: a spillover to the engine). Overloaded when the
+        engine cannot finish the members left to it in time either (fallback on), or when fewer
+        than the quorum are placed on boards for lack of room (fallback off)."""
+        placed: dict[int, Board] = {}
         reasons: dict[int, Missing] = {}
+        board_ms: dict[int, float] = {}  # the soonest finish on a board, for Retry-After
         for k in asked:
-            outcome = self._submit(ens.members[k], pixels, deadline_ms)
-            if isinstance(outcome, Sent):
-                sent[k] = outcome
-            else:
-                reasons[k] = (outcome, None)
-        if not sent and any(r == QUEUE_FULL for r, _ in reasons.values()):
-            raise Overloaded("every board queue is full")
-        return sent, reasons
-
-    def _submit(self, member: Member, pixels: bytes, deadline_ms: float | None) -> Sent | str:
-        """The image on the first board of the member's that takes it, or why none did."""
-        boards = sorted(self.boards_for(member), key=lambda b: (b.queue.qsize(), b.state != State.READY))
-        if not boards:
-            known = any(_same(b.member, member) for b in self.boards.values())
-            return "board_offline" if known else "no_board"
-        loop = asyncio.get_running_loop()
-        for b in boards:
-            budget = (deadline_ms or b.deadline_ms()) / 1000
-            try:
-                return Sent(b, b.submit(pixels, loop.time() + budget), budget)
-            except QueueFull:
+            member = ens.members[k]
+            boards = self.boards_for(member)
+            if not boards:
+                known = any(_same(b.member, member) for b in self.boards.values())
+                reasons[k] = ("board_offline" if known else "no_board", None)
                 continue
-        return QUEUE_FULL
+            best = min(boards, key=lambda b: (b.finish_ms(), b.state != State.READY))
+            board_ms[k] = best.finish_ms()
+            for b in sorted(boards, key=lambda b: (b.finish_ms(), b.state != State.READY)):
+                budget = left_ms if left_ms is not None else b.deadline_ms()
+                lead = min(budget / 2, FALLBACK_LEAD_S * 1000) if fallback else 0.0
+                if not b.queue.full() and b.finish_ms() <= budget - lead:
+                    placed[k] = b
+                    break
+            else:
+                reasons[k] = (QUEUE_FULL, None)
+        spill = [k for k, (r, _) in reasons.items() if r == QUEUE_FULL]
+        if not fallback:
+            if spill and len(placed) < quorum:
+                wait = min(board_ms[k] for k in spill)
+                raise Overloaded(f"{len(placed)} of {len(asked)} members fit on their boards before the deadline, "
+                                 f"quorum {quorum}, fallback off: the boards' backlog is {wait:.0f} ms",
+                                 retry_after_s(wait))
+            return placed, reasons
+        engine_ms = self.spillover.finish_ms([ens.members[k] for k in reasons])
+        if left_ms is not None and engine_ms > left_ms:
+            backlog = self.spillover.backlog_ms() / self.spillover.workers
+            wait = min([backlog, *(board_ms[k] for k in spill)])
+            raise Overloaded(f"the request's {len(reasons)} member(s) left to the engine would take {engine_ms:.0f} ms, "
+                             f"{max(left_ms, 0):.0f} ms are left of its deadline, and its boards are full until then",
+                             retry_after_s(wait))
+        return placed, reasons
+
+    def _dispatch(self, ens: Ensemble, ks: list[int], pixels: bytes, until: float | None, fallback: bool,
+                  quorum: int) -> tuple[dict[int, Sent], dict[int, Missing]]:
+        """Members ``ks`` admitted (``_admit``; Overloaded, with nothing queued, when one can finish
+        neither way) and each placed member's image queued on its board: what was sent (by member
+        index), and why each other member was not."""
+        left_ms = None if until is None else (until - time.perf_counter()) * 1000
+        placed, reasons = self._admit(ens, ks, left_ms, fallback, quorum)
+        if self.metrics:
+            for k in ks:
+                self.metrics.member_request(ens.members[k].id)
+        loop = asyncio.get_running_loop()
+        sent: dict[int, Sent] = {}
+        for k, b in placed.items():
+            budget = (left_ms if left_ms is not None else b.deadline_ms()) / 1000
+            # admission saw room in the queue and nothing ran since: submit cannot be refused
+            sent[k] = Sent(b, b.submit(pixels, loop.time() + budget), budget)
+        return sent, reasons
 
     async def _gather(self, sent: dict[int, Sent], engines: _EngineRuns | None
                       ) -> tuple[dict[int, BoardAnswer], dict[int, Missing]]:
@@ -391,17 +434,34 @@ class Fleet:
 
     async def _stand_in(self, ens: Ensemble, asked: list[int], quorum: int, votes: dict[int, MemberVote],
                         reasons: dict[int, Missing], engines: _EngineRuns | None,
-                        sent: dict[int, Sent]) -> dict[int, MemberVote]:
+                        sent: dict[int, Sent], until: float | None = None) -> dict[int, MemberVote]:
         """Votes for the asked members without a board answer: the engine's, or, with fallback off,
-        none (QuorumLost when fewer than the quorum answered)."""
+        none (QuorumLost when fewer than the quorum answered). ``until``: the request's deadline
+        (``time.perf_counter()``): an engine vote not ready by then is left out, as with fallback
+        off; fewer votes than the quorum by then is Overloaded (the engine's backlog was larger
+        than admission counted on)."""
         missing = [k for k in asked if k not in votes]
         if not missing:
             return {}
         if engines is None:
             _check_quorum(ens, quorum, len(votes), missing, reasons)
             return {}
+        runs = engines.futures(missing)
+        if until is not None:
+            await asyncio.wait(runs.values(), timeout=max(until - time.perf_counter(), 0.0))
+            late = [k for k, f in runs.items() if not f.done()]
+            if late:
+                for k in late:
+                    runs.pop(k).cancel()  # a batch not yet started leaves it out
+                if len(votes) + len(runs) < quorum:
+                    backlog = self.spillover.backlog_ms() / self.spillover.workers
+                    raise Overloaded(f"the engine did not finish {len(late)} member(s) by the request's deadline "
+                                     f"({', '.join(ens.members[k].id for k in late)}): its backlog is "
+                                     f"{backlog:.0f} ms", retry_after_s(backlog))
+                log.debug("engine votes past the deadline left out", extra={
+                    "model_id": ",".join(ens.members[k].id for k in late)})
         return {k: self._fallback_vote(ens, k, out, ms, reasons[k], sent)
-                for k, (out, ms) in zip(missing, await engines.results(missing))}
+                for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values()))}
 
     def _fallback_vote(self, ens: Ensemble, k: int, out: np.ndarray, ms: float, why: Missing,
                        sent: dict[int, Sent]) -> MemberVote:
@@ -418,7 +478,7 @@ class Fleet:
         return MemberVote(member.id, tuple(int(v) for v in out), "fallback", reason, None, 0.0, 0.0, None, ms, detail)
 
     async def _gather_early(self, ens: Ensemble, image: np.ndarray, asked: list[int], strategy: str,
-                            deadline_ms: float | None, fallback: bool
+                            until: float | None, fallback: bool
                             ) -> tuple[dict[int, MemberVote], set[int], Fused | None]:
         """Mode early: every asked member dispatched, votes counted as they arrive, and the wait
         ends as soon as ``adaptive.early_answer`` settles the label. Returns (votes, members
@@ -434,11 +494,8 @@ class Fleet:
         loop = asyncio.get_running_loop()
         n = len(ens.members)
         quorum = min(self.quorum_of(ens), len(asked))
-        if self.metrics:
-            for k in asked:
-                self.metrics.member_request(ens.members[k].id)
-        sent, reasons = self._dispatch(ens, asked, image.tobytes(), deadline_ms)
-        engines = _EngineRuns(self._engine_pool, ens.members, image, self) if fallback else None
+        sent, reasons = self._dispatch(ens, asked, image.tobytes(), until, fallback, quorum)
+        engines = _EngineRuns(self.spillover, ens.members, image, self) if fallback else None
         votes: dict[int, MemberVote] = {}
         possible = set(asked)  # the members whose vote may still come
         outputs = np.zeros((n, 10), np.int64)
@@ -540,13 +597,6 @@ class Fleet:
     def _engines_idle(self) -> bool:
         return self._engines_running < self._engine_workers
 
-    @staticmethod
-    def _engine_run(member: Member, image: np.ndarray) -> tuple[np.ndarray, float]:
-        t = time.perf_counter()
-        out = member.engine.run(image)
-        return out, (time.perf_counter() - t) * 1000
-
-
 def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
                   ) -> None:
     if answered >= quorum:
@@ -576,20 +626,19 @@ def _indices(ens: Ensemble, ids: Sequence[str] | None) -> list[int]:
 
 
 class _EngineRuns:
-    """The engine runs of one request on the fleet's pool, at most one per member, started as
-    soon as a member is known or feared to be missing."""
+    """The engine runs of one request, batched with other requests' (``admission.EngineBatches``),
+    at most one per member, started as soon as a member is known or feared to be missing."""
 
-    def __init__(self, pool: ThreadPoolExecutor, members: list[Member], image: np.ndarray, fleet=None) -> None:
-        self._pool, self._members, self._image = pool, members, image
+    def __init__(self, batches: EngineBatches, members: list[Member], image: np.ndarray, fleet=None) -> None:
+        self._batches, self._members, self._image = batches, members, image
         self._runs: dict[int, asyncio.Future] = {}
         self._fleet = fleet  # counts the runs in flight (Fleet._engines_running), when given
 
     def start(self, *ks: int) -> list[asyncio.Future]:
         """Starts the members not started yet; their runs (futures of (output, ms)), in order."""
-        loop = asyncio.get_running_loop()
         for k in ks:
             if k not in self._runs:
-                self._runs[k] = loop.run_in_executor(self._pool, Fleet._engine_run, self._members[k], self._image)
+                self._runs[k] = self._batches.submit(self._members[k], self._image)
                 if self._fleet is not None:
                     self._fleet._engines_running += 1
                     self._runs[k].add_done_callback(self._finished)
@@ -598,10 +647,10 @@ class _EngineRuns:
     def _finished(self, _fut: asyncio.Future) -> None:
         self._fleet._engines_running -= 1
 
-    async def results(self, ks: list[int]) -> list[tuple[np.ndarray, float]]:
-        """(output, ms) per member of ``ks``, starting those not started yet."""
+    def futures(self, ks: list[int]) -> dict[int, asyncio.Future]:
+        """The runs of ``ks`` (futures of (output, ms)), starting those not started yet."""
         self.start(*ks)
-        return await asyncio.gather(*(self._runs[k] for k in ks))
+        return {k: self._runs[k] for k in ks}
 
 
 async def _wait_until(futures: set[asyncio.Future], until: float, on_failure=None

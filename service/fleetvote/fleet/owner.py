@@ -27,6 +27,7 @@ from enum import Enum
 import numpy as np
 
 from ..errors import BoardError, BoardGone, BoardTimeout
+from .admission import EWMA, INITIAL_BOARD_MS
 from ..link.client import BoardClient, Timeouts
 from ..link.codec import Info, Result
 
@@ -134,6 +135,7 @@ class Board:
         self.connected_at: float | None = None
         self._rtt_p99 = 0.0  # refreshed every 16 answers: a percentile per request cost ~10 % CPU
         self._answers = 0
+        self._service_ms: float | None = None  # moving average of the round trips (admission)
 
     # ---- public --------------------------------------------------------------------------
 
@@ -164,6 +166,27 @@ class Board:
         if est == 0.0:
             est = 3 * self._rtt_p99 if self._rtt_p99 else 250.0
         return est + self.deadline_margin_ms
+
+    def service_ms(self) -> float:
+        """The time this board takes per image, as admission counts it: the moving average of its
+        round trips (weight ``admission.EWMA`` on the newest), else its HELLO figures (wire at its
+        baud + compute at ~8 instructions per MAC), else ``admission.INITIAL_BOARD_MS``."""
+        if self._service_ms is not None:
+            return self._service_ms
+        est = 0.0
+        if self.info and self.info.link_baud:
+            est += 3124 * 10 / self.info.link_baud * 1000
+        if self.info and self.info.core_clock_hz:
+            est += self.info.macc * 8 / self.info.core_clock_hz * 1000
+        return est or INITIAL_BOARD_MS
+
+    def backlog(self) -> int:
+        """Images ahead of a new one: those queued and the one on the wire."""
+        return self.queue.qsize() + (1 if self.state == State.BUSY else 0)
+
+    def finish_ms(self) -> float:
+        """When an image submitted now would be answered, by the board's measured service time."""
+        return (self.backlog() + 1) * self.service_ms()
 
     def start(self) -> None:
         if self._task is None:
@@ -339,6 +362,7 @@ class Board:
             return
         rtt = (time.perf_counter() - job.started) * 1000
         self.rtt_ms.append(rtt)
+        self._service_ms = rtt if self._service_ms is None else (1 - EWMA) * self._service_ms + EWMA * rtt
         self._answers += 1
         if self._answers >= 20 and self._answers % 16 == 4:
             self._rtt_p99 = float(np.percentile(np.fromiter(self.rtt_ms, np.float64), 99))

@@ -95,8 +95,9 @@ ORDER_SEED = 0  # the image order: a fixed permutation of the test split, the sa
 PERCENTILES = (50, 90, 95, 99)
 SYNTHETIC_IMAGES = 256  # --synthetic: distinct noise images, cycled
 SYNTHETIC_SEED = 20
-# the engine's reason for a member whose every board queue was full: spillover, not a failure
-SPILLOVER_REASONS = ("queue full", "spillover")
+# the engine's reason for a member no board of its could take in time: spillover, not a failure
+# (the reason token queue_full; "queue full" was its text before the one vocabulary)
+SPILLOVER_REASONS = ("queue_full", "queue full", "spillover")
 
 
 # ---- one request -----------------------------------------------------------------------------
@@ -969,7 +970,8 @@ def add_parser(sub) -> None:
     b.add_argument("--replicas", type=int, default=1, help="with --serve-virtual: virtual boards per member")
     b.add_argument("--no-fallback", action="store_true", help="with --serve-virtual: serve with fallback off")
     b.add_argument("--queue-size", type=int, help="with --serve-virtual: requests waiting per board")
-    b.add_argument("--deadline-ms", type=float, help="with --serve-virtual: per-board deadline")
+    b.add_argument("--deadline-ms", type=float, help="with --serve-virtual: the service's deadline_ms setting (each "
+                   "request's whole time; default: each board's own estimate)")
     b.add_argument("--concurrency", type=_ints, default=None,
                    help="closed loop: levels of the sweep, requests in flight (default 1,4,16,64 unless --rate)")
     b.add_argument("--rate", type=_rates, default=None, metavar="R[,R...]",

@@ -6,7 +6,7 @@ its member's planned latency on its catalogue board (``testbed/virtual.py``, fro
 plan``). A closed loop at concurrency 2R and 4R (two and four requests per board of a member:
 one computing, the rest waiting, so that no board idles between answers) measures the answered
 rate; the larger of the two is the capacity at saturation. Fallback is off, so every answer was
-computed by the boards, and the per-board deadline is set long (``CAPACITY_DEADLINE_MS``) so that
+computed by the boards, and the deadline (the deadline_ms setting) is set long (``CAPACITY_DEADLINE_MS``) so that
 no request expires in a queue: saturation, not the deadline, is what limits the rate.
 
 The planner's prediction: a request is answered when its slowest member has, so R boards per

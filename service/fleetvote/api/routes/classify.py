@@ -5,6 +5,7 @@ application's exception handlers (``api/app.py``), which answer them."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -70,7 +71,9 @@ async def classify(
     strategy: Annotated[StrategyName | None,
                         Query(description="fusion rule; default: the ensemble file's")] = None,
     deadline_ms: Annotated[float | None, Query(ge=1, le=600_000,
-                           description="per-board deadline; default: each board's own estimate")] = None,
+                           description="the request's whole time in the service, arrival to answer; a "
+                                       "request that cannot be answered in it gets 503 with Retry-After at once; "
+                                       "default: the deadline_ms setting, else each board's own estimate")] = None,
     fallback: Annotated[bool | None, Query(description="compute missing members with the engine")] = None,
     mode: Annotated[ModeName | None, Query(
         description="all: every member votes; early: answer as soon as the members still out cannot change the "
@@ -80,6 +83,10 @@ async def classify(
     if mode == "cascade" and fleet.ensemble.cascade is None:
         raise HTTPException(422, "mode cascade: the ensemble file has no cascade section; write one with "
                                  "fleetvote ensemble-eval --write-ensemble, or use mode all or early")
+    # the deadline counts from the request's arrival (requestlog.RequestLog notes it): the
+    # middlewares, the body's reading and its decoding are part of the request's time
+    arrived = getattr(request.state, "arrived", None) or time.perf_counter()
     image = await _read_image(request)
-    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback, mode=mode)
+    answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback, mode=mode,
+                                  arrived=arrived)
     return ClassifyResponse.of(answer)

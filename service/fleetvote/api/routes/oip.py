@@ -109,7 +109,7 @@ class OipRoute(APIRoute):
             except ImageError as exc:
                 return _error(400 if exc.status == 422 else exc.status, str(exc))
             except Overloaded as exc:
-                return _error(503, f"{exc}; retry shortly", {"Retry-After": "1"})
+                return _error(503, f"{exc}; retry shortly", {"Retry-After": str(exc.retry_after_s)})
             except QuorumLost as exc:
                 return _error(503, str(exc))
             except UnknownMember as exc:  # the ensemble was reloaded under the request
@@ -267,7 +267,8 @@ async def _infer(request: Request, fleet: Fleet, wave: int, limit: int, name: st
     elif options.get("mode") == "cascade" and ens.cascade is None:
         raise ProtocolError("mode cascade: the ensemble file has no cascade section; write one with fleetvote "
                             "ensemble-eval --write-ensemble, or use mode all or early")
-    answers = await _classify_batch(fleet, images, wave, ensemble=ens,
+    # a deadline_ms bounds the whole request, every image of its batch, from its arrival
+    answers = await _classify_batch(fleet, images, wave, ensemble=ens, arrived=getattr(request.state, "arrived", None),
                                     members=None if member is None else [member.id], **options)
     return _respond(name, req.id, ens, member, answers, options.get("strategy") or ens.strategy, wanted)
 

@@ -1,0 +1,237 @@
+"""Admission and deadlines (fleet/admission.py, Fleet._admit): a request's members go where they
+can finish before its deadline (a board, by its backlog times its measured service time, else the
+engine as batched spillover), and only what can finish neither way is refused, before any work,
+with a Retry-After from the backlog. Real ``Board`` objects whose queues the test serves by hand,
+and members whose engine records the batches it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleetvote.ensemble import Ensemble, Member
+from fleetvote.errors import Overloaded
+from fleetvote.fleet import admission
+from fleetvote.fleet.manager import QUEUE_FULL, Fleet
+from fleetvote.fleet.owner import Board, BoardAnswer, State
+from fleetvote.link.codec import Result
+from fleetvote.settings import Settings
+
+ENGINE_BYTES = np.array([100] + [-128] * 9, dtype=np.int8)
+BOARD_BYTES = (-128, 100, -128, -128, -128, -128, -128, -128, -128, -128)
+IMAGE = np.zeros((32, 32, 3), np.uint8)
+
+
+class BatchEngine:
+    """Stands in for the numpy engine: records the size of each batch, takes ``ms_per_image``."""
+
+    def __init__(self, ms_per_image: float = 0.0) -> None:
+        self.batches: list[int] = []
+        self.ms_per_image = ms_per_image
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        self.batches.append(len(images))
+        time.sleep(self.ms_per_image * len(images) / 1000)
+        return np.tile(ENGINE_BYTES, (len(images), 1))
+
+
+def fleet_of(n: int, queue_size: int = 16, fallback: bool = True, quorum: int = 1, **settings
+             ) -> tuple[Fleet, list[Board], list[BatchEngine]]:
+    engines = [BatchEngine() for _ in range(n)]
+    members = [Member(f"m{k}", 1.0, "00" * 32, engines[k], {}) for k in range(n)]
+    fleet = Fleet(Settings(urls=[], scan_usb=False, link_globs=[], fallback=fallback, **settings),
+                  Ensemble(members, "soft", quorum, Path("ensemble.json")))
+    boards = []
+    for k, m in enumerate(members):
+        b = Board(f"fake://{k}", queue_size=queue_size)  # never started: the test is its owner
+        b.state, b.member = State.READY, m
+        fleet.boards[b.url] = b
+        boards.append(b)
+    return fleet, boards, engines
+
+
+def measured(board: Board, service_ms: float) -> Board:
+    board._service_ms = service_ms  # as if its round trips had averaged that
+    return board
+
+
+async def serve(board: Board, n: int) -> None:
+    """Answer the first ``n`` jobs of the board's queue."""
+    for _ in range(n):
+        job = await board.queue.get()
+        if not job.future.done():
+            job.future.set_result(BoardAnswer(Result(1, BOARD_BYTES, 1000, 0), 0.0, 1.0))
+
+
+async def test_a_member_goes_to_its_board_when_the_board_backlog_fits_the_deadline():
+    fleet, (b,), (engine,) = fleet_of(1)
+    measured(b, 50.0)
+    for _ in range(5):  # 5 ahead + this one, 50 ms each: 300 ms, within 1000 - the engine's lead
+        b.submit(b"x", asyncio.get_running_loop().time() + 10)
+    task = asyncio.create_task(fleet.classify(IMAGE, deadline_ms=1000))
+    await serve(b, 6)
+    body = await task
+    assert body.members[0].source == "board" and not engine.batches
+
+
+async def test_a_member_whose_boards_cannot_finish_in_time_spills_over_to_the_engine_unqueued():
+    fleet, (b,), (engine,) = fleet_of(1)
+    measured(b, 100.0)
+    loop = asyncio.get_running_loop()
+    for _ in range(9):  # 10 x 100 ms = 1 s: past a 400 ms deadline although the queue has room
+        b.submit(b"x", loop.time() + 10)
+    body = await fleet.classify(IMAGE, deadline_ms=400)
+    (m,) = body.members
+    assert (m.source, m.reason, m.output) == ("fallback", QUEUE_FULL, tuple(ENGINE_BYTES))
+    assert b.queue.qsize() == 9, "the spilled member was queued on the board as well"
+    assert engine.batches == [1]
+
+
+async def test_the_board_that_finishes_soonest_takes_the_member_not_the_shortest_queue():
+    fleet, (b0,), _ = fleet_of(1)
+    b1 = Board("fake://fast", queue_size=16)
+    b1.state, b1.member = State.READY, b0.member
+    fleet.boards[b1.url] = b1
+    measured(b0, 200.0)  # empty queue, but slow: 200 ms
+    measured(b1, 10.0)  # 3 waiting at 10 ms: 40 ms
+    for _ in range(3):
+        b1.submit(b"x", asyncio.get_running_loop().time() + 10)
+    task = asyncio.create_task(fleet.classify(IMAGE, deadline_ms=1000))
+    await serve(b1, 4)
+    assert (await task).members[0].source == "board" and b0.queue.qsize() == 0
+
+
+async def test_the_spillover_of_a_burst_is_computed_in_batches_not_image_by_image():
+    fleet, (b,), (engine,) = fleet_of(1, queue_size=2)
+    measured(b, 5.0)
+    answers = await asyncio.gather(*(fleet.classify(IMAGE, deadline_ms=2000) for _ in range(40)),
+                                   asyncio.sleep(0), serve(b, 2))
+    bodies = answers[:40]
+    spilled = [a for a in bodies if a.members[0].reason == QUEUE_FULL]
+    assert len(spilled) == 38 and sum(a.members[0].source == "board" for a in bodies) == 2
+    assert sum(engine.batches) == 38
+    assert len(engine.batches) <= 3, f"38 members in {len(engine.batches)} engine runs: {engine.batches}"
+    assert max(engine.batches) <= admission.MAX_BATCH
+
+
+async def test_a_request_that_can_finish_neither_way_is_refused_before_any_work_with_retry_after():
+    fleet, (b,), (engine,) = fleet_of(1, queue_size=4)
+    measured(b, 300.0)
+    loop = asyncio.get_running_loop()
+    for _ in range(4):  # the queue is full: 1.5 s of board work ahead
+        b.submit(b"x", loop.time() + 10)
+    lane = fleet.spillover._lane(fleet.ensemble.members[0])
+    lane.ms_per_image = 40.0  # as measured: 40 ms an image on the engine
+    fleet.spillover.workers = 1
+    for _ in range(70):  # 70 images waiting for the engine: 2.8 s
+        lane.waiting.append((IMAGE, loop.create_future()))
+    lane.timer = loop.call_later(60, lambda: None)  # keep them waiting while the test looks
+    with pytest.raises(Overloaded) as refused:
+        await fleet.classify(IMAGE, deadline_ms=1000)
+    # the sooner of the two backlogs: the board's 5 x 300 ms -> 2 s
+    assert refused.value.retry_after_s == 2
+    assert b.queue.qsize() == 4 and len(lane.waiting) == 70 and not engine.batches, "work was queued"
+    # the same request with time enough for the engine is answered by it
+    lane.waiting.clear()
+    lane.timer.cancel()
+    lane.timer = None
+    body = await fleet.classify(IMAGE, deadline_ms=1000)
+    assert body.members[0].reason == QUEUE_FULL
+
+
+async def test_the_deadline_counts_from_the_requests_arrival_not_from_the_fleet():
+    fleet, (b,), (engine,) = fleet_of(1)
+    arrived = time.perf_counter() - 0.5  # reading and decoding its body took 500 ms
+    with pytest.raises(Overloaded):
+        await fleet.classify(IMAGE, deadline_ms=400, arrived=arrived)
+    assert b.queue.qsize() == 0 and not engine.batches
+    task = asyncio.create_task(fleet.classify(IMAGE, deadline_ms=1000, arrived=arrived))
+    await serve(b, 1)
+    assert (await task).members[0].source == "board"
+
+
+async def test_the_deadline_setting_bounds_a_request_without_a_query():
+    fleet, (b,), _ = fleet_of(1, deadline_ms=200.0)
+    measured(b, 500.0)  # one image takes longer than the whole request may
+    body = await fleet.classify(IMAGE)
+    assert body.members[0].reason == QUEUE_FULL and b.queue.qsize() == 0
+
+
+async def test_without_fallback_too_few_members_in_time_is_refused_with_the_boards_backlog():
+    fleet, boards, engines = fleet_of(2, fallback=False, quorum=2)
+    measured(boards[0], 10.0)
+    measured(boards[1], 700.0)
+    boards[1].submit(b"x", asyncio.get_running_loop().time() + 10)  # 1.4 s > 1 s
+    with pytest.raises(Overloaded) as refused:
+        await fleet.classify(IMAGE, deadline_ms=1000)
+    assert refused.value.retry_after_s == 2  # 1,400 ms of backlog, rounded up
+    assert boards[0].queue.qsize() == 0, "a member was queued for a refused request"
+    assert not any(e.batches for e in engines)
+
+
+async def test_a_late_spillover_is_answered_by_its_batch_and_the_engine_state_is_released():
+    fleet, (b,), (engine,) = fleet_of(1, queue_size=1)
+    engine.ms_per_image = 5.0
+    measured(b, 5000.0)  # no board in time: all five spill over
+    bodies = await asyncio.gather(*(fleet.classify(IMAGE, deadline_ms=3000) for _ in range(5)))
+    assert all(a.members[0].reason == QUEUE_FULL for a in bodies)
+    lane = fleet.spillover._lane(fleet.ensemble.members[0])
+    assert lane.computing == 0 and not lane.waiting and lane.timer is None
+    assert fleet.spillover.backlog_ms() == 0.0
+    # the measured time per image replaced the initial guess, moving towards 5 ms
+    assert lane.ms_per_image != admission.INITIAL_ENGINE_MS
+
+
+async def test_an_engine_vote_not_ready_by_the_deadline_is_left_out_and_the_answer_is_on_time():
+    fleet, boards, (quick, slow) = fleet_of(2, quorum=1)
+    fleet.boards.clear()  # no boards: both members on the engine, which admission expects at 5 ms
+    slow.ms_per_image = 1000.0  # but one takes a second
+    t0 = time.perf_counter()
+    body = await fleet.classify(IMAGE, deadline_ms=300)
+    assert (time.perf_counter() - t0) * 1000 < 300 + 100
+    assert [m.model_id for m in body.members] == ["m0"]  # m1 left out, as with fallback off
+    fleet2, _, engines = fleet_of(2, quorum=2)
+    fleet2.boards.clear()
+    engines[1].ms_per_image = 1000.0
+    with pytest.raises(Overloaded, match="did not finish 1 member"):
+        await fleet2.classify(IMAGE, deadline_ms=300)  # fewer than the quorum by the deadline
+
+
+async def test_classify_counts_the_deadline_from_the_requests_arrival_at_the_application(tmp_path):
+    """A deadline_ms shorter than the request's own reading is refused (503) without reaching a
+    board: the route passes the arrival time the outermost middleware noted."""
+    from test_typed_path import RAW, app_without_boards
+
+    from fleetvote.api.deps import get_fleet
+
+    seen = {}
+
+    class Recording:
+        async def classify(self, image, **kwargs):
+            seen.update(kwargs)
+            raise Overloaded("late", retry_after_s=3)
+
+    async with app_without_boards(tmp_path) as client:
+        client.app.dependency_overrides[get_fleet] = lambda: Recording()
+        t0 = time.perf_counter()
+        r = await client.post("/classify?deadline_ms=50", **RAW)
+    assert (r.status_code, r.headers["retry-after"]) == (503, "3")
+    assert seen["deadline_ms"] == 50 and t0 <= seen["arrived"] <= time.perf_counter()
+
+
+async def test_mode_early_is_admitted_by_the_same_rule_and_refused_before_any_work():
+    fleet, boards, engines = fleet_of(3, fallback=False, quorum=2)
+    for b in boards:
+        measured(b, 2000.0)  # no board answers within 1 s
+    with pytest.raises(Overloaded):
+        await fleet.classify(IMAGE, deadline_ms=1000, mode="early")
+    assert all(b.queue.qsize() == 0 for b in boards) and not any(e.batches for e in engines)
+    fleet2, boards2, _ = fleet_of(3, quorum=2)
+    for b in boards2:
+        measured(b, 2000.0)
+    body = await fleet2.classify(IMAGE, deadline_ms=1000, mode="early")  # fallback on: spillover answers it
+    assert all(m.reason == QUEUE_FULL for m in body.members) and all(b.queue.qsize() == 0 for b in boards2)
