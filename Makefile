@@ -41,7 +41,7 @@ run: venv-run firmware-host  ## serve on 127.0.0.1:8000 with one virtual board p
 firmware-host: venv-run  ## the virtual board (firmware core built for the host)
 	$(MAKE) -C firmware BOARD=host PYTHON=$(abspath $(BIN)/python)
 
-test: venv firmware-host  ## the whole test suite (about 15 minutes on 2 cores)
+test: venv firmware-host  ## the whole test suite (about 10 minutes on 2 cores)
 	$(BIN)/pytest -q --durations=20 $(PYTEST_ARGS)
 
 verify-exact: venv  ## engine vs tflite-micro on every zoo model (N=500 for a subset)
@@ -150,7 +150,7 @@ bench-hostile: venv-run firmware-host  ## 500 slow-header connections through th
 
 # ---- deployment, for real: Docker (Debian's docker.io) and HAProxy; root, minutes, not part of make test
 .PHONY: test-containers test-balancer
-test-containers:  ## build the image and run the compose file's virtual profile (docker.io, docker-compose; root; ~5 min)
+test-containers:  ## build the image and run the compose file's virtual profile (docker.io, docker-compose; root; ~15 min with nothing cached, ~2 min cached)
 	python3 tests/containers.py
 
 BALANCER_ARGS ?=
