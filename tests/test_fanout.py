@@ -301,3 +301,23 @@ async def test_early_without_fallback_leaves_a_failed_member_out_of_the_vote():
     fleet._engine_pool.shutdown()
     assert [m.model_id for m in body.members] == ["m1", "m2"] and body.fused.label == 3
     assert not any(e.started for e in engines)
+
+
+async def test_a_cancelled_request_leaves_no_board_job_or_engine_run_to_compute_for_nobody():
+    """An image of an inference-protocol batch is cancelled when another is refused: its queued
+    board jobs must not be computed afterwards (the owner drops done futures unsent), in every
+    mode, and admission must stop counting them as the boards' backlog."""
+    for mode in ("all", "early"):
+        fleet, boards, _ = fleet_of(3)
+        task = asyncio.create_task(fleet.classify(np.zeros((32, 32, 3), np.uint8), mode=mode))
+        while not all(b.queue.qsize() for b in boards):
+            await asyncio.sleep(0.001)
+        jobs = [b.queue._queue[0] for b in boards]  # noqa: SLF001  (the test is the boards' owner)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert all(j.future.cancelled() for j in jobs), mode
+        for b in boards:
+            b.prune()
+        assert [b.queue.qsize() for b in boards] == [0, 0, 0], mode
+        fleet._engine_pool.shutdown()
+

@@ -330,13 +330,20 @@ class Fleet:
         quorum = min(self.quorum_of(ens), len(ks))
         sent, reasons = self._dispatch(ens, ks, image.tobytes(), until, fallback, quorum)
         engines = _EngineRuns(self.spillover, ens.members, image, self) if fallback else None
-        if engines is not None:
-            engines.start(*reasons)  # members already known to be missing: computed while the boards work
-        answers, failed = await self._gather(sent, engines)
-        reasons.update(failed)
-        votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
-        votes.update(await self._stand_in(ens, ks, quorum, votes, reasons, engines, sent, until))
-        return votes
+        try:
+            if engines is not None:
+                engines.start(*reasons)  # members already known to be missing: computed while the boards work
+            answers, failed = await self._gather(sent, engines)
+            reasons.update(failed)
+            votes = {k: self._board_vote(ens, k, sent[k].board, a) for k, a in answers.items()}
+            votes.update(await self._stand_in(ens, ks, quorum, votes, reasons, engines, sent, until))
+            return votes
+        finally:
+            # what this request no longer waits for (an engine run that lost to its board's answer
+            # in the last lead, a board that lost to the engine; everything when the request is
+            # cancelled or refused, e.g. another image of its batch): no board or engine computes
+            # it for nobody, and admission does not count it as backlog
+            _cancel_leftovers(sent, engines)
 
     def _admit(self, ens: Ensemble, asked: list[int], left_ms: float | None, fallback: bool, quorum: int
                ) -> tuple[dict[int, Board], dict[int, Missing]]:
@@ -356,6 +363,8 @@ class Fleet:
                 known = any(_same(b.member, member) for b in self.boards.values())
                 reasons[k] = ("board_offline" if known else "no_board", None)
                 continue
+            for b in boards:
+                b.prune()  # jobs given up (an early answer's skipped members) hold no place or time
             best = min(boards, key=lambda b: (b.finish_ms(), b.state != State.READY))
             board_ms[k] = best.finish_ms()
             for b in sorted(boards, key=lambda b: (b.finish_ms(), b.state != State.READY)):
@@ -536,58 +545,60 @@ class Fleet:
         speculated = False
         answer = None
         t0 = last = loop.time()  # dispatch, and the last vote's arrival
-        while (board_of or engine_of) and (answer := settled()) is None:
-            now = loop.time()
-            out = set(board_of.values())
-            straggling = (engines is not None and votes and not engine_of and out and possible - set(votes) == out
-                          and not out <= set(racing))
-            spill_at = t0 + STRAGGLER * (last - t0) if straggling else None
-            if spill_at is not None and now >= spill_at and self._engines_idle():
-                race(out, STRAGGLING)
-                spill_at = None
-            if board_of and engines is not None and not speculated and now >= speculate_at:
-                race(out, "timeout")  # still open shortly before the deadline
-                speculated = True
-            if board_of and now >= end:
-                for fut, k in board_of.items():
-                    fut.cancel()
-                    reasons[k] = ("timeout", None)
-                    lost(k)
-                board_of = {}
-                continue
-            run_of = {f: k for k, f in racing.items() if k in out}
-            wait = set(board_of) | set(engine_of) | set(run_of)
-            timeout = None if not board_of else max((speculate_at if not speculated and engines else end) - now, 0)
-            if spill_at is not None and spill_at > now:
-                timeout = min(timeout, spill_at - now) if timeout is not None else spill_at - now
-            elif spill_at is not None:  # due, but every engine worker is busy: look again shortly
-                timeout = min(timeout, 0.005) if timeout is not None else 0.005
-            done, _ = await asyncio.wait(wait, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if done:
-                last = loop.time()
-            for fut in done:
-                if fut in board_of:
-                    k = board_of.pop(fut)
-                    if k in votes:
-                        continue  # its engine run won the race
-                    if fut.exception() is None:
-                        vote(k, self._board_vote(ens, k, sent[k].board, fut.result()))
-                    else:
-                        reasons[k] = _reason(fut.exception())
+        try:
+            while (board_of or engine_of) and (answer := settled()) is None:
+                now = loop.time()
+                out = set(board_of.values())
+                straggling = (engines is not None and votes and not engine_of and out and possible - set(votes) == out
+                              and not out <= set(racing))
+                spill_at = t0 + STRAGGLER * (last - t0) if straggling else None
+                if spill_at is not None and now >= spill_at and self._engines_idle():
+                    race(out, STRAGGLING)
+                    spill_at = None
+                if board_of and engines is not None and not speculated and now >= speculate_at:
+                    race(out, "timeout")  # still open shortly before the deadline
+                    speculated = True
+                if board_of and now >= end:
+                    for fut, k in board_of.items():
+                        fut.cancel()
+                        reasons[k] = ("timeout", None)
                         lost(k)
-                elif fut in engine_of:
-                    k = engine_of.pop(fut)
-                    out_, ms = fut.result()
-                    vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
-                elif fut in run_of and run_of[fut] not in votes and run_of[fut] in board_of.values():
-                    k = run_of[fut]
-                    out_, ms = fut.result()
-                    vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
-                    board = next(f for f, j in board_of.items() if j == k)
-                    board.cancel()  # still queued: dropped unsent; on the wire: its answer is ignored
-                    del board_of[board]
-        for fut in list(board_of) + list(engine_of) + list(racing.values()):
-            fut.cancel()  # queued board work is dropped unsent; a queued engine run never starts
+                    board_of = {}
+                    continue
+                run_of = {f: k for k, f in racing.items() if k in out}
+                wait = set(board_of) | set(engine_of) | set(run_of)
+                timeout = None if not board_of else max((speculate_at if not speculated and engines else end) - now, 0)
+                if spill_at is not None and spill_at > now:
+                    timeout = min(timeout, spill_at - now) if timeout is not None else spill_at - now
+                elif spill_at is not None:  # due, but every engine worker is busy: look again shortly
+                    timeout = min(timeout, 0.005) if timeout is not None else 0.005
+                done, _ = await asyncio.wait(wait, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    last = loop.time()
+                for fut in done:
+                    if fut in board_of:
+                        k = board_of.pop(fut)
+                        if k in votes:
+                            continue  # its engine run won the race
+                        if fut.exception() is None:
+                            vote(k, self._board_vote(ens, k, sent[k].board, fut.result()))
+                        else:
+                            reasons[k] = _reason(fut.exception())
+                            lost(k)
+                    elif fut in engine_of:
+                        k = engine_of.pop(fut)
+                        out_, ms = fut.result()
+                        vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
+                    elif fut in run_of and run_of[fut] not in votes and run_of[fut] in board_of.values():
+                        k = run_of[fut]
+                        out_, ms = fut.result()
+                        vote(k, self._fallback_vote(ens, k, out_, ms, reasons[k], sent))
+                        board = next(f for f, j in board_of.items() if j == k)
+                        board.cancel()  # still queued: dropped unsent; on the wire: its answer is ignored
+                        del board_of[board]
+        finally:  # also when the request is cancelled or an exception leaves the loop
+            for fut in list(board_of) + list(engine_of) + list(racing.values()):
+                fut.cancel()  # queued board work is dropped unsent; a queued engine run never starts
         if answer is None and engines is None:
             missing = [k for k in asked if k not in votes]
             if missing:
@@ -625,6 +636,16 @@ def _indices(ens: Ensemble, ids: Sequence[str] | None) -> list[int]:
     return sorted({where[i] for i in ids})
 
 
+def _cancel_leftovers(sent: dict[int, Sent], engines: _EngineRuns | None) -> None:
+    """Cancels the board jobs and engine runs of a request that are not done: a queued board job
+    is dropped unsent (the owner skips done futures), a queued engine run leaves its batch."""
+    for s in sent.values():
+        if not s.future.done():
+            s.future.cancel()
+    if engines is not None:
+        engines.cancel()
+
+
 class _EngineRuns:
     """The engine runs of one request, batched with other requests' (``admission.EngineBatches``),
     at most one per member, started as soon as a member is known or feared to be missing."""
@@ -646,6 +667,12 @@ class _EngineRuns:
 
     def _finished(self, _fut: asyncio.Future) -> None:
         self._fleet._engines_running -= 1
+
+    def cancel(self) -> None:
+        """Every run not done yet, cancelled (its member's vote is no longer wanted)."""
+        for run in self._runs.values():
+            if not run.done():
+                run.cancel()
 
     def futures(self, ks: list[int]) -> dict[int, asyncio.Future]:
         """The runs of ``ks`` (futures of (output, ms)), starting those not started yet."""

@@ -218,6 +218,11 @@ class Board:
                 raise QueueFull(self.url) from None
         return job.future
 
+    def prune(self) -> None:
+        """Drops the queued jobs whose caller gave up or whose deadline passed, so that the queue's
+        length and ``finish_ms`` count only work still wanted (admission reads both)."""
+        self._purge(asyncio.get_running_loop().time())
+
     def _purge(self, now: float) -> None:
         keep = []
         while not self.queue.empty():
