@@ -605,9 +605,11 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
     const int32_t *const multiplier = p->multiplier;
     const int32_t *const shift = p->shift;
     const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
-    /* the channel pairs that may read a partial last group whole: all but the last pair */
+    /* the channel pairs that may read a partial last group whole: all but the last pair, whose
+     * overread stays inside the following rows; with k < 4 it would run more than a row ahead,
+     * past the last weight (k = 1: pair 0 of out_c = 4 reads weights[4]), so then no pair does */
     const int32_t whole_groups = tail != 0 ? groups + 1 : groups;
-    const int32_t last_pair = (out_c & ~1) - 2;
+    const int32_t last_pair = (tail != 0 && k < 4) ? -2 : (out_c & ~1) - 2;
     const int full_range = act_min == -128 && act_max == 127;
     int32_t px;
 
