@@ -249,3 +249,31 @@ async def test_a_weighted_vote_of_only_zero_weight_members_is_a_503_not_a_500(tm
         assert (await fleet.classify(IMAGE, members=[a], strategy="soft")).fused.strategy == "soft"
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             assert (await client.post("/classify", **RAW)).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/classify", "/v2/models/fleet/infer"])
+async def test_a_client_that_hangs_up_mid_upload_is_counted_499_not_500(tmp_path, path):
+    """The ASGI server reports the hang-up as http.disconnect while the route reads the body."""
+    async with app_without_boards(tmp_path) as client:
+        app = client.app
+        events = iter([{"type": "http.request", "body": b"\x00" * 100, "more_body": True},
+                       {"type": "http.disconnect"}])
+        sent = []
+
+        async def receive():
+            return next(events, {"type": "http.disconnect"})
+
+        async def send(message):
+            sent.append(message)
+
+        ctype = b"application/json" if path.startswith("/v2") else b"application/octet-stream"
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "root_path": "", "headers": [(b"host", b"test"), (b"content-type", ctype),
+                                              (b"content-length", b"100000")],
+                 "client": ("127.0.0.1", 1234), "server": ("test", 80), "state": {}}
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 499
+        scrape = (await client.get("/metrics")).text
+        assert counted(scrape).get((path if path == "/classify" else "/v2/models/{name}/infer", "499")) == 1
+        assert not any(status == "500" for (_, status) in counted(scrape))

@@ -12,6 +12,7 @@ import logging
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..ensemble import load_ensemble
@@ -46,8 +47,15 @@ async def _bad_config(_request: Request, exc: ConfigError) -> JSONResponse:
     return JSONResponse({"detail": f"{exc}; the ensemble in service is kept"}, status_code=422)
 
 
+async def _client_gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+    # the client hung up before its body was complete: nobody reads this answer, but the request
+    # is counted and logged as what it was (nginx's 499, "client closed request"), not as a 500
+    return JSONResponse({"detail": "the client closed the connection before its request was complete"},
+                        status_code=499)
+
+
 ERROR_HANDLERS = {ImageError: _bad_image, Overloaded: _overloaded, QuorumLost: _quorum_lost,
-                  ConfigError: _bad_config}
+                  ConfigError: _bad_config, ClientDisconnect: _client_gone}
 
 
 def create_app(settings: Settings | None = None, fleet_factory=None,
