@@ -109,6 +109,10 @@ def test_the_api_key_is_refused_on_argv_and_read_from_the_environment_or_a_file(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "FLEETVOTE_API_KEY" in err and "--api-key-file" in err
+    with pytest.raises(SystemExit) as exit_:  # the admin key neither, and its value is never echoed
+        serve_args("--admin-key", "adm1n-s3cret")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "FLEETVOTE_ADMIN_KEY" in err and "adm1n-s3cret" not in err
     key = tmp_path / "key"
     key.write_text("k-from-file\n")
     assert settings_of("--api-key-file", str(key)).api_key == "k-from-file"

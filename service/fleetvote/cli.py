@@ -219,6 +219,8 @@ def _add_settings_flags(s: argparse.ArgumentParser) -> None:
             g.add_argument(flag, metavar=name.upper(), type=_number_type(field.annotation), **kw)
     g.add_argument("--api-key", nargs="?", action=NoSecretOnArgv, metavar="KEY",
                    help="not taken here (ps would show it): FLEETVOTE_API_KEY or --api-key-file")
+    g.add_argument("--admin-key", nargs="?", action=NoSecretOnArgv, metavar="KEY",
+                   help="not taken here (ps would show it): FLEETVOTE_ADMIN_KEY")
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

@@ -33,9 +33,9 @@ class NoSecretOnArgv(argparse.Action):
     """A secret's flag that refuses its value: the command line is visible to every user (ps)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} is not taken on the command line, where ps shows it to every user: "
-                     "set FLEETVOTE_API_KEY in the environment, or put the key in a file and pass "
-                     "--api-key-file FILE")
+        where = ("set FLEETVOTE_ADMIN_KEY in the environment" if option_string == "--admin-key" else
+                 "set FLEETVOTE_API_KEY in the environment, or put the key in a file and pass --api-key-file FILE")
+        parser.error(f"{option_string} is not taken on the command line, where ps shows it to every user: {where}")
 
 
 def add_api_key(p: argparse.ArgumentParser) -> None:
