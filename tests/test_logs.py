@@ -138,3 +138,14 @@ def test_every_subcommand_help_says_what_it_does_with_an_example(name):
     text = sp.format_help()
     assert sp.description and len(sp.description) > 20, f"{name}: no description"
     assert "example" in text.lower() and f"fleetvote {name}" in text, f"{name}: no example"
+
+
+def test_a_text_log_line_cannot_be_forged_by_a_newline_in_a_field():
+    import logging
+
+    from fleetvote.logs import TextFormatter
+
+    record = logging.LogRecord("fleetvote.api", logging.INFO, __file__, 1, "request", None, None)
+    record.path = "/x\n2026-12-01 19:00:00 ERROR fleetvote.api admin key rotated"
+    line = TextFormatter().format(record)
+    assert "\n" not in line and 'path="/x\\n2026-12-01' in line

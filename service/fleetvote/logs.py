@@ -41,9 +41,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+def _text_value(v: object) -> str:
+    """A field's value on a text line: as is, unless it holds a control character (a request's
+    path can: %0A decodes to a newline), then JSON-quoted, so that no client can forge a line."""
+    s = str(v)
+    return json.dumps(s) if any(ord(c) < 32 or ord(c) == 127 for c in s) else s
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STD)
+        extra = " ".join(f"{k}={_text_value(v)}" for k, v in vars(record).items() if k not in _STD)
         base = f"{timestamp(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         return f"{base} {extra}".rstrip() + (("\n" + self.formatException(record.exc_info)) if record.exc_info else "")
 
