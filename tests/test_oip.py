@@ -186,6 +186,23 @@ async def test_gzip_and_deflate_bodies_are_inflated_and_a_bomb_is_refused(tmp_pa
         assert r.status_code == 400 and "error" in r.json()
 
 
+async def test_json_longer_than_the_largest_batch_needs_is_refused_before_it_is_parsed(tmp_path):
+    """Under the default 10 MiB upload limit, 10 kB of gzip inflating to 5 M zeros in one tensor
+    would take the event loop half a second to parse: 413, with what to do instead."""
+    from fleetvote.api.routes.oip import MAX_JSON
+
+    zeros = b'{"inputs": [{"name": "image", "shape": [1, 32, 32, 3], "datatype": "UINT8", "data": [' + \
+        b"0," * 2_500_000 + b'0]}]}'
+    assert len(zeros) > MAX_JSON
+    async with app_without_boards(tmp_path) as client:
+        r = await client.post("/v2/models/fleet/infer", content=gzip.compress(zeros),
+                              headers={"content-type": "application/json", "content-encoding": "gzip"})
+        assert r.status_code == 413 and "binary tensor data" in r.json()["error"]
+        # the largest batch as JSON, spaced as json.dumps spaces it, is still taken
+        big = json.dumps(infer_body(np.full((64, 32, 32, 3), 255, np.uint8))).encode()
+        assert len(big) <= MAX_JSON
+
+
 # ---- refusals ----------------------------------------------------------------------------------
 
 def _with_image(**changes) -> dict:

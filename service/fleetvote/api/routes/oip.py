@@ -68,10 +68,13 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 # The largest batch: N images run N fleet requests, so a batch of 64 asks each board for up to 64
 # inferences (about 10 s on a real board at 150 ms each); larger batches are split by the client.
 MAX_BATCH = 64
+# The JSON of the largest request: MAX_BATCH images of 3,072 numbers, each at most "255, " (5
+# bytes; 6 to spare for other spacing), and 64 KiB for the rest. Beyond it a body is refused (413)
+# before it is parsed: a 10 KB gzip body inflating to 10 MiB of zeros stalled the loop 0.5 s.
+MAX_JSON = MAX_BATCH * 32 * 32 * 3 * 6 + 64 * 1024
 PIXELS = 32 * 32 * 3
-# Request parameters, each with its check; "binary_data_output" is the binary extension's.
-# Issue 25 (adaptive modes): when Fleet.classify takes ``mode``, add "mode" here (a name in its
-# registry) and pass it on in _options(); until then a "mode" parameter is refused as unknown.
+# Request parameters, each with its check; "binary_data_output" is the binary extension's; "mode"
+# the adaptive fleet's (all, early, cascade).
 _PARAMETERS = ("strategy", "deadline_ms", "fallback", "mode", "binary_data_output")
 _CONTENT_TYPES = ("", "application/json", "application/octet-stream")
 
@@ -253,11 +256,12 @@ async def _infer(request: Request, fleet: Fleet, wave: int, limit: int, name: st
                  ) -> Response:
     ens, member = _model(fleet, name, version)  # this ensemble answers the whole batch, even across a reload
     header, tensors = _split(await _body(request, limit), request.headers.get(HEADER_LENGTH))
-    try:
-        req = InferRequest.model_validate_json(header)
-    except ValidationError as exc:
-        raise ProtocolError(f"not an inference request: {_problems(exc.errors(include_url=False))}") from exc
-    images = _images(req, tensors)
+    if len(header) > MAX_JSON:
+        raise ProtocolError(f"the request's JSON is {len(header)} bytes, more than the {MAX_JSON} that the largest "
+                            f"batch ({MAX_BATCH} images as JSON numbers) needs; send the pixels as binary tensor "
+                            "data, or fewer images per request", 413)
+    # parsed off the event loop: a megabyte of JSON numbers takes tens of milliseconds to read
+    req, images = await asyncio.to_thread(_parse, header, tensors)
     options, binary_all = _options(req.parameters, member)
     wanted = _outputs(req, member, len(ens.members), binary_all)
     if member is not None:
@@ -271,6 +275,14 @@ async def _infer(request: Request, fleet: Fleet, wave: int, limit: int, name: st
     answers = await _classify_batch(fleet, images, wave, ensemble=ens, arrived=getattr(request.state, "arrived", None),
                                     members=None if member is None else [member.id], **options)
     return _respond(name, req.id, ens, member, answers, options.get("strategy") or ens.strategy, wanted)
+
+
+def _parse(header: bytes, tensors: bytes) -> tuple[InferRequest, np.ndarray]:
+    try:
+        req = InferRequest.model_validate_json(header)
+    except ValidationError as exc:
+        raise ProtocolError(f"not an inference request: {_problems(exc.errors(include_url=False))}") from exc
+    return req, _images(req, tensors)
 
 
 async def _body(request: Request, limit: int) -> bytes:
