@@ -234,6 +234,22 @@ def test_a_kept_alive_connection_gets_the_head_timeout_for_its_next_request(guar
     assert TIMEOUT_S - 0.2 <= took < TIMEOUT_S + 1.5  # counted from the answer, a little before our clock
 
 
+def test_an_answer_given_before_the_body_is_read_lets_a_slow_client_finish_sending(guarded):
+    """An unknown model is refused (404) before its body is read; a client still sending that
+    body for longer than the head timeout is not cut off mid-send: the service drains and closes."""
+    with socket.create_connection(("127.0.0.1", guarded.port)) as s:
+        s.sendall(b"POST /v2/models/no-such-model/infer HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 30000\r\n\r\n")
+        t0 = time.monotonic()
+        for _ in range(30):  # 30 kB over 2.5 s: past the 1 s head timeout
+            s.sendall(b" " * 1000)
+            time.sleep(2.5 / 30)
+        assert time.monotonic() - t0 > 2 * TIMEOUT_S
+        s.settimeout(5)
+        got = _read_response(s)
+    assert got.startswith(b"HTTP/1.1 404"), got[:200]
+
+
 def test_a_body_sent_a_byte_at_a_time_gets_408_at_the_body_timeout(guarded):
     with socket.create_connection(("127.0.0.1", guarded.port)) as s:
         s.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"

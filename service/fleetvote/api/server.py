@@ -100,8 +100,15 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and not self.lingering and not self._in_request():
-            self._arm_head_timer()  # the next request's head, on a kept-alive connection
+        if self.transport.is_closing() or self.lingering or self._in_request():
+            return
+        if self.conn.their_state is h11.SEND_BODY:
+            # answered before its body was read (a 401, a 404, a 415): the client may still be
+            # sending it, and the head timer would cut it off mid-body, with its answer unread;
+            # drain what it sends and close, as nginx's lingering close does
+            self.start_lingering()
+            return
+        self._arm_head_timer()  # the next request's head, on a kept-alive connection
 
     # ---- the head timeout ----------------------------------------------------------------------
 
