@@ -67,3 +67,18 @@ def test_truncated_png_is_a_clear_error():
 def test_content_type_that_lies_is_refused():
     with pytest.raises(ImageError, match="content type says image/jpeg but the data is PNG"):
         decode(encoded(Image.fromarray(RGB), "PNG"), "image/jpeg")
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF"])
+def test_a_format_the_api_does_not_name_is_refused_even_without_a_content_type(fmt):
+    import io
+
+    from PIL import Image
+
+    from fleetvote.images import ImageError, decode
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, format=fmt)
+    with pytest.raises(ImageError) as exc:
+        decode(buf.getvalue(), None)
+    assert exc.value.status == 422

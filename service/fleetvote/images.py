@@ -21,6 +21,7 @@ IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG", "i
                "image/x-ms-bmp": "BMP", "image/webp": "WEBP"}
 RAW_TYPES = ("application/octet-stream",)
 _FORMATS = {"PNG": {"PNG"}, "JPEG": {"JPEG", "MPO"}, "BMP": {"BMP", "DIB"}, "WEBP": {"WEBP"}}
+_DECODERS = sorted(set().union(*_FORMATS.values()) - {"MPO"})  # a JPEG plugin opens MPO files itself
 # decompression-bomb guard: a 32x32 classifier has no use for more than this many input pixels
 MAX_PIXELS = 4096 * 4096
 
@@ -50,7 +51,9 @@ def decode(data: bytes, content_type: str | None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            # only the formats the API names: without a content type, Pillow would otherwise try
+            # every decoder it has (TIFF, GIF, PSD, EPS through ghostscript, ...)
+            img = Image.open(io.BytesIO(data), formats=_DECODERS)
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(f"image is {img.width}x{img.height}; at most {MAX_PIXELS:,} pixels", 413)
             if ctype and img.format and img.format not in _FORMATS[IMAGE_TYPES[ctype]]:
