@@ -170,6 +170,7 @@ async def test_every_board_killed_not_ready_but_still_answering(board_bin, tmp_p
     ({"files": {"note": ("a.txt", b"hello", "text/plain")}, "data": {"x": "1"}}, 415),
     ({"data": {"just": "fields"}}, 415),
     ({"files": {"a": ("a", b"", "image/png")}, "data": {}}, 422),
+    ({"content": b"\x1f\x8b\x08\x00", "headers": {"content-type": "image/png", "content-encoding": "gzip"}}, 415),
 ])
 async def test_bad_uploads_get_their_4xx(board_bin, tmp_path, kwargs, status):
     ids = member_ids(1)

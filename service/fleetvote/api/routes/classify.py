@@ -36,6 +36,9 @@ _BODY_DOC = {
 
 async def _read_image(request: Request):
     ctype = request.headers.get("content-type", "")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # image formats are compressed already: nothing inflates here
+        raise ImageError(f"Content-Encoding {encoding!r} is not supported on /classify: send the image as is", 415)
     if ctype.startswith("multipart/form-data"):
         try:
             form = await request.form(max_files=1, max_fields=8)
