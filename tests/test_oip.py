@@ -184,6 +184,9 @@ async def test_gzip_and_deflate_bodies_are_inflated_and_a_bomb_is_refused(tmp_pa
         r = await client.post("/v2/models/fleet/infer", content=gzip.compress(body)[:-20],
                               headers={"content-encoding": "gzip"})
         assert r.status_code == 400 and "error" in r.json()
+        r = await client.post("/v2/models/fleet/infer", content=gzip.compress(body) + gzip.compress(b" "),
+                              headers={"content-type": "application/json", "content-encoding": "gzip"})
+        assert r.status_code == 400 and "after its compressed stream" in r.json()["error"]
 
 
 async def test_json_longer_than_the_largest_batch_needs_is_refused_before_it_is_parsed(tmp_path):

@@ -307,6 +307,9 @@ async def _body(request: Request, limit: int) -> bytes:
         raise ProtocolError(f"the {encoding} body inflates past the upload limit of {limit} bytes", 413)
     if not inflate.eof:
         raise ProtocolError(f"the {encoding} body is truncated")
+    if inflate.unused_data:  # a second gzip member, or junk: refused rather than silently cut
+        raise ProtocolError(f"the {encoding} body holds {len(inflate.unused_data)} bytes after its compressed "
+                            "stream: send one stream")
     return out
 
 
