@@ -228,6 +228,26 @@ async def test_cascade_unsure_stage1_asks_the_rest_and_the_full_vote_decides():
     assert body.fused.label == 2 and [m.model_id for m in body.members] == ["m0", "m1", "m2"]
 
 
+async def test_cascade_answers_with_stage1_when_stage2_cannot_finish_in_time():
+    from fleetvote.errors import Overloaded
+
+    fleet, boards, engines = cascade_fleet(3, ("m1",), 0.999)  # never sure: stage 2 is wanted
+    ask = fleet._ask
+
+    async def stage2_refused(ens, image, ks, until, fallback):
+        if len(ks) > 1:
+            raise Overloaded("no member of stage 2 can finish before the deadline", 1)
+        return await ask(ens, image, ks, until, fallback)
+
+    fleet._ask = stage2_refused
+    task = asyncio.create_task(fleet.classify(np.zeros((32, 32, 3), np.uint8), mode="cascade"))
+    (await boards[1].queue.get()).future.set_result(sure_of(6))
+    body = await task
+    fleet._engine_pool.shutdown()
+    assert (body.stage, body.skipped) == (1, ("m0", "m2"))
+    assert body.fused.label == 6 and [m.model_id for m in body.members] == ["m1"]
+
+
 async def test_cascade_asks_the_stage1_whose_boards_have_the_least_work_waiting_and_rotates_on_ties():
     from fleetvote.adaptive import Cascade
 

@@ -285,8 +285,14 @@ class Fleet:
             if not rest or votes and cascade_stops(np.array([votes[k].output for k in order]), strategy, cascade, w):
                 skipped = set(rest)
             else:
-                votes.update(await self._ask(ens, image, rest, until, fallback))
-                stage = 2
+                try:
+                    votes.update(await self._ask(ens, image, rest, until, fallback))
+                    stage = 2
+                except Overloaded:
+                    # stage 2 cannot finish before the deadline (stage 1 used most of it, or the
+                    # fleet is full): stage 1's answer, unsure as it is, rather than a 503 for a
+                    # request whose work is done; the answer says so (stage 1, the rest skipped)
+                    skipped = set(rest)
         else:
             votes = await self._ask(ens, image, asked, until, fallback)
         order = sorted(votes)
