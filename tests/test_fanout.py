@@ -341,3 +341,20 @@ async def test_a_cancelled_request_leaves_no_board_job_or_engine_run_to_compute_
         assert [b.queue.qsize() for b in boards] == [0, 0, 0], mode
         fleet._engine_pool.shutdown()
 
+
+
+async def test_without_fallback_too_few_members_with_a_board_is_refused_before_any_work():
+    from fleetvote.errors import QuorumLost
+
+    fleet, boards, _ = fleet_of(2)
+    fleet.ensemble.quorum = 2
+    boards[1].state = State.OFFLINE  # m1 has no board to go to
+    try:
+        await asyncio.wait_for(fleet.classify(np.zeros((32, 32, 3), np.uint8), fallback=False), 1.0)
+    except QuorumLost as exc:
+        assert "m1" in str(exc)
+    else:
+        raise AssertionError("answered without the quorum")
+    finally:
+        fleet._engine_pool.shutdown()
+    assert boards[0].queue.empty()  # m0's board was never asked for an answer nobody could use

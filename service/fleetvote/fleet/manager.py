@@ -388,6 +388,8 @@ class Fleet:
                 raise Overloaded(f"{len(placed)} of {len(asked)} members fit on their boards before the deadline, "
                                  f"quorum {quorum}, fallback off: the boards' backlog is {wait:.0f} ms",
                                  retry_after_s(wait))
+            if len(placed) < quorum:  # no board for enough members at all: refused before any work
+                _check_quorum(ens, quorum, len(placed), [k for k in asked if k not in placed], reasons)
             return placed, reasons
         engine_ms = self.spillover.finish_ms([ens.members[k] for k in reasons])
         if left_ms is not None and engine_ms > left_ms:
