@@ -358,3 +358,28 @@ async def test_without_fallback_too_few_members_with_a_board_is_refused_before_a
     finally:
         fleet._engine_pool.shutdown()
     assert boards[0].queue.empty()  # m0's board was never asked for an answer nobody could use
+
+
+async def test_early_does_not_wait_for_the_engine_past_the_requests_deadline():
+    """A silent board's member goes to the engine at the deadline; an engine slower than what is
+    left is not waited for: Overloaded (503 with Retry-After) at the deadline, not when it ends."""
+    from fleetvote.errors import Overloaded
+
+    fleet, boards, engines = fleet_of(1)
+
+    class SlowEngine(RecordingEngine):
+        def run(self, images):
+            time.sleep(1.0)
+            return super().run(images)
+
+    fleet.ensemble.members[0].engine = SlowEngine()
+    t0 = time.perf_counter()
+    try:
+        await fleet.classify(np.zeros((32, 32, 3), np.uint8), mode="early", deadline_ms=300)
+    except Overloaded:
+        pass
+    else:
+        raise AssertionError("answered by an engine run that ended past the deadline")
+    finally:
+        fleet._engine_pool.shutdown(wait=False)
+    assert (time.perf_counter() - t0) * 1000 < 900  # the engine alone takes 1,000 ms

@@ -553,9 +553,15 @@ class Fleet:
         speculated = False
         answer = None
         t0 = last = loop.time()  # dispatch, and the last vote's arrival
+        # the request's deadline on the loop's clock: engine votes are not waited for past it
+        hard_end = None if until is None else t0 + (until - time.perf_counter())
+        late = False
         try:
             while (board_of or engine_of) and (answer := settled()) is None:
                 now = loop.time()
+                if hard_end is not None and now >= hard_end:
+                    late = True  # what is still out is left out (cancelled below), as in _stand_in
+                    break
                 out = set(board_of.values())
                 straggling = (engines is not None and votes and not engine_of and out and possible - set(votes) == out
                               and not out <= set(racing))
@@ -580,6 +586,8 @@ class Fleet:
                     timeout = min(timeout, spill_at - now) if timeout is not None else spill_at - now
                 elif spill_at is not None:  # due, but every engine worker is busy: look again shortly
                     timeout = min(timeout, 0.005) if timeout is not None else 0.005
+                if hard_end is not None:
+                    timeout = max(hard_end - now, 0.0) if timeout is None else min(timeout, max(hard_end - now, 0.0))
                 done, _ = await asyncio.wait(wait, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if done:
                     last = loop.time()
@@ -611,6 +619,10 @@ class Fleet:
             missing = [k for k in asked if k not in votes]
             if missing:
                 _check_quorum(ens, quorum, len(votes), missing, reasons)
+        if late and answer is None and len(votes) < quorum:
+            backlog = self.spillover.backlog_ms() / self.spillover.workers
+            raise Overloaded(f"{len(votes)} of {len(asked)} votes by the request's deadline, quorum {quorum}: the "
+                             f"engine's backlog is {backlog:.0f} ms", retry_after_s(backlog))
         return votes, possible - set(votes), answer
 
     def _engines_idle(self) -> bool:
