@@ -59,6 +59,8 @@ def counted(metrics_text: str) -> dict[tuple[str, str], int]:
 class RefusingFleet:
     """Stands in for the fleet (app.dependency_overrides) and refuses every image with ``exc``."""
 
+    ensemble = None  # the route pins the fleet's ensemble before it reads the body
+
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
 

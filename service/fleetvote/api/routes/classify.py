@@ -83,7 +83,8 @@ async def classify(
                     "label; cascade: the ensemble's stage-1 members first, the rest only when their answer is "
                     "not confident enough. Default: the ensemble file's mode, else all")] = None,
 ) -> ClassifyResponse:
-    if mode == "cascade" and fleet.ensemble.cascade is None:
+    ens = fleet.ensemble  # pinned: a reload while the body is read does not change what was checked
+    if mode == "cascade" and ens.cascade is None:
         raise HTTPException(422, "mode cascade: the ensemble file has no cascade section; write one with "
                                  "fleetvote ensemble-eval --write-ensemble, or use mode all or early")
     # the deadline counts from the request's arrival (requestlog.RequestLog notes it): the
@@ -91,5 +92,5 @@ async def classify(
     arrived = getattr(request.state, "arrived", None) or time.perf_counter()
     image = await _read_image(request)
     answer = await fleet.classify(image, strategy=strategy, deadline_ms=deadline_ms, fallback=fallback, mode=mode,
-                                  arrived=arrived)
+                                  arrived=arrived, ensemble=ens)
     return ClassifyResponse.of(answer)
