@@ -34,6 +34,12 @@
 #if !defined(__ARM_FEATURE_DSP)
 #error "fv_kernels_dsp.c needs the DSP extension (-mcpu=cortex-m4 or cortex-m7)"
 #endif
+/* The 2x2 inner loops' inline assembly holds 14 values in registers, every one the compiler can
+ * give (lr included): at -O0, or with a frame pointer kept (-fno-omit-frame-pointer takes r7),
+ * gcc cannot allocate them and stops with "impossible constraints". Say so plainly instead. */
+#if !defined(__OPTIMIZE__)
+#error "fv_kernels_dsp.c needs optimisation (-Og, -O1 or more; the release and test builds use -O2)"
+#endif
 
 /* The longest column (k_h * k_w * in_c of a convolution, depth of a fully connected layer) the
  * scratch holds; longer layers run the reference kernel. RAM: 2 columns of int16 and one of
