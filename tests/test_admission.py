@@ -211,6 +211,8 @@ async def test_classify_counts_the_deadline_from_the_requests_arrival_at_the_app
     seen = {}
 
     class Recording:
+        ensemble = None  # the route pins the fleet's ensemble before it reads the body
+
         async def classify(self, image, **kwargs):
             seen.update(kwargs)
             raise Overloaded("late", retry_after_s=3)
