@@ -340,7 +340,9 @@ class MixedFleet:
         return Classification(fuse(np.array([v.output for v in votes]), "soft", [1.0] * 3), votes, 3.0)
 
 
-async def test_response_parameters_say_which_members_were_boards_fallbacks_or_spillover(tmp_path):
+async def infer_with(stand_in, tmp_path, images: np.ndarray) -> tuple[httpx.Response, list[str]]:
+    """POST one infer of `images` to an app on a three-member ensemble whose fleet is
+    `stand_in(real_fleet)`; gives the answer and the three member ids."""
     from fleetvote.api.deps import get_fleet
     from fleetvote.api.app import create_app
     from fleetvote.settings import Settings
@@ -351,9 +353,13 @@ async def test_response_parameters_say_which_members_were_boards_fallbacks_or_sp
     (tmp_path / "e.json").write_text(json.dumps({"members": [{"id": i} for i in ids]}))
     app = create_app(Settings(ensemble=tmp_path / "e.json", zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
     async with app.router.lifespan_context(app):
-        app.dependency_overrides[get_fleet] = lambda: MixedFleet(app.state.fleet)
+        app.dependency_overrides[get_fleet] = lambda: stand_in(app.state.fleet)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            r = await client.post("/v2/models/fleet/infer", json=infer_body(IMAGES[:3]))
+            return await client.post("/v2/models/fleet/infer", json=infer_body(images)), ids
+
+
+async def test_response_parameters_say_which_members_were_boards_fallbacks_or_spillover(tmp_path):
+    r, ids = await infer_with(MixedFleet, tmp_path, IMAGES[:3])
     assert r.status_code == 200, r.text
     p = r.json()["parameters"]
     assert (p["boards"], p["fallbacks"], p["spillover"], p["missing"]) == (ids[0], ids[1], ids[2], "")
@@ -372,19 +378,7 @@ class PartialFleet(MixedFleet):
 
 
 async def test_a_member_that_did_not_vote_is_a_row_of_zeros_and_named_missing(tmp_path):
-    from fleetvote.api.deps import get_fleet
-    from fleetvote.api.app import create_app
-    from fleetvote.settings import Settings
-
-    ids = member_ids(3)
-    if len(ids) < 3:
-        pytest.skip("fewer than 3 zoo members")
-    (tmp_path / "e.json").write_text(json.dumps({"members": [{"id": i} for i in ids]}))
-    app = create_app(Settings(ensemble=tmp_path / "e.json", zoo=ZOO, urls=[], link_globs=[], scan_usb=False))
-    async with app.router.lifespan_context(app):
-        app.dependency_overrides[get_fleet] = lambda: PartialFleet(app.state.fleet)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            r = await client.post("/v2/models/fleet/infer", json=infer_body(IMAGES[:2]))
+    r, ids = await infer_with(PartialFleet, tmp_path, IMAGES[:2])
     assert r.status_code == 200, r.text
     probs = outputs_of(r.json())["member_probabilities"]
     assert probs.shape == (2, 3, 10) and not probs[:, 1].any() and probs[:, 0].any() and probs[:, 2].any()
