@@ -703,156 +703,336 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 
 /* ---- DEPTHWISE_CONV_2D ---------------------------------------------------------------------- */
 
-/* [*begin, *end): the taps k in [0, taps) with 0 <= origin + dil * k < size. */
-static void tap_range(int32_t origin, int32_t dil, int32_t taps, int32_t size, int32_t *begin, int32_t *end)
-{
-    int32_t b = 0, e = taps;
-    if (origin < 0) {
-        b = (-origin + dil - 1) / dil; /* first k with origin + dil * k >= 0 */
-    }
-    if (origin + dil * (taps - 1) >= size) {
-        /* last valid k is floor((size - 1 - origin) / dil); none when origin >= size */
-        e = origin >= size ? 0 : (size - 1 - origin) / dil + 1;
-    }
-    *begin = b;
-    *end = e > b ? e : b;
-}
-
-/* One tap of four channels: the input word widened into (c0, c2) and (c1, c3) pairs, offset
- * included, against the tap's widened weights; SMLABB/SMLATT keep the four sums apart. */
-static inline void dw_tap(const int8_t *s, const int32_t *w, int32_t off2, int32_t acc[4])
-{
-    const int32_t xv = ld_s8x4(s);
-    const int32_t x02 = __sxtab16(off2, xv), x13 = sxtab16_ror8(off2, xv);
-    acc[0] = __smlabb(w[0], x02, acc[0]);
-    acc[2] = __smlatt(w[0], x02, acc[2]);
-    acc[1] = __smlabb(w[1], x13, acc[1]);
-    acc[3] = __smlatt(w[1], x13, acc[3]);
-}
-
 /*
- * Depth multiplier 1: four channels at a time. The weights are widened once per call into the
- * column scratch, per group of 4 channels and tap, as the two words (w0, w2) (w1, w3) (2 words
- * per tap and group: k_h * k_w * in_c / 2 words, which tools/dsp_limits.py sizes the scratch
- * for); then each tap is a load, two SXTAB16 of the input (offset included) and four
- * SMLABB/SMLATT into four separate accumulators (a depthwise sum never mixes channels), started
- * at the bias. The window is clipped to the image once per output pixel, so the tap loops have
- * no tests; a whole row of 3 taps (3x3 kernels) is unrolled. Other depth multipliers, layers
- * whose weights do not fit the scratch and layers rq_fast_ok refuses run the reference; the
- * last in_c % 4 channels take the reference's arithmetic with rq_byte.
+ * Depth multiplier 1, four channels at a time (the last c % 4 channels as a partial group whose
+ * missing lanes have zero weights and are never stored). Per group of 4 channels:
+ *
+ *  - the input rows the output rows need are widened once into a plane (dw_plane), 2 words per
+ *    pixel, (c0, c2) and (c1, c3) as int16 pairs with the input offset included (SXTAB16), and
+ *    the padding around the image written as 0: the centred value of a padding tap, so that a tap
+ *    outside the image adds w * 0 where the reference skips it. Every output pixel, border or
+ *    not, then runs the same loop with no clipping; the plane has an extra column when out_w is
+ *    odd, so pixels go in pairs (the extra pixel is computed and not stored).
+ *  - the weights are widened once per call into the column scratch, doubled (SADD16; 2w fits
+ *    int16): the sums come out as 2 * acc, the doubled input rq2 wants, at no cost.
+ *  - two horizontally adjacent output pixels (stride 1 or 2) are one block: per tap one LDRD of
+ *    the tap's weights, per pixel one LDRD of the plane and four SMLABB/SMLATT (a depthwise sum
+ *    never mixes channels, so each product keeps its own accumulator): 11 instructions per 8
+ *    MACs, the 3x3 kernel (every zoo depthwise layer) unrolled in assembly with immediate
+ *    offsets, other shapes in C with the same arithmetic.
+ *
+ * CMSIS-NN's arm_depthwise_conv_s8_opt takes the same SMLABB/SMLATT route on an im2col copy of
+ * each window (2 loads, 4 extends and 4 multiplies per tap and pixel); here the window is not
+ * copied, the widening is shared by every window that reads a pixel (9 for a 3x3 stride 1 layer,
+ * about 2 at stride 2) and the weights by the two pixels of a block.
+ *
+ * RAM: the plane holds at least the rows of one output row (k_h rows of (2 * ceil(out_w / 2) - 1)
+ * * stride + k_w pixels, 8 bytes each); FV_DSP_DW_WORDS (fv_dsp_limits.h, from
+ * tools/dsp_limits.py: the model's largest whole plane) sizes it, and output rows go in bands of
+ * as many as fit. Layers whose plane or widened weights do not fit, other depth multipliers, and
+ * layers rq_fast_ok refuses run the reference.
  */
+#ifndef FV_DSP_DW_WORDS
+#define FV_DSP_DW_WORDS 1024 /* 4 KB: a 3x3 layer up to 61 columns wide (tests: FV_DSP_MAX_K=512) */
+#endif
+static int32_t dw_plane[FV_DSP_DW_WORDS] __attribute__((aligned(8)));
+
+/* SMMLAR: the high word of a * b + (acc << 32), rounded. */
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* rq_byte of acc given 2 * acc (acc2), in 3 arithmetic instructions and a saturation: SMMLAR adds
+ * round_zp to smmulr(acc2, m) for free, and the sign correction (t < 0) may be taken from acc2
+ * instead: t < 0 implies acc2 < 0 (m >= 0), and when acc2 < 0 but t = 0 the shift gives zp either
+ * way (round_zp - 1 and round_zp = zp 2^e + 2^(e-1) have the same quotient by 2^e for e >= 1). */
+static inline int32_t rq2_raw(int32_t acc2, const rq_chan *r)
+{
+    const int32_t t = smmlar(acc2, r->m, r->round_zp);
+    return (t - (int32_t)((uint32_t)acc2 >> 31)) >> r->e; /* arithmetic shift */
+}
+
+/* The group's record (dw_rec, rebuilt per group): everything the row loop reads, at fixed offsets:
+ * words 0-3 the 4 channels' biases doubled, 4-15 their rq_chan (m, round_zp, e), 16 the plane's
+ * pitch in bytes, 17 unused, from 18 (byte 72) the widened doubled weights, 2 words per tap. */
+#define DW_REC_BIAS 0
+#define DW_REC_RQ 4
+#define DW_REC_PITCH 16
+#define DW_REC_W 18
+#define DW_MAX_TAPS 49 /* 7x7; larger kernels run the reference */
+static int32_t dw_rec[DW_REC_W + 2 * DW_MAX_TAPS] __attribute__((aligned(8)));
+
+/* One tap of the 2-pixel block: the weights' LDRD at W (bytes from the record), the pixels' at X0
+ * and X1 (bytes from the plane row). Accumulators: a = the first pixel's channels 0-3, b = the
+ * second's; the plane's and the weights' words are (c0, c2) and (c1, c3). */
+#define DW_TAP(W, X0, X1)                                                                            \
+    "ldrd %[w0], %[w1], [%[wp], #" W "]\n\t"                                                         \
+    "ldrd %[x0], %[x1], [%[xp], #" X0 "]\n\t"                                                        \
+    "smlabb %[a0], %[w0], %[x0], %[a0]\n\t"                                                          \
+    "smlatt %[a2], %[w0], %[x0], %[a2]\n\t"                                                          \
+    "smlabb %[a1], %[w1], %[x1], %[a1]\n\t"                                                          \
+    "smlatt %[a3], %[w1], %[x1], %[a3]\n\t"                                                          \
+    "ldrd %[x0], %[x1], [%[xp], #" X1 "]\n\t"                                                        \
+    "smlabb %[b0], %[w0], %[x0], %[b0]\n\t"                                                          \
+    "smlatt %[b2], %[w0], %[x0], %[b2]\n\t"                                                          \
+    "smlabb %[b1], %[w1], %[x1], %[b1]\n\t"                                                          \
+    "smlatt %[b3], %[w1], %[x1], %[b3]\n\t"
+/* the next plane row: the record's pitch */
+#define DW_NEXT_ROW "ldr %[x0], [%[wp], #64]\n\tadd %[xp], %[xp], %[x0]\n\t"
+/* channel J's two sums requantised in place (rq2_raw, then SSAT): m and round_zp by LDRD, e */
+#define DW_RQ(J, MOFF, EOFF)                                                                         \
+    "ldrd %[w0], %[w1], [%[wp], #" MOFF "]\n\t"                                                      \
+    "ldr %[x0], [%[wp], #" EOFF "]\n\t"                                                              \
+    "smmlar %[x1], %[a" J "], %[w0], %[w1]\n\t"                                                      \
+    "sub %[a" J "], %[x1], %[a" J "], lsr #31\n\t"                                                   \
+    "asr %[a" J "], %[a" J "], %[x0]\n\t"                                                            \
+    "ssat %[a" J "], #8, %[a" J "]\n\t"                                                              \
+    "smmlar %[x1], %[b" J "], %[w0], %[w1]\n\t"                                                      \
+    "sub %[b" J "], %[x1], %[b" J "], lsr #31\n\t"                                                   \
+    "asr %[b" J "], %[b" J "], %[x0]\n\t"                                                            \
+    "ssat %[b" J "], #8, %[b" J "]\n\t"
+
+/* A whole row of pixel pairs of one group of 4 channels, 3x3 dilation 1, the whole int8 range as
+ * the activation range, in one assembly loop (in C, gcc spilled and reloaded about 150
+ * instructions' worth per pair around the 14-register block). The loop's own values live in 16
+ * bytes of stack: the next pair's plane pointer, the output pointer, the output pixel stride, the
+ * pairs left. Per pair: the sums started at the biases (2 LDRD, 4 MOV), 9 taps (99), 2 row steps,
+ * 8 requantisations (44), 8 byte stores, the loop's 12: 169 instructions for 72 MACs. S is the
+ * second pixel's offset in the plane, 8 (stride 1) or 16 (stride 2) bytes; P1/P2/P3 the offsets
+ * of its taps. */
+typedef struct {
+    const int32_t *xp; /* the first pair's top-left tap in the plane */
+    int8_t *o;         /* its first output byte (channel 4g of the first pixel) */
+    int32_t c;         /* bytes from one output pixel to the next */
+    int32_t pairs;     /* >= 1 */
+} dw_row_job;
+
+#define DW_ROW_ASM(NEXT, P1, P2, P3)                                                                 \
+    "ldr %[x1], [%[xp], #0]\n\t"                                                                     \
+    "ldr %[w0], [%[xp], #4]\n\t"                                                                     \
+    "ldr %[w1], [%[xp], #8]\n\t"                                                                     \
+    "ldr %[x0], [%[xp], #12]\n\t"                                                                    \
+    "sub sp, sp, #16\n\t"                                                                            \
+    "str %[x1], [sp, #0]\n\t"                                                                        \
+    "str %[w0], [sp, #4]\n\t"                                                                        \
+    "str %[w1], [sp, #8]\n\t"                                                                        \
+    "str %[x0], [sp, #12]\n\t"                                                                       \
+    "2:\n\t"                                                                                         \
+    "ldr %[xp], [sp, #0]\n\t"                                                                        \
+    "ldrd %[a0], %[a1], [%[wp], #0]\n\t"                                                             \
+    "ldrd %[a2], %[a3], [%[wp], #8]\n\t"                                                             \
+    "add %[x0], %[xp], #" NEXT "\n\t"                                                                \
+    "str %[x0], [sp, #0]\n\t"                                                                        \
+    "mov %[b0], %[a0]\n\t"                                                                           \
+    "mov %[b1], %[a1]\n\t"                                                                           \
+    "mov %[b2], %[a2]\n\t"                                                                           \
+    "mov %[b3], %[a3]\n\t"                                                                           \
+    DW_TAP("72", "0", P1) DW_TAP("80", "8", P2) DW_TAP("88", "16", P3) DW_NEXT_ROW                   \
+    DW_TAP("96", "0", P1) DW_TAP("104", "8", P2) DW_TAP("112", "16", P3) DW_NEXT_ROW                 \
+    DW_TAP("120", "0", P1) DW_TAP("128", "8", P2) DW_TAP("136", "16", P3)                            \
+    DW_RQ("0", "16", "24") DW_RQ("1", "28", "36") DW_RQ("2", "40", "48") DW_RQ("3", "52", "60")      \
+    "ldrd %[xp], %[x0], [sp, #4]\n\t"                                                                \
+    "strb %[a0], [%[xp], #0]\n\t"                                                                    \
+    "strb %[a1], [%[xp], #1]\n\t"                                                                    \
+    "strb %[a2], [%[xp], #2]\n\t"                                                                    \
+    "strb %[a3], [%[xp], #3]\n\t"                                                                    \
+    "add %[xp], %[xp], %[x0]\n\t"                                                                    \
+    "strb %[b0], [%[xp], #0]\n\t"                                                                    \
+    "strb %[b1], [%[xp], #1]\n\t"                                                                    \
+    "strb %[b2], [%[xp], #2]\n\t"                                                                    \
+    "strb %[b3], [%[xp], #3]\n\t"                                                                    \
+    "add %[xp], %[xp], %[x0]\n\t"                                                                    \
+    "str %[xp], [sp, #4]\n\t"                                                                        \
+    "ldr %[x0], [sp, #12]\n\t"                                                                       \
+    "subs %[x0], %[x0], #1\n\t"                                                                      \
+    "str %[x0], [sp, #12]\n\t"                                                                       \
+    "bne 2b\n\t"                                                                                     \
+    "add sp, sp, #16\n\t"
+
+#define DW_ROW_OPERANDS                                                                              \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0), [b1] "=&r"(b1), \
+      [b2] "=&r"(b2), [b3] "=&r"(b3), [xp] "+&r"(xp), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0),  \
+      [x1] "=&r"(x1)                                                                                 \
+    : [wp] "r"(wp)                                                                                   \
+    : "cc", "memory"
+
+/* the job's pointer comes in as xp, whose register the loop then uses for the plane */
+static void dw_row_s1(const dw_row_job *job)
+{
+    int32_t a0, a1, a2, a3, b0, b1, b2, b3, w0, w1, x0, x1;
+    const void *xp = job;
+    const int32_t *const wp = dw_rec;
+    __asm__ volatile(DW_ROW_ASM("16", "8", "16", "24") DW_ROW_OPERANDS);
+}
+
+static void dw_row_s2(const dw_row_job *job)
+{
+    int32_t a0, a1, a2, a3, b0, b1, b2, b3, w0, w1, x0, x1;
+    const void *xp = job;
+    const int32_t *const wp = dw_rec;
+    __asm__ volatile(DW_ROW_ASM("32", "16", "24", "32") DW_ROW_OPERANDS);
+}
+
+/* Any kernel size, dilation and stride: the same sums in C. */
+static void dw_block(const int32_t *xp, const int32_t *wp, int32_t k_h, int32_t k_w, int32_t row_step,
+                     int32_t col_step, int32_t px_step, int32_t a[8])
+{
+    for (int32_t ky = 0; ky < k_h; ky++) {
+        for (int32_t kx = 0; kx < k_w; kx++) {
+            const int32_t *x = xp + ky * row_step + kx * col_step;
+            const int32_t *y = x + px_step;
+            a[0] = __smlabb(wp[0], x[0], a[0]);
+            a[2] = __smlatt(wp[0], x[0], a[2]);
+            a[1] = __smlabb(wp[1], x[1], a[1]);
+            a[3] = __smlatt(wp[1], x[1], a[3]);
+            a[4] = __smlabb(wp[0], y[0], a[4]);
+            a[6] = __smlatt(wp[0], y[0], a[6]);
+            a[5] = __smlabb(wp[1], y[1], a[5]);
+            a[7] = __smlatt(wp[1], y[1], a[7]);
+            wp += 2;
+        }
+    }
+}
+
+/* The input rows [y_start, y_start + rows) of the group's n channels (from channel g4), columns
+ * [x_start, x_start + ncols), widened into the plane; outside the image 0. */
+static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int32_t n, int32_t y_start, int32_t rows,
+                     int32_t x_start, int32_t ncols, int32_t off2)
+{
+    const int32_t c = p->in_c;
+    const int32_t i_b = x_start < 0 ? (-x_start < ncols ? -x_start : ncols) : 0; /* first column in the image */
+    int32_t i_e = p->in_w - x_start;                                              /* one past the last */
+    i_e = i_e < i_b ? i_b : (i_e > ncols ? ncols : i_e);
+    for (int32_t r = 0; r < rows; r++) {
+        const int32_t y = y_start + r;
+        int32_t *d = dw_plane + 2 * r * ncols;
+        int32_t i = 0;
+        if (y < 0 || y >= p->in_h) {
+            memset(d, 0, (size_t)ncols * 8u);
+            continue;
+        }
+        for (; i < i_b; i++) {
+            d[2 * i] = 0;
+            d[2 * i + 1] = 0;
+        }
+        {
+            const int8_t *src = in + ((size_t)y * (size_t)p->in_w + (size_t)(x_start + i_b)) * (size_t)c + (size_t)g4;
+            int32_t *e = d + 2 * i_b;
+            int32_t *const e_end = d + 2 * i_e;
+            if (n == 4) {
+                for (; e < e_end; e += 2) {
+                    const int32_t v = ld_s8x4(src);
+                    e[0] = __sxtab16(off2, v);
+                    e[1] = sxtab16_ror8(off2, v);
+                    src += c;
+                }
+            } else { /* the last, partial group: the missing lanes get the offset, and weight 0 */
+                for (; e < e_end; e += 2) {
+                    const int32_t v = ld_s8_tail(src, n);
+                    e[0] = __sxtab16(off2, v);
+                    e[1] = sxtab16_ror8(off2, v);
+                    src += c;
+                }
+            }
+        }
+        for (i = i_e; i < ncols; i++) {
+            d[2 * i] = 0;
+            d[2 * i + 1] = 0;
+        }
+    }
+}
+
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t c = p->in_c;
-    const int32_t c4 = c & ~3;
     const int32_t taps = p->k_h * p->k_w;
+    const int32_t groups = (c + 3) >> 2;
+    const int32_t out_h = p->out_h, out_w = p->out_w, s_h = p->stride_h, s_w = p->stride_w;
+    /* plane columns: those of ceil(out_w / 2) pixel pairs */
+    const int32_t ncols = (((out_w + 1) & ~1) - 1) * s_w + p->dil_w * (p->k_w - 1) + 1;
+    const int32_t span_h = p->dil_h * (p->k_h - 1) + 1; /* plane rows of one output row */
+    const int32_t cap_rows = FV_DSP_DW_WORDS / (2 * ncols);
     const int32_t off2 = pack_offset(p->input_offset);
-    const int32_t in_off = p->input_offset;
-    const size_t row = (size_t)p->in_w * (size_t)c;
-    const int8_t *const weights = p->weights;
     const int32_t *const bias = p->bias;
-    const int32_t *const multiplier = p->multiplier;
-    const int32_t *const shift = p->shift;
     const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
-    const int32_t k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
-    const size_t src_step = (size_t)dil_w * (size_t)c;      /* the next tap along x */
-    const size_t src_row_step = (size_t)dil_h * row;        /* the next tap along y */
-    const size_t w_row = (size_t)k_w * (size_t)c;           /* the next kernel row, bytes */
-    int32_t *const wq = cols;                               /* the widened weights */
     const int full_range = act_min == -128 && act_max == 127;
-    int32_t oy, ox;
+    const int fast3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && (s_w == 1 || s_w == 2);
+    const int32_t *const wg = dw_rec + DW_REC_W;
+    int32_t band, oy0;
 
     FV_ASSERT(p->depth_multiplier > 0 && p->out_c == p->in_c * p->depth_multiplier);
-    if (p->depth_multiplier != 1 || taps * (c4 / 2) > FV_DSP_PAD_K ||
-        !rq_fast_ok(bias, multiplier, shift, c, taps, p->output_offset)) {
+    if (p->depth_multiplier != 1 || taps > DW_MAX_TAPS || cap_rows < span_h ||
+        !rq_fast_ok(bias, p->multiplier, p->shift, c, taps, p->output_offset)) {
         fv_depthwise_conv2d_ref(p, in, out);
         return;
     }
-    for (int32_t g = 0; g < c4; g += 4) {
-        int32_t *d = wq + 2 * (g / 4) * taps;
-        for (int32_t t = 0; t < taps; t++) {
-            const int32_t wv = ld_s8x4(weights + (size_t)t * (size_t)c + (size_t)g);
-            d[0] = __sxtb16(wv);
-            d[1] = sxtb16_ror8(wv);
-            d += 2;
-        }
+    band = (cap_rows - span_h) / s_h + 1; /* output rows per band */
+    if (band > out_h) {
+        band = out_h;
     }
-    for (oy = 0; oy < p->out_h; oy++) {
-        const int32_t y0 = oy * p->stride_h - p->pad_top;
-        int32_t ky_b, ky_e;
-        tap_range(y0, dil_h, p->k_h, p->in_h, &ky_b, &ky_e);
-        for (ox = 0; ox < p->out_w; ox++) {
-            const int32_t x0 = ox * p->stride_w - p->pad_left;
-            int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)c;
-            int32_t kx_b, kx_e, ch;
-            tap_range(x0, dil_w, k_w, p->in_w, &kx_b, &kx_e);
+    dw_rec[DW_REC_PITCH] = 8 * ncols;
+    dw_rec[DW_REC_PITCH + 1] = 0;
+    for (oy0 = 0; oy0 < out_h; oy0 += band) {
+        const int32_t oy1 = oy0 + band < out_h ? oy0 + band : out_h;
+        const int32_t y_start = oy0 * s_h - p->pad_top;
+        const int32_t rows = (oy1 - 1 - oy0) * s_h + span_h;
+        for (int32_t g = 0; g < groups; g++) {
+            const int32_t g4 = 4 * g;
+            const int32_t n = c - g4 < 4 ? c - g4 : 4; /* channels in the group: 4, or 1-3 in the last */
+            const rq_chan *const rq = (const rq_chan *)(const void *)&dw_rec[DW_REC_RQ];
+            /* the group's record: biases, requantisation, widened weights */
+            for (int32_t j = 0; j < 4; j++) {
+                const int32_t ch = g4 + (j < n ? j : n - 1); /* a missing lane copies a real one */
+                const rq_chan r = rq_of(p->multiplier, p->shift, ch, zp21);
+                dw_rec[DW_REC_BIAS + j] = bias != NULL ? 2 * bias[ch] : 0;
+                dw_rec[DW_REC_RQ + 3 * j] = r.m;
+                dw_rec[DW_REC_RQ + 3 * j + 1] = r.round_zp;
+                dw_rec[DW_REC_RQ + 3 * j + 2] = r.e;
+            }
             {
-                const int32_t n_ky = ky_e - ky_b, n_kx = kx_e - kx_b;
-                /* the window's first in-image tap, its index, and its weights */
-                const int8_t *const src0 =
-                    in + (size_t)(y0 + dil_h * ky_b) * row + (size_t)(x0 + dil_w * kx_b) * (size_t)c;
-                const int32_t t0 = ky_b * k_w + kx_b;
-                const int8_t *const w00 = weights + (size_t)t0 * (size_t)c;
-                for (ch = 0; ch < c4; ch += 4) {
-                    int32_t acc[4] = {0, 0, 0, 0};
-                    const int8_t *sr = src0 + ch;
-                    const int32_t *wr = wq + 2 * ((ch / 4) * taps + t0);
-                    if (bias != NULL) {
-                        acc[0] = bias[ch];
-                        acc[1] = bias[ch + 1];
-                        acc[2] = bias[ch + 2];
-                        acc[3] = bias[ch + 3];
-                    }
-                    if (n_kx == 3) {
-                        for (int32_t ky = 0; ky < n_ky; ky++) {
-                            dw_tap(sr, wr, off2, acc);
-                            dw_tap(sr + src_step, wr + 2, off2, acc);
-                            dw_tap(sr + 2 * src_step, wr + 4, off2, acc);
-                            sr += src_row_step;
-                            wr += 2 * k_w;
-                        }
-                    } else {
-                        for (int32_t ky = 0; ky < n_ky; ky++) {
-                            for (int32_t kx = 0; kx < n_kx; kx++) {
-                                dw_tap(sr + (size_t)kx * src_step, wr + 2 * kx, off2, acc);
-                            }
-                            sr += src_row_step;
-                            wr += 2 * k_w;
-                        }
-                    }
-                    {
-                        const rq_chan r0 = rq_of(multiplier, shift, ch, zp21);
-                        const rq_chan r1 = rq_of(multiplier, shift, ch + 1, zp21);
-                        const rq_chan r2 = rq_of(multiplier, shift, ch + 2, zp21);
-                        const rq_chan r3 = rq_of(multiplier, shift, ch + 3, zp21);
-                        if (full_range) {
-                            o[ch] = rq_byte_full(acc[0], &r0);
-                            o[ch + 1] = rq_byte_full(acc[1], &r1);
-                            o[ch + 2] = rq_byte_full(acc[2], &r2);
-                            o[ch + 3] = rq_byte_full(acc[3], &r3);
-                        } else {
-                            o[ch] = rq_byte(acc[0], &r0, act_min, act_max);
-                            o[ch + 1] = rq_byte(acc[1], &r1, act_min, act_max);
-                            o[ch + 2] = rq_byte(acc[2], &r2, act_min, act_max);
-                            o[ch + 3] = rq_byte(acc[3], &r3, act_min, act_max);
-                        }
-                    }
+                const int8_t *w = p->weights + g4;
+                int32_t *d = dw_rec + DW_REC_W;
+                for (int32_t t = 0; t < taps; t++) {
+                    const int32_t wv = n == 4 ? ld_s8x4(w) : ld_s8_tail(w, n); /* missing lanes: weight 0 */
+                    const int32_t w02 = __sxtb16(wv), w13 = sxtb16_ror8(wv);
+                    d[0] = __sadd16(w02, w02);
+                    d[1] = __sadd16(w13, w13);
+                    d += 2;
+                    w += c;
                 }
-                for (; ch < c; ch++) {
-                    int32_t acc = bias != NULL ? bias[ch] : 0;
-                    const int8_t *sr = src0 + ch;
-                    const int8_t *wr = w00 + ch;
-                    for (int32_t ky = 0; ky < n_ky; ky++) {
-                        for (int32_t kx = 0; kx < n_kx; kx++) {
-                            acc += (int32_t)wr[(size_t)kx * (size_t)c] *
-                                   ((int32_t)sr[(size_t)kx * src_step] + in_off);
-                        }
-                        sr += src_row_step;
-                        wr += w_row;
+            }
+            dw_widen(p, in, g4, n, y_start, rows, -p->pad_left, ncols, off2);
+            for (int32_t oy = oy0; oy < oy1; oy++) {
+                const int32_t *const xrow = dw_plane + 2 * (oy - oy0) * s_h * ncols;
+                int8_t *const orow = out + (size_t)oy * (size_t)out_w * (size_t)c + (size_t)g4;
+                int32_t ox = 0;
+                if (fast3 && n == 4 && full_range && out_w >= 2) {
+                    const dw_row_job job = {xrow, orow, c, out_w >> 1};
+                    if (s_w == 1) {
+                        dw_row_s1(&job);
+                    } else {
+                        dw_row_s2(&job);
                     }
-                    {
-                        const rq_chan r0 = rq_of(multiplier, shift, ch, zp21);
-                        o[ch] = rq_byte(acc, &r0, act_min, act_max);
+                    ox = out_w & ~1;
+                }
+                for (; ox < out_w; ox += 2) { /* the rest: other shapes and ranges, the odd last pixel */
+                    const int32_t *const xp = xrow + 2 * ox * s_w;
+                    int8_t *const o0 = orow + (size_t)ox * (size_t)c;
+                    int32_t a[8];
+                    for (int32_t j = 0; j < 4; j++) {
+                        a[j] = a[4 + j] = dw_rec[DW_REC_BIAS + j];
+                    }
+                    dw_block(xp, wg, p->k_h, p->k_w, 2 * p->dil_h * ncols, 2 * p->dil_w, 2 * s_w, a);
+                    for (int32_t j = 0; j < n; j++) {
+                        o0[j] = (int8_t)clamp_i32(rq2_raw(a[j], &rq[j]), act_min, act_max);
+                    }
+                    if (ox + 1 < out_w) {
+                        for (int32_t j = 0; j < n; j++) {
+                            o0[c + j] = (int8_t)clamp_i32(rq2_raw(a[4 + j], &rq[j]), act_min, act_max);
+                        }
                     }
                 }
             }
