@@ -596,33 +596,65 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
  * group (the 1-3 bytes past a row are the next row's, inside the weights), the last reads it
  * byte by byte, never past the end of the weights.
  */
+/* Weights whose rows are not whole groups (k % 4 != 0: the first layer's 27, a 1x1 over 26
+ * channels) or whose channel count is odd (the first layer's 11), copied once per call into rows
+ * of whole groups, zero-padded, and an even number of rows (a zero row, zero bias, last): then
+ * every channel pair takes the assembly loop with no tail, and the zeros meet the column's
+ * centred zeros above k. 2 KB and 64 channels: every zoo layer that needs it (dsconv26's 1x1
+ * over 26 channels, 52 x 28 bytes, is the largest); larger layers keep the tail code. */
+#define WPAD_BYTES 2048
+#define WPAD_OC 64
+static int8_t wpad[WPAD_BYTES] __attribute__((aligned(4)));
+static int32_t bpad[WPAD_OC];
+
 void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
-    const int32_t groups = k >> 2;
-    const int32_t tail = k & 3;
     const int32_t n_px = p->out_h * p->out_w;
     const int32_t out_c = p->out_c;
     const int32_t off2 = pack_offset(p->input_offset);
+    const int32_t kp = (k + 3) & ~3;            /* a padded row */
+    const int32_t out_cp = (out_c + 1) & ~1;    /* padded rows */
+    const int pad = ((k & 3) != 0 || (out_c & 1) != 0) && out_cp * kp <= WPAD_BYTES && out_cp <= WPAD_OC;
+    /* the row length the loops step by: k, or kp when padded (then no partial group) */
+    const int32_t kr = pad ? kp : k;
+    const int32_t groups = kr >> 2;
+    const int32_t tail = kr & 3;
+    /* the channels computed: out_c, or out_cp when padded (the last one not stored) */
+    const int32_t out_cc = pad ? out_cp : out_c;
     /* everything the loops read from *p, in locals: the output stores (int8, which may alias
      * anything) would otherwise make the compiler reload them after each byte */
-    const int8_t *const weights = p->weights;
-    const int32_t *const bias = p->bias;
+    const int8_t *const weights = pad ? wpad : p->weights;
+    const int32_t *const bias = pad ? bpad : p->bias;
     const int32_t *const multiplier = p->multiplier;
     const int32_t *const shift = p->shift;
     const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
     /* the channel pairs that may read a partial last group whole: all but the last pair, whose
      * overread stays inside the following rows; with k < 4 it would run more than a row ahead,
-     * past the last weight (k = 1: pair 0 of out_c = 4 reads weights[4]), so then no pair does */
+     * past the last weight (k = 1: pair 0 of out_c = 4 reads weights[4]), so then no pair does.
+     * Without a partial group every pair takes the assembly loop. */
     const int32_t whole_groups = tail != 0 ? groups + 1 : groups;
-    const int32_t last_pair = (tail != 0 && k < 4) ? -2 : (out_c & ~1) - 2;
+    const int32_t last_pair = tail == 0 ? out_cc : (k < 4 ? -2 : (out_cc & ~1) - 2);
     const int full_range = act_min == -128 && act_max == 127;
     int32_t px;
 
     FV_ASSERT(p->in_c > 0 && p->out_c > 0 && p->k_h > 0 && p->k_w > 0);
-    if (k > FV_DSP_MAX_K || !rq_fast_ok(bias, multiplier, shift, out_c, k, p->output_offset)) {
+    if (k > FV_DSP_MAX_K || !rq_fast_ok(p->bias, multiplier, shift, out_c, k, p->output_offset)) {
         fv_conv2d_ref(p, in, out);
         return;
+    }
+    if (pad) {
+        for (int32_t oc = 0; oc < out_cp; oc++) {
+            int8_t *const d = wpad + (size_t)oc * (size_t)kp;
+            if (oc < out_c) {
+                memcpy(d, p->weights + (size_t)oc * (size_t)k, (size_t)k);
+                memset(d + k, 0, (size_t)(kp - k));
+                bpad[oc] = p->bias != NULL ? p->bias[oc] : 0;
+            } else {
+                memset(d, 0, (size_t)kp);
+                bpad[oc] = 0;
+            }
+        }
     }
     for (px = 0; px + 1 < n_px; px += 2) {
         int8_t *o0 = out + (size_t)px * (size_t)out_c;
@@ -634,44 +666,45 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
          * values in registers where one loop doing both spilled a dozen to the stack (about 110
          * instructions more per channel pair: a third of the first layer's time). */
         for (int32_t oc0 = 0; oc0 < out_c; oc0 += OC_CHUNK) {
-            const int32_t n = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK;
+            const int32_t n = out_cc - oc0 < OC_CHUNK ? out_cc - oc0 : OC_CHUNK;
+            const int32_t n_out = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK; /* stored */
             /* the pairs before the layer's last (which may read its tail byte by byte) */
             const int32_t before_last = (last_pair - oc0) / 2;
             const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);
             int32_t j = 0;
             if (fast_pairs > 0) {
-                const pairs_job job = {weights + (size_t)oc0 * (size_t)k, k, cols, 16 * whole_groups,
-                                       2 * k - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs,
+                const pairs_job job = {weights + (size_t)oc0 * (size_t)kr, kr, cols, 16 * whole_groups,
+                                       2 * kr - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs,
                                        fast_pairs};
                 dot_2x2_pairs(&job);
                 j = 2 * fast_pairs;
             }
             for (; j + 1 < n; j += 2) {
                 const int32_t oc = oc0 + j;
-                const int8_t *w0 = weights + (size_t)oc * (size_t)k;
+                const int8_t *w0 = weights + (size_t)oc * (size_t)kr;
                 int32_t *const acc = &accs[2 * j];
                 acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
                 acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;
                 if (oc < last_pair) {
-                    dot_2x2_groups(w0, k, cols, whole_groups, acc);
+                    dot_2x2_groups(w0, kr, cols, whole_groups, acc);
                 } else {
-                    dot_2x2(w0, k, cols, groups, tail, acc);
+                    dot_2x2(w0, kr, cols, groups, tail, acc);
                 }
             }
             if (j < n) { /* an odd last channel */
                 const int32_t oc = oc0 + j;
                 accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;
-                dot_1x2(weights + (size_t)oc * (size_t)k, cols, groups, tail, &accs[2 * j]);
+                dot_1x2(weights + (size_t)oc * (size_t)kr, cols, groups, tail, &accs[2 * j]);
             }
             if (full_range) {
-                for (j = 0; j < n; j++) {
+                for (j = 0; j < n_out; j++) {
                     const int32_t oc = oc0 + j;
                     const rq_chan r = rq_of(multiplier, shift, oc, zp21);
                     o0[oc] = rq_byte_full(accs[2 * j], &r);
                     o1[oc] = rq_byte_full(accs[2 * j + 1], &r);
                 }
             } else {
-                for (j = 0; j < n; j++) {
+                for (j = 0; j < n_out; j++) {
                     const int32_t oc = oc0 + j;
                     const rq_chan r = rq_of(multiplier, shift, oc, zp21);
                     o0[oc] = rq_byte(accs[2 * j], &r, act_min, act_max);
@@ -685,17 +718,17 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         int32_t oc;
         im2col(p, in, px, col_a, k, off2);
         for (oc = 0; oc + 1 < out_c; oc += 2) {
-            const int8_t *w0 = weights + (size_t)oc * (size_t)k;
+            const int8_t *w0 = weights + (size_t)oc * (size_t)kr;
             const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
             const rq_chan r1 = rq_of(multiplier, shift, oc + 1, zp21);
             int32_t acc[2] = {bias != NULL ? bias[oc] : 0, bias != NULL ? bias[oc + 1] : 0};
-            dot_2x1(w0, w0 + k, col_a, groups, tail, acc);
+            dot_2x1(w0, w0 + kr, col_a, groups, tail, acc);
             o0[oc] = rq_byte(acc[0], &r0, act_min, act_max);
             o0[oc + 1] = rq_byte(acc[1], &r1, act_min, act_max);
         }
         if (oc < out_c) {
             const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
-            o0[oc] = rq_byte(dot_1x1(weights + (size_t)oc * (size_t)k, col_a, groups, tail,
+            o0[oc] = rq_byte(dot_1x1(weights + (size_t)oc * (size_t)kr, col_a, groups, tail,
                                      bias != NULL ? bias[oc] : 0), &r0, act_min, act_max);
         }
     }
