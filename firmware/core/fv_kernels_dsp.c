@@ -179,6 +179,24 @@ static inline int8_t rq_byte_full(int32_t acc, const rq_chan *r)
 #define RQ_ACC_LIMIT (1 << 30)
 #define RQ_MAX_TERMS 32768 /* k * 32640 < 2^30 */
 
+/* SMMLAR: the high word of a * b + (acc << 32), rounded. */
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* rq_byte of acc given 2 * acc (acc2), in 3 arithmetic instructions and a saturation: SMMLAR adds
+ * round_zp to smmulr(acc2, m) for free, and the sign correction (t < 0) may be taken from acc2
+ * instead: t < 0 implies acc2 < 0 (m >= 0), and when acc2 < 0 but t = 0 the shift gives zp either
+ * way (round_zp - 1 and round_zp = zp 2^e + 2^(e-1) have the same quotient by 2^e for e >= 1). */
+static inline int32_t rq2_raw(int32_t acc2, const rq_chan *r)
+{
+    const int32_t t = smmlar(acc2, r->m, r->round_zp);
+    return (t - (int32_t)((uint32_t)acc2 >> 31)) >> r->e; /* arithmetic shift */
+}
+
 /* 1 when every channel of a layer of `terms` products per output meets rq_byte's conditions:
  * shift in [-22, -1], multiplier >= 0, |bias| + terms * 32640 < 2^30, zero point in int8.
  * Otherwise the kernel runs the reference (no zoo layer does). */
@@ -596,6 +614,177 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
  * group (the 1-3 bytes past a row are the next row's, inside the weights), the last reads it
  * byte by byte, never past the end of the weights.
  */
+/* ---- small convolutions: weights widened once per call ----------------------------------------
+ * A layer whose weights fit FV_DSP_PW_WORDS words once widened (the first layer, 3x3 over RGB;
+ * dsconv26's 1x1 over 26 and 52 channels; resnet's strided 1x1 projections) has them widened and
+ * doubled (SADD16) once per call, per channel pair with its doubled biases and its rq_chan, into
+ * one record the assembly walks with a single pointer:
+ *     [2 b_a, 2 b_b] [per group of 4 values: wa(0,2) wa(1,3) wb(0,2) wb(1,3)] [m, round_zp, e]_a [..]_b
+ * The inner loop then has no extends: per group 4 LDRD, 8 SMLAD, compare and branch, 14
+ * instructions for 16 MACs (the 2x2 loop above takes 18), and the sums come out doubled, as the
+ * SMMLAR requantisation (rq2_raw) wants: 4 instructions per output and its store. A partial last
+ * group has zero weights above k, which meet the column's centred zeros. Per channel pair: 14
+ * per group and 34 around them (the first layer's 7 groups: 132 instructions for 108 MACs).
+ * Only for the whole int8 range as the activation range (the assembly saturates with SSAT #8);
+ * an odd last channel and an odd last pixel take the C kernels with the layer's own weights. */
+#ifndef FV_DSP_PW_WORDS
+#define FV_DSP_PW_WORDS 2048
+#endif
+#define PW_REC_EXTRA 8 /* words per channel pair besides the weights: 2 biases, 2 rq_chan */
+static int32_t pw[FV_DSP_PW_WORDS] __attribute__((aligned(8)));
+
+typedef struct {
+    int8_t *o0, *o1;          /* the pixel pair's outputs, channel 0 */
+    const int32_t *cols;      /* the pair's interleaved columns */
+    const int32_t *cols_end;  /* cols + 4 * groups */
+    int32_t pairs;            /* channel pairs, >= 1 */
+} pw_job;
+
+#define PW_RQ(A, B)                                                                                  \
+    "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"                                                         \
+    "ldr %[wb02], [%[wp]], #4\n\t"                                                                   \
+    "smmlar %[x0], %[" A "], %[wa02], %[wa13]\n\t"                                                   \
+    "sub %[" A "], %[x0], %[" A "], lsr #31\n\t"                                                     \
+    "asr %[" A "], %[" A "], %[wb02]\n\t"                                                            \
+    "ssat %[" A "], #8, %[" A "]\n\t"                                                                \
+    "smmlar %[x0], %[" B "], %[wa02], %[wa13]\n\t"                                                   \
+    "sub %[" B "], %[x0], %[" B "], lsr #31\n\t"                                                     \
+    "asr %[" B "], %[" B "], %[wb02]\n\t"                                                            \
+    "ssat %[" B "], #8, %[" B "]\n\t"
+
+static void pw_pairs(const pw_job *job)
+{
+    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1;
+    const int32_t *cp;
+    const void *ce = job; /* the job's pointer, then the columns' end */
+    const int32_t *wp = pw;
+    __asm__ volatile(
+        "ldr %[x0], [%[ce], #0]\n\t"
+        "ldr %[x1], [%[ce], #4]\n\t"
+        "ldr %[wa02], [%[ce], #8]\n\t"
+        "ldr %[wa13], [%[ce], #12]\n\t"
+        "ldr %[wb02], [%[ce], #16]\n\t"
+        "sub sp, sp, #24\n\t"
+        "str %[x0], [sp, #0]\n\t"
+        "str %[x1], [sp, #4]\n\t"
+        "str %[wa02], [sp, #8]\n\t"
+        "str %[wa13], [sp, #12]\n\t"
+        "str %[wb02], [sp, #16]\n\t"
+        "2:\n\t"
+        "ldrd %[a00], %[a10], [%[wp]], #8\n\t"
+        "mov %[a01], %[a00]\n\t"
+        "mov %[a11], %[a10]\n\t"
+        "ldrd %[cp], %[ce], [sp, #8]\n\t"
+        "1:\n\t"
+        "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"
+        "ldrd %[wb02], %[wb13], [%[wp]], #8\n\t"
+        "ldrd %[x0], %[x1], [%[cp]], #16\n\t"
+        "smlad %[a00], %[wa02], %[x0], %[a00]\n\t"
+        "smlad %[a00], %[wa13], %[x1], %[a00]\n\t"
+        "smlad %[a10], %[wb02], %[x0], %[a10]\n\t"
+        "smlad %[a10], %[wb13], %[x1], %[a10]\n\t"
+        "ldrd %[x0], %[x1], [%[cp], #-8]\n\t"
+        "smlad %[a01], %[wa02], %[x0], %[a01]\n\t"
+        "smlad %[a01], %[wa13], %[x1], %[a01]\n\t"
+        "smlad %[a11], %[wb02], %[x0], %[a11]\n\t"
+        "smlad %[a11], %[wb13], %[x1], %[a11]\n\t"
+        "cmp %[cp], %[ce]\n\t"
+        "bne 1b\n\t"
+        PW_RQ("a00", "a01") PW_RQ("a10", "a11")
+        "ldrd %[x0], %[x1], [sp, #0]\n\t"
+        "strb %[a00], [%[x0]], #1\n\t"
+        "strb %[a10], [%[x0]], #1\n\t"
+        "strb %[a01], [%[x1]], #1\n\t"
+        "strb %[a11], [%[x1]], #1\n\t"
+        "strd %[x0], %[x1], [sp, #0]\n\t"
+        "ldr %[x0], [sp, #16]\n\t"
+        "subs %[x0], %[x0], #1\n\t"
+        "str %[x0], [sp, #16]\n\t"
+        "bne 2b\n\t"
+        "add sp, sp, #24\n\t"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [wa02] "=&r"(wa02),
+          [wa13] "=&r"(wa13), [wb02] "=&r"(wb02), [wb13] "=&r"(wb13), [x0] "=&r"(x0), [x1] "=&r"(x1),
+          [cp] "=&r"(cp), [ce] "+&r"(ce), [wp] "+&r"(wp)
+        :
+        : "cc", "memory");
+}
+
+/* One weight row's group g (k values, row at w) as two doubled int16 pair words. */
+static inline void pw_widen(const int8_t *w, int32_t k, int32_t g, int32_t *d)
+{
+    const int32_t n = k - 4 * g;
+    const int32_t v = n >= 4 ? ld_s8x4(w + 4 * g) : ld_s8_tail(w + 4 * g, n);
+    const int32_t v02 = __sxtb16(v), v13 = sxtb16_ror8(v);
+    d[0] = __sadd16(v02, v02);
+    d[1] = __sadd16(v13, v13);
+}
+
+/* The layer with pre-widened weights; 0 (nothing written) when it does not qualify. */
+static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2)
+{
+    const int32_t groups = (k + 3) >> 2;
+    const int32_t out_c = p->out_c;
+    const int32_t pairs = out_c >> 1;
+    const int32_t rec = 4 * groups + PW_REC_EXTRA;
+    const int32_t n_px = p->out_h * p->out_w;
+    const int32_t zp21 = 2 * p->output_offset + 1;
+    const int32_t *const bias = p->bias;
+    int32_t *d = pw;
+    int32_t px;
+
+    if (p->act_min != -128 || p->act_max != 127 || pairs == 0 || n_px < 2 || pairs * rec > FV_DSP_PW_WORDS) {
+        return 0;
+    }
+    for (int32_t i = 0; i < pairs; i++) {
+        const int32_t a = 2 * i, b = a + 1;
+        const int8_t *const wa = p->weights + (size_t)a * (size_t)k;
+        const int8_t *const wb = wa + k;
+        const rq_chan ra = rq_of(p->multiplier, p->shift, a, zp21);
+        const rq_chan rb = rq_of(p->multiplier, p->shift, b, zp21);
+        d[0] = bias != NULL ? 2 * bias[a] : 0;
+        d[1] = bias != NULL ? 2 * bias[b] : 0;
+        d += 2;
+        for (int32_t g = 0; g < groups; g++) {
+            pw_widen(wa, k, g, d);
+            pw_widen(wb, k, g, d + 2);
+            d += 4;
+        }
+        d[0] = ra.m;
+        d[1] = ra.round_zp;
+        d[2] = ra.e;
+        d[3] = rb.m;
+        d[4] = rb.round_zp;
+        d[5] = rb.e;
+        d += 6;
+    }
+    for (px = 0; px + 1 < n_px; px += 2) {
+        int8_t *const o0 = out + (size_t)px * (size_t)out_c;
+        const pw_job job = {o0, o0 + out_c, cols, cols + COL_STRIDE * groups, pairs};
+        im2col(p, in, px, col_a, k, off2);
+        im2col(p, in, px + 1, col_b, k, off2);
+        pw_pairs(&job);
+        if (out_c & 1) { /* an odd last channel */
+            const int32_t oc = out_c - 1;
+            const rq_chan r = rq_of(p->multiplier, p->shift, oc, zp21);
+            int32_t acc[2];
+            acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
+            dot_1x2(p->weights + (size_t)oc * (size_t)k, cols, k >> 2, k & 3, acc);
+            o0[oc] = rq_byte_full(acc[0], &r);
+            o0[out_c + oc] = rq_byte_full(acc[1], &r);
+        }
+    }
+    if (px < n_px) { /* an odd last pixel */
+        int8_t *const o0 = out + (size_t)px * (size_t)out_c;
+        im2col(p, in, px, col_a, k, off2);
+        for (int32_t oc = 0; oc < out_c; oc++) {
+            const rq_chan r = rq_of(p->multiplier, p->shift, oc, zp21);
+            o0[oc] = rq_byte_full(dot_1x1(p->weights + (size_t)oc * (size_t)k, col_a, k >> 2, k & 3,
+                                          bias != NULL ? bias[oc] : 0), &r);
+        }
+    }
+    return 1;
+}
+
 /* Weights whose rows are not whole groups (k % 4 != 0: the first layer's 27, a 1x1 over 26
  * channels) or whose channel count is odd (the first layer's 11), copied once per call into rows
  * of whole groups, zero-padded, and an even number of rows (a zero row, zero bias, last): then
@@ -641,6 +830,9 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
     FV_ASSERT(p->in_c > 0 && p->out_c > 0 && p->k_h > 0 && p->k_w > 0);
     if (k > FV_DSP_MAX_K || !rq_fast_ok(p->bias, multiplier, shift, out_c, k, p->output_offset)) {
         fv_conv2d_ref(p, in, out);
+        return;
+    }
+    if (conv2d_prewidened(p, in, out, k, off2)) {
         return;
     }
     if (pad) {
@@ -769,24 +961,6 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 #define FV_DSP_DW_WORDS 1024 /* 4 KB: a 3x3 layer up to 61 columns wide (tests: FV_DSP_MAX_K=512) */
 #endif
 static int32_t dw_plane[FV_DSP_DW_WORDS] __attribute__((aligned(8)));
-
-/* SMMLAR: the high word of a * b + (acc << 32), rounded. */
-static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
-
-/* rq_byte of acc given 2 * acc (acc2), in 3 arithmetic instructions and a saturation: SMMLAR adds
- * round_zp to smmulr(acc2, m) for free, and the sign correction (t < 0) may be taken from acc2
- * instead: t < 0 implies acc2 < 0 (m >= 0), and when acc2 < 0 but t = 0 the shift gives zp either
- * way (round_zp - 1 and round_zp = zp 2^e + 2^(e-1) have the same quotient by 2^e for e >= 1). */
-static inline int32_t rq2_raw(int32_t acc2, const rq_chan *r)
-{
-    const int32_t t = smmlar(acc2, r->m, r->round_zp);
-    return (t - (int32_t)((uint32_t)acc2 >> 31)) >> r->e; /* arithmetic shift */
-}
 
 /* The group's record (dw_rec, rebuilt per group): everything the row loop reads, at fixed offsets:
  * words 0-3 the 4 channels' biases doubled, 4-15 their rq_chan (m, round_zp, e), 16 the plane's
