@@ -719,23 +719,14 @@ static inline void pw_widen(const int8_t *w, int32_t k, int32_t g, int32_t *d)
     d[1] = __sadd16(v13, v13);
 }
 
-/* The layer with pre-widened weights; 0 (nothing written) when it does not qualify. */
-static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2)
+/* A chunk of channel pairs [p0, p0 + np) as records in pw. */
+static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np)
 {
     const int32_t groups = (k + 3) >> 2;
-    const int32_t out_c = p->out_c;
-    const int32_t pairs = out_c >> 1;
-    const int32_t rec = 4 * groups + PW_REC_EXTRA;
-    const int32_t n_px = p->out_h * p->out_w;
     const int32_t zp21 = 2 * p->output_offset + 1;
     const int32_t *const bias = p->bias;
     int32_t *d = pw;
-    int32_t px;
-
-    if (p->act_min != -128 || p->act_max != 127 || pairs == 0 || n_px < 2 || pairs * rec > FV_DSP_PW_WORDS) {
-        return 0;
-    }
-    for (int32_t i = 0; i < pairs; i++) {
+    for (int32_t i = p0; i < p0 + np; i++) {
         const int32_t a = 2 * i, b = a + 1;
         const int8_t *const wa = p->weights + (size_t)a * (size_t)k;
         const int8_t *const wb = wa + k;
@@ -757,20 +748,55 @@ static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *
         d[5] = rb.e;
         d += 6;
     }
-    for (px = 0; px + 1 < n_px; px += 2) {
-        int8_t *const o0 = out + (size_t)px * (size_t)out_c;
-        const pw_job job = {o0, o0 + out_c, cols, cols + COL_STRIDE * groups, pairs};
-        im2col(p, in, px, col_a, k, off2);
-        im2col(p, in, px + 1, col_b, k, off2);
-        pw_pairs(&job);
-        if (out_c & 1) { /* an odd last channel */
-            const int32_t oc = out_c - 1;
-            const rq_chan r = rq_of(p->multiplier, p->shift, oc, zp21);
-            int32_t acc[2];
-            acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
-            dot_1x2(p->weights + (size_t)oc * (size_t)k, cols, k >> 2, k & 3, acc);
-            o0[oc] = rq_byte_full(acc[0], &r);
-            o0[out_c + oc] = rq_byte_full(acc[1], &r);
+}
+
+/* The most channel pairs a chunk may hold and still repay the columns it widens again: a chunk
+ * after the first rebuilds every pixel's column (1x1 only, where that is a straight widening of
+ * k values, about 1.3 instructions per value per pixel pair, against 2 k MACs per channel pair). */
+#define PW_MIN_CHUNK_PAIRS 12
+
+/*
+ * The layer with pre-widened weights; 0 (nothing written) when it does not qualify. Weights that
+ * do not fit pw at once go in chunks of channel pairs, each chunk over every pixel pair, when
+ * the columns are cheap to build again (a 1x1 convolution over whole groups) and a chunk holds
+ * PW_MIN_CHUNK_PAIRS pairs or more: dsconv26's 1x1 layers over 104 and 208 channels.
+ */
+static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2)
+{
+    const int32_t groups = (k + 3) >> 2;
+    const int32_t out_c = p->out_c;
+    const int32_t pairs = out_c >> 1;
+    const int32_t rec = 4 * groups + PW_REC_EXTRA;
+    const int32_t n_px = p->out_h * p->out_w;
+    const int32_t zp21 = 2 * p->output_offset + 1;
+    const int32_t *const bias = p->bias;
+    const int32_t cap = FV_DSP_PW_WORDS / rec; /* channel pairs per chunk */
+    const int cheap_cols = p->k_h == 1 && p->k_w == 1 && (p->in_c & 3) == 0;
+    int32_t px;
+
+    if (p->act_min != -128 || p->act_max != 127 || pairs == 0 || n_px < 2 ||
+        (pairs > cap && !(cheap_cols && cap >= PW_MIN_CHUNK_PAIRS))) {
+        return 0;
+    }
+    for (int32_t p0 = 0; p0 < pairs; p0 += cap) {
+        const int32_t np = pairs - p0 < cap ? pairs - p0 : cap;
+        const int last = p0 + np == pairs;
+        pw_build(p, k, p0, np);
+        for (px = 0; px + 1 < n_px; px += 2) {
+            int8_t *const o0 = out + (size_t)px * (size_t)out_c;
+            const pw_job job = {o0 + 2 * p0, o0 + out_c + 2 * p0, cols, cols + COL_STRIDE * groups, np};
+            im2col(p, in, px, col_a, k, off2);
+            im2col(p, in, px + 1, col_b, k, off2);
+            pw_pairs(&job);
+            if (last && (out_c & 1)) { /* an odd last channel */
+                const int32_t oc = out_c - 1;
+                const rq_chan r = rq_of(p->multiplier, p->shift, oc, zp21);
+                int32_t acc[2];
+                acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
+                dot_1x2(p->weights + (size_t)oc * (size_t)k, cols, k >> 2, k & 3, acc);
+                o0[oc] = rq_byte_full(acc[0], &r);
+                o0[out_c + oc] = rq_byte_full(acc[1], &r);
+            }
         }
     }
     if (px < n_px) { /* an odd last pixel */

@@ -30,15 +30,16 @@ def max_column(path: Path) -> int:
     return (longest + 3) // 4 * 4
 
 
-# The most RAM the pre-widened weights of a small convolution may take (words; 8 KB): a layer
+# The most RAM the pre-widened weights of a small convolution may take (words; 16 KB): a layer
 # whose weights need more keeps widening them in its inner loop (core/fv_kernels_dsp.c).
-PW_CAP_WORDS = 2048
+PW_CAP_WORDS = 4096
 
 
 def pw_words(path: Path) -> int:
     """Words of the convolution kernel's pre-widened weights (core/fv_kernels_dsp.c,
     conv2d_prewidened): per channel pair 4 words per group of 4 values and 8 more (biases,
-    requantisation), for the largest layer within PW_CAP_WORDS; at least 2."""
+    requantisation), for the largest layer within PW_CAP_WORDS, or PW_CAP_WORDS when a larger 1x1
+    layer would take it in chunks; at least 2."""
     from fleetvote.engine import Engine
     from fleetvote.engine.kernels import Conv2D, DepthwiseConv2D
 
@@ -48,6 +49,8 @@ def pw_words(path: Path) -> int:
             need = (k.cout // 2) * (4 * ((k.kh * k.kw * k.cin + 3) // 4) + 8)
             if need <= PW_CAP_WORDS:
                 words = max(words, need)
+            elif k.kh == k.kw == 1 and k.cin % 4 == 0:
+                words = PW_CAP_WORDS  # a 1x1 layer goes in chunks of channel pairs
     return words
 
 
