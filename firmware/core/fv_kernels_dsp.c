@@ -503,6 +503,12 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
     const int32_t y0 = oy * p->stride_h - p->pad_top;
     const int32_t x0 = ox * p->stride_w - p->pad_left;
     const int32_t in_c = p->in_c;
+    if ((in_c & 3) == 0 && p->k_h == 1 && p->k_w == 1 && y0 >= 0 && y0 < p->in_h && x0 >= 0 && x0 < p->in_w) {
+        /* a 1x1 tap inside the image (every pixel of an unpadded 1x1 layer, strided or not):
+         * one straight widening */
+        widen(in + ((size_t)y0 * (size_t)p->in_w + (size_t)x0) * (size_t)in_c, col, in_c >> 2, off2);
+        return;
+    }
     if ((in_c & 3) == 0) {
         const int32_t tap_groups = in_c >> 2;
         int32_t *d = col;
@@ -614,9 +620,10 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
  * group (the 1-3 bytes past a row are the next row's, inside the weights), the last reads it
  * byte by byte, never past the end of the weights.
  */
-/* ---- small convolutions: weights widened once per call ----------------------------------------
+/* ---- convolutions with weights widened once per call -------------------------------------------
  * A layer whose weights fit FV_DSP_PW_WORDS words once widened (the first layer, 3x3 over RGB;
- * dsconv26's 1x1 over 26 and 52 channels; resnet's strided 1x1 projections) has them widened and
+ * dsconv26's 1x1 over 26 and 52 channels; resnet's strided 1x1 projections; the small 3x3
+ * layers), or a 1x1 layer in chunks of channel pairs (conv2d_prewidened), has them widened and
  * doubled (SADD16) once per call, per channel pair with its doubled biases and its rq_chan, into
  * one record the assembly walks with a single pointer:
  *     [2 b_a, 2 b_b] [per group of 4 values: wa(0,2) wa(1,3) wb(0,2) wb(1,3)] [m, round_zp, e]_a [..]_b
@@ -624,11 +631,11 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
  * instructions for 16 MACs (the 2x2 loop above takes 18), and the sums come out doubled, as the
  * SMMLAR requantisation (rq2_raw) wants: 4 instructions per output and its store. A partial last
  * group has zero weights above k, which meet the column's centred zeros. Per channel pair: 14
- * per group and 34 around them (the first layer's 7 groups: 132 instructions for 108 MACs).
+ * per group and 32 around them (the first layer's 7 groups: 130 instructions for 108 MACs).
  * Only for the whole int8 range as the activation range (the assembly saturates with SSAT #8);
  * an odd last channel and an odd last pixel take the C kernels with the layer's own weights. */
 #ifndef FV_DSP_PW_WORDS
-#define FV_DSP_PW_WORDS 2048
+#define FV_DSP_PW_WORDS 2048 /* 8 KB, without a model's fv_dsp_limits.h (tools/dsp_limits.py) */
 #endif
 #define PW_REC_EXTRA 8 /* words per channel pair besides the weights: 2 biases, 2 rq_chan */
 static int32_t pw[FV_DSP_PW_WORDS] __attribute__((aligned(8)));
@@ -654,7 +661,7 @@ typedef struct {
 
 static void pw_pairs(const pw_job *job)
 {
-    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1;
+    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
     const int32_t *cp;
     const void *ce = job; /* the job's pointer, then the columns' end */
     const int32_t *wp = pw;
@@ -663,13 +670,12 @@ static void pw_pairs(const pw_job *job)
         "ldr %[x1], [%[ce], #4]\n\t"
         "ldr %[wa02], [%[ce], #8]\n\t"
         "ldr %[wa13], [%[ce], #12]\n\t"
-        "ldr %[wb02], [%[ce], #16]\n\t"
-        "sub sp, sp, #24\n\t"
+        "ldr %[n], [%[ce], #16]\n\t"
+        "sub sp, sp, #16\n\t"
         "str %[x0], [sp, #0]\n\t"
         "str %[x1], [sp, #4]\n\t"
         "str %[wa02], [sp, #8]\n\t"
         "str %[wa13], [sp, #12]\n\t"
-        "str %[wb02], [sp, #16]\n\t"
         "2:\n\t"
         "ldrd %[a00], %[a10], [%[wp]], #8\n\t"
         "mov %[a01], %[a00]\n\t"
@@ -697,14 +703,12 @@ static void pw_pairs(const pw_job *job)
         "strb %[a01], [%[x1]], #1\n\t"
         "strb %[a11], [%[x1]], #1\n\t"
         "strd %[x0], %[x1], [sp, #0]\n\t"
-        "ldr %[x0], [sp, #16]\n\t"
-        "subs %[x0], %[x0], #1\n\t"
-        "str %[x0], [sp, #16]\n\t"
+        "subs %[n], %[n], #1\n\t"
         "bne 2b\n\t"
-        "add sp, sp, #24\n\t"
+        "add sp, sp, #16\n\t"
         : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [wa02] "=&r"(wa02),
           [wa13] "=&r"(wa13), [wb02] "=&r"(wb02), [wb13] "=&r"(wb13), [x0] "=&r"(x0), [x1] "=&r"(x1),
-          [cp] "=&r"(cp), [ce] "+&r"(ce), [wp] "+&r"(wp)
+          [cp] "=&r"(cp), [ce] "+&r"(ce), [wp] "+&r"(wp), [n] "=&r"(n)
         :
         : "cc", "memory");
 }
