@@ -1032,31 +1032,31 @@ static int32_t dw_rec[DW_REC_W + 2 * DW_MAX_TAPS] __attribute__((aligned(8)));
     "asr %[b" J "], %[b" J "], %[x0]\n\t"                                                            \
     "ssat %[b" J "], #8, %[b" J "]\n\t"
 
-/* A whole row of pixel pairs of one group of 4 channels, 3x3 dilation 1, the whole int8 range as
- * the activation range, in one assembly loop (in C, gcc spilled and reloaded about 150
- * instructions' worth per pair around the 14-register block). The loop's own values live in 16
- * bytes of stack: the next pair's plane pointer, the output pointer, the output pixel stride, the
- * pairs left. Per pair: the sums started at the biases (2 LDRD, 4 MOV), 9 taps (99), 2 row steps,
- * 8 requantisations (44), 8 byte stores, the loop's 12: 169 instructions for 72 MACs. S is the
- * second pixel's offset in the plane, 8 (stride 1) or 16 (stride 2) bytes; P1/P2/P3 the offsets
- * of its taps. */
+/* Every output row of a band, pixel pairs of one group of 4 channels, 3x3 dilation 1, the whole
+ * int8 range as the activation range, in one assembly loop (in C, gcc spilled and reloaded about
+ * 150 instructions' worth per pair around the 14-register block). The loop's own values live in
+ * 40 bytes of stack, a copy of the job. Per pair: the sums started at the biases (2 LDRD, 4 MOV),
+ * 9 taps (99), 2 row steps, 8 requantisations (44), 8 byte stores, the loop's 12: 169
+ * instructions for 72 MACs; per row 13 more. S is the second pixel's offset in the plane, 8
+ * (stride 1) or 16 (stride 2) bytes; P1/P2/P3 the offsets of its taps. */
 typedef struct {
-    const int32_t *xp; /* the first pair's top-left tap in the plane */
-    int8_t *o;         /* its first output byte (channel 4g of the first pixel) */
-    int32_t c;         /* bytes from one output pixel to the next */
-    int32_t pairs;     /* >= 1 */
-} dw_row_job;
+    const int32_t *xp;  /* +0: the next pair's top-left tap in the plane */
+    int8_t *o;          /* +4: its first output byte (channel 4g of the first pixel) */
+    int32_t c;          /* +8: bytes from one output pixel to the next */
+    int32_t left;       /* +12: pairs left in the row, >= 1 */
+    int32_t rows;       /* +16: rows left, >= 1 */
+    int32_t pairs;      /* +20: pairs per row */
+    const int32_t *xr;  /* +24: the row's first tap */
+    int32_t xr_step;    /* +28: bytes from one output row's plane row to the next's */
+    int8_t *orow;       /* +32: the row's first output byte */
+    int32_t orow_step;  /* +36: bytes from one output row to the next */
+} dw_rows_job;
 
+#define DW_COPY(OFF) "ldr %[x0], [%[xp], #" OFF "]\n\tstr %[x0], [sp, #" OFF "]\n\t"
 #define DW_ROW_ASM(NEXT, P1, P2, P3)                                                                 \
-    "ldr %[x1], [%[xp], #0]\n\t"                                                                     \
-    "ldr %[w0], [%[xp], #4]\n\t"                                                                     \
-    "ldr %[w1], [%[xp], #8]\n\t"                                                                     \
-    "ldr %[x0], [%[xp], #12]\n\t"                                                                    \
-    "sub sp, sp, #16\n\t"                                                                            \
-    "str %[x1], [sp, #0]\n\t"                                                                        \
-    "str %[w0], [sp, #4]\n\t"                                                                        \
-    "str %[w1], [sp, #8]\n\t"                                                                        \
-    "str %[x0], [sp, #12]\n\t"                                                                       \
+    "sub sp, sp, #40\n\t"                                                                            \
+    DW_COPY("0") DW_COPY("4") DW_COPY("8") DW_COPY("12") DW_COPY("16") DW_COPY("20") DW_COPY("24")   \
+    DW_COPY("28") DW_COPY("32") DW_COPY("36")                                                        \
     "2:\n\t"                                                                                         \
     "ldr %[xp], [sp, #0]\n\t"                                                                        \
     "ldrd %[a0], %[a1], [%[wp], #0]\n\t"                                                             \
@@ -1087,7 +1087,23 @@ typedef struct {
     "subs %[x0], %[x0], #1\n\t"                                                                      \
     "str %[x0], [sp, #12]\n\t"                                                                       \
     "bne 2b\n\t"                                                                                     \
-    "add sp, sp, #16\n\t"
+    "ldr %[x0], [sp, #16]\n\t"                                                                       \
+    "subs %[x0], %[x0], #1\n\t"                                                                      \
+    "beq 3f\n\t"                                                                                     \
+    "str %[x0], [sp, #16]\n\t"                                                                       \
+    "ldrd %[x0], %[x1], [sp, #20]\n\t"                                                               \
+    "str %[x0], [sp, #12]\n\t"                                                                       \
+    "ldr %[w0], [sp, #28]\n\t"                                                                       \
+    "add %[x1], %[x1], %[w0]\n\t"                                                                    \
+    "str %[x1], [sp, #24]\n\t"                                                                       \
+    "str %[x1], [sp, #0]\n\t"                                                                        \
+    "ldrd %[x0], %[x1], [sp, #32]\n\t"                                                               \
+    "add %[x0], %[x0], %[x1]\n\t"                                                                    \
+    "str %[x0], [sp, #32]\n\t"                                                                       \
+    "str %[x0], [sp, #4]\n\t"                                                                        \
+    "b 2b\n\t"                                                                                       \
+    "3:\n\t"                                                                                         \
+    "add sp, sp, #40\n\t"
 
 #define DW_ROW_OPERANDS                                                                              \
     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0), [b1] "=&r"(b1), \
@@ -1097,7 +1113,7 @@ typedef struct {
     : "cc", "memory"
 
 /* the job's pointer comes in as xp, whose register the loop then uses for the plane */
-static void dw_row_s1(const dw_row_job *job)
+static void dw_rows_s1(const dw_rows_job *job)
 {
     int32_t a0, a1, a2, a3, b0, b1, b2, b3, w0, w1, x0, x1;
     const void *xp = job;
@@ -1105,7 +1121,7 @@ static void dw_row_s1(const dw_row_job *job)
     __asm__ volatile(DW_ROW_ASM("16", "8", "16", "24") DW_ROW_OPERANDS);
 }
 
-static void dw_row_s2(const dw_row_job *job)
+static void dw_rows_s2(const dw_rows_job *job)
 {
     int32_t a0, a1, a2, a3, b0, b1, b2, b3, w0, w1, x0, x1;
     const void *xp = job;
@@ -1275,19 +1291,25 @@ void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *
                 }
             }
             dw_widen(p, in, g4, n, y_start, rows, -p->pad_left, ncols, off2);
+            /* the rows the assembly does: all, but the layer's last one for a partial group */
+            int32_t asm_rows = 0;
+            if (fast3 && full_range && out_w >= 2) {
+                asm_rows = (n < 4 && oy1 == out_h) ? oy1 - oy0 - 1 : oy1 - oy0;
+            }
+            if (asm_rows > 0) {
+                int8_t *const o_first = out + (size_t)oy0 * (size_t)out_w * (size_t)c + (size_t)g4;
+                const dw_rows_job job = {dw_plane, o_first, c, out_w >> 1, asm_rows, out_w >> 1, dw_plane,
+                                         8 * s_h * ncols, o_first, out_w * c};
+                if (s_w == 1) {
+                    dw_rows_s1(&job);
+                } else {
+                    dw_rows_s2(&job);
+                }
+            }
             for (int32_t oy = oy0; oy < oy1; oy++) {
                 const int32_t *const xrow = dw_plane + 2 * (oy - oy0) * s_h * ncols;
                 int8_t *const orow = out + (size_t)oy * (size_t)out_w * (size_t)c + (size_t)g4;
-                int32_t ox = 0;
-                if (fast3 && (n == 4 || oy + 1 < out_h) && full_range && out_w >= 2) {
-                    const dw_row_job job = {xrow, orow, c, out_w >> 1};
-                    if (s_w == 1) {
-                        dw_row_s1(&job);
-                    } else {
-                        dw_row_s2(&job);
-                    }
-                    ox = out_w & ~1;
-                }
+                int32_t ox = oy - oy0 < asm_rows ? out_w & ~1 : 0;
                 for (; ox < out_w; ox += 2) { /* the rest: other shapes and ranges, the odd last pixel */
                     const int32_t *const xp = xrow + 2 * ox * s_w;
                     int8_t *const o0 = orow + (size_t)ox * (size_t)c;
