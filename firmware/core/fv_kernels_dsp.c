@@ -503,10 +503,20 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
     const int32_t y0 = oy * p->stride_h - p->pad_top;
     const int32_t x0 = ox * p->stride_w - p->pad_left;
     const int32_t in_c = p->in_c;
-    if ((in_c & 3) == 0 && p->k_h == 1 && p->k_w == 1 && y0 >= 0 && y0 < p->in_h && x0 >= 0 && x0 < p->in_w) {
+    if (p->k_h == 1 && p->k_w == 1 && y0 >= 0 && y0 < p->in_h && x0 >= 0 && x0 < p->in_w) {
         /* a 1x1 tap inside the image (every pixel of an unpadded 1x1 layer, strided or not):
-         * one straight widening */
-        widen(in + ((size_t)y0 * (size_t)p->in_w + (size_t)x0) * (size_t)in_c, col, in_c >> 2, off2);
+         * one straight widening; a partial last group read byte by byte (never past the pixel)
+         * with the input zero point above it, whose centred value is 0 */
+        const int8_t *const src = in + ((size_t)y0 * (size_t)p->in_w + (size_t)x0) * (size_t)in_c;
+        const int32_t groups = in_c >> 2, tail = in_c & 3;
+        widen(src, col, groups, off2);
+        if (tail != 0) {
+            const uint32_t above = 0xFFFFFFFFu << (8 * tail);
+            const uint32_t zp4 = (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u;
+            const int32_t v = (int32_t)(((uint32_t)ld_s8_tail(src + 4 * groups, tail) & ~above) | (zp4 & above));
+            col[COL_STRIDE * groups] = __sxtab16(off2, v);
+            col[COL_STRIDE * groups + 1] = sxtab16_ror8(off2, v);
+        }
         return;
     }
     if ((in_c & 3) == 0) {
