@@ -1027,6 +1027,20 @@ static int32_t dw_rec[DW_REC_W + 2 * DW_MAX_TAPS] __attribute__((aligned(8)));
     "smlatt %[b2], %[w0], %[x0], %[b2]\n\t"                                                          \
     "smlabb %[b1], %[w1], %[x1], %[b1]\n\t"                                                          \
     "smlatt %[b3], %[w1], %[x1], %[b3]\n\t"
+/* The first tap: the second pixel's sums start from the first's, still the biases, so that no
+ * MOV copies them. */
+#define DW_TAP_FIRST(W, X0, X1)                                                                      \
+    "ldrd %[w0], %[w1], [%[wp], #" W "]\n\t"                                                         \
+    "ldrd %[x0], %[x1], [%[xp], #" X1 "]\n\t"                                                        \
+    "smlabb %[b0], %[w0], %[x0], %[a0]\n\t"                                                          \
+    "smlatt %[b2], %[w0], %[x0], %[a2]\n\t"                                                          \
+    "smlabb %[b1], %[w1], %[x1], %[a1]\n\t"                                                          \
+    "smlatt %[b3], %[w1], %[x1], %[a3]\n\t"                                                          \
+    "ldrd %[x0], %[x1], [%[xp], #" X0 "]\n\t"                                                        \
+    "smlabb %[a0], %[w0], %[x0], %[a0]\n\t"                                                          \
+    "smlatt %[a2], %[w0], %[x0], %[a2]\n\t"                                                          \
+    "smlabb %[a1], %[w1], %[x1], %[a1]\n\t"                                                          \
+    "smlatt %[a3], %[w1], %[x1], %[a3]\n\t"
 /* the next plane row: the record's pitch */
 #define DW_NEXT_ROW "ldr %[x0], [%[wp], #64]\n\tadd %[xp], %[xp], %[x0]\n\t"
 /* channel J's two sums requantised in place (rq2_raw, then SSAT): m and round_zp by LDRD, e */
@@ -1045,9 +1059,9 @@ static int32_t dw_rec[DW_REC_W + 2 * DW_MAX_TAPS] __attribute__((aligned(8)));
 /* Every output row of a band, pixel pairs of one group of 4 channels, 3x3 dilation 1, the whole
  * int8 range as the activation range, in one assembly loop (in C, gcc spilled and reloaded about
  * 150 instructions' worth per pair around the 14-register block). The loop's own values live in
- * 40 bytes of stack, a copy of the job. Per pair: the sums started at the biases (2 LDRD, 4 MOV),
- * 9 taps (99), 2 row steps, 8 requantisations (44), 8 byte stores, the loop's 12: 169
- * instructions for 72 MACs; per row 13 more. S is the second pixel's offset in the plane, 8
+ * 40 bytes of stack, a copy of the job. Per pair: the sums started at the biases (2 LDRD), 9
+ * taps (99), 2 row steps, 8 requantisations (44), 8 byte stores, the loop's 12: 165 instructions
+ * for 72 MACs; per row 13 more. S is the second pixel's offset in the plane, 8
  * (stride 1) or 16 (stride 2) bytes; P1/P2/P3 the offsets of its taps. */
 typedef struct {
     const int32_t *xp;  /* +0: the next pair's top-left tap in the plane */
@@ -1073,11 +1087,7 @@ typedef struct {
     "ldrd %[a2], %[a3], [%[wp], #8]\n\t"                                                             \
     "add %[x0], %[xp], #" NEXT "\n\t"                                                                \
     "str %[x0], [sp, #0]\n\t"                                                                        \
-    "mov %[b0], %[a0]\n\t"                                                                           \
-    "mov %[b1], %[a1]\n\t"                                                                           \
-    "mov %[b2], %[a2]\n\t"                                                                           \
-    "mov %[b3], %[a3]\n\t"                                                                           \
-    DW_TAP("72", "0", P1) DW_TAP("80", "8", P2) DW_TAP("88", "16", P3) DW_NEXT_ROW                   \
+    DW_TAP_FIRST("72", "0", P1) DW_TAP("80", "8", P2) DW_TAP("88", "16", P3) DW_NEXT_ROW                   \
     DW_TAP("96", "0", P1) DW_TAP("104", "8", P2) DW_TAP("112", "16", P3) DW_NEXT_ROW                 \
     DW_TAP("120", "0", P1) DW_TAP("128", "8", P2) DW_TAP("136", "16", P3)                            \
     DW_RQ("0", "16", "24") DW_RQ("1", "28", "36") DW_RQ("2", "40", "48") DW_RQ("3", "52", "60")      \
