@@ -978,13 +978,22 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
  *    outside the image adds w * 0 where the reference skips it. Every output pixel, border or
  *    not, then runs the same loop with no clipping; the plane has an extra column when out_w is
  *    odd, so pixels go in pairs (the extra pixel is computed and not stored).
- *  - the weights are widened once per call into the column scratch, doubled (SADD16; 2w fits
- *    int16): the sums come out as 2 * acc, the doubled input rq2 wants, at no cost.
+ *  - the group's weights are widened into its record (dw_rec) with its biases and requantisation,
+ *    doubled (SADD16; 2w fits int16): the sums come out as 2 * acc, the doubled input rq2 wants,
+ *    at no cost.
  *  - two horizontally adjacent output pixels (stride 1 or 2) are one block: per tap one LDRD of
  *    the tap's weights, per pixel one LDRD of the plane and four SMLABB/SMLATT (a depthwise sum
  *    never mixes channels, so each product keeps its own accumulator): 11 instructions per 8
  *    MACs, the 3x3 kernel (every zoo depthwise layer) unrolled in assembly with immediate
- *    offsets, other shapes in C with the same arithmetic.
+ *    offsets, requantisation and stores included (165 instructions per block of 72 MACs), other
+ *    shapes and activation ranges in C with the same arithmetic.
+ *
+ * Where the instructions go (dsconv26, make bench-firmware: 3.2 per MAC): the blocks about 2.3,
+ * widening the plane 0.1 at stride 1 and 0.5-0.8 at stride 2 (each input value feeds 9 MACs, or
+ * about 2), the per-group record and the small images' borders the rest. The next step toward
+ * 2 per MAC is SMLAD on pairs of horizontally adjacent pixels of one channel (a plane of
+ * (x, x + 1) int16 pairs per channel: 2 channels x 4 pixels per block, about 143 instructions),
+ * and planes of 8 channels, so that one LDRD widens two groups.
  *
  * CMSIS-NN's arm_depthwise_conv_s8_opt takes the same SMLABB/SMLATT route on an im2col copy of
  * each window (2 loads, 4 extends and 4 multiplies per tap and pixel); here the window is not
@@ -993,9 +1002,9 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
  *
  * RAM: the plane holds at least the rows of one output row (k_h rows of (2 * ceil(out_w / 2) - 1)
  * * stride + k_w pixels, 8 bytes each); FV_DSP_DW_WORDS (fv_dsp_limits.h, from
- * tools/dsp_limits.py: the model's largest whole plane) sizes it, and output rows go in bands of
- * as many as fit. Layers whose plane or widened weights do not fit, other depth multipliers, and
- * layers rq_fast_ok refuses run the reference.
+ * tools/dsp_limits.py: the model's largest whole plane, 8.7 KB for dsconv26) sizes it, and output
+ * rows go in bands of as many as fit. Layers whose plane does not fit, kernels above 7x7, other
+ * depth multipliers, and layers rq_fast_ok refuses run the reference.
  */
 #ifndef FV_DSP_DW_WORDS
 #define FV_DSP_DW_WORDS 1024 /* 4 KB: a 3x3 layer up to 61 columns wide (tests: FV_DSP_MAX_K=512) */
