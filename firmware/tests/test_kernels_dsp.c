@@ -2,8 +2,9 @@
  * The optimised kernels (core/fv_kernels_dsp.c) against the reference (core/fv_kernels_ref.c),
  * byte for byte, on random shapes and values: the oracle test of STYLE habit 2. Built for the
  * Cortex-M4 with FV_DSP_MAX_K=512, so that the layers whose columns do not fit the scratch (the
- * reference fallback) are exercised too, and FV_DSP_DW_WORDS=256, so that the depthwise kernel's
- * plane is split into bands or does not fit, and so is the ADD's table (512 words of the scratch); run under QEMU's MPS2 AN386 with semihosting
+ * reference fallback) are exercised too, FV_DSP_DW_WORDS=256, so that the depthwise kernel's
+ * plane is split into bands or does not fit, FV_DSP_PW_WORDS=1024, so that pre-widened 1x1 weights
+ * go in chunks, and so is the ADD's table (512 words of the scratch); run under QEMU's MPS2 AN386 with semihosting
  * (make -C firmware test-kernels-dsp).
  *
  * Shapes cover what the fast paths special-case: channel counts that are and are not multiples
@@ -200,7 +201,9 @@ static int conv_run(fv_conv_params *pp, int32_t case_no, int depthwise, int32_t 
  * projections (16 -> 32, stride 2), a 3x3 with pre-widened weights, and 3x3 depthwise layers at
  * stride 1 and 2 (SAME: at stride 2 on an even input the padding is after, not before) over 26
  * (a partial group), 52 and 104 channels, on images whose plane is split into bands by the test
- * build's small FV_DSP_DW_WORDS (256) and on ones it holds whole. Each shape 4 times, fresh values. */
+ * build's small FV_DSP_DW_WORDS (256) and on ones it holds whole; 1x1 layers whose pre-widened
+ * weights the test build's FV_DSP_PW_WORDS (1024) holds only in chunks of channel pairs (36 -> 72,
+ * 64 -> 64). Each shape 4 times, fresh values. */
 typedef struct {
     int8_t depthwise, k, stride;
     int16_t in_hw, in_c, out_c;
@@ -211,6 +214,7 @@ static const zoo_shape ZOO_SHAPES[] = {
     {0, 1, 1, 8, 26, 52},  {0, 1, 2, 8, 16, 32},  {0, 1, 2, 4, 36, 72}, {0, 3, 1, 6, 11, 22},
     {1, 3, 1, 16, 26, 26}, {1, 3, 2, 16, 26, 26}, {1, 3, 1, 8, 52, 52}, {1, 3, 2, 8, 52, 52},
     {1, 3, 1, 4, 104, 104}, {1, 3, 2, 7, 104, 104}, {1, 3, 1, 7, 12, 12}, {1, 3, 2, 5, 8, 8},
+    {0, 1, 1, 6, 64, 64},
 };
 #define ZOO_REPEATS 4
 #define ZOO_CASES ((int32_t)(sizeof ZOO_SHAPES / sizeof ZOO_SHAPES[0]) * ZOO_REPEATS)
