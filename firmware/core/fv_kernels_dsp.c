@@ -179,6 +179,24 @@ static inline int8_t rq_byte_full(int32_t acc, const rq_chan *r)
 #define RQ_ACC_LIMIT (1 << 30)
 #define RQ_MAX_TERMS 32768 /* k * 32640 < 2^30 */
 
+/* SMMLAR: the high word of a * b + (acc << 32), rounded. */
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* rq_byte of acc given 2 * acc (acc2), in 3 arithmetic instructions and a saturation: SMMLAR adds
+ * round_zp to smmulr(acc2, m) for free, and the sign correction (t < 0) may be taken from acc2
+ * instead: t < 0 implies acc2 < 0 (m >= 0), and when acc2 < 0 but t = 0 the shift gives zp either
+ * way (round_zp - 1 and round_zp = zp 2^e + 2^(e-1) have the same quotient by 2^e for e >= 1). */
+static inline int32_t rq2_raw(int32_t acc2, const rq_chan *r)
+{
+    const int32_t t = smmlar(acc2, r->m, r->round_zp);
+    return (t - (int32_t)((uint32_t)acc2 >> 31)) >> r->e; /* arithmetic shift */
+}
+
 /* 1 when every channel of a layer of `terms` products per output meets rq_byte's conditions:
  * shift in [-22, -1], multiplier >= 0, |bias| + terms * 32640 < 2^30, zero point in int8.
  * Otherwise the kernel runs the reference (no zoo layer does). */
@@ -485,6 +503,22 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
     const int32_t y0 = oy * p->stride_h - p->pad_top;
     const int32_t x0 = ox * p->stride_w - p->pad_left;
     const int32_t in_c = p->in_c;
+    if (p->k_h == 1 && p->k_w == 1 && y0 >= 0 && y0 < p->in_h && x0 >= 0 && x0 < p->in_w) {
+        /* a 1x1 tap inside the image (every pixel of an unpadded 1x1 layer, strided or not):
+         * one straight widening; a partial last group read byte by byte (never past the pixel)
+         * with the input zero point above it, whose centred value is 0 */
+        const int8_t *const src = in + ((size_t)y0 * (size_t)p->in_w + (size_t)x0) * (size_t)in_c;
+        const int32_t groups = in_c >> 2, tail = in_c & 3;
+        widen(src, col, groups, off2);
+        if (tail != 0) {
+            const uint32_t above = 0xFFFFFFFFu << (8 * tail);
+            const uint32_t zp4 = (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u;
+            const int32_t v = (int32_t)(((uint32_t)ld_s8_tail(src + 4 * groups, tail) & ~above) | (zp4 & above));
+            col[COL_STRIDE * groups] = __sxtab16(off2, v);
+            col[COL_STRIDE * groups + 1] = sxtab16_ror8(off2, v);
+        }
+        return;
+    }
     if ((in_c & 3) == 0) {
         const int32_t tap_groups = in_c >> 2;
         int32_t *d = col;
@@ -596,33 +630,263 @@ static void im2col(const fv_conv_params *p, const int8_t *in, int32_t px, int32_
  * group (the 1-3 bytes past a row are the next row's, inside the weights), the last reads it
  * byte by byte, never past the end of the weights.
  */
+/* ---- convolutions with weights widened once per call -------------------------------------------
+ * A layer whose weights fit FV_DSP_PW_WORDS words once widened (the first layer, 3x3 over RGB;
+ * dsconv26's 1x1 over 26 and 52 channels; resnet's strided 1x1 projections; the small 3x3
+ * layers), or a 1x1 layer in chunks of channel pairs (conv2d_prewidened), has them widened and
+ * doubled (SADD16) once per call, per channel pair with its doubled biases and its rq_chan, into
+ * one record the assembly walks with a single pointer:
+ *     [2 b_a, 2 b_b] [per group of 4 values: wa(0,2) wa(1,3) wb(0,2) wb(1,3)] [m, round_zp, e]_a [..]_b
+ * The inner loop then has no extends: per group 4 LDRD, 8 SMLAD, compare and branch, 14
+ * instructions for 16 MACs (the 2x2 loop above takes 18), and the sums come out doubled, as the
+ * SMMLAR requantisation (rq2_raw) wants: 4 instructions per output and its store. A partial last
+ * group has zero weights above k, which meet the column's centred zeros. Per channel pair: 14
+ * per group and 32 around them (the first layer's 7 groups: 130 instructions for 108 MACs).
+ * Only for the whole int8 range as the activation range (the assembly saturates with SSAT #8);
+ * an odd last channel and an odd last pixel take the C kernels with the layer's own weights. */
+#ifndef FV_DSP_PW_WORDS
+#define FV_DSP_PW_WORDS 2048 /* 8 KB, without a model's fv_dsp_limits.h (tools/dsp_limits.py) */
+#endif
+#define PW_REC_EXTRA 8 /* words per channel pair besides the weights: 2 biases, 2 rq_chan */
+static int32_t pw[FV_DSP_PW_WORDS] __attribute__((aligned(8)));
+
+typedef struct {
+    int8_t *o0, *o1;          /* the pixel pair's outputs, channel 0 */
+    const int32_t *cols;      /* the pair's interleaved columns */
+    const int32_t *cols_end;  /* cols + 4 * groups */
+    int32_t pairs;            /* channel pairs, >= 1 */
+} pw_job;
+
+#define PW_RQ(A, B)                                                                                  \
+    "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"                                                         \
+    "ldr %[wb02], [%[wp]], #4\n\t"                                                                   \
+    "smmlar %[x0], %[" A "], %[wa02], %[wa13]\n\t"                                                   \
+    "sub %[" A "], %[x0], %[" A "], lsr #31\n\t"                                                     \
+    "asr %[" A "], %[" A "], %[wb02]\n\t"                                                            \
+    "ssat %[" A "], #8, %[" A "]\n\t"                                                                \
+    "smmlar %[x0], %[" B "], %[wa02], %[wa13]\n\t"                                                   \
+    "sub %[" B "], %[x0], %[" B "], lsr #31\n\t"                                                     \
+    "asr %[" B "], %[" B "], %[wb02]\n\t"                                                            \
+    "ssat %[" B "], #8, %[" B "]\n\t"
+
+static void pw_pairs(const pw_job *job)
+{
+    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
+    const int32_t *cp;
+    const void *ce = job; /* the job's pointer, then the columns' end */
+    const int32_t *wp = pw;
+    __asm__ volatile(
+        "ldr %[x0], [%[ce], #0]\n\t"
+        "ldr %[x1], [%[ce], #4]\n\t"
+        "ldr %[wa02], [%[ce], #8]\n\t"
+        "ldr %[wa13], [%[ce], #12]\n\t"
+        "ldr %[n], [%[ce], #16]\n\t"
+        "sub sp, sp, #16\n\t"
+        "str %[x0], [sp, #0]\n\t"
+        "str %[x1], [sp, #4]\n\t"
+        "str %[wa02], [sp, #8]\n\t"
+        "str %[wa13], [sp, #12]\n\t"
+        "2:\n\t"
+        "ldrd %[a00], %[a10], [%[wp]], #8\n\t"
+        "mov %[a01], %[a00]\n\t"
+        "mov %[a11], %[a10]\n\t"
+        "ldrd %[cp], %[ce], [sp, #8]\n\t"
+        "1:\n\t"
+        "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"
+        "ldrd %[wb02], %[wb13], [%[wp]], #8\n\t"
+        "ldrd %[x0], %[x1], [%[cp]], #16\n\t"
+        "smlad %[a00], %[wa02], %[x0], %[a00]\n\t"
+        "smlad %[a00], %[wa13], %[x1], %[a00]\n\t"
+        "smlad %[a10], %[wb02], %[x0], %[a10]\n\t"
+        "smlad %[a10], %[wb13], %[x1], %[a10]\n\t"
+        "ldrd %[x0], %[x1], [%[cp], #-8]\n\t"
+        "smlad %[a01], %[wa02], %[x0], %[a01]\n\t"
+        "smlad %[a01], %[wa13], %[x1], %[a01]\n\t"
+        "smlad %[a11], %[wb02], %[x0], %[a11]\n\t"
+        "smlad %[a11], %[wb13], %[x1], %[a11]\n\t"
+        "cmp %[cp], %[ce]\n\t"
+        "bne 1b\n\t"
+        PW_RQ("a00", "a01") PW_RQ("a10", "a11")
+        "ldrd %[x0], %[x1], [sp, #0]\n\t"
+        "strb %[a00], [%[x0]], #1\n\t"
+        "strb %[a10], [%[x0]], #1\n\t"
+        "strb %[a01], [%[x1]], #1\n\t"
+        "strb %[a11], [%[x1]], #1\n\t"
+        "strd %[x0], %[x1], [sp, #0]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 2b\n\t"
+        "add sp, sp, #16\n\t"
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [wa02] "=&r"(wa02),
+          [wa13] "=&r"(wa13), [wb02] "=&r"(wb02), [wb13] "=&r"(wb13), [x0] "=&r"(x0), [x1] "=&r"(x1),
+          [cp] "=&r"(cp), [ce] "+&r"(ce), [wp] "+&r"(wp), [n] "=&r"(n)
+        :
+        : "cc", "memory");
+}
+
+/* One weight row's group g (k values, row at w) as two doubled int16 pair words. */
+static inline void pw_widen(const int8_t *w, int32_t k, int32_t g, int32_t *d)
+{
+    const int32_t n = k - 4 * g;
+    const int32_t v = n >= 4 ? ld_s8x4(w + 4 * g) : ld_s8_tail(w + 4 * g, n);
+    const int32_t v02 = __sxtb16(v), v13 = sxtb16_ror8(v);
+    d[0] = __sadd16(v02, v02);
+    d[1] = __sadd16(v13, v13);
+}
+
+/* A chunk of channel pairs [p0, p0 + np) as records in pw. */
+static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np)
+{
+    const int32_t groups = (k + 3) >> 2;
+    const int32_t zp21 = 2 * p->output_offset + 1;
+    const int32_t *const bias = p->bias;
+    int32_t *d = pw;
+    for (int32_t i = p0; i < p0 + np; i++) {
+        const int32_t a = 2 * i, b = a + 1;
+        const int8_t *const wa = p->weights + (size_t)a * (size_t)k;
+        const int8_t *const wb = wa + k;
+        const rq_chan ra = rq_of(p->multiplier, p->shift, a, zp21);
+        const rq_chan rb = rq_of(p->multiplier, p->shift, b, zp21);
+        d[0] = bias != NULL ? 2 * bias[a] : 0;
+        d[1] = bias != NULL ? 2 * bias[b] : 0;
+        d += 2;
+        for (int32_t g = 0; g < groups; g++) {
+            pw_widen(wa, k, g, d);
+            pw_widen(wb, k, g, d + 2);
+            d += 4;
+        }
+        d[0] = ra.m;
+        d[1] = ra.round_zp;
+        d[2] = ra.e;
+        d[3] = rb.m;
+        d[4] = rb.round_zp;
+        d[5] = rb.e;
+        d += 6;
+    }
+}
+
+/* The most channel pairs a chunk may hold and still repay the columns it widens again: a chunk
+ * after the first rebuilds every pixel's column (1x1 only, where that is a straight widening of
+ * k values, about 1.3 instructions per value per pixel pair, against 2 k MACs per channel pair). */
+#define PW_MIN_CHUNK_PAIRS 12
+
+/*
+ * The layer with pre-widened weights; 0 (nothing written) when it does not qualify. Weights that
+ * do not fit pw at once go in chunks of channel pairs, each chunk over every pixel pair, when
+ * the columns are cheap to build again (a 1x1 convolution over whole groups) and a chunk holds
+ * PW_MIN_CHUNK_PAIRS pairs or more: dsconv26's 1x1 layers over 104 and 208 channels.
+ */
+static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2)
+{
+    const int32_t groups = (k + 3) >> 2;
+    const int32_t out_c = p->out_c;
+    const int32_t pairs = out_c >> 1;
+    const int32_t rec = 4 * groups + PW_REC_EXTRA;
+    const int32_t n_px = p->out_h * p->out_w;
+    const int32_t zp21 = 2 * p->output_offset + 1;
+    const int32_t *const bias = p->bias;
+    const int32_t cap = FV_DSP_PW_WORDS / rec; /* channel pairs per chunk */
+    const int cheap_cols = p->k_h == 1 && p->k_w == 1 && (p->in_c & 3) == 0;
+    int32_t px;
+
+    if (p->act_min != -128 || p->act_max != 127 || pairs == 0 || n_px < 2 ||
+        (pairs > cap && !(cheap_cols && cap >= PW_MIN_CHUNK_PAIRS))) {
+        return 0;
+    }
+    for (int32_t p0 = 0; p0 < pairs; p0 += cap) {
+        const int32_t np = pairs - p0 < cap ? pairs - p0 : cap;
+        const int last = p0 + np == pairs;
+        pw_build(p, k, p0, np);
+        for (px = 0; px + 1 < n_px; px += 2) {
+            int8_t *const o0 = out + (size_t)px * (size_t)out_c;
+            const pw_job job = {o0 + 2 * p0, o0 + out_c + 2 * p0, cols, cols + COL_STRIDE * groups, np};
+            im2col(p, in, px, col_a, k, off2);
+            im2col(p, in, px + 1, col_b, k, off2);
+            pw_pairs(&job);
+            if (last && (out_c & 1)) { /* an odd last channel */
+                const int32_t oc = out_c - 1;
+                const rq_chan r = rq_of(p->multiplier, p->shift, oc, zp21);
+                int32_t acc[2];
+                acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
+                dot_1x2(p->weights + (size_t)oc * (size_t)k, cols, k >> 2, k & 3, acc);
+                o0[oc] = rq_byte_full(acc[0], &r);
+                o0[out_c + oc] = rq_byte_full(acc[1], &r);
+            }
+        }
+    }
+    if (px < n_px) { /* an odd last pixel */
+        int8_t *const o0 = out + (size_t)px * (size_t)out_c;
+        im2col(p, in, px, col_a, k, off2);
+        for (int32_t oc = 0; oc < out_c; oc++) {
+            const rq_chan r = rq_of(p->multiplier, p->shift, oc, zp21);
+            o0[oc] = rq_byte_full(dot_1x1(p->weights + (size_t)oc * (size_t)k, col_a, k >> 2, k & 3,
+                                          bias != NULL ? bias[oc] : 0), &r);
+        }
+    }
+    return 1;
+}
+
+/* Weights whose rows are not whole groups (k % 4 != 0: the first layer's 27, a 1x1 over 26
+ * channels) or whose channel count is odd (the first layer's 11), copied once per call into rows
+ * of whole groups, zero-padded, and an even number of rows (a zero row, zero bias, last): then
+ * every channel pair takes the assembly loop with no tail, and the zeros meet the column's
+ * centred zeros above k. 2 KB and 64 channels: every zoo layer that needs it (dsconv26's 1x1
+ * over 26 channels, 52 x 28 bytes, is the largest); larger layers keep the tail code. */
+#define WPAD_BYTES 2048
+#define WPAD_OC 64
+static int8_t wpad[WPAD_BYTES] __attribute__((aligned(4)));
+static int32_t bpad[WPAD_OC];
+
 void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
-    const int32_t groups = k >> 2;
-    const int32_t tail = k & 3;
     const int32_t n_px = p->out_h * p->out_w;
     const int32_t out_c = p->out_c;
     const int32_t off2 = pack_offset(p->input_offset);
+    const int32_t kp = (k + 3) & ~3;            /* a padded row */
+    const int32_t out_cp = (out_c + 1) & ~1;    /* padded rows */
+    const int pad = ((k & 3) != 0 || (out_c & 1) != 0) && out_cp * kp <= WPAD_BYTES && out_cp <= WPAD_OC;
+    /* the row length the loops step by: k, or kp when padded (then no partial group) */
+    const int32_t kr = pad ? kp : k;
+    const int32_t groups = kr >> 2;
+    const int32_t tail = kr & 3;
+    /* the channels computed: out_c, or out_cp when padded (the last one not stored) */
+    const int32_t out_cc = pad ? out_cp : out_c;
     /* everything the loops read from *p, in locals: the output stores (int8, which may alias
      * anything) would otherwise make the compiler reload them after each byte */
-    const int8_t *const weights = p->weights;
-    const int32_t *const bias = p->bias;
+    const int8_t *const weights = pad ? wpad : p->weights;
+    const int32_t *const bias = pad ? bpad : p->bias;
     const int32_t *const multiplier = p->multiplier;
     const int32_t *const shift = p->shift;
     const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
     /* the channel pairs that may read a partial last group whole: all but the last pair, whose
      * overread stays inside the following rows; with k < 4 it would run more than a row ahead,
-     * past the last weight (k = 1: pair 0 of out_c = 4 reads weights[4]), so then no pair does */
+     * past the last weight (k = 1: pair 0 of out_c = 4 reads weights[4]), so then no pair does.
+     * Without a partial group every pair takes the assembly loop. */
     const int32_t whole_groups = tail != 0 ? groups + 1 : groups;
-    const int32_t last_pair = (tail != 0 && k < 4) ? -2 : (out_c & ~1) - 2;
+    const int32_t last_pair = tail == 0 ? out_cc : (k < 4 ? -2 : (out_cc & ~1) - 2);
     const int full_range = act_min == -128 && act_max == 127;
     int32_t px;
 
     FV_ASSERT(p->in_c > 0 && p->out_c > 0 && p->k_h > 0 && p->k_w > 0);
-    if (k > FV_DSP_MAX_K || !rq_fast_ok(bias, multiplier, shift, out_c, k, p->output_offset)) {
+    if (k > FV_DSP_MAX_K || !rq_fast_ok(p->bias, multiplier, shift, out_c, k, p->output_offset)) {
         fv_conv2d_ref(p, in, out);
         return;
+    }
+    if (conv2d_prewidened(p, in, out, k, off2)) {
+        return;
+    }
+    if (pad) {
+        for (int32_t oc = 0; oc < out_cp; oc++) {
+            int8_t *const d = wpad + (size_t)oc * (size_t)kp;
+            if (oc < out_c) {
+                memcpy(d, p->weights + (size_t)oc * (size_t)k, (size_t)k);
+                memset(d + k, 0, (size_t)(kp - k));
+                bpad[oc] = p->bias != NULL ? p->bias[oc] : 0;
+            } else {
+                memset(d, 0, (size_t)kp);
+                bpad[oc] = 0;
+            }
+        }
     }
     for (px = 0; px + 1 < n_px; px += 2) {
         int8_t *o0 = out + (size_t)px * (size_t)out_c;
@@ -634,44 +898,45 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
          * values in registers where one loop doing both spilled a dozen to the stack (about 110
          * instructions more per channel pair: a third of the first layer's time). */
         for (int32_t oc0 = 0; oc0 < out_c; oc0 += OC_CHUNK) {
-            const int32_t n = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK;
+            const int32_t n = out_cc - oc0 < OC_CHUNK ? out_cc - oc0 : OC_CHUNK;
+            const int32_t n_out = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK; /* stored */
             /* the pairs before the layer's last (which may read its tail byte by byte) */
             const int32_t before_last = (last_pair - oc0) / 2;
             const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);
             int32_t j = 0;
             if (fast_pairs > 0) {
-                const pairs_job job = {weights + (size_t)oc0 * (size_t)k, k, cols, 16 * whole_groups,
-                                       2 * k - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs,
+                const pairs_job job = {weights + (size_t)oc0 * (size_t)kr, kr, cols, 16 * whole_groups,
+                                       2 * kr - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs,
                                        fast_pairs};
                 dot_2x2_pairs(&job);
                 j = 2 * fast_pairs;
             }
             for (; j + 1 < n; j += 2) {
                 const int32_t oc = oc0 + j;
-                const int8_t *w0 = weights + (size_t)oc * (size_t)k;
+                const int8_t *w0 = weights + (size_t)oc * (size_t)kr;
                 int32_t *const acc = &accs[2 * j];
                 acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
                 acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;
                 if (oc < last_pair) {
-                    dot_2x2_groups(w0, k, cols, whole_groups, acc);
+                    dot_2x2_groups(w0, kr, cols, whole_groups, acc);
                 } else {
-                    dot_2x2(w0, k, cols, groups, tail, acc);
+                    dot_2x2(w0, kr, cols, groups, tail, acc);
                 }
             }
             if (j < n) { /* an odd last channel */
                 const int32_t oc = oc0 + j;
                 accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;
-                dot_1x2(weights + (size_t)oc * (size_t)k, cols, groups, tail, &accs[2 * j]);
+                dot_1x2(weights + (size_t)oc * (size_t)kr, cols, groups, tail, &accs[2 * j]);
             }
             if (full_range) {
-                for (j = 0; j < n; j++) {
+                for (j = 0; j < n_out; j++) {
                     const int32_t oc = oc0 + j;
                     const rq_chan r = rq_of(multiplier, shift, oc, zp21);
                     o0[oc] = rq_byte_full(accs[2 * j], &r);
                     o1[oc] = rq_byte_full(accs[2 * j + 1], &r);
                 }
             } else {
-                for (j = 0; j < n; j++) {
+                for (j = 0; j < n_out; j++) {
                     const int32_t oc = oc0 + j;
                     const rq_chan r = rq_of(multiplier, shift, oc, zp21);
                     o0[oc] = rq_byte(accs[2 * j], &r, act_min, act_max);
@@ -685,17 +950,17 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         int32_t oc;
         im2col(p, in, px, col_a, k, off2);
         for (oc = 0; oc + 1 < out_c; oc += 2) {
-            const int8_t *w0 = weights + (size_t)oc * (size_t)k;
+            const int8_t *w0 = weights + (size_t)oc * (size_t)kr;
             const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
             const rq_chan r1 = rq_of(multiplier, shift, oc + 1, zp21);
             int32_t acc[2] = {bias != NULL ? bias[oc] : 0, bias != NULL ? bias[oc + 1] : 0};
-            dot_2x1(w0, w0 + k, col_a, groups, tail, acc);
+            dot_2x1(w0, w0 + kr, col_a, groups, tail, acc);
             o0[oc] = rq_byte(acc[0], &r0, act_min, act_max);
             o0[oc + 1] = rq_byte(acc[1], &r1, act_min, act_max);
         }
         if (oc < out_c) {
             const rq_chan r0 = rq_of(multiplier, shift, oc, zp21);
-            o0[oc] = rq_byte(dot_1x1(weights + (size_t)oc * (size_t)k, col_a, groups, tail,
+            o0[oc] = rq_byte(dot_1x1(weights + (size_t)oc * (size_t)kr, col_a, groups, tail,
                                      bias != NULL ? bias[oc] : 0), &r0, act_min, act_max);
         }
     }
@@ -703,156 +968,392 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 
 /* ---- DEPTHWISE_CONV_2D ---------------------------------------------------------------------- */
 
-/* [*begin, *end): the taps k in [0, taps) with 0 <= origin + dil * k < size. */
-static void tap_range(int32_t origin, int32_t dil, int32_t taps, int32_t size, int32_t *begin, int32_t *end)
-{
-    int32_t b = 0, e = taps;
-    if (origin < 0) {
-        b = (-origin + dil - 1) / dil; /* first k with origin + dil * k >= 0 */
-    }
-    if (origin + dil * (taps - 1) >= size) {
-        /* last valid k is floor((size - 1 - origin) / dil); none when origin >= size */
-        e = origin >= size ? 0 : (size - 1 - origin) / dil + 1;
-    }
-    *begin = b;
-    *end = e > b ? e : b;
-}
-
-/* One tap of four channels: the input word widened into (c0, c2) and (c1, c3) pairs, offset
- * included, against the tap's widened weights; SMLABB/SMLATT keep the four sums apart. */
-static inline void dw_tap(const int8_t *s, const int32_t *w, int32_t off2, int32_t acc[4])
-{
-    const int32_t xv = ld_s8x4(s);
-    const int32_t x02 = __sxtab16(off2, xv), x13 = sxtab16_ror8(off2, xv);
-    acc[0] = __smlabb(w[0], x02, acc[0]);
-    acc[2] = __smlatt(w[0], x02, acc[2]);
-    acc[1] = __smlabb(w[1], x13, acc[1]);
-    acc[3] = __smlatt(w[1], x13, acc[3]);
-}
-
 /*
- * Depth multiplier 1: four channels at a time. The weights are widened once per call into the
- * column scratch, per group of 4 channels and tap, as the two words (w0, w2) (w1, w3) (2 words
- * per tap and group: k_h * k_w * in_c / 2 words, which tools/dsp_limits.py sizes the scratch
- * for); then each tap is a load, two SXTAB16 of the input (offset included) and four
- * SMLABB/SMLATT into four separate accumulators (a depthwise sum never mixes channels), started
- * at the bias. The window is clipped to the image once per output pixel, so the tap loops have
- * no tests; a whole row of 3 taps (3x3 kernels) is unrolled. Other depth multipliers, layers
- * whose weights do not fit the scratch and layers rq_fast_ok refuses run the reference; the
- * last in_c % 4 channels take the reference's arithmetic with rq_byte.
+ * Depth multiplier 1, four channels at a time (the last c % 4 channels as a partial group whose
+ * missing lanes have zero weights and are never stored). Per group of 4 channels:
+ *
+ *  - the input rows the output rows need are widened once into a plane (dw_plane), 2 words per
+ *    pixel, (c0, c2) and (c1, c3) as int16 pairs with the input offset included (SXTAB16), and
+ *    the padding around the image written as 0: the centred value of a padding tap, so that a tap
+ *    outside the image adds w * 0 where the reference skips it. Every output pixel, border or
+ *    not, then runs the same loop with no clipping; the plane has an extra column when out_w is
+ *    odd, so pixels go in pairs (the extra pixel is computed and not stored).
+ *  - the group's weights are widened into its record (dw_rec) with its biases and requantisation,
+ *    doubled (SADD16; 2w fits int16): the sums come out as 2 * acc, the doubled input rq2 wants,
+ *    at no cost.
+ *  - two horizontally adjacent output pixels (stride 1 or 2) are one block: per tap one LDRD of
+ *    the tap's weights, per pixel one LDRD of the plane and four SMLABB/SMLATT (a depthwise sum
+ *    never mixes channels, so each product keeps its own accumulator): 11 instructions per 8
+ *    MACs, the 3x3 kernel (every zoo depthwise layer) unrolled in assembly with immediate
+ *    offsets, requantisation and stores included (165 instructions per block of 72 MACs), other
+ *    shapes and activation ranges in C with the same arithmetic.
+ *
+ * Where the instructions go (dsconv26, make bench-firmware: 3.2 per MAC): the blocks about 2.3,
+ * widening the plane 0.1 at stride 1 and 0.5-0.8 at stride 2 (each input value feeds 9 MACs, or
+ * about 2), the per-group record and the small images' borders the rest. The next step toward
+ * 2 per MAC is SMLAD on pairs of horizontally adjacent pixels of one channel (a plane of
+ * (x, x + 1) int16 pairs per channel: 2 channels x 4 pixels per block, about 143 instructions),
+ * and planes of 8 channels, so that one LDRD widens two groups.
+ *
+ * CMSIS-NN's arm_depthwise_conv_s8_opt takes the same SMLABB/SMLATT route on an im2col copy of
+ * each window (2 loads, 4 extends and 4 multiplies per tap and pixel); here the window is not
+ * copied, the widening is shared by every window that reads a pixel (9 for a 3x3 stride 1 layer,
+ * about 2 at stride 2) and the weights by the two pixels of a block.
+ *
+ * RAM: the plane holds at least the rows of one output row (k_h rows of (2 * ceil(out_w / 2) - 1)
+ * * stride + k_w pixels, 8 bytes each); FV_DSP_DW_WORDS (fv_dsp_limits.h, from
+ * tools/dsp_limits.py: the model's largest whole plane, 8.7 KB for dsconv26) sizes it, and output
+ * rows go in bands of as many as fit. Layers whose plane does not fit, kernels above 7x7, other
+ * depth multipliers, and layers rq_fast_ok refuses run the reference.
  */
+#ifndef FV_DSP_DW_WORDS
+#define FV_DSP_DW_WORDS 1024 /* 4 KB: a 3x3 layer up to 61 columns wide (tests: FV_DSP_MAX_K=512) */
+#endif
+static int32_t dw_plane[FV_DSP_DW_WORDS] __attribute__((aligned(8)));
+
+/* The group's record (dw_rec, rebuilt per group): everything the row loop reads, at fixed offsets:
+ * words 0-3 the 4 channels' biases doubled, 4-15 their rq_chan (m, round_zp, e), 16 the plane's
+ * pitch in bytes, 17 unused, from 18 (byte 72) the widened doubled weights, 2 words per tap. */
+#define DW_REC_BIAS 0
+#define DW_REC_RQ 4
+#define DW_REC_PITCH 16
+#define DW_REC_W 18
+#define DW_MAX_TAPS 49 /* 7x7; larger kernels run the reference */
+static int32_t dw_rec[DW_REC_W + 2 * DW_MAX_TAPS] __attribute__((aligned(8)));
+
+/* One tap of the 2-pixel block: the weights' LDRD at W (bytes from the record), the pixels' at X0
+ * and X1 (bytes from the plane row). Accumulators: a = the first pixel's channels 0-3, b = the
+ * second's; the plane's and the weights' words are (c0, c2) and (c1, c3). */
+#define DW_TAP(W, X0, X1)                                                                            \
+    "ldrd %[w0], %[w1], [%[wp], #" W "]\n\t"                                                         \
+    "ldrd %[x0], %[x1], [%[xp], #" X0 "]\n\t"                                                        \
+    "smlabb %[a0], %[w0], %[x0], %[a0]\n\t"                                                          \
+    "smlatt %[a2], %[w0], %[x0], %[a2]\n\t"                                                          \
+    "smlabb %[a1], %[w1], %[x1], %[a1]\n\t"                                                          \
+    "smlatt %[a3], %[w1], %[x1], %[a3]\n\t"                                                          \
+    "ldrd %[x0], %[x1], [%[xp], #" X1 "]\n\t"                                                        \
+    "smlabb %[b0], %[w0], %[x0], %[b0]\n\t"                                                          \
+    "smlatt %[b2], %[w0], %[x0], %[b2]\n\t"                                                          \
+    "smlabb %[b1], %[w1], %[x1], %[b1]\n\t"                                                          \
+    "smlatt %[b3], %[w1], %[x1], %[b3]\n\t"
+/* The first tap: the second pixel's sums start from the first's, still the biases, so that no
+ * MOV copies them. */
+#define DW_TAP_FIRST(W, X0, X1)                                                                      \
+    "ldrd %[w0], %[w1], [%[wp], #" W "]\n\t"                                                         \
+    "ldrd %[x0], %[x1], [%[xp], #" X1 "]\n\t"                                                        \
+    "smlabb %[b0], %[w0], %[x0], %[a0]\n\t"                                                          \
+    "smlatt %[b2], %[w0], %[x0], %[a2]\n\t"                                                          \
+    "smlabb %[b1], %[w1], %[x1], %[a1]\n\t"                                                          \
+    "smlatt %[b3], %[w1], %[x1], %[a3]\n\t"                                                          \
+    "ldrd %[x0], %[x1], [%[xp], #" X0 "]\n\t"                                                        \
+    "smlabb %[a0], %[w0], %[x0], %[a0]\n\t"                                                          \
+    "smlatt %[a2], %[w0], %[x0], %[a2]\n\t"                                                          \
+    "smlabb %[a1], %[w1], %[x1], %[a1]\n\t"                                                          \
+    "smlatt %[a3], %[w1], %[x1], %[a3]\n\t"
+/* the next plane row: the record's pitch */
+#define DW_NEXT_ROW "ldr %[x0], [%[wp], #64]\n\tadd %[xp], %[xp], %[x0]\n\t"
+/* channel J's two sums requantised in place (rq2_raw, then SSAT): m and round_zp by LDRD, e */
+#define DW_RQ(J, MOFF, EOFF)                                                                         \
+    "ldrd %[w0], %[w1], [%[wp], #" MOFF "]\n\t"                                                      \
+    "ldr %[x0], [%[wp], #" EOFF "]\n\t"                                                              \
+    "smmlar %[x1], %[a" J "], %[w0], %[w1]\n\t"                                                      \
+    "sub %[a" J "], %[x1], %[a" J "], lsr #31\n\t"                                                   \
+    "asr %[a" J "], %[a" J "], %[x0]\n\t"                                                            \
+    "ssat %[a" J "], #8, %[a" J "]\n\t"                                                              \
+    "smmlar %[x1], %[b" J "], %[w0], %[w1]\n\t"                                                      \
+    "sub %[b" J "], %[x1], %[b" J "], lsr #31\n\t"                                                   \
+    "asr %[b" J "], %[b" J "], %[x0]\n\t"                                                            \
+    "ssat %[b" J "], #8, %[b" J "]\n\t"
+
+/* Every output row of a band, pixel pairs of one group of 4 channels, 3x3 dilation 1, the whole
+ * int8 range as the activation range, in one assembly loop (in C, gcc spilled and reloaded about
+ * 150 instructions' worth per pair around the 14-register block). The loop's own values live in
+ * 40 bytes of stack, a copy of the job. Per pair: the sums started at the biases (2 LDRD), 9
+ * taps (99), 2 row steps, 8 requantisations (44), 8 byte stores, the loop's 12: 165 instructions
+ * for 72 MACs; per row 13 more. S is the second pixel's offset in the plane, 8
+ * (stride 1) or 16 (stride 2) bytes; P1/P2/P3 the offsets of its taps. */
+typedef struct {
+    const int32_t *xp;  /* +0: the next pair's top-left tap in the plane */
+    int8_t *o;          /* +4: its first output byte (channel 4g of the first pixel) */
+    int32_t c;          /* +8: bytes from one output pixel to the next */
+    int32_t left;       /* +12: pairs left in the row, >= 1 */
+    int32_t rows;       /* +16: rows left, >= 1 */
+    int32_t pairs;      /* +20: pairs per row */
+    const int32_t *xr;  /* +24: the row's first tap */
+    int32_t xr_step;    /* +28: bytes from one output row's plane row to the next's */
+    int8_t *orow;       /* +32: the row's first output byte */
+    int32_t orow_step;  /* +36: bytes from one output row to the next */
+} dw_rows_job;
+
+#define DW_COPY(OFF) "ldr %[x0], [%[xp], #" OFF "]\n\tstr %[x0], [sp, #" OFF "]\n\t"
+#define DW_ROW_ASM(NEXT, P1, P2, P3)                                                                 \
+    "sub sp, sp, #40\n\t"                                                                            \
+    DW_COPY("0") DW_COPY("4") DW_COPY("8") DW_COPY("12") DW_COPY("16") DW_COPY("20") DW_COPY("24")   \
+    DW_COPY("28") DW_COPY("32") DW_COPY("36")                                                        \
+    "2:\n\t"                                                                                         \
+    "ldr %[xp], [sp, #0]\n\t"                                                                        \
+    "ldrd %[a0], %[a1], [%[wp], #0]\n\t"                                                             \
+    "ldrd %[a2], %[a3], [%[wp], #8]\n\t"                                                             \
+    "add %[x0], %[xp], #" NEXT "\n\t"                                                                \
+    "str %[x0], [sp, #0]\n\t"                                                                        \
+    DW_TAP_FIRST("72", "0", P1) DW_TAP("80", "8", P2) DW_TAP("88", "16", P3) DW_NEXT_ROW                   \
+    DW_TAP("96", "0", P1) DW_TAP("104", "8", P2) DW_TAP("112", "16", P3) DW_NEXT_ROW                 \
+    DW_TAP("120", "0", P1) DW_TAP("128", "8", P2) DW_TAP("136", "16", P3)                            \
+    DW_RQ("0", "16", "24") DW_RQ("1", "28", "36") DW_RQ("2", "40", "48") DW_RQ("3", "52", "60")      \
+    "ldrd %[xp], %[x0], [sp, #4]\n\t"                                                                \
+    "strb %[a0], [%[xp], #0]\n\t"                                                                    \
+    "strb %[a1], [%[xp], #1]\n\t"                                                                    \
+    "strb %[a2], [%[xp], #2]\n\t"                                                                    \
+    "strb %[a3], [%[xp], #3]\n\t"                                                                    \
+    "add %[xp], %[xp], %[x0]\n\t"                                                                    \
+    "strb %[b0], [%[xp], #0]\n\t"                                                                    \
+    "strb %[b1], [%[xp], #1]\n\t"                                                                    \
+    "strb %[b2], [%[xp], #2]\n\t"                                                                    \
+    "strb %[b3], [%[xp], #3]\n\t"                                                                    \
+    "add %[xp], %[xp], %[x0]\n\t"                                                                    \
+    "str %[xp], [sp, #4]\n\t"                                                                        \
+    "ldr %[x0], [sp, #12]\n\t"                                                                       \
+    "subs %[x0], %[x0], #1\n\t"                                                                      \
+    "str %[x0], [sp, #12]\n\t"                                                                       \
+    "bne 2b\n\t"                                                                                     \
+    "ldr %[x0], [sp, #16]\n\t"                                                                       \
+    "subs %[x0], %[x0], #1\n\t"                                                                      \
+    "beq 3f\n\t"                                                                                     \
+    "str %[x0], [sp, #16]\n\t"                                                                       \
+    "ldrd %[x0], %[x1], [sp, #20]\n\t"                                                               \
+    "str %[x0], [sp, #12]\n\t"                                                                       \
+    "ldr %[w0], [sp, #28]\n\t"                                                                       \
+    "add %[x1], %[x1], %[w0]\n\t"                                                                    \
+    "str %[x1], [sp, #24]\n\t"                                                                       \
+    "str %[x1], [sp, #0]\n\t"                                                                        \
+    "ldrd %[x0], %[x1], [sp, #32]\n\t"                                                               \
+    "add %[x0], %[x0], %[x1]\n\t"                                                                    \
+    "str %[x0], [sp, #32]\n\t"                                                                       \
+    "str %[x0], [sp, #4]\n\t"                                                                        \
+    "b 2b\n\t"                                                                                       \
+    "3:\n\t"                                                                                         \
+    "add sp, sp, #40\n\t"
+
+#define DW_ROW_OPERANDS                                                                              \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0), [b1] "=&r"(b1), \
+      [b2] "=&r"(b2), [b3] "=&r"(b3), [xp] "+&r"(xp), [w0] "=&r"(w0), [w1] "=&r"(w1), [x0] "=&r"(x0),  \
+      [x1] "=&r"(x1)                                                                                 \
+    : [wp] "r"(wp)                                                                                   \
+    : "cc", "memory"
+
+/* the job's pointer comes in as xp, whose register the loop then uses for the plane */
+static void dw_rows_s1(const dw_rows_job *job)
+{
+    int32_t a0, a1, a2, a3, b0, b1, b2, b3, w0, w1, x0, x1;
+    const void *xp = job;
+    const int32_t *const wp = dw_rec;
+    __asm__ volatile(DW_ROW_ASM("16", "8", "16", "24") DW_ROW_OPERANDS);
+}
+
+static void dw_rows_s2(const dw_rows_job *job)
+{
+    int32_t a0, a1, a2, a3, b0, b1, b2, b3, w0, w1, x0, x1;
+    const void *xp = job;
+    const int32_t *const wp = dw_rec;
+    __asm__ volatile(DW_ROW_ASM("32", "16", "24", "32") DW_ROW_OPERANDS);
+}
+
+/* Any kernel size, dilation and stride: the same sums in C. */
+static void dw_block(const int32_t *xp, const int32_t *wp, int32_t k_h, int32_t k_w, int32_t row_step,
+                     int32_t col_step, int32_t px_step, int32_t a[8])
+{
+    for (int32_t ky = 0; ky < k_h; ky++) {
+        for (int32_t kx = 0; kx < k_w; kx++) {
+            const int32_t *x = xp + ky * row_step + kx * col_step;
+            const int32_t *y = x + px_step;
+            a[0] = __smlabb(wp[0], x[0], a[0]);
+            a[2] = __smlatt(wp[0], x[0], a[2]);
+            a[1] = __smlabb(wp[1], x[1], a[1]);
+            a[3] = __smlatt(wp[1], x[1], a[3]);
+            a[4] = __smlabb(wp[0], y[0], a[4]);
+            a[6] = __smlatt(wp[0], y[0], a[6]);
+            a[5] = __smlabb(wp[1], y[1], a[5]);
+            a[7] = __smlatt(wp[1], y[1], a[7]);
+            wp += 2;
+        }
+    }
+}
+
+/* n pixels of 4 channels, c bytes apart, widened into d (2 words each): two pixels per pass of
+ * the assembly loop, 11 instructions (gcc's loop took 9 per pixel). */
+static inline void dw_widen_run(const int8_t *src, int32_t c, int32_t *d, int32_t n, int32_t off2)
+{
+    int32_t v0, v1, t0, t1;
+    if (n & 1) {
+        const int32_t v = ld_s8x4(src);
+        d[0] = __sxtab16(off2, v);
+        d[1] = sxtab16_ror8(off2, v);
+        src += c;
+        d += 2;
+    }
+    n >>= 1;
+    if (n > 0) {
+        __asm__ volatile("1:\n\t"
+                         "ldr %[v0], [%[src]]\n\t"
+                         "ldr %[v1], [%[src], %[c]]\n\t"
+                         "add %[src], %[src], %[c], lsl #1\n\t"
+                         "sxtab16 %[t0], %[off2], %[v0]\n\t"
+                         "sxtab16 %[t1], %[off2], %[v0], ror #8\n\t"
+                         "strd %[t0], %[t1], [%[d]], #8\n\t"
+                         "sxtab16 %[t0], %[off2], %[v1]\n\t"
+                         "sxtab16 %[t1], %[off2], %[v1], ror #8\n\t"
+                         "strd %[t0], %[t1], [%[d]], #8\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b\n\t"
+                         : [src] "+&r"(src), [d] "+&r"(d), [n] "+&r"(n), [v0] "=&r"(v0), [v1] "=&r"(v1),
+                           [t0] "=&r"(t0), [t1] "=&r"(t1)
+                         : [c] "r"(c), [off2] "r"(off2)
+                         : "cc", "memory");
+    }
+}
+
+/* The input rows [y_start, y_start + rows) of the group's n channels (from channel g4), columns
+ * [x_start, x_start + ncols), widened into the plane; outside the image 0. */
+static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int32_t n, int32_t y_start, int32_t rows,
+                     int32_t x_start, int32_t ncols, int32_t off2)
+{
+    const int32_t c = p->in_c;
+    const int32_t i_b = x_start < 0 ? (-x_start < ncols ? -x_start : ncols) : 0; /* first column in the image */
+    int32_t i_e = p->in_w - x_start;                                              /* one past the last */
+    i_e = i_e < i_b ? i_b : (i_e > ncols ? ncols : i_e);
+    for (int32_t r = 0; r < rows; r++) {
+        const int32_t y = y_start + r;
+        int32_t *d = dw_plane + 2 * r * ncols;
+        int32_t i = 0;
+        if (y < 0 || y >= p->in_h) {
+            memset(d, 0, (size_t)ncols * 8u);
+            continue;
+        }
+        for (; i < i_b; i++) {
+            d[2 * i] = 0;
+            d[2 * i + 1] = 0;
+        }
+        {
+            const int8_t *src = in + ((size_t)y * (size_t)p->in_w + (size_t)(x_start + i_b)) * (size_t)c + (size_t)g4;
+            int32_t *e = d + 2 * i_b;
+            int32_t *const e_end = d + 2 * i_e;
+            if (n == 4) {
+                dw_widen_run(src, c, e, i_e - i_b, off2);
+            } else { /* the last, partial group: the missing lanes get the offset, and weight 0 */
+                for (; e < e_end; e += 2) {
+                    const int32_t v = ld_s8_tail(src, n);
+                    e[0] = __sxtab16(off2, v);
+                    e[1] = sxtab16_ror8(off2, v);
+                    src += c;
+                }
+            }
+        }
+        for (i = i_e; i < ncols; i++) {
+            d[2 * i] = 0;
+            d[2 * i + 1] = 0;
+        }
+    }
+}
+
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t c = p->in_c;
-    const int32_t c4 = c & ~3;
     const int32_t taps = p->k_h * p->k_w;
+    const int32_t groups = (c + 3) >> 2;
+    const int32_t out_h = p->out_h, out_w = p->out_w, s_h = p->stride_h, s_w = p->stride_w;
+    /* plane columns: those of ceil(out_w / 2) pixel pairs */
+    const int32_t ncols = (((out_w + 1) & ~1) - 1) * s_w + p->dil_w * (p->k_w - 1) + 1;
+    const int32_t span_h = p->dil_h * (p->k_h - 1) + 1; /* plane rows of one output row */
+    const int32_t cap_rows = FV_DSP_DW_WORDS / (2 * ncols);
     const int32_t off2 = pack_offset(p->input_offset);
-    const int32_t in_off = p->input_offset;
-    const size_t row = (size_t)p->in_w * (size_t)c;
-    const int8_t *const weights = p->weights;
     const int32_t *const bias = p->bias;
-    const int32_t *const multiplier = p->multiplier;
-    const int32_t *const shift = p->shift;
     const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
-    const int32_t k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
-    const size_t src_step = (size_t)dil_w * (size_t)c;      /* the next tap along x */
-    const size_t src_row_step = (size_t)dil_h * row;        /* the next tap along y */
-    const size_t w_row = (size_t)k_w * (size_t)c;           /* the next kernel row, bytes */
-    int32_t *const wq = cols;                               /* the widened weights */
     const int full_range = act_min == -128 && act_max == 127;
-    int32_t oy, ox;
+    const int fast3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && (s_w == 1 || s_w == 2);
+    const int32_t *const wg = dw_rec + DW_REC_W;
+    int32_t band, oy0;
 
     FV_ASSERT(p->depth_multiplier > 0 && p->out_c == p->in_c * p->depth_multiplier);
-    if (p->depth_multiplier != 1 || taps * (c4 / 2) > FV_DSP_PAD_K ||
-        !rq_fast_ok(bias, multiplier, shift, c, taps, p->output_offset)) {
+    if (p->depth_multiplier != 1 || taps > DW_MAX_TAPS || cap_rows < span_h ||
+        !rq_fast_ok(bias, p->multiplier, p->shift, c, taps, p->output_offset)) {
         fv_depthwise_conv2d_ref(p, in, out);
         return;
     }
-    for (int32_t g = 0; g < c4; g += 4) {
-        int32_t *d = wq + 2 * (g / 4) * taps;
-        for (int32_t t = 0; t < taps; t++) {
-            const int32_t wv = ld_s8x4(weights + (size_t)t * (size_t)c + (size_t)g);
-            d[0] = __sxtb16(wv);
-            d[1] = sxtb16_ror8(wv);
-            d += 2;
-        }
+    band = (cap_rows - span_h) / s_h + 1; /* output rows per band */
+    if (band > out_h) {
+        band = out_h;
     }
-    for (oy = 0; oy < p->out_h; oy++) {
-        const int32_t y0 = oy * p->stride_h - p->pad_top;
-        int32_t ky_b, ky_e;
-        tap_range(y0, dil_h, p->k_h, p->in_h, &ky_b, &ky_e);
-        for (ox = 0; ox < p->out_w; ox++) {
-            const int32_t x0 = ox * p->stride_w - p->pad_left;
-            int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)c;
-            int32_t kx_b, kx_e, ch;
-            tap_range(x0, dil_w, k_w, p->in_w, &kx_b, &kx_e);
+    dw_rec[DW_REC_PITCH] = 8 * ncols;
+    dw_rec[DW_REC_PITCH + 1] = 0;
+    for (oy0 = 0; oy0 < out_h; oy0 += band) {
+        const int32_t oy1 = oy0 + band < out_h ? oy0 + band : out_h;
+        const int32_t y_start = oy0 * s_h - p->pad_top;
+        const int32_t rows = (oy1 - 1 - oy0) * s_h + span_h;
+        /* A partial last group goes first: the assembly loop stores 4 bytes per pixel, and the
+         * 4 - n beyond the layer's channels land on the next pixel's first channels, which
+         * group 0 writes afterwards (in this band, or the next one for the row's last pixel);
+         * only the layer's last output row, whose last pixel has no next one, runs it in C. */
+        for (int32_t gi = 0; gi < groups; gi++) {
+            const int32_t g = (c & 3) != 0 ? (gi + groups - 1) % groups : gi;
+            const int32_t g4 = 4 * g;
+            const int32_t n = c - g4 < 4 ? c - g4 : 4; /* channels in the group: 4, or 1-3 in the last */
+            const rq_chan *const rq = (const rq_chan *)(const void *)&dw_rec[DW_REC_RQ];
+            /* the group's record: biases, requantisation, widened weights */
+            for (int32_t j = 0; j < 4; j++) {
+                const int32_t ch = g4 + (j < n ? j : n - 1); /* a missing lane copies a real one */
+                const rq_chan r = rq_of(p->multiplier, p->shift, ch, zp21);
+                dw_rec[DW_REC_BIAS + j] = bias != NULL ? 2 * bias[ch] : 0;
+                dw_rec[DW_REC_RQ + 3 * j] = r.m;
+                dw_rec[DW_REC_RQ + 3 * j + 1] = r.round_zp;
+                dw_rec[DW_REC_RQ + 3 * j + 2] = r.e;
+            }
             {
-                const int32_t n_ky = ky_e - ky_b, n_kx = kx_e - kx_b;
-                /* the window's first in-image tap, its index, and its weights */
-                const int8_t *const src0 =
-                    in + (size_t)(y0 + dil_h * ky_b) * row + (size_t)(x0 + dil_w * kx_b) * (size_t)c;
-                const int32_t t0 = ky_b * k_w + kx_b;
-                const int8_t *const w00 = weights + (size_t)t0 * (size_t)c;
-                for (ch = 0; ch < c4; ch += 4) {
-                    int32_t acc[4] = {0, 0, 0, 0};
-                    const int8_t *sr = src0 + ch;
-                    const int32_t *wr = wq + 2 * ((ch / 4) * taps + t0);
-                    if (bias != NULL) {
-                        acc[0] = bias[ch];
-                        acc[1] = bias[ch + 1];
-                        acc[2] = bias[ch + 2];
-                        acc[3] = bias[ch + 3];
-                    }
-                    if (n_kx == 3) {
-                        for (int32_t ky = 0; ky < n_ky; ky++) {
-                            dw_tap(sr, wr, off2, acc);
-                            dw_tap(sr + src_step, wr + 2, off2, acc);
-                            dw_tap(sr + 2 * src_step, wr + 4, off2, acc);
-                            sr += src_row_step;
-                            wr += 2 * k_w;
-                        }
-                    } else {
-                        for (int32_t ky = 0; ky < n_ky; ky++) {
-                            for (int32_t kx = 0; kx < n_kx; kx++) {
-                                dw_tap(sr + (size_t)kx * src_step, wr + 2 * kx, off2, acc);
-                            }
-                            sr += src_row_step;
-                            wr += 2 * k_w;
-                        }
-                    }
-                    {
-                        const rq_chan r0 = rq_of(multiplier, shift, ch, zp21);
-                        const rq_chan r1 = rq_of(multiplier, shift, ch + 1, zp21);
-                        const rq_chan r2 = rq_of(multiplier, shift, ch + 2, zp21);
-                        const rq_chan r3 = rq_of(multiplier, shift, ch + 3, zp21);
-                        if (full_range) {
-                            o[ch] = rq_byte_full(acc[0], &r0);
-                            o[ch + 1] = rq_byte_full(acc[1], &r1);
-                            o[ch + 2] = rq_byte_full(acc[2], &r2);
-                            o[ch + 3] = rq_byte_full(acc[3], &r3);
-                        } else {
-                            o[ch] = rq_byte(acc[0], &r0, act_min, act_max);
-                            o[ch + 1] = rq_byte(acc[1], &r1, act_min, act_max);
-                            o[ch + 2] = rq_byte(acc[2], &r2, act_min, act_max);
-                            o[ch + 3] = rq_byte(acc[3], &r3, act_min, act_max);
-                        }
-                    }
+                const int8_t *w = p->weights + g4;
+                int32_t *d = dw_rec + DW_REC_W;
+                for (int32_t t = 0; t < taps; t++) {
+                    const int32_t wv = n == 4 ? ld_s8x4(w) : ld_s8_tail(w, n); /* missing lanes: weight 0 */
+                    const int32_t w02 = __sxtb16(wv), w13 = sxtb16_ror8(wv);
+                    d[0] = __sadd16(w02, w02);
+                    d[1] = __sadd16(w13, w13);
+                    d += 2;
+                    w += c;
                 }
-                for (; ch < c; ch++) {
-                    int32_t acc = bias != NULL ? bias[ch] : 0;
-                    const int8_t *sr = src0 + ch;
-                    const int8_t *wr = w00 + ch;
-                    for (int32_t ky = 0; ky < n_ky; ky++) {
-                        for (int32_t kx = 0; kx < n_kx; kx++) {
-                            acc += (int32_t)wr[(size_t)kx * (size_t)c] *
-                                   ((int32_t)sr[(size_t)kx * src_step] + in_off);
-                        }
-                        sr += src_row_step;
-                        wr += w_row;
+            }
+            dw_widen(p, in, g4, n, y_start, rows, -p->pad_left, ncols, off2);
+            /* the rows the assembly does: all, but the layer's last one for a partial group */
+            int32_t asm_rows = 0;
+            if (fast3 && full_range && out_w >= 2) {
+                asm_rows = (n < 4 && oy1 == out_h) ? oy1 - oy0 - 1 : oy1 - oy0;
+            }
+            if (asm_rows > 0) {
+                int8_t *const o_first = out + (size_t)oy0 * (size_t)out_w * (size_t)c + (size_t)g4;
+                const dw_rows_job job = {dw_plane, o_first, c, out_w >> 1, asm_rows, out_w >> 1, dw_plane,
+                                         8 * s_h * ncols, o_first, out_w * c};
+                if (s_w == 1) {
+                    dw_rows_s1(&job);
+                } else {
+                    dw_rows_s2(&job);
+                }
+            }
+            for (int32_t oy = oy0; oy < oy1; oy++) {
+                const int32_t *const xrow = dw_plane + 2 * (oy - oy0) * s_h * ncols;
+                int8_t *const orow = out + (size_t)oy * (size_t)out_w * (size_t)c + (size_t)g4;
+                int32_t ox = oy - oy0 < asm_rows ? out_w & ~1 : 0;
+                for (; ox < out_w; ox += 2) { /* the rest: other shapes and ranges, the odd last pixel */
+                    const int32_t *const xp = xrow + 2 * ox * s_w;
+                    int8_t *const o0 = orow + (size_t)ox * (size_t)c;
+                    int32_t a[8];
+                    for (int32_t j = 0; j < 4; j++) {
+                        a[j] = a[4 + j] = dw_rec[DW_REC_BIAS + j];
                     }
-                    {
-                        const rq_chan r0 = rq_of(multiplier, shift, ch, zp21);
-                        o[ch] = rq_byte(acc, &r0, act_min, act_max);
+                    dw_block(xp, wg, p->k_h, p->k_w, 2 * p->dil_h * ncols, 2 * p->dil_w, 2 * s_w, a);
+                    for (int32_t j = 0; j < n; j++) {
+                        o0[j] = (int8_t)clamp_i32(rq2_raw(a[j], &rq[j]), act_min, act_max);
+                    }
+                    if (ox + 1 < out_w) {
+                        for (int32_t j = 0; j < n; j++) {
+                            o0[c + j] = (int8_t)clamp_i32(rq2_raw(a[4 + j], &rq[j]), act_min, act_max);
+                        }
                     }
                 }
             }

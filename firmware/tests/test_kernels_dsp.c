@@ -2,7 +2,9 @@
  * The optimised kernels (core/fv_kernels_dsp.c) against the reference (core/fv_kernels_ref.c),
  * byte for byte, on random shapes and values: the oracle test of STYLE habit 2. Built for the
  * Cortex-M4 with FV_DSP_MAX_K=512, so that the layers whose columns do not fit the scratch (the
- * reference fallback) are exercised too, and so is the ADD's table (512 words of the scratch); run under QEMU's MPS2 AN386 with semihosting
+ * reference fallback) are exercised too, FV_DSP_DW_WORDS=256, so that the depthwise kernel's
+ * plane is split into bands or does not fit, FV_DSP_PW_WORDS=1024, so that pre-widened 1x1 weights
+ * go in chunks, and so is the ADD's table (512 words of the scratch); run under QEMU's MPS2 AN386 with semihosting
  * (make -C firmware test-kernels-dsp).
  *
  * Shapes cover what the fast paths special-case: channel counts that are and are not multiples
@@ -113,6 +115,8 @@ static int32_t out_size(int32_t in, int32_t pad_before, int32_t pad_after, int32
     return padded < span ? 0 : (padded - span) / stride + 1;
 }
 
+static int conv_run(fv_conv_params *pp, int32_t case_no, int depthwise, int32_t k_elems, int32_t n_out);
+
 static int conv_case(int32_t case_no, int depthwise)
 {
     fv_conv_params p;
@@ -157,6 +161,14 @@ static int conv_case(int32_t case_no, int depthwise)
     p.input_offset = between(-127, 128);
     p.output_offset = between(-128, 127);
     act_range(&p.act_min, &p.act_max, p.output_offset);
+    return conv_run(&p, case_no, depthwise, k_elems, n_out);
+}
+
+/* The optimised kernels against the reference on one shape, values and parameters drawn here:
+ * 1 when every output byte (and the guard bytes after them) agree. */
+static int conv_run(fv_conv_params *pp, int32_t case_no, int depthwise, int32_t k_elems, int32_t n_out)
+{
+    fv_conv_params p = *pp;
     fill_i8(in_buf, p.in_h * p.in_w * p.in_c);
     fill_i8(w_buf, k_elems);
     fill_quant(p.out_c, 1);
@@ -181,6 +193,61 @@ static int conv_case(int32_t case_no, int depthwise)
         return 0;
     }
     return 1;
+}
+
+/* The zoo's shapes on smaller images, with the whole int8 range as the activation range (the
+ * zoo's, and the only one the assembly paths take): the first layer (3x3 over RGB, 11, 12, 16 and
+ * 26 channels out, SAME padding), 1x1 convolutions with a partial group (26 in) and strided
+ * projections (16 -> 32, stride 2), a 3x3 with pre-widened weights, and 3x3 depthwise layers at
+ * stride 1 and 2 (SAME: at stride 2 on an even input the padding is after, not before) over 26
+ * (a partial group), 52 and 104 channels, on images whose plane is split into bands by the test
+ * build's small FV_DSP_DW_WORDS (256) and on ones it holds whole; 1x1 layers whose pre-widened
+ * weights the test build's FV_DSP_PW_WORDS (1024) holds only in chunks of channel pairs (36 -> 72,
+ * 64 -> 64). Each shape 4 times, fresh values. */
+typedef struct {
+    int8_t depthwise, k, stride;
+    int16_t in_hw, in_c, out_c;
+} zoo_shape;
+
+static const zoo_shape ZOO_SHAPES[] = {
+    {0, 3, 1, 8, 3, 11},   {0, 3, 1, 9, 3, 12},   {0, 3, 1, 8, 3, 16},  {0, 3, 1, 7, 3, 26},
+    {0, 1, 1, 8, 26, 52},  {0, 1, 2, 8, 16, 32},  {0, 1, 2, 4, 36, 72}, {0, 3, 1, 6, 11, 22},
+    {1, 3, 1, 16, 26, 26}, {1, 3, 2, 16, 26, 26}, {1, 3, 1, 8, 52, 52}, {1, 3, 2, 8, 52, 52},
+    {1, 3, 1, 4, 104, 104}, {1, 3, 2, 7, 104, 104}, {1, 3, 1, 7, 12, 12}, {1, 3, 2, 5, 8, 8},
+    {0, 1, 1, 6, 64, 64},
+};
+#define ZOO_REPEATS 4
+#define ZOO_CASES ((int32_t)(sizeof ZOO_SHAPES / sizeof ZOO_SHAPES[0]) * ZOO_REPEATS)
+
+static int zoo_case(int32_t case_no)
+{
+    const zoo_shape *z = &ZOO_SHAPES[case_no / ZOO_REPEATS];
+    fv_conv_params p;
+    int32_t k_elems;
+    memset(&p, 0, sizeof p);
+    p.k_h = p.k_w = z->k;
+    p.stride_h = p.stride_w = z->stride;
+    p.dil_h = p.dil_w = 1;
+    p.in_h = p.in_w = z->in_hw;
+    p.in_c = z->in_c;
+    p.out_c = z->out_c;
+    p.depth_multiplier = z->depthwise ? 1 : 0;
+    /* SAME: out = ceil(in / stride), the padding split with the odd one after */
+    p.out_h = p.out_w = (z->in_hw + z->stride - 1) / z->stride;
+    {
+        const int32_t total = (p.out_h - 1) * z->stride + z->k - z->in_hw;
+        p.pad_top = p.pad_left = total > 0 ? total / 2 : 0;
+    }
+    p.input_offset = between(-127, 128);
+    p.output_offset = between(-128, 127);
+    p.act_min = -128;
+    p.act_max = 127;
+    k_elems = z->depthwise ? z->k * z->k * p.out_c : p.out_c * z->k * z->k * p.in_c;
+    if (p.in_h * p.in_w * p.in_c > MAX_BUF || k_elems > MAX_BUF || p.out_h * p.out_w * p.out_c > MAX_BUF) {
+        printf("zoo shape %ld does not fit the test's buffers\n", (long)(case_no / ZOO_REPEATS));
+        return 0;
+    }
+    return conv_run(&p, case_no, z->depthwise, k_elems, p.out_h * p.out_w * p.out_c);
 }
 
 static int fc_case(int32_t case_no)
@@ -295,6 +362,11 @@ int main(void)
         passed += ok;
         failed += !ok;
     }
+    for (int32_t i = 0; i < ZOO_CASES; i++) {
+        const int ok = zoo_case(i);
+        passed += ok;
+        failed += !ok;
+    }
     for (int32_t i = 0; i < CASES; i++) {
         const int ok = fc_case(i);
         passed += ok;
@@ -312,6 +384,7 @@ int main(void)
     }
     printf("dsp vs reference: %d conv, %d depthwise, %d fully connected, %d max pool, %d add random cases\n", CASES,
            CASES, CASES, CASES, CASES);
+    printf("dsp vs reference: %ld cases of the zoo's convolution and depthwise shapes\n", (long)ZOO_CASES);
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

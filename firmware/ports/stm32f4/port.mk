@@ -150,7 +150,7 @@ $(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) $(KT
 	$(ARM_CC) $(KD_FLAGS) -DFV_TEST_OPT -Icore -I$(KD_DIR) tests/test_kernels.c $(KD_SRC) -o $@
 
 $(KD_DIR)/test_kernels_dsp_m4.elf: tests/test_kernels_dsp.c $(KD_SRC) $(KT_HDR) | $(KD_DIR)
-	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_MAX_K=512 -Icore tests/test_kernels_dsp.c $(KD_SRC) -o $@
+	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_MAX_K=512 -DFV_DSP_DW_WORDS=256 -DFV_DSP_PW_WORDS=1024 -Icore tests/test_kernels_dsp.c $(KD_SRC) -o $@
 
 test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_opt_m4.elf
