@@ -147,6 +147,32 @@ __attribute__((naked, noinline)) static void mp_row_c24(MP_ROW_ARGS)
                      "pop {r4-r11, pc}\n\t");
 }
 
+/* The whole words of one output pixel of a whole 2x2 window, for any other channel count c >= 4:
+ * per word 4 LDR (register offsets c, row, row + c from the top-left pointer), 3 maxima, a STR,
+ * compare and branch, 13 instructions per 4 bytes. d_end - d is a positive multiple of 4. */
+static inline void mp_window_words(const int8_t *s, int8_t *d, const int8_t *d_end, int32_t c, int32_t row)
+{
+    const int32_t rc = row + c;
+    int32_t t, a, b, x;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[a], [%[s], %[rc]]\n\t"
+                     "ldr %[b], [%[s], %[row]]\n\t"
+                     "ssub8 %[x], %[b], %[a]\n\t"
+                     "sel %[b], %[b], %[a]\n\t"
+                     "ldr %[a], [%[s], %[c]]\n\t"
+                     "ldr %[t], [%[s]], #4\n\t"
+                     "ssub8 %[x], %[t], %[a]\n\t"
+                     "sel %[t], %[t], %[a]\n\t"
+                     "ssub8 %[x], %[t], %[b]\n\t"
+                     "sel %[t], %[t], %[b]\n\t"
+                     "str %[t], [%[d]], #4\n\t"
+                     "cmp %[d], %[d_end]\n\t"
+                     "bne 1b\n\t"
+                     : [s] "+&r"(s), [d] "+&r"(d), [t] "=&r"(t), [a] "=&r"(a), [b] "=&r"(b), [x] "=&r"(x)
+                     : [rc] "r"(rc), [row] "r"(row), [c] "r"(c), [d_end] "r"(d_end)
+                     : "cc", "memory");
+}
+
 /* One output pixel of a whole 2x2 window at src (top left) of c >= 4 channels: a word at a time,
  * and when c is not a multiple of 4 the last word is the pixel's last 4 bytes, overlapping the
  * previous word (the same maxima written again): no byte loop, nothing read or written outside
@@ -211,8 +237,21 @@ void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
                 row_kernel(top, top + row, o, o + (size_t)p->out_w * cc);
                 continue;
             }
+            if (!full) {
+                for (ox = 0; ox < p->out_w; ox++) {
+                    mp_pixel_words(top + (size_t)(2 * ox) * cc, cc, row, o + (size_t)ox * cc, 1, lo4, hi4);
+                }
+                continue;
+            }
             for (ox = 0; ox < p->out_w; ox++) {
-                mp_pixel_words(top + (size_t)(2 * ox) * cc, cc, row, o + (size_t)ox * cc, !full, lo4, hi4);
+                const int8_t *const s = top + (size_t)(2 * ox) * cc;
+                int8_t *const d = o + (size_t)ox * cc;
+                mp_window_words(s, d, d + (c & ~3), c, (int32_t)row);
+                if ((c & 3) != 0) { /* the pixel's last 4 bytes, overlapping the last whole word */
+                    const int8_t *const l = s + cc - 4;
+                    st_s8x4(d + cc - 4, max_s8x4(max_s8x4(ld_s8x4(l), ld_s8x4(l + cc)),
+                                                 max_s8x4(ld_s8x4(l + row), ld_s8x4(l + row + cc))));
+                }
             }
         }
         return;
@@ -309,27 +348,34 @@ static inline int32_t smmulr(int32_t a, int32_t b)
     return r;
 }
 
-/* fv_mbqm of a scaled input, |x| <= 255 * 2^22 < 2^30: rq_byte's exact form (SMMULR, one rounding
- * constant) when the shift is in [-22, -1] and the multiplier >= 0, else fv_mbqm itself. */
-static inline int32_t add_scale(int32_t x, int32_t multiplier, int32_t shift)
-{
-    if (shift <= -1 && shift >= -22 && multiplier >= 0) {
-        const int32_t e = -shift;
-        const int32_t t = smmulr((int32_t)((uint32_t)x << 1), multiplier);
-        return (t + ((int32_t)1 << (e - 1)) - (int32_t)((uint32_t)t >> 31)) >> e;
-    }
-    return fv_mbqm(x, multiplier, shift);
-}
-
 /* table[v] = 2 * scaled (v + offset) + fold for v in [-128, 127] (table points at v = 0); returns
- * the largest |scaled value| */
+ * the largest |scaled value|. In add_scale's exact form when it applies, in 8 instructions per
+ * entry: 2x = (v + offset) << (left_shift + 1) grows by a constant step, and the scaling is
+ * non-decreasing in x (multiplier >= 0), so the largest |value| is at one end. */
 static int32_t add_table(int32_t *table, int32_t offset, int32_t left_shift, int32_t multiplier, int32_t shift,
                          int32_t fold)
 {
     int32_t most = 0;
+    if (shift <= -1 && shift >= -22 && multiplier >= 0) {
+        const int32_t e = -shift, half = (int32_t)1 << (e - 1);
+        const uint32_t step = 2u << left_shift;
+        /* |2x| <= 255 * 2^23 < 2^31 for left_shift <= 22; the step past v = 127 wraps unused */
+        uint32_t x2 = (uint32_t)(offset - 128) << (left_shift + 1);
+        int32_t first = 0, last = 0;
+        for (int32_t v = -128; v < 128; v++) {
+            const int32_t t = smmulr((int32_t)x2, multiplier);
+            last = (t + half - (int32_t)((uint32_t)t >> 31)) >> e;
+            table[v] = 2 * last + fold;
+            first = v == -128 ? last : first;
+            x2 += step;
+        }
+        first = first < 0 ? -first : first;
+        last = last < 0 ? -last : last;
+        return first > last ? first : last;
+    }
     for (int32_t v = -128; v < 128; v++) {
-        const int32_t a = add_scale((v + offset) * ((int32_t)1 << left_shift), multiplier, shift);
-        const int32_t abs_a = a < 0 ? -a : a; /* |a| < 2^30 */
+        const int32_t a = fv_mbqm((v + offset) * ((int32_t)1 << left_shift), multiplier, shift);
+        const int32_t abs_a = a < 0 ? -a : a; /* |a| < 2^30: |x| < 2^30 and a multiplier below 1 */
         table[v] = 2 * a + fold;
         most = abs_a > most ? abs_a : most;
     }
