@@ -77,21 +77,54 @@ static inline int32_t clamp_s8x4(int32_t v, int32_t lo4, int32_t hi4)
  *   C = 16: 3 LDM + 12 maxima (24) + STM + 2 = 30 instructions per 16 bytes, 1.88 per byte;
  *   C = 12: 2 LDM + 9 maxima (18) + STM + 2 = 23 per 12 bytes, 1.92;
  *   C = 24: 7 LDM + 18 maxima (36) + STM + 2 = 46 per 24 bytes, 1.92.
- * Each is one output row: r0 = the top input row, r1 = the bottom one, r2 = the output row,
- * r3 = its end (at least one window). Naked, in assembly, because LDM's register list must be
- * ascending in register number, which only fixed registers can promise. The registers they use
- * beyond r0-r3 and r12 are saved (AAPCS). Every pointer is word aligned (checked by the caller:
- * LDM and STM fault on an unaligned address).
+ * Each runs the whole image: r0 = the input, r1 = the output, r2 = an mp_geom; in the loop r0 and
+ * r1 are the window's top and bottom rows, r2 the output, r3 the output row's end, and the
+ * geometry is on the stack for the 9 instructions between output rows. Naked, in assembly,
+ * because LDM's register list must be ascending in register number, which only fixed registers
+ * can promise. The registers they use beyond r0-r3 and r12 are saved (AAPCS). Every pointer is
+ * word aligned (checked by the caller: LDM and STM fault on an unaligned address).
  */
-/* the arguments, read by the assembly from r0-r3 */
-#define MP_ROW_ARGS                                                                                    \
-    const int8_t *top __attribute__((unused)), const int8_t *bot __attribute__((unused)),              \
-        int8_t *out __attribute__((unused)), const int8_t *out_end __attribute__((unused))
-#define MP_MAX(A, B, T) "ssub8 " T ", " A ", " B "\n\tsel " A ", " A ", " B "\n\t"
+typedef struct {
+    int32_t skip;      /* from the end of a window row's top run to the next window row's top row */
+    int32_t row;       /* input row, bytes */
+    int32_t out_row;   /* output row, bytes (at least one window) */
+    const int8_t *end; /* the output's end */
+} mp_geom;
 
-__attribute__((naked, noinline)) static void mp_row_c16(MP_ROW_ARGS)
+/* the arguments, read by the assembly from r0-r2 */
+#define MP_IMAGE_ARGS                                                                                  \
+    const int8_t *in __attribute__((unused)), int8_t *out __attribute__((unused)),                     \
+        const mp_geom *geom __attribute__((unused))
+#define MP_MAX(A, B, T) "ssub8 " T ", " A ", " B "\n\tsel " A ", " A ", " B "\n\t"
+/* r3-r6 = skip, row, out_row, end, kept at [sp] .. [sp, #12] */
+#define MP_PROLOGUE                                                                                    \
+    "push {r4-r11, lr}\n\t"                                                                            \
+    "ldm r2, {r3, r4, r5, r6}\n\t"                                                                     \
+    "push {r3, r4, r5, r6}\n\t"                                                                        \
+    "mov r2, r1\n\t"                                                                                   \
+    "add r1, r0, r4\n\t"                                                                               \
+    "add r3, r2, r5\n\t"
+/* after a window: the row's end, else the image's end, else the next row */
+#define MP_EPILOGUE                                                                                    \
+    "cmp r2, r3\n\t"                                                                                   \
+    "bne 1b\n\t"                                                                                       \
+    "ldr r12, [sp, #12]\n\t"                                                                           \
+    "cmp r2, r12\n\t"                                                                                  \
+    "beq 3f\n\t"                                                                                       \
+    "ldr r12, [sp]\n\t"                                                                                \
+    "add r0, r0, r12\n\t"                                                                              \
+    "ldr r12, [sp, #4]\n\t"                                                                            \
+    "add r1, r0, r12\n\t"                                                                              \
+    "ldr r12, [sp, #8]\n\t"                                                                            \
+    "add r3, r2, r12\n\t"                                                                              \
+    "b 1b\n\t"                                                                                         \
+    "3:\n\t"                                                                                           \
+    "add sp, sp, #16\n\t"                                                                              \
+    "pop {r4-r11, pc}\n\t"
+
+__attribute__((naked, noinline)) static void mp_image_c16(MP_IMAGE_ARGS)
 {
-    __asm__ volatile("push {r4-r11}\n\t"
+    __asm__ volatile(MP_PROLOGUE
                      "1:\n\t"
                      "ldm r0!, {r4-r11}\n\t" /* top left r4-r7, top right r8-r11 */
                      MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")
@@ -103,15 +136,12 @@ __attribute__((naked, noinline)) static void mp_row_c16(MP_ROW_ARGS)
                      MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")
                      MP_MAX("r7", "r11", "r12")
                      "stm r2!, {r4-r7}\n\t"
-                     "cmp r2, r3\n\t"
-                     "bne 1b\n\t"
-                     "pop {r4-r11}\n\t"
-                     "bx lr\n\t");
+                     MP_EPILOGUE);
 }
 
-__attribute__((naked, noinline)) static void mp_row_c12(MP_ROW_ARGS)
+__attribute__((naked, noinline)) static void mp_image_c12(MP_IMAGE_ARGS)
 {
-    __asm__ volatile("push {r4-r11, lr}\n\t"
+    __asm__ volatile(MP_PROLOGUE
                      "1:\n\t"
                      "ldm r0!, {r4-r9}\n\t" /* top left r4-r6, top right r7-r9 */
                      MP_MAX("r4", "r7", "r12") MP_MAX("r5", "r8", "r12") MP_MAX("r6", "r9", "r12")
@@ -119,14 +149,12 @@ __attribute__((naked, noinline)) static void mp_row_c12(MP_ROW_ARGS)
                      MP_MAX("r4", "r7", "lr") MP_MAX("r5", "r8", "lr") MP_MAX("r6", "r9", "lr")
                      MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")
                      "stm r2!, {r4-r6}\n\t"
-                     "cmp r2, r3\n\t"
-                     "bne 1b\n\t"
-                     "pop {r4-r11, pc}\n\t");
+                     MP_EPILOGUE);
 }
 
-__attribute__((naked, noinline)) static void mp_row_c24(MP_ROW_ARGS)
+__attribute__((naked, noinline)) static void mp_image_c24(MP_IMAGE_ARGS)
 {
-    __asm__ volatile("push {r4-r11, lr}\n\t"
+    __asm__ volatile(MP_PROLOGUE
                      "1:\n\t"
                      "ldm r0!, {r4-r9}\n\t" /* top left */
                      "ldm r0!, {r10-r12}\n\t" /* top right, words 0-2 */
@@ -142,9 +170,7 @@ __attribute__((naked, noinline)) static void mp_row_c24(MP_ROW_ARGS)
                      "ldm r1!, {r10-r12}\n\t"
                      MP_MAX("r7", "r10", "lr") MP_MAX("r8", "r11", "lr") MP_MAX("r9", "r12", "lr")
                      "stm r2!, {r4-r9}\n\t"
-                     "cmp r2, r3\n\t"
-                     "bne 1b\n\t"
-                     "pop {r4-r11, pc}\n\t");
+                     MP_EPILOGUE);
 }
 
 /* Groups of 3 words of one output pixel of a whole 2x2 window, from 4 pointers (top left, top
@@ -296,19 +322,22 @@ void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
     if (p->f_h == 2 && p->f_w == 2 && p->stride_h == 2 && p->stride_w == 2 && p->pad_top == 0 && p->pad_left == 0 &&
         2 * p->out_h <= p->in_h && 2 * p->out_w <= p->in_w && p->out_w > 0 && c >= 4) {
         /* every window whole (the zoo's 2x2 pooling of an even image): no clipping */
-        void (*row_kernel)(const int8_t *, const int8_t *, int8_t *, const int8_t *) = NULL;
+        void (*image_kernel)(const int8_t *, int8_t *, const mp_geom *) = NULL;
         /* LDM and STM fault on an unaligned address: c % 4 == 0 keeps every pixel aligned */
         const int aligned = (((uintptr_t)in | (uintptr_t)out) & 3u) == 0u && (c & 3) == 0;
-        if (full && aligned) {
-            row_kernel = c == 16 ? mp_row_c16 : c == 12 ? mp_row_c12 : c == 24 ? mp_row_c24 : NULL;
+        if (full && aligned && p->out_h > 0) {
+            image_kernel = c == 16 ? mp_image_c16 : c == 12 ? mp_image_c12 : c == 24 ? mp_image_c24 : NULL;
+        }
+        if (image_kernel != NULL) {
+            const int32_t out_row = p->out_w * c;
+            const mp_geom g = {2 * (int32_t)row - 2 * out_row, (int32_t)row, out_row,
+                               out + (size_t)p->out_h * (size_t)out_row};
+            image_kernel(in, out, &g);
+            return;
         }
         for (oy = 0; oy < p->out_h; oy++) {
             const int8_t *const top = in + (size_t)(2 * oy) * row;
             int8_t *const o = out + (size_t)oy * (size_t)p->out_w * cc;
-            if (row_kernel != NULL) {
-                row_kernel(top, top + row, o, o + (size_t)p->out_w * cc);
-                continue;
-            }
             if (!full) {
                 for (ox = 0; ox < p->out_w; ox++) {
                     mp_pixel_words(top + (size_t)(2 * ox) * cc, cc, row, o + (size_t)ox * cc, 1, lo4, hi4);

@@ -214,15 +214,17 @@ static int fc_case(int32_t case_no)
  * have their own row kernels (12, 16, 24) or take the word-overlap path (c >= 4, not a multiple
  * of 4) often; other windows, strides and padding; one case in 8 with a padding of up to f + 1, so
  * that whole windows lie in the padding (the reference's -128, clamped). Input and output start
- * 0-3 bytes past a word boundary (the row kernels need alignment and must be refused without). */
-static int pool_case(int32_t case_no)
+ * 0-3 bytes past a word boundary (the row kernels need alignment and must be refused without).
+ * With zoo set: the zoo's case, a 2x2 stride-2 window, no padding, the whole int8 range, aligned
+ * data, channel counts with a row kernel or not, images of odd and even sizes. */
+static int pool_case(int32_t case_no, int zoo)
 {
     static const int32_t row_kernel_c[] = {12, 16, 24};
     fv_pool_params p;
     int32_t n_out, in_skew, out_skew;
     memset(&p, 0, sizeof p);
     for (;;) {
-        const int two = (rnd() % 2u) == 0u; /* the unrolled 2x2 window, the zoo's */
+        const int two = zoo || (rnd() % 2u) == 0u; /* the unrolled 2x2 window, the zoo's */
         const int far = !two && (rnd() % 8u) == 0u;
         p.f_h = two ? 2 : between(1, 4);
         p.f_w = two ? 2 : between(1, 4);
@@ -241,8 +243,11 @@ static int pool_case(int32_t case_no)
             p.c = 4 * between(1, 8);
             break;
         }
-        p.pad_top = between(0, far ? p.f_h + 1 : p.f_h - 1);
-        p.pad_left = between(0, far ? p.f_w + 1 : p.f_w - 1);
+        if (zoo) {
+            p.c = (rnd() % 2u) ? row_kernel_c[rnd() % 3u] : between(4, 50);
+        }
+        p.pad_top = zoo ? 0 : between(0, far ? p.f_h + 1 : p.f_h - 1);
+        p.pad_left = zoo ? 0 : between(0, far ? p.f_w + 1 : p.f_w - 1);
         p.out_h = out_size(p.in_h, p.pad_top, between(0, far ? p.f_h + 1 : p.f_h - 1), p.f_h, 1, p.stride_h);
         p.out_w = out_size(p.in_w, p.pad_left, between(0, far ? p.f_w + 1 : p.f_w - 1), p.f_w, 1, p.stride_w);
         n_out = p.out_h * p.out_w * p.c;
@@ -250,9 +255,13 @@ static int pool_case(int32_t case_no)
             break;
         }
     }
-    in_skew = (rnd() % 2u) ? 0 : between(1, 3);
-    out_skew = (rnd() % 2u) ? 0 : between(1, 3);
+    in_skew = zoo || (rnd() % 2u) ? 0 : between(1, 3);
+    out_skew = zoo || (rnd() % 2u) ? 0 : between(1, 3);
     act_range(&p.act_min, &p.act_max, between(-128, 127));
+    if (zoo) {
+        p.act_min = -128;
+        p.act_max = 127;
+    }
     fill_i8(in_buf, p.in_h * p.in_w * p.c + 4);
     memset(out_ref, 0x5A, sizeof out_ref);
     memset(out_opt, 0x5A, sizeof out_opt);
@@ -342,7 +351,7 @@ int main(void)
         failed += !ok;
     }
     for (int32_t i = 0; i < 2 * CASES; i++) {
-        const int ok = pool_case(i);
+        const int ok = pool_case(i, i % 3 == 0);
         passed += ok;
         failed += !ok;
     }
