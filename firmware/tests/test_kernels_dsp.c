@@ -278,7 +278,7 @@ static int pool_case(int32_t case_no, int zoo)
 }
 
 /* ADD with the parameters' ranges of prepared models (input multipliers at most 1/2: shifts 0..-3;
- * the output's 2 max(s1, s2) / (2^20 s_out): shifts -22..-15) and, one case in 8, an output shift
+ * the output's 2 max(s1, s2) / (2^20 s_out): shifts -22..-15, here -22..-10) and, one case in 8, an output shift
  * outside the fast requantisation's range. Three cases in four give one input TFLite's exact 1/2
  * (multiplier 2^30, shift 0: the larger scale's, taken without a table), either input; one in
  * eight an output multiplier of exactly 2^30. Sizes on both sides of the tables' threshold (64),
@@ -310,7 +310,7 @@ static int add_case(int32_t case_no)
         break;
     }
     p.out_multiplier = (rnd() % 8u) == 0u ? (1 << 30) : (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
-    p.out_shift = (rnd() % 8u) == 0u ? between(-1, 1) : between(-22, -15);
+    p.out_shift = (rnd() % 8u) == 0u ? between(-1, 1) : between(-22, -10);
     p.output_offset = between(-128, 127);
     act_range(&p.act_min, &p.act_max, p.output_offset);
     skew1 = between(0, 3);
