@@ -6,9 +6,10 @@
  * oracle, STYLE habit 2): firmware/tests/test_kernels_dsp.c checks it under QEMU on random shapes
  * and parameters, tests/test_kernels.c on the numpy engine's vectors.
  *
- * Counted under QEMU (make bench-firmware), instructions per output byte: max pool 1.9 on the
- * zoo's channel counts 12, 16 and 24, about 2.9 on other counts; ADD about 10 (the floor of a
- * bit-exact ADD on this core is about 8, see the ADD section).
+ * Counted under QEMU (make bench-firmware), instructions per output byte, whole layers: max pool
+ * 1.95-2.06 with 12, 16 or 24 channels (1.88-1.92 in the loops), 2.5-3.4 with other multiples
+ * of 4, 4.4-4.9 with odd counts (11, 18, 22); ADD 9.1-11.4 (8.25 in the loop, the rest the
+ * tables; about 8 is the floor of a bit-exact ADD on this core, see the ADD section).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -414,17 +415,20 @@ void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
  * and 2b (the linear input: (x + off) << 20, the shifted operand), so the loop adds 2s directly:
  *
  *     LDRSB x1; LDRSB x2; LDR 2b (table); ADD 2s = 2b + (x1 << 20); SMMLAR; SUB (s < 0);
- *     ASR e; SSAT 8; STRB                      9 per byte, + 0.5 (compare, branch per 4)
+ *     SSAT 8 with ASR #e; STRB                 8 per byte, + 0.25 (compare, branch per 8)
+ *
+ * (SSAT shifts only by an immediate: one loop per e in [ADD_E_MIN, ADD_E_MAX]; other shifts take
+ * a loop with a separate ASR, 9.5 per byte.)
  *
  * Why not 2 per byte: the loads of the two inputs and the store are 3 instructions per byte
  * already (word loads only move the cost to byte extraction, word stores to byte packing, one
  * instruction per byte either way); the second input's scaling is a rounded product, not
  * linear, so it takes a table load; and the output's rounding depends on the whole 60-bit
  * product of a 29-bit sum and a 31-bit multiplier, which no SIMD (16-bit) instruction forms:
- * one SMMLAR per element, plus the add, the sign's correction and the saturation (SSAT can
- * shift only by an immediate; a build specialised per shift would save the ASR, 1 per byte).
+ * one SMMLAR per element, plus the add, the sign's correction and the shift-and-saturate.
  * That is 8 per byte, at least, for any bit-exact ADD on this core that keeps the inputs'
- * rounding; a 65536-entry table of outputs (one load per byte) would not fit the RAM.
+ * rounding; a 65536-entry table of outputs (one load per byte) would take half the F411's RAM
+ * per layer, and building it per call about 16 times the zoo's largest ADD.
  *
  * The tables live in the column scratch (FV_DSP_ADD_TABLE_WORDS words, reserved by
  * tools/dsp_limits.py for every model with an ADD); a build whose scratch is smaller, or an ADD
