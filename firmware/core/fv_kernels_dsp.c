@@ -45,6 +45,7 @@
 /* The longest column (k_h * k_w * in_c of a convolution, depth of a fully connected layer) the
  * scratch holds, FV_DSP_MAX_K, and the scratch's RAM: fv_kernels_dsp.h. Longer layers run the
  * reference kernel. */
+
 /* The widened columns of two output pixels, interleaved per group of 4 values: words
  * [a(0,2) a(1,3) b(0,2) b(1,3)], so the 2x2 loop reads each pixel's pair with one LDRD from one
  * pointer (the layout CMSIS-NN's im2col buffer gets from its two-column kernel, here packed
