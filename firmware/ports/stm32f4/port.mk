@@ -145,11 +145,13 @@ KD_DIR := $(BUILD)/test
 KD_FLAGS := -std=c99 -O2 $(WARN) $(STM_ARCH) -ffunction-sections -fdata-sections --specs=rdimon.specs \
             -Wl,--section-start=.vectors=0x0 -Wl,-u,fv_qemu_vectors -Wl,--gc-sections
 KD_SRC := core/fv_kernels_ref.c core/fv_kernels_dsp.c core/fv_kernels_dsp_elementwise.c tests/qemu_mps2_an386.c
+# the header the two DSP files share (their scratch)
+$(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf: core/fv_kernels_dsp.h
 
-$(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) core/fv_kernels_dsp.h $(KT_VECTORS)
+$(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) $(KT_VECTORS)
 	$(ARM_CC) $(KD_FLAGS) -DFV_TEST_OPT -Icore -I$(KD_DIR) tests/test_kernels.c $(KD_SRC) -o $@
 
-$(KD_DIR)/test_kernels_dsp_m4.elf: tests/test_kernels_dsp.c $(KD_SRC) $(KT_HDR) core/fv_kernels_dsp.h | $(KD_DIR)
+$(KD_DIR)/test_kernels_dsp_m4.elf: tests/test_kernels_dsp.c $(KD_SRC) $(KT_HDR) | $(KD_DIR)
 	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_MAX_K=512 -Icore tests/test_kernels_dsp.c $(KD_SRC) -o $@
 
 test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf
