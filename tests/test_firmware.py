@@ -197,3 +197,23 @@ def test_codegen_is_deterministic_and_agrees_with_analyze(tmp_path):
         macc = int(re.search(r"\.macc = (\d+)u", text).group(1))
         t = analyze(ZOO / i / "model.tflite")["total"]
         assert (arena, macc) == (t["arena_bytes"], t["macc"])
+
+
+def test_dsp_scratch_holds_the_add_tables_of_every_zoo_model_with_an_add():
+    """The DSP ADD keeps its two 256-word tables in the column scratch and runs the reference when
+    the scratch is smaller (core/fv_kernels_dsp_elementwise.c): dsp_limits.py must reserve them for
+    every model with an ADD, with the C side's count."""
+    import re
+
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import dsp_limits
+    from fleetvote.engine.kernels import Add
+
+    header = (ROOT / "firmware" / "core" / "fv_kernels_dsp.h").read_text()
+    words = int(re.search(r"#define FV_DSP_ADD_TABLE_WORDS (\d+)", header).group(1))
+    assert dsp_limits.ADD_TABLE_WORDS == words
+    with_add = [p for p in sorted(ZOO.glob("*/model.tflite"))
+                if any(isinstance(k, Add) for _, k in Engine.from_file(p).layer_table())]
+    assert with_add, "the zoo has no model with an ADD to check"
+    for path in with_add:
+        assert dsp_limits.max_column(path) >= words, path.parent.name

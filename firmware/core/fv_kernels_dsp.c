@@ -30,6 +30,7 @@
 #include "fv_assert.h"
 #include "fv_fixedpoint.h"
 #include "fv_kernels.h"
+#include "fv_kernels_dsp.h"
 
 #if !defined(__ARM_FEATURE_DSP)
 #error "fv_kernels_dsp.c needs the DSP extension (-mcpu=cortex-m4 or cortex-m7)"
@@ -42,18 +43,8 @@
 #endif
 
 /* The longest column (k_h * k_w * in_c of a convolution, depth of a fully connected layer) the
- * scratch holds; longer layers run the reference kernel. RAM: 2 columns of int16 and one of
- * int8, 3 bytes per element. A firmware build sizes it to its model (fv_dsp_limits.h, written by
- * firmware/tools/dsp_limits.py); elsewhere 1152 = 3 x 3 x 128, 3.4 KB, unless -D says otherwise. */
-#if !defined(FV_DSP_MAX_K) && defined(__has_include)
-#if __has_include("fv_dsp_limits.h")
-#include "fv_dsp_limits.h"
-#endif
-#endif
-#ifndef FV_DSP_MAX_K
-#define FV_DSP_MAX_K 1152
-#endif
-#define FV_DSP_PAD_K ((FV_DSP_MAX_K + 3) & ~3)
+ * scratch holds, FV_DSP_MAX_K, and the scratch's RAM: fv_kernels_dsp.h. Longer layers run the
+ * reference kernel. */
 
 /* The widened columns of two output pixels, interleaved per group of 4 values: words
  * [a(0,2) a(1,3) b(0,2) b(1,3)], so the 2x2 loop reads each pixel's pair with one LDRD from one
@@ -64,6 +55,8 @@ static int32_t cols[FV_DSP_PAD_K] __attribute__((aligned(8)));
 /* +4: a gathered row is copied a word at a time, up to 3 bytes past its end (the next row's
  * copy, or the zero-point fill of the tail, writes over them) */
 static int8_t stage[FV_DSP_PAD_K + 4] __attribute__((aligned(4)));
+/* the same words for the ADD's tables (fv_kernels_dsp_elementwise.c) */
+int32_t *const fv_dsp_scratch = cols;
 #define col_a (&cols[0])
 #define col_b (&cols[2])
 
@@ -1402,199 +1395,4 @@ void fv_fully_connected_opt(const fv_fc_params *p, const int8_t *in, int8_t *out
         const int32_t a = dot_1x1(weights + (size_t)oc * (size_t)k, col_a, groups, tail, bias != NULL ? bias[oc] : 0);
         out[oc] = rq_byte(a, &r0, act_min, act_max);
     }
-}
-
-/* ---- MAX_POOL_2D ---------------------------------------------------------------------------- */
-
-/* Bytewise signed maximum of 4 lanes: SSUB8 sets each lane's GE flag where a >= b, SEL takes
- * those lanes from a and the others from b. One asm block, so nothing can come between the flags
- * and their use. */
-static inline int32_t max_s8x4(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
-    return r;
-}
-
-/* ... and the minimum: the lanes where a >= b from b. */
-static inline int32_t min_s8x4(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("ssub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
-    return r;
-}
-
-/* the activation range, lane by lane */
-static inline int32_t clamp_s8x4(int32_t v, int32_t lo4, int32_t hi4)
-{
-    return min_s8x4(max_s8x4(v, lo4), hi4);
-}
-
-/*
- * Four channels per word, the window's cells combined with max_s8x4; the reference starts from
- * -128, the smallest int8, so starting from the first in-image cell gives the same maximum (the
- * window always holds one: padding is below the filter size). The activation clamp (a lane
- * maximum with act_min, a minimum with act_max) is skipped when the range is the whole int8
- * range, as after a ReLU convolution. A 2x2
- * window, the zoo's, is unrolled: 4 loads, 3 maxima and a store per 4 output bytes. The last
- * c % 4 channels of each pixel take the reference's arithmetic.
- */
-void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
-{
-    const int32_t c = p->c;
-    const size_t row = (size_t)p->in_w * (size_t)c;
-    const int clamp = p->act_min > -128 || p->act_max < 127;
-    const int32_t lo4 = (int32_t)((uint32_t)(uint8_t)p->act_min * 0x01010101u);
-    const int32_t hi4 = (int32_t)((uint32_t)(uint8_t)p->act_max * 0x01010101u);
-    int32_t oy, ox;
-
-    if (p->act_min > p->act_max) { /* the reference's clamp order then matters: its own */
-        fv_max_pool_ref(p, in, out);
-        return;
-    }
-    if (p->f_h == 2 && p->f_w == 2 && p->stride_h == 2 && p->stride_w == 2 && p->pad_top == 0 && p->pad_left == 0 &&
-        2 * p->out_h <= p->in_h && 2 * p->out_w <= p->in_w && (c & 3) == 0) {
-        /* every window whole (the zoo's 2x2 pooling of an even image): no clipping, pointers
-         * stepped, 4 loads, 3 maxima and a store per 4 output bytes */
-        const size_t cc = (size_t)c;
-        int8_t *o = out;
-        for (oy = 0; oy < p->out_h; oy++) {
-            const int8_t *src = in + (size_t)(2 * oy) * row;
-            for (ox = 0; ox < p->out_w; ox++) {
-                const int8_t *const s_end = src + cc;
-                for (; src < s_end; src += 4, o += 4) {
-                    int32_t m = max_s8x4(max_s8x4(ld_s8x4(src), ld_s8x4(src + cc)),
-                                         max_s8x4(ld_s8x4(src + row), ld_s8x4(src + row + cc)));
-                    if (clamp) {
-                        m = clamp_s8x4(m, lo4, hi4);
-                    }
-                    __builtin_memcpy(o, &m, 4);
-                }
-                src += cc; /* past the window's second column */
-            }
-        }
-        return;
-    }
-    for (oy = 0; oy < p->out_h; oy++) {
-        const int32_t y0 = oy * p->stride_h - p->pad_top;
-        const int32_t yb = y0 < 0 ? 0 : y0;
-        const int32_t ye = y0 + p->f_h < p->in_h ? y0 + p->f_h : p->in_h;
-        for (ox = 0; ox < p->out_w; ox++) {
-            const int32_t x0 = ox * p->stride_w - p->pad_left;
-            const int32_t xb = x0 < 0 ? 0 : x0;
-            const int32_t xe = x0 + p->f_w < p->in_w ? x0 + p->f_w : p->in_w;
-            const int8_t *src = in + (size_t)yb * row + (size_t)xb * (size_t)c;
-            int8_t *o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)c;
-            const int8_t *const o_end = o + (c & ~3);
-            FV_ASSERT(ye > yb && xe > xb);
-            for (int32_t ch = c & ~3; ch < c; ch++) { /* the last c % 4 channels, byte by byte */
-                int32_t m = -128;
-                for (int32_t y = yb; y < ye; y++) {
-                    for (int32_t x = xb; x < xe; x++) {
-                        const int32_t v = src[(size_t)(y - yb) * row + (size_t)(x - xb) * (size_t)c + (size_t)ch];
-                        m = v > m ? v : m;
-                    }
-                }
-                o[ch] = (int8_t)clamp_i32(m, p->act_min, p->act_max);
-            }
-            if (ye - yb == 2 && xe - xb == 2) {
-                for (; o < o_end; o += 4, src += 4) {
-                    int32_t m = max_s8x4(max_s8x4(ld_s8x4(src), ld_s8x4(src + c)),
-                                         max_s8x4(ld_s8x4(src + row), ld_s8x4(src + row + c)));
-                    if (clamp) {
-                        m = clamp_s8x4(m, lo4, hi4);
-                    }
-                    __builtin_memcpy(o, &m, 4);
-                }
-                continue;
-            }
-            for (; o < o_end; o += 4, src += 4) {
-                int32_t m = ld_s8x4(src);
-                for (int32_t y = yb; y < ye; y++) {
-                    const int8_t *s = src + (size_t)(y - yb) * row;
-                    for (int32_t x = xb; x < xe; x++) {
-                        m = max_s8x4(m, ld_s8x4(s));
-                        s += c;
-                    }
-                }
-                if (clamp) {
-                    m = clamp_s8x4(m, lo4, hi4);
-                }
-                __builtin_memcpy(o, &m, 4);
-            }
-        }
-    }
-}
-
-/* ---- ADD -------------------------------------------------------------------------------------- */
-
-/*
- * Each input byte takes one of 256 values, so its scaled value, fv_mbqm((x + offset) << 20,
- * multiplier, shift), is one of 256: both are tabulated once per call (512 fv_mbqm, exactly the
- * reference's) and each element costs two table loads, an add and the output's requantisation
- * (rq_byte's exact fast form when its conditions hold, else fv_mbqm). The tables live in the
- * column scratch, free between layers, when it holds 512 words; a model whose scratch is smaller
- * (no column of 512), or an ADD too short to repay the tables, runs the reference.
- */
-#define ADD_TABLE_MIN_SIZE 512
-
-/* fv_mbqm of a scaled input, |x| <= 255 * 2^22 < 2^30: rq_byte's exact form (SMMULR, one rounding
- * constant) when the shift is in [-22, -1] and the multiplier >= 0, else fv_mbqm itself. */
-static inline int32_t add_scale(int32_t x, int32_t multiplier, int32_t shift)
-{
-    if (shift <= -1 && shift >= -22 && multiplier >= 0) {
-        const int32_t e = -shift;
-        const int32_t t = smmulr((int32_t)((uint32_t)x << 1), multiplier);
-        return (t + ((int32_t)1 << (e - 1)) - (int32_t)((uint32_t)t >> 31)) >> e;
-    }
-    return fv_mbqm(x, multiplier, shift);
-}
-
-void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
-{
-#if FV_DSP_PAD_K >= 512
-    int32_t *const t1 = cols + 128; /* t1[v] for v in [-128, 127] */
-    int32_t *const t2 = cols + 384;
-    const int32_t n = p->size;
-    const int32_t act_min = p->act_min, act_max = p->act_max;
-    int64_t max1 = 0, max2 = 0;
-    int32_t i;
-
-    FV_ASSERT(p->left_shift >= 0 && p->left_shift <= 22);
-    if (n < ADD_TABLE_MIN_SIZE) {
-        fv_add_ref(p, in1, in2, out);
-        return;
-    }
-    for (i = -128; i < 128; i++) {
-        const int32_t a = add_scale((i + p->in1_offset) * ((int32_t)1 << p->left_shift), p->in1_multiplier, p->in1_shift);
-        const int32_t b = add_scale((i + p->in2_offset) * ((int32_t)1 << p->left_shift), p->in2_multiplier, p->in2_shift);
-        const int64_t abs_a = a < 0 ? -(int64_t)a : (int64_t)a;
-        const int64_t abs_b = b < 0 ? -(int64_t)b : (int64_t)b;
-        t1[i] = a;
-        t2[i] = b;
-        max1 = abs_a > max1 ? abs_a : max1;
-        max2 = abs_b > max2 ? abs_b : max2;
-    }
-    if (p->out_shift <= -1 && p->out_shift >= -22 && p->out_multiplier >= 0 && max1 + max2 < RQ_ACC_LIMIT &&
-        p->output_offset >= -128 && p->output_offset <= 127) {
-        const int32_t zero = 0;
-        const rq_chan r = rq_of(&p->out_multiplier, &p->out_shift, zero, 2 * p->output_offset + 1);
-        if (act_min == -128 && act_max == 127) {
-            for (i = 0; i < n; i++) {
-                out[i] = rq_byte_full(t1[in1[i]] + t2[in2[i]], &r);
-            }
-        } else {
-            for (i = 0; i < n; i++) {
-                out[i] = rq_byte(t1[in1[i]] + t2[in2[i]], &r, act_min, act_max);
-            }
-        }
-        return;
-    }
-    for (i = 0; i < n; i++) {
-        const int32_t raw = fv_mbqm(t1[in1[i]] + t2[in2[i]], p->out_multiplier, p->out_shift) + p->output_offset;
-        out[i] = (int8_t)clamp_i32(raw, act_min, act_max);
-    }
-#else
-    fv_add_ref(p, in1, in2, out);
-#endif
 }

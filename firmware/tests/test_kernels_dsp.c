@@ -24,13 +24,13 @@
 #define MAX_BUF 8192
 #define GUARD 32
 
-static int8_t in_buf[MAX_BUF];
-static int8_t w_buf[MAX_BUF];
+static int8_t in_buf[MAX_BUF] __attribute__((aligned(4))); /* the skews below start from a word */
+static int8_t w_buf[MAX_BUF] __attribute__((aligned(4)));
 static int32_t bias_buf[256];
 static int32_t mult_buf[256];
 static int32_t shift_buf[256];
-static int8_t out_ref[MAX_BUF + GUARD];
-static int8_t out_opt[MAX_BUF + GUARD];
+static int8_t out_ref[MAX_BUF + GUARD] __attribute__((aligned(4)));
+static int8_t out_opt[MAX_BUF + GUARD] __attribute__((aligned(4)));
 
 static uint32_t rng_state = 0x9E3779B9u;
 
@@ -277,73 +277,123 @@ static int fc_case(int32_t case_no)
     return 1;
 }
 
-static int pool_case(int32_t case_no)
+/* Max pooling: the 2x2 stride-2 windows of the zoo half the time, with the channel counts that
+ * have their own row kernels (12, 16, 24) or take the word-overlap path (c >= 4, not a multiple
+ * of 4) often; other windows, strides and padding; one case in 8 with a padding of up to f + 1, so
+ * that whole windows lie in the padding (the reference's -128, clamped). Input and output start
+ * 0-3 bytes past a word boundary (the row kernels need alignment and must be refused without).
+ * With zoo set: the zoo's case, a 2x2 stride-2 window, no padding, the whole int8 range, aligned
+ * data, channel counts with a row kernel or not, images of odd and even sizes. */
+static int pool_case(int32_t case_no, int zoo)
 {
+    static const int32_t row_kernel_c[] = {12, 16, 24};
     fv_pool_params p;
-    int32_t n_out;
+    int32_t n_out, in_skew, out_skew;
     memset(&p, 0, sizeof p);
     for (;;) {
-        const int two = (rnd() % 2u) == 0u; /* the unrolled 2x2 window, the zoo's */
+        const int two = zoo || (rnd() % 2u) == 0u; /* the unrolled 2x2 window, the zoo's */
+        const int far = !two && (rnd() % 8u) == 0u;
         p.f_h = two ? 2 : between(1, 4);
         p.f_w = two ? 2 : between(1, 4);
         p.stride_h = two ? 2 : between(1, 3);
         p.stride_w = two ? 2 : between(1, 3);
         p.in_h = between(1, 12);
         p.in_w = between(1, 12);
-        p.c = (rnd() % 4u) == 0u ? between(1, 13) : 4 * between(1, 8);
-        p.pad_top = between(0, p.f_h - 1);
-        p.pad_left = between(0, p.f_w - 1);
-        p.out_h = out_size(p.in_h, p.pad_top, between(0, p.f_h - 1), p.f_h, 1, p.stride_h);
-        p.out_w = out_size(p.in_w, p.pad_left, between(0, p.f_w - 1), p.f_w, 1, p.stride_w);
+        switch (rnd() % 4u) {
+        case 0:
+            p.c = between(1, 13);
+            break;
+        case 1:
+            p.c = row_kernel_c[rnd() % 3u];
+            break;
+        default:
+            p.c = 4 * between(1, 8);
+            break;
+        }
+        if (zoo) {
+            p.c = (rnd() % 2u) ? row_kernel_c[rnd() % 3u] : between(4, 50);
+        }
+        p.pad_top = zoo ? 0 : between(0, far ? p.f_h + 1 : p.f_h - 1);
+        p.pad_left = zoo ? 0 : between(0, far ? p.f_w + 1 : p.f_w - 1);
+        p.out_h = out_size(p.in_h, p.pad_top, between(0, far ? p.f_h + 1 : p.f_h - 1), p.f_h, 1, p.stride_h);
+        p.out_w = out_size(p.in_w, p.pad_left, between(0, far ? p.f_w + 1 : p.f_w - 1), p.f_w, 1, p.stride_w);
         n_out = p.out_h * p.out_w * p.c;
-        if (p.out_h > 0 && p.out_w > 0 && n_out <= MAX_BUF && p.in_h * p.in_w * p.c <= MAX_BUF) {
+        if (p.out_h > 0 && p.out_w > 0 && n_out + 4 <= MAX_BUF && p.in_h * p.in_w * p.c + 4 <= MAX_BUF) {
             break;
         }
     }
+    in_skew = zoo || (rnd() % 2u) ? 0 : between(1, 3);
+    out_skew = zoo || (rnd() % 2u) ? 0 : between(1, 3);
     act_range(&p.act_min, &p.act_max, between(-128, 127));
-    fill_i8(in_buf, p.in_h * p.in_w * p.c);
+    if (zoo) {
+        p.act_min = -128;
+        p.act_max = 127;
+    }
+    fill_i8(in_buf, p.in_h * p.in_w * p.c + 4);
     memset(out_ref, 0x5A, sizeof out_ref);
     memset(out_opt, 0x5A, sizeof out_opt);
-    fv_max_pool_ref(&p, in_buf, out_ref);
-    fv_max_pool_opt(&p, in_buf, out_opt);
-    if (!compare("max_pool", case_no, n_out)) {
-        printf("  in %ldx%ldx%ld f %ldx%ld s %ld,%ld pad %ld,%ld out %ldx%ld act %ld..%ld\n", (long)p.in_h,
-               (long)p.in_w, (long)p.c, (long)p.f_h, (long)p.f_w, (long)p.stride_h, (long)p.stride_w,
-               (long)p.pad_top, (long)p.pad_left, (long)p.out_h, (long)p.out_w, (long)p.act_min, (long)p.act_max);
+    fv_max_pool_ref(&p, in_buf + in_skew, out_ref + out_skew);
+    fv_max_pool_opt(&p, in_buf + in_skew, out_opt + out_skew);
+    if (!compare("max_pool", case_no, n_out + out_skew)) {
+        printf("  in %ldx%ldx%ld f %ldx%ld s %ld,%ld pad %ld,%ld out %ldx%ld act %ld..%ld skew %ld,%ld\n",
+               (long)p.in_h, (long)p.in_w, (long)p.c, (long)p.f_h, (long)p.f_w, (long)p.stride_h, (long)p.stride_w,
+               (long)p.pad_top, (long)p.pad_left, (long)p.out_h, (long)p.out_w, (long)p.act_min, (long)p.act_max,
+               (long)in_skew, (long)out_skew);
         return 0;
     }
     return 1;
 }
 
 /* ADD with the parameters' ranges of prepared models (input multipliers at most 1/2: shifts 0..-3;
- * the output's 2 max(s1, s2) / (2^20 s_out): shifts -22..-15) and, one case in 8, an output shift
- * outside the fast requantisation's range; sizes on both sides of the table threshold (512) */
+ * the output's 2 max(s1, s2) / (2^20 s_out): shifts -22..-15, here -22..-10) and, one case in 8, an output shift
+ * outside the fast requantisation's range. Three cases in four give one input TFLite's exact 1/2
+ * (multiplier 2^30, shift 0: the larger scale's, taken without a table), either input; one in
+ * eight an output multiplier of exactly 2^30. Sizes on both sides of the tables' threshold (64),
+ * multiples of 4 and not (the 4-element loop's tail); inputs and output 0-3 bytes off a word. */
 static int add_case(int32_t case_no)
 {
     fv_add_params p;
     int8_t *in2 = w_buf;
+    int32_t skew1, skew2, skew_o;
     memset(&p, 0, sizeof p);
-    p.size = (rnd() % 3u) == 0u ? between(1, 511) : between(512, MAX_BUF);
+    p.size = (rnd() % 4u) == 0u ? between(1, 100) : between(64, MAX_BUF - 4);
     p.in1_offset = between(-127, 128);
     p.in2_offset = between(-127, 128);
     p.left_shift = 20;
     p.in1_multiplier = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
     p.in2_multiplier = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
-    p.in1_shift = between(-3, 0); /* 0: the larger input's 1/2, which the tables scale with fv_mbqm */
+    p.in1_shift = between(-3, 0); /* 0 with another multiplier: the tables take fv_mbqm's general path */
     p.in2_shift = between(-3, -1);
-    p.out_multiplier = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
-    p.out_shift = (rnd() % 8u) == 0u ? between(-1, 1) : between(-22, -15);
+    switch (rnd() % 4u) {
+    case 0:
+        break;
+    case 1:
+        p.in2_multiplier = 1 << 30;
+        p.in2_shift = 0;
+        break;
+    default:
+        p.in1_multiplier = 1 << 30;
+        p.in1_shift = 0;
+        break;
+    }
+    p.out_multiplier = (rnd() % 8u) == 0u ? (1 << 30) : (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
+    p.out_shift = (rnd() % 8u) == 0u ? between(-1, 1) : between(-22, -10);
     p.output_offset = between(-128, 127);
     act_range(&p.act_min, &p.act_max, p.output_offset);
-    fill_i8(in_buf, p.size);
-    fill_i8(in2, p.size);
+    skew1 = between(0, 3);
+    skew2 = between(0, 3);
+    skew_o = between(0, 3);
+    fill_i8(in_buf, p.size + 4);
+    fill_i8(in2, p.size + 4);
     memset(out_ref, 0x5A, sizeof out_ref);
     memset(out_opt, 0x5A, sizeof out_opt);
-    fv_add_ref(&p, in_buf, in2, out_ref);
-    fv_add_opt(&p, in_buf, in2, out_opt);
-    if (!compare("add", case_no, p.size)) {
-        printf("  size %ld offsets %ld %ld shifts %ld %ld %ld\n", (long)p.size, (long)p.in1_offset,
-               (long)p.in2_offset, (long)p.in1_shift, (long)p.in2_shift, (long)p.out_shift);
+    fv_add_ref(&p, in_buf + skew1, in2 + skew2, out_ref + skew_o);
+    fv_add_opt(&p, in_buf + skew1, in2 + skew2, out_opt + skew_o);
+    if (!compare("add", case_no, p.size + skew_o)) {
+        printf("  size %ld offsets %ld %ld multipliers %ld %ld %ld shifts %ld %ld %ld act %ld..%ld\n", (long)p.size,
+               (long)p.in1_offset, (long)p.in2_offset, (long)p.in1_multiplier, (long)p.in2_multiplier,
+               (long)p.out_multiplier, (long)p.in1_shift, (long)p.in2_shift, (long)p.out_shift, (long)p.act_min,
+               (long)p.act_max);
         return 0;
     }
     return 1;
@@ -372,18 +422,18 @@ int main(void)
         passed += ok;
         failed += !ok;
     }
-    for (int32_t i = 0; i < CASES; i++) {
-        const int ok = pool_case(i);
+    for (int32_t i = 0; i < 2 * CASES; i++) {
+        const int ok = pool_case(i, i % 3 == 0);
         passed += ok;
         failed += !ok;
     }
-    for (int32_t i = 0; i < CASES; i++) {
+    for (int32_t i = 0; i < 2 * CASES; i++) {
         const int ok = add_case(i);
         passed += ok;
         failed += !ok;
     }
     printf("dsp vs reference: %d conv, %d depthwise, %d fully connected, %d max pool, %d add random cases\n", CASES,
-           CASES, CASES, CASES, CASES);
+           CASES, CASES, 2 * CASES, 2 * CASES);
     printf("dsp vs reference: %ld cases of the zoo's convolution and depthwise shapes\n", (long)ZOO_CASES);
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

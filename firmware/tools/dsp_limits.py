@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """fv_dsp_limits.h for one model: the longest column the DSP kernels widen (k_h * k_w * in_c of
-a convolution, depth of a fully connected layer), so that their scratch (3 bytes per element,
-core/fv_kernels_dsp.c) is exactly what the model needs and no layer falls back to the reference;
-and the words of the depthwise kernel's widened input plane (FV_DSP_DW_WORDS).
+a convolution, depth of a fully connected layer), and at least the ADD's two tables of 256 words
+when the model has an ADD, so that their scratch (5 bytes per element, core/fv_kernels_dsp.h) is
+exactly what the model needs and no layer falls back to the reference; and the words of the
+depthwise kernel's widened input plane (FV_DSP_DW_WORDS).
 
     dsp_limits.py models/zoo/<id>/model.tflite OUT.h
 """
@@ -12,12 +13,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# FV_DSP_ADD_TABLE_WORDS of core/fv_kernels_dsp.h: the ADD's tables of scaled inputs (256 words
+# each) live in the column scratch; a smaller scratch would make every ADD run the reference
+ADD_TABLE_WORDS = 512
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
 
 
 def max_column(path: Path) -> int:
     from fleetvote.engine import Engine
-    from fleetvote.engine.kernels import Conv2D, DepthwiseConv2D, FullyConnected
+    from fleetvote.engine.kernels import Add, Conv2D, DepthwiseConv2D, FullyConnected
 
     longest = 4
     for _, k in Engine.from_file(path).layer_table():
@@ -27,6 +32,8 @@ def max_column(path: Path) -> int:
             longest = max(longest, k.kh * k.kw * k.cin)
         elif isinstance(k, FullyConnected):
             longest = max(longest, k.k)
+        elif isinstance(k, Add):
+            longest = max(longest, ADD_TABLE_WORDS)
     return (longest + 3) // 4 * 4
 
 

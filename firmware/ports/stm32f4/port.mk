@@ -38,7 +38,7 @@ STM_CFLAGS := -std=c99 -O2 -g3 $(WARN) $(STM_ARCH) -ffunction-sections -fdata-se
               -fno-common -MMD -MP
 STM_LDFLAGS := $(STM_ARCH) -nostartfiles -Wl,--gc-sections \
                -Wl,--print-memory-usage -Wl,--no-warn-rwx-segments
-STM_SRC := $(CORE_SRC) core/fv_kernels_dsp.c ports/stm32f4/startup.c ports/stm32f4/port.c ports/stm32f4/systick.c \
+STM_SRC := $(CORE_SRC) core/fv_kernels_dsp.c core/fv_kernels_dsp_elementwise.c ports/stm32f4/startup.c ports/stm32f4/port.c ports/stm32f4/systick.c \
            ports/stm32f4/clock.c
 
 .PHONY: stm32 measure size-report bench-firmware test-kernels-dsp $(STM_BOARDS)
@@ -93,7 +93,7 @@ $(filter-out $(GEN)/models.c,$(STM_GEN_SRC)): $(GEN)/models.c
 $(STM_OUT)/fv_dsp_limits.h: $(ZOO)/$(MODEL)/model.tflite tools/dsp_limits.py
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/dsp_limits.py $< $@
-$(STM_OUT)/obj/core/fv_kernels_dsp.o: $(STM_OUT)/fv_dsp_limits.h
+$(STM_OUT)/obj/core/fv_kernels_dsp.o $(STM_OUT)/obj/core/fv_kernels_dsp_elementwise.o: $(STM_OUT)/fv_dsp_limits.h
 
 $(STM_OUT)/obj/%.o: %.c $(STM_BOARD_DIR)/fv_board.h | $(GEN)/models.c
 	@mkdir -p $(dir $@)
@@ -144,7 +144,9 @@ size-report:
 KD_DIR := $(BUILD)/test
 KD_FLAGS := -std=c99 -O2 $(WARN) $(STM_ARCH) -ffunction-sections -fdata-sections --specs=rdimon.specs \
             -Wl,--section-start=.vectors=0x0 -Wl,-u,fv_qemu_vectors -Wl,--gc-sections
-KD_SRC := core/fv_kernels_ref.c core/fv_kernels_dsp.c tests/qemu_mps2_an386.c
+KD_SRC := core/fv_kernels_ref.c core/fv_kernels_dsp.c core/fv_kernels_dsp_elementwise.c tests/qemu_mps2_an386.c
+# the header the two DSP files share (their scratch)
+$(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf: core/fv_kernels_dsp.h
 
 $(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) $(KT_VECTORS)
 	$(ARM_CC) $(KD_FLAGS) -DFV_TEST_OPT -Icore -I$(KD_DIR) tests/test_kernels.c $(KD_SRC) -o $@
