@@ -197,8 +197,9 @@ async def test_an_engine_vote_not_ready_by_the_deadline_is_left_out_and_the_answ
     fleet2, _, engines = fleet_of(2, quorum=2)
     fleet2.boards.clear()
     engines[1].ms_per_image = 1000.0
-    with pytest.raises(Overloaded, match="did not finish 1 member"):
+    with pytest.raises(Overloaded, match=r"did not finish 1 member\(s\) in time \(m1\)") as refused:
         await fleet2.classify(IMAGE, deadline_ms=300)  # fewer than the quorum by the deadline
+    assert refused.value.retry_after_s >= 1
 
 
 async def test_classify_counts_the_deadline_from_the_requests_arrival_at_the_application(tmp_path):

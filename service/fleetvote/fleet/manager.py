@@ -467,16 +467,9 @@ class Fleet:
         if until is not None:
             await asyncio.wait(runs.values(), timeout=max(until - time.perf_counter(), 0.0))
             late = [k for k, f in runs.items() if not f.done()]
-            if late:
-                for k in late:
-                    runs.pop(k).cancel()  # a batch not yet started leaves it out
-                if len(votes) + len(runs) < quorum:
-                    backlog = self.spillover.backlog_ms() / self.spillover.workers
-                    raise Overloaded(f"the engine did not finish {len(late)} member(s) by the request's deadline "
-                                     f"({', '.join(ens.members[k].id for k in late)}): its backlog is "
-                                     f"{backlog:.0f} ms", retry_after_s(backlog))
-                log.debug("engine votes past the deadline left out", extra={
-                    "model_id": ",".join(ens.members[k].id for k in late)})
+            for k in late:
+                runs.pop(k).cancel()  # a batch not yet started leaves it out
+            self._deadline_refusal(ens, late, len(votes) + len(runs), len(asked), quorum)
         return {k: self._fallback_vote(ens, k, out, ms, reasons[k], sent)
                 for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values()))}
 
@@ -619,11 +612,24 @@ class Fleet:
             missing = [k for k in asked if k not in votes]
             if missing:
                 _check_quorum(ens, quorum, len(votes), missing, reasons)
-        if late and answer is None and len(votes) < quorum:
-            backlog = self.spillover.backlog_ms() / self.spillover.workers
-            raise Overloaded(f"{len(votes)} of {len(asked)} votes by the request's deadline, quorum {quorum}: the "
-                             f"engine's backlog is {backlog:.0f} ms", retry_after_s(backlog))
+        if late and answer is None:
+            self._deadline_refusal(ens, sorted(possible - set(votes)), len(votes), len(asked), quorum)
         return votes, possible - set(votes), answer
+
+    def _deadline_refusal(self, ens: Ensemble, late: list[int], votes: int, asked: int, quorum: int) -> None:
+        """At the request's deadline (``_stand_in`` and ``_gather_early`` alike), with the votes of
+        members ``late`` (indices) still out, their runs already cancelled by the caller: they are
+        left out, as with fallback off, and the request is answered with the ``votes`` it has;
+        fewer than the quorum is Overloaded (503), with a Retry-After from the engine's backlog
+        (it was larger than admission counted on)."""
+        names = ", ".join(ens.members[k].id for k in late)
+        if votes < quorum:
+            backlog = self.spillover.backlog_ms() / self.spillover.workers
+            raise Overloaded(f"{votes} of {asked} votes by the request's deadline, quorum {quorum}: the fleet did not "
+                             f"finish {len(late)} member(s) in time ({names}); the engine's backlog is "
+                             f"{backlog:.0f} ms", retry_after_s(backlog))
+        if late:
+            log.debug("engine votes past the deadline left out", extra={"model_id": names.replace(" ", "")})
 
     def _engines_idle(self) -> bool:
         return self._engines_running < self._engine_workers
