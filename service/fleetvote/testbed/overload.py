@@ -29,21 +29,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from ..ensemble import load_ensemble
 from ..errors import FleetvoteError
-from ..settings import ROOT, Settings
+from ..settings import Settings
 from .bench_api import member_origin, pct, run_bench, serve_flags, synthetic_images, virtual_server
 from .capacity import LOAD_SHARES, measure_capacity
+from .reports import run_folder, write_report
 from .virtual import planned_latency_ms
 
 BURSTS = ((64, 1000.0), (256, 3000.0))  # (simultaneous requests, deadline_ms): the targets
@@ -183,10 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         ens = Path(a.ensemble) if a.ensemble else None
-        out = Path(a.out or ROOT / "runs" / "overload" / datetime.now().strftime("%Y%m%d-%H%M%S"))
-        out.mkdir(parents=True, exist_ok=True)
+        out = run_folder(a.out, "overload")
         run_dir = Path(tempfile.mkdtemp(prefix="fleetvote-overload-"))
-        rep: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "json": str(out / "overload.json")}
+        rep: dict = {}
         if not a.skip_bursts:
             print("bursts of 64 and 256 on the host-speed fleet ...", file=sys.stderr)
             rep["bursts"] = bursts(ens, run_dir)
@@ -196,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             print("open loop on the planned-speed fleet: capacity, then 25-150 % of it ...", file=sys.stderr)
             rep["open_loop"] = open_loop(ens, run_dir, planned_latency_ms(ids, s.zoo, s.catalog),
                                          a.capacity_duration, a.duration)
-        rep["host"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
-        (out / "overload.json").write_text(json.dumps(rep, indent=1) + "\n")
-        print(format_report(rep))
+        write_report(rep, out, "overload", format_report)
     except FleetvoteError as exc:
         print(f"overload: error: {exc}", file=sys.stderr)
         return 2
