@@ -125,7 +125,7 @@ async def test_a_request_that_can_finish_neither_way_is_refused_before_any_work_
     for _ in range(4):  # the queue is full: 1.5 s of board work ahead
         b.submit(b"x", loop.time() + 10)
     lane = fleet.spillover._lane(fleet.ensemble.members[0])
-    lane.ms_per_image = 40.0  # as measured: 40 ms an image on the engine
+    lane.cost = admission.BatchCost(0.0, 40.0)  # as measured: 40 ms an image on the engine, at any batch
     fleet.spillover.workers = 1
     for _ in range(70):  # 70 images waiting for the engine: 2.8 s
         lane.waiting.append((IMAGE, loop.create_future()))
@@ -183,7 +183,7 @@ async def test_a_late_spillover_is_answered_by_its_batch_and_the_engine_state_is
     assert lane.computing == 0 and not lane.waiting and lane.timer is None
     assert fleet.spillover.backlog_ms() == 0.0
     # the measured time per image replaced the initial guess, moving towards 5 ms
-    assert lane.ms_per_image != admission.INITIAL_ENGINE_MS
+    assert lane.cost.per_image_ms != admission.INITIAL_ENGINE_MS
 
 
 async def test_an_engine_vote_not_ready_by_the_deadline_is_left_out_and_the_answer_is_on_time():
@@ -238,3 +238,78 @@ async def test_mode_early_is_admitted_by_the_same_rule_and_refused_before_any_wo
         measured(b, 2000.0)
     body = await fleet2.classify(IMAGE, deadline_ms=1000, mode="early")  # fallback on: spillover answers it
     assert all(m.reason == QUEUE_FULL for m in body.members) and all(b.queue.qsize() == 0 for b in boards2)
+
+
+# ---- the engine's estimate: a cost per batch (admission.BatchCost) ---------------------------------
+
+def test_waiting_images_are_priced_as_the_batches_they_will_run_in():
+    cost = admission.BatchCost(fixed_ms=10.0, per_image_ms=0.5)
+    assert cost.batch_ms(0) == 0.0 and cost.batch_ms(1) == 10.5
+    # 300 images: two full batches of 128 and one of 44, each paying the fixed part once
+    assert cost.drain_ms(300, max_batch=128) == 2 * (10 + 64) + (10 + 22)
+    assert cost.drain_ms(128, max_batch=128) == 10 + 64
+
+
+def test_the_batch_cost_is_the_line_through_a_batch_of_one_and_a_larger_batch():
+    cost = admission.BatchCost.fit(one_ms=12.0, batch=32, batch_ms=43.0)
+    assert (cost.fixed_ms, cost.per_image_ms) == (11.0, 1.0)
+    # noise that makes the larger batch look no dearer still leaves each image a price
+    noisy = admission.BatchCost.fit(one_ms=12.0, batch=32, batch_ms=11.0)
+    assert noisy.per_image_ms == 0.12 and noisy.fixed_ms == 11.88
+    # a measured batch moves the per-image part (weight EWMA), the fixed part stays
+    cost.measured(100, 11.0 + 300.0)  # 3 ms an image, e.g. with the CPU shared with the boards
+    assert cost.fixed_ms == 11.0 and cost.per_image_ms == pytest.approx(0.8 * 1.0 + 0.2 * 3.0)
+
+
+async def test_calibration_fits_each_members_batch_cost_from_the_lesser_of_its_tries(monkeypatch):
+    fleet, _, _ = fleet_of(1)
+    member = fleet.ensemble.members[0]
+    calls = []
+
+    def timed(engine, images):
+        calls.append(len(images))
+        first = calls.count(len(images)) == 1  # the first try of each size is slowed (start-up)
+        return None, (10.0 + 2.0 * len(images)) * (3 if first else 1)
+
+    monkeypatch.setattr(admission, "_run_batch", timed)
+    await fleet.spillover.calibrate([member])
+    assert calls == [1, 1, admission.CALIBRATION_BATCH, admission.CALIBRATION_BATCH]
+    cost = fleet.spillover.cost(member)
+    assert cost.per_image_ms == pytest.approx(2.0) and cost.fixed_ms == pytest.approx(10.0)
+
+
+async def test_a_burst_of_spillover_is_admitted_at_the_batch_price_not_the_single_image_price():
+    """200 requests whose boards are full: at 21 ms an image (a batch of one) the engine would
+    need 2.1 s on two workers and most would be refused at 1.5 s; in batches of 128 at 20 ms a
+    batch plus 1 ms an image it needs about 0.25 s, so every one is admitted and answered."""
+    fleet, (b,), (engine,) = fleet_of(1, queue_size=1)
+    measured(b, 10_000.0)  # no board in time: everything spills over
+
+    class Batched(BatchEngine):
+        def run(self, images):
+            time.sleep((20 + len(images)) / 1000)  # what the cost below says
+            return super().run(images)
+
+    fast = Batched()
+    fleet.ensemble.members[0].engine = fast
+    fleet.spillover._lane(fleet.ensemble.members[0]).cost = admission.BatchCost(20.0, 1.0)
+    bodies = await asyncio.gather(*(fleet.classify(IMAGE, deadline_ms=1500) for _ in range(200)),
+                                  return_exceptions=True)
+    refused = [x for x in bodies if isinstance(x, Exception)]
+    assert not refused, f"{len(refused)} refused: {refused[0]}"
+    assert all(x.members[0].reason == QUEUE_FULL for x in bodies)
+    assert sum(fast.batches) == 200 and max(fast.batches) <= admission.MAX_BATCH and len(fast.batches) <= 4
+
+
+async def test_the_engine_estimate_counts_only_what_is_left_of_the_batch_computing():
+    fleet, _, _ = fleet_of(1)
+    member = fleet.ensemble.members[0]
+    lane = fleet.spillover._lane(member)
+    lane.cost = admission.BatchCost(10.0, 1.0)
+    now = asyncio.get_running_loop().time()
+    lane.computing, lane.started = 100, now - 0.060  # a batch of 100 (110 ms), started 60 ms ago
+    assert lane.ahead_ms(now) == pytest.approx(50.0)
+    assert lane.ahead_ms(now, extra=1) == pytest.approx(50.0 + 11.0)
+    lane.started = now - 1.0  # overran its estimate: nothing counted for it, not a negative time
+    assert lane.ahead_ms(now) == 0.0
+    lane.computing = 0

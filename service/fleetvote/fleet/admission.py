@@ -15,7 +15,18 @@ in time is not computed at all, and fewer placed members than the quorum refuses
 Spillover is batched (``EngineBatches``): members waiting for the engine are computed together,
 one batch per model at a time, so that a burst costs the engine's batch price, not its per-image
 price (about 2.3 times less per image at batch 256 than at batch 1: 2,186 against 931 images/s on
-vgg12-s1-r2, one thread, ``make bench-engine``). A batch waits at most ``BATCH_WAIT_S`` to fill.
+vgg12-s1-r2, one thread, ``make bench-engine``). A batch waits at most ``BATCH_WAIT_S`` to fill,
+and takes whatever is waiting, up to ``MAX_BATCH``.
+
+The engine's estimate is a cost per batch, not per image (``BatchCost``: a fixed part per batch
+plus a part per image), per model: measured at start-up on a batch of 1 and a batch of
+``CALIBRATION_BATCH`` (the lesser of two tries each, so that start-up's own contention does not
+stick), then corrected by every batch's measured time (its wall time: when boards and requests
+take the CPU from the engine, its batches take longer and the estimate follows). A lane's waiting
+images are counted as the batches they will run in (``BatchCost.drain_ms``), so that a burst's
+spillover is priced at the batch price it will really pay; counting a burst at the price of a
+batch of 8, as before, overestimated it several times over and refused requests the engine
+could have answered.
 """
 
 from __future__ import annotations
@@ -32,16 +43,52 @@ import numpy as np
 # fifth of the fleet's ~10 ms answer at concurrency 1 and collects a burst's members, which arrive
 # within a millisecond of each other
 BATCH_WAIT_S = 0.002
-# images per batch: the engine's own chunk is 128 (engine.BATCH_CHUNK); 64 keeps one batch of the
-# slowest member under ~100 ms on one core, so a batch does not hold the next one's deadline hostage
-MAX_BATCH = 64
+# images per batch at most: the engine's own chunk (engine.BATCH_CHUNK, 128); a larger batch is
+# split into chunks of 128 by the engine anyway, so it would gain nothing per image and hold its
+# lane longer. A batch of 128 of the slowest zoo member takes about 0.3 s on one quiet core
+MAX_BATCH = 128
 # the engine's time per image before it has been measured (ms): about the slowest zoo member at
-# batch 1 on one loaded core; replaced by the measured average after the first batch
+# batch 1 on one loaded core; replaced by the calibration at start-up, then by measured batches
 INITIAL_ENGINE_MS = 5.0
 # the boards' service time before their first answer (ms), when the HELLO gives no clock and baud
 INITIAL_BOARD_MS = 5.0
-CALIBRATION_BATCH = 8  # images per member timed at start-up: a batch, as spillover runs, yet quick
+# images per member timed at start-up, beside a batch of 1: the two give the fixed and the per-image
+# part of a batch's time. 32 is past the knee of the engine's batch curve (the per-image time at
+# 32 is within ~20 % of that at 128) and costs well under 0.2 s a member
+CALIBRATION_BATCH = 32
 EWMA = 0.2  # weight of the newest measurement in the moving averages of service times
+
+
+@dataclass
+class BatchCost:
+    """An engine batch's time as admission counts it: ``fixed_ms`` per batch (the layers' Python
+    overhead, paid once for a whole batch) plus ``per_image_ms`` for each image in it."""
+
+    fixed_ms: float = 0.0
+    per_image_ms: float = INITIAL_ENGINE_MS
+
+    def batch_ms(self, n: int) -> float:
+        return self.fixed_ms + self.per_image_ms * n if n > 0 else 0.0
+
+    def drain_ms(self, n: int, max_batch: int = MAX_BATCH) -> float:
+        """The time to compute ``n`` images waiting in one lane, as the batches of at most
+        ``max_batch`` they will run in, one after another."""
+        full, rest = divmod(max(n, 0), max_batch)
+        return full * self.batch_ms(max_batch) + self.batch_ms(rest)
+
+    def measured(self, n: int, ms: float) -> None:
+        """A batch of ``n`` took ``ms`` (wall time): the per-image part moves towards what it
+        showed, weight ``EWMA`` (the fixed part is the calibration's)."""
+        per = max(ms - self.fixed_ms, 0.0) / n
+        self.per_image_ms = (1 - EWMA) * self.per_image_ms + EWMA * per
+
+    @classmethod
+    def fit(cls, one_ms: float, batch: int, batch_ms: float) -> "BatchCost":
+        """From the time of a batch of 1 and of a batch of ``batch``: the line through both
+        (a per-image part of at least 1 % of the single image's time, so that noise cannot make
+        a batch look free)."""
+        per = max((batch_ms - one_ms) / (batch - 1), one_ms / 100)
+        return cls(max(one_ms - per, 0.0), per)
 
 
 def retry_after_s(backlog_ms: float) -> int:
@@ -56,8 +103,15 @@ class _Lane:
     engine: object
     waiting: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)
     computing: int = 0  # images in the batch being computed
+    started: float = 0.0  # when that batch started (loop time)
     timer: asyncio.TimerHandle | None = None
-    ms_per_image: float = INITIAL_ENGINE_MS
+    cost: BatchCost = field(default_factory=BatchCost)
+
+    def ahead_ms(self, now: float, extra: int = 0) -> float:
+        """The lane's work before ``extra`` more images would be done: what is left of the batch
+        computing (by its estimate, at least nothing), then the waiting ones and ``extra`` in batches."""
+        left = max(self.cost.batch_ms(self.computing) - (now - self.started) * 1000, 0.0) if self.computing else 0.0
+        return left + self.cost.drain_ms(len(self.waiting) + extra)
 
 
 class EngineBatches:
@@ -73,38 +127,53 @@ class EngineBatches:
         key = (member.id, member.sha256)
         lane = self._lanes.get(key)
         if lane is None or lane.engine is not member.engine:
-            lane = self._lanes[key] = _Lane(member.engine, ms_per_image=lane.ms_per_image if lane else INITIAL_ENGINE_MS)
+            lane = self._lanes[key] = _Lane(member.engine, cost=lane.cost if lane else BatchCost())
         return lane
 
     # ---- estimates ------------------------------------------------------------------------
 
-    async def calibrate(self, members, batch: int = CALIBRATION_BATCH) -> None:
-        """Each member's engine timed once on a small batch, off the event loop: admission's first
-        estimate, before any spillover has been measured (start-up; a few tens of ms a member)."""
-        images = np.zeros((batch, 32, 32, 3), np.uint8)
+    async def calibrate(self, members, batch: int = CALIBRATION_BATCH, tries: int = 2) -> None:
+        """Each member's engine timed on a batch of 1 and a batch of ``batch``, off the event loop,
+        the lesser of ``tries`` each: admission's first ``BatchCost``, before any spillover has
+        been measured (start-up; about 0.1-0.3 s a member on this project's 2 shared cores)."""
         loop = asyncio.get_running_loop()
         for m in members:
+            times = {}
             try:
-                _, ms = await loop.run_in_executor(self._pool, _run_batch, m.engine, images)
+                for n in (1, batch):
+                    images = np.zeros((n, 32, 32, 3), np.uint8)
+                    times[n] = min([(await loop.run_in_executor(self._pool, _run_batch, m.engine, images))[1]
+                                    for _ in range(tries)])
             except Exception:  # a stand-in engine of a test, or a model the engine refuses: keep the guess
                 continue
-            self._lane(m).ms_per_image = ms / batch
+            self._lane(m).cost = BatchCost.fit(times[1], batch, times[batch])
+
+    def cost(self, member) -> BatchCost:
+        """The estimate of ``member``'s engine batches (admission's, and a test's to set)."""
+        return self._lane(member).cost
 
     def backlog_ms(self) -> float:
         """Engine time queued and computing, all models, on one core."""
-        return sum((len(lane.waiting) + lane.computing) * lane.ms_per_image for lane in self._lanes.values())
+        now = asyncio.get_running_loop().time()
+        return sum(lane.ahead_ms(now) for lane in self._lanes.values())
 
     def finish_ms(self, members) -> float:
         """When the last of ``members`` (one image each) submitted now would be computed: its own
         model's lane (batches of one model run one after another) or the whole backlog shared by
-        the pool's workers, whichever is later, plus the wait for a batch to fill."""
+        the pool's workers, whichever is later, plus the wait for a batch to fill. Waiting images
+        are priced as the batches they will run in (``BatchCost.drain_ms``)."""
         if not members:
             return 0.0
-        total = self.backlog_ms() + sum(self._lane(m).ms_per_image for m in members)
-        shared = total / self.workers
-        own = max((len(lane.waiting) + lane.computing + 1) * lane.ms_per_image
-                  for lane in (self._lane(m) for m in members))
-        return max(shared, own) + BATCH_WAIT_S * 1000
+        now = asyncio.get_running_loop().time()
+        extra: dict[int, int] = {}
+        lanes: dict[int, _Lane] = {}
+        for m in members:
+            lane = self._lane(m)
+            lanes[id(lane)] = lane
+            extra[id(lane)] = extra.get(id(lane), 0) + 1
+        own = max(lane.ahead_ms(now, extra[i]) for i, lane in lanes.items())
+        total = sum(lane.ahead_ms(now, extra.get(id(lane), 0)) for lane in self._lanes.values())
+        return max(total / self.workers, own) + BATCH_WAIT_S * 1000
 
     # ---- work -----------------------------------------------------------------------------
 
@@ -130,6 +199,7 @@ class EngineBatches:
             return
         batch, lane.waiting = lane.waiting[:MAX_BATCH], lane.waiting[MAX_BATCH:]
         lane.computing = len(batch)
+        lane.started = asyncio.get_running_loop().time()
         images = np.stack([x for x, _ in batch])
         run = asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine, images)
         run.add_done_callback(lambda r: self._done(lane, batch, r))
@@ -143,8 +213,7 @@ class EngineBatches:
                     f.set_exception(exc)
         else:
             outs, ms = run.result()
-            per = ms / len(batch)
-            lane.ms_per_image = (1 - EWMA) * lane.ms_per_image + EWMA * per
+            lane.cost.measured(len(batch), ms)
             for (_, f), out in zip(batch, outs):
                 if not f.done():
                     f.set_result((out, ms))
