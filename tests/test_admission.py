@@ -313,3 +313,67 @@ async def test_the_engine_estimate_counts_only_what_is_left_of_the_batch_computi
     lane.started = now - 1.0  # overran its estimate: nothing counted for it, not a negative time
     assert lane.ahead_ms(now) == 0.0
     lane.computing = 0
+
+
+async def test_busy_boards_on_the_same_cores_slow_the_engines_estimate_by_their_share():
+    """Two workers on two cores: alone they count on both; beside five busy boards that compute
+    on the same cores (virtual boards at host speed), each worker gets 2/7 of a core."""
+    loop = asyncio.get_running_loop()
+    busy = [0]
+    batches = admission.EngineBatches(None, workers=2, cores=2, rivals=lambda: busy[0])
+    members = [Member(f"m{k}", 1.0, "00" * 32, BatchEngine(), {}) for k in range(2)]
+    for m in members:
+        batches._lane(m).cost = admission.BatchCost(0.0, 10.0)
+        batches._lane(m).timer = loop.call_later(60, lambda: None)  # nothing flushed while the test looks
+        for _ in range(10):
+            batches._lane(m).waiting.append((IMAGE, loop.create_future()))
+    wait = admission.BATCH_WAIT_S * 1000
+    # 11 images of 10 ms in each lane: 110 ms each, the two lanes side by side
+    assert batches.finish_ms(members) == pytest.approx(110.0 + wait)
+    busy[0] = 5
+    assert batches.thread_share() == pytest.approx(2 / 7) and batches.parallel() == pytest.approx(4 / 7)
+    assert batches.finish_ms(members) == pytest.approx(110.0 * 7 / 2 + wait)
+    assert batches.drain_ms() == pytest.approx(200.0 * 7 / 4)
+    for m in members:
+        batches._lane(m).timer.cancel()
+
+
+async def test_admission_counts_busy_host_boards_only_where_the_boards_share_the_cpu():
+    """The same fleet and backlog: with boards elsewhere the engine takes the member in time; with
+    boards on the host's cores (boards_share_cpu), their work leaves the engine too little of them."""
+    for shared, refused in ((False, False), (True, True)):
+        fleet, boards, _ = fleet_of(3, queue_size=1, boards_share_cpu=shared)
+        fleet.spillover.cores = fleet.spillover.workers = 2
+        loop = asyncio.get_running_loop()
+        for b in boards:
+            measured(b, 10_000.0)  # no board in time: the members go to the engine
+            b.submit(b"x", loop.time() + 60)  # and each board is busy
+        lane = fleet.spillover._lane(fleet.ensemble.members[0])
+        lane.cost = admission.BatchCost(0.0, 10.0)
+        lane.timer = loop.call_later(60, lambda: None)
+        for _ in range(60):  # 600 ms of engine work ahead of its lane: 0.61 s on a free core, 1.5 s at 2/5 of one
+            lane.waiting.append((IMAGE, loop.create_future()))
+        try:
+            fleet._admit(fleet.ensemble, [0], 1000.0, True, 1)
+        except Overloaded as exc:
+            assert refused, f"refused without rivals: {exc}"
+            assert exc.retry_after_s == 1  # 600 ms of backlog on 0.8 of a core (2 workers and 3 boards on 2 cores)
+        else:
+            assert not refused, "admitted although three busy boards share the two cores"
+        lane.timer.cancel()
+        for b in boards:
+            while not b.queue.empty():
+                b.queue.get_nowait().future.cancel()
+
+
+def test_serve_virtual_at_host_speed_tells_admission_that_the_boards_share_the_cpu(monkeypatch):
+    from fleetvote.cli import build_parser, serve_settings
+
+    def settings(*args):
+        return serve_settings(build_parser().parse_args(["serve", *args]))
+
+    assert settings("--virtual").boards_share_cpu
+    assert not settings("--virtual", "--board-speed", "planned").boards_share_cpu
+    assert not settings().boards_share_cpu  # real boards compute on their own chips
+    monkeypatch.setenv("FLEETVOTE_BOARDS_SHARE_CPU", "false")  # the operator's word wins
+    assert not settings("--virtual").boards_share_cpu

@@ -27,13 +27,23 @@ images are counted as the batches they will run in (``BatchCost.drain_ms``), so 
 spillover is priced at the batch price it will really pay; counting a burst at the price of a
 batch of 8, as before, overestimated it several times over and refused requests the engine
 could have answered.
+
+The pool's workers get the cores only when nothing else wants them. Where the boards compute on
+the same cores (virtual boards at host speed, ``Settings.boards_share_cpu``), each busy board is
+one more thread runnable beside the engine's, and the kernel's scheduler (CFS) shares the cores
+equally among runnable threads: with ``w`` workers, ``b`` busy boards and ``c`` cores the engine
+gets ``c * w / (w + b)`` cores at most (``EngineBatches.parallel``: on 2 cores, 2 workers beside
+5 busy boards get 0.57 of a core, not 2). Counting them so keeps admission from promising the
+engine's time twice: once to the boards' members, once to the spillover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -118,10 +128,23 @@ class EngineBatches:
     """The engine's work, batched per model on a thread pool: ``submit`` returns a future of
     (int8 output, ms); ``finish_ms`` estimates when a member submitted now would be done."""
 
-    def __init__(self, pool: ThreadPoolExecutor, workers: int) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, workers: int, cores: int | None = None,
+                 rivals: Callable[[], int] | None = None) -> None:
         self._pool = pool
         self.workers = max(1, workers)
+        self.cores = max(1, cores or os.cpu_count() or 1)
+        self.rivals = rivals  # how many other threads compute on these cores now (busy host boards)
         self._lanes: dict[tuple[str, str], _Lane] = {}
+
+    def thread_share(self) -> float:
+        """The share of a core one busy worker can count on now: a whole one when nothing else
+        computes on the host, else its equal share among the runnable threads (module docstring)."""
+        rivals = max(self.rivals() if self.rivals is not None else 0, 0)
+        return min(1.0, self.cores / (self.workers + rivals))
+
+    def parallel(self) -> float:
+        """The cores the engine's workers together can count on now."""
+        return self.workers * self.thread_share()
 
     def _lane(self, member) -> _Lane:
         key = (member.id, member.sha256)
@@ -157,10 +180,15 @@ class EngineBatches:
         now = asyncio.get_running_loop().time()
         return sum(lane.ahead_ms(now) for lane in self._lanes.values())
 
+    def drain_ms(self) -> float:
+        """When the engine's backlog will have drained, on the cores it can count on (Retry-After)."""
+        return self.backlog_ms() / self.parallel()
+
     def finish_ms(self, members) -> float:
         """When the last of ``members`` (one image each) submitted now would be computed: its own
-        model's lane (batches of one model run one after another) or the whole backlog shared by
-        the pool's workers, whichever is later, plus the wait for a batch to fill. Waiting images
+        model's lane (batches of one model run one after another, on at most one core, less when
+        the cores are shared) or the whole backlog on the cores the workers can count on
+        (``parallel``), whichever is later, plus the wait for a batch to fill. Waiting images
         are priced as the batches they will run in (``BatchCost.drain_ms``)."""
         if not members:
             return 0.0
@@ -173,7 +201,7 @@ class EngineBatches:
             extra[id(lane)] = extra.get(id(lane), 0) + 1
         own = max(lane.ahead_ms(now, extra[i]) for i, lane in lanes.items())
         total = sum(lane.ahead_ms(now, extra.get(id(lane), 0)) for lane in self._lanes.values())
-        return max(total / self.workers, own) + BATCH_WAIT_S * 1000
+        return max(total / self.parallel(), own / self.thread_share()) + BATCH_WAIT_S * 1000
 
     # ---- work -----------------------------------------------------------------------------
 

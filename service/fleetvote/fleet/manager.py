@@ -116,7 +116,7 @@ class Fleet:
         # its matrix products, so members of one request run side by side
         workers = os.cpu_count() or 2
         self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
-        self.spillover = EngineBatches(self._engine_pool, workers)
+        self.spillover = EngineBatches(self._engine_pool, workers, rivals=self._busy_host_boards)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
         self._engine_workers = os.cpu_count() or 2
         self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
@@ -393,7 +393,7 @@ class Fleet:
             return placed, reasons
         engine_ms = self.spillover.finish_ms([ens.members[k] for k in reasons])
         if left_ms is not None and engine_ms > left_ms:
-            backlog = self.spillover.backlog_ms() / self.spillover.workers
+            backlog = self.spillover.drain_ms()
             wait = min([backlog, *(board_ms[k] for k in spill)])
             raise Overloaded(f"the request's {len(reasons)} member(s) left to the engine would take {engine_ms:.0f} ms, "
                              f"{max(left_ms, 0):.0f} ms are left of its deadline, and its boards are full until then",
@@ -624,12 +624,19 @@ class Fleet:
         (it was larger than admission counted on)."""
         names = ", ".join(ens.members[k].id for k in late)
         if votes < quorum:
-            backlog = self.spillover.backlog_ms() / self.spillover.workers
+            backlog = self.spillover.drain_ms()
             raise Overloaded(f"{votes} of {asked} votes by the request's deadline, quorum {quorum}: the fleet did not "
                              f"finish {len(late)} member(s) in time ({names}); the engine's backlog is "
                              f"{backlog:.0f} ms", retry_after_s(backlog))
         if late:
             log.debug("engine votes past the deadline left out", extra={"model_id": names.replace(" ", "")})
+
+    def _busy_host_boards(self) -> int:
+        """Boards computing on this host's cores now (with work queued or on the wire), when they
+        do (``Settings.boards_share_cpu``: virtual boards at host speed); else 0."""
+        if not self.settings.boards_share_cpu:
+            return 0
+        return sum(1 for b in self.boards.values() if b.serving and b.backlog())
 
     def _engines_idle(self) -> bool:
         return self._engines_running < self._engine_workers
