@@ -269,7 +269,8 @@ async def test_calibration_fits_each_members_batch_cost_from_the_lesser_of_its_t
     def timed(engine, images):
         calls.append(len(images))
         first = calls.count(len(images)) == 1  # the first try of each size is slowed (start-up)
-        return None, (10.0 + 2.0 * len(images)) * (3 if first else 1)
+        cpu = (10.0 + 2.0 * len(images)) * (3 if first else 1)
+        return None, 5 * cpu, cpu  # the wall time, whatever it was, is not the work
 
     monkeypatch.setattr(admission, "_run_batch", timed)
     await fleet.spillover.calibrate([member])
@@ -377,3 +378,67 @@ def test_serve_virtual_at_host_speed_tells_admission_that_the_boards_share_the_c
     assert not settings().boards_share_cpu  # real boards compute on their own chips
     monkeypatch.setenv("FLEETVOTE_BOARDS_SHARE_CPU", "false")  # the operator's word wins
     assert not settings("--virtual").boards_share_cpu
+
+
+def test_the_service_runs_the_engines_matrix_products_on_one_blas_thread_per_worker():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):  # whatever was set before
+        fleet_of(1)
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas), blas
+
+
+async def test_the_probe_measures_the_share_of_a_core_the_engine_gets_and_estimates_follow_it(monkeypatch):
+    """A probe that saw a quarter of a core (CPU time over wall time) makes the engine's
+    estimates four times longer, after a few probes; it does not run while the engine is busy."""
+    from fleetvote.engine import Engine
+
+    class Probed(Engine):  # a real engine's type, without a model: _run_batch is replaced below
+        def __init__(self):
+            pass
+
+    loop = asyncio.get_running_loop()
+    batches = admission.EngineBatches(None, workers=1, cores=1)
+    member = Member("m0", 1.0, "00" * 32, Probed(), {})
+    batches._lane(member).cost = admission.BatchCost(0.0, 10.0)
+    monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (None, 40.0, 10.0))
+
+    async def in_place(pool, fn, *args):
+        return fn(*args)
+
+    monkeypatch.setattr(loop, "run_in_executor", in_place)
+    base = batches.finish_ms([member]) - admission.BATCH_WAIT_S * 1000
+    assert base == pytest.approx(10.0)
+    for _ in range(8):
+        assert await batches.probe() == 0.25
+    assert batches.background == pytest.approx(0.25, abs=0.01)
+    assert batches.finish_ms([member]) - admission.BATCH_WAIT_S * 1000 == pytest.approx(40.0, rel=0.03)
+    batches._lane(member).waiting.append((IMAGE, loop.create_future()))  # the engine has work: no probe
+    assert await batches.probe() is None
+    # a test's stand-in engine is never probed
+    other = admission.EngineBatches(None, workers=1, cores=1)
+    other._lane(Member("m1", 1.0, "00" * 32, BatchEngine(), {}))
+    assert await other.probe() is None and other.background == 1.0
+
+
+async def test_a_batch_beside_no_busy_board_tells_how_much_of_a_core_the_engine_got(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetvote.engine import Engine
+
+    class Real(Engine):
+        def __init__(self):
+            pass
+
+    monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (np.zeros((len(images), 10)), 40.0, 10.0))
+    busy = [0]
+    with ThreadPoolExecutor(1) as pool:
+        batches = admission.EngineBatches(pool, workers=1, cores=1, rivals=lambda: busy[0])
+        member = Member("m0", 1.0, "00" * 32, Real(), {})
+        busy[0] = 3  # boards on the same cores are busy: their share is counted apart, not here
+        await batches.submit(member, IMAGE)
+        assert batches.background == 1.0
+        busy[0] = 0
+        await batches.submit(member, IMAGE)
+        assert batches.background == pytest.approx(1 - admission.PROBE_EWMA * 0.75)

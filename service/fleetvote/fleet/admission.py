@@ -19,22 +19,32 @@ vgg12-s1-r2, one thread, ``make bench-engine``). A batch waits at most ``BATCH_W
 and takes whatever is waiting, up to ``MAX_BATCH``.
 
 The engine's estimate is a cost per batch, not per image (``BatchCost``: a fixed part per batch
-plus a part per image), per model: measured at start-up on a batch of 1 and a batch of
-``CALIBRATION_BATCH`` (the lesser of two tries each, so that start-up's own contention does not
-stick), then corrected by every batch's measured time (its wall time: when boards and requests
-take the CPU from the engine, its batches take longer and the estimate follows). A lane's waiting
+plus a part per image), per model, in CPU time (the worker thread's own, ``time.thread_time``:
+the work, whatever else runs): measured at start-up on a batch of 1 and a batch of
+``CALIBRATION_BATCH`` (the lesser of two tries each), then corrected by every batch. How much of
+a core that work gets is estimated apart (``thread_share``, below). A lane's waiting
 images are counted as the batches they will run in (``BatchCost.drain_ms``), so that a burst's
 spillover is priced at the batch price it will really pay; counting a burst at the price of a
 batch of 8, as before, overestimated it several times over and refused requests the engine
 could have answered.
 
-The pool's workers get the cores only when nothing else wants them. Where the boards compute on
-the same cores (virtual boards at host speed, ``Settings.boards_share_cpu``), each busy board is
-one more thread runnable beside the engine's, and the kernel's scheduler (CFS) shares the cores
-equally among runnable threads: with ``w`` workers, ``b`` busy boards and ``c`` cores the engine
-gets ``c * w / (w + b)`` cores at most (``EngineBatches.parallel``: on 2 cores, 2 workers beside
-5 busy boards get 0.57 of a core, not 2). Counting them so keeps admission from promising the
-engine's time twice: once to the boards' members, once to the spillover.
+The pool's workers get the cores only when nothing else wants them. Two things take them:
+
+* **the host's other work** (other processes; the service's event loop): measured by a probe,
+  ``EngineBatches.probe``, run while the engine is idle (every discovery scan, 2 s): a small
+  batch's CPU time over its wall time is the share of a core a lone engine thread gets now
+  (``background``; on this project's loaded machine 0.2-0.6, on a quiet one about 1); every
+  batch computed while no board on the host's cores is busy moves it the same way;
+* **the boards**, where they compute on
+  the same cores (virtual boards at host speed, ``Settings.boards_share_cpu``): each busy board
+  is one more thread runnable beside the engine's, and the kernel's scheduler (CFS) shares the
+  cores equally among runnable threads: with ``w`` workers, ``b`` busy boards and ``c`` cores the
+  engine gets ``c * w / (w + b)`` cores at most (on 2 cores, 2 workers beside 5 busy boards get
+  0.57 of a core, not 2). Counting them keeps admission from promising the engine's time twice:
+  once to the boards' members, once to the spillover.
+
+A worker's share of a core is the product of the two (``thread_share``); an estimate in wall time
+is the CPU work over it.
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..engine import Engine
 
 # a batch waits this long for more members of the same model before it starts: 2 ms is under a
 # fifth of the fleet's ~10 ms answer at concurrency 1 and collects a burst's members, which arrive
@@ -67,6 +79,11 @@ INITIAL_BOARD_MS = 5.0
 # 32 is within ~20 % of that at 128) and costs well under 0.2 s a member
 CALIBRATION_BATCH = 32
 EWMA = 0.2  # weight of the newest measurement in the moving averages of service times
+# the probe's CPU time (ms): several of the scheduler's slices (3-4 ms on a loaded 2-core host), so
+# that one uninterrupted slice does not pass for a free core; 20 ms every scan (2 s) is 1 % of a core
+PROBE_MS = 20.0
+PROBE_EWMA = 0.5  # the probe (and each batch beside no busy board) moves ``background`` this much
+MIN_SHARE = 0.05  # a probe that saw next to no CPU (a frozen process) does not make estimates infinite
 
 
 @dataclass
@@ -87,7 +104,7 @@ class BatchCost:
         return full * self.batch_ms(max_batch) + self.batch_ms(rest)
 
     def measured(self, n: int, ms: float) -> None:
-        """A batch of ``n`` took ``ms`` (wall time): the per-image part moves towards what it
+        """A batch of ``n`` took ``ms`` (CPU time): the per-image part moves towards what it
         showed, weight ``EWMA`` (the fixed part is the calibration's)."""
         per = max(ms - self.fixed_ms, 0.0) / n
         self.per_image_ms = (1 - EWMA) * self.per_image_ms + EWMA * per
@@ -117,10 +134,12 @@ class _Lane:
     timer: asyncio.TimerHandle | None = None
     cost: BatchCost = field(default_factory=BatchCost)
 
-    def ahead_ms(self, now: float, extra: int = 0) -> float:
-        """The lane's work before ``extra`` more images would be done: what is left of the batch
-        computing (by its estimate, at least nothing), then the waiting ones and ``extra`` in batches."""
-        left = max(self.cost.batch_ms(self.computing) - (now - self.started) * 1000, 0.0) if self.computing else 0.0
+    def ahead_ms(self, now: float, extra: int = 0, share: float = 1.0) -> float:
+        """The lane's work (CPU ms) before ``extra`` more images would be done: what is left of the
+        batch computing (its estimate less what ``share`` of a core did since it started, at least
+        nothing), then the waiting ones and ``extra`` in batches."""
+        done = (now - self.started) * 1000 * share
+        left = max(self.cost.batch_ms(self.computing) - done, 0.0) if self.computing else 0.0
         return left + self.cost.drain_ms(len(self.waiting) + extra)
 
 
@@ -134,13 +153,15 @@ class EngineBatches:
         self.workers = max(1, workers)
         self.cores = max(1, cores or os.cpu_count() or 1)
         self.rivals = rivals  # how many other threads compute on these cores now (busy host boards)
+        self.background = 1.0  # the share of a core a lone engine thread got at the last probes
         self._lanes: dict[tuple[str, str], _Lane] = {}
 
     def thread_share(self) -> float:
-        """The share of a core one busy worker can count on now: a whole one when nothing else
-        computes on the host, else its equal share among the runnable threads (module docstring)."""
+        """The share of a core one busy worker can count on now: what the host's other work leaves
+        it (``background``), and of that its equal share among the runnable threads beside busy
+        boards on the same cores (module docstring)."""
         rivals = max(self.rivals() if self.rivals is not None else 0, 0)
-        return min(1.0, self.cores / (self.workers + rivals))
+        return max(self.background * min(1.0, self.cores / (self.workers + rivals)), MIN_SHARE)
 
     def parallel(self) -> float:
         """The cores the engine's workers together can count on now."""
@@ -156,29 +177,53 @@ class EngineBatches:
     # ---- estimates ------------------------------------------------------------------------
 
     async def calibrate(self, members, batch: int = CALIBRATION_BATCH, tries: int = 2) -> None:
-        """Each member's engine timed on a batch of 1 and a batch of ``batch``, off the event loop,
-        the lesser of ``tries`` each: admission's first ``BatchCost``, before any spillover has
-        been measured (start-up; about 0.1-0.3 s a member on this project's 2 shared cores)."""
+        """Each member's engine timed (CPU time) on a batch of 1 and a batch of ``batch``, off the
+        event loop, the lesser of ``tries`` each: admission's first ``BatchCost``, before any
+        spillover has been measured (start-up; about 0.1-0.3 s a member on 2 shared cores)."""
         loop = asyncio.get_running_loop()
         for m in members:
             times = {}
             try:
                 for n in (1, batch):
                     images = np.zeros((n, 32, 32, 3), np.uint8)
-                    times[n] = min([(await loop.run_in_executor(self._pool, _run_batch, m.engine, images))[1]
+                    times[n] = min([(await loop.run_in_executor(self._pool, _run_batch, m.engine, images))[2]
                                     for _ in range(tries)])
             except Exception:  # a stand-in engine of a test, or a model the engine refuses: keep the guess
                 continue
             self._lane(m).cost = BatchCost.fit(times[1], batch, times[batch])
+
+    async def probe(self) -> float | None:
+        """While the engine is idle and no board computes beside it: a small batch of the
+        cheapest model, its CPU time over its wall time, folded into ``background`` (weight
+        ``PROBE_EWMA``). Returns the share it saw, None when it did not run (busy, or no real
+        engine: a test's stand-in measures nothing)."""
+        busy = any(lane.computing or lane.waiting for lane in self._lanes.values())
+        real = [lane for lane in self._lanes.values() if isinstance(lane.engine, Engine)]
+        if busy or not real or (self.rivals is not None and self.rivals() > 0):
+            return None
+        lane = min(real, key=lambda la: la.cost.per_image_ms)
+        n = int(min(max(PROBE_MS / max(lane.cost.per_image_ms, 1e-3), 1), MAX_BATCH))
+        images = np.zeros((n, 32, 32, 3), np.uint8)
+        _, wall, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine, images)
+        return self._observe(wall, cpu)
+
+    def _observe(self, wall_ms: float, cpu_ms: float) -> float | None:
+        """An engine run took ``cpu_ms`` of CPU in ``wall_ms``: the share of a core it got, folded
+        into ``background``; None for a run too short to tell."""
+        if wall_ms <= 0:
+            return None
+        seen = min(cpu_ms / wall_ms, 1.0)
+        self.background = max((1 - PROBE_EWMA) * self.background + PROBE_EWMA * seen, MIN_SHARE)
+        return seen
 
     def cost(self, member) -> BatchCost:
         """The estimate of ``member``'s engine batches (admission's, and a test's to set)."""
         return self._lane(member).cost
 
     def backlog_ms(self) -> float:
-        """Engine time queued and computing, all models, on one core."""
-        now = asyncio.get_running_loop().time()
-        return sum(lane.ahead_ms(now) for lane in self._lanes.values())
+        """Engine work queued and computing, all models, in CPU ms (of one core)."""
+        now, share = asyncio.get_running_loop().time(), self.thread_share()
+        return sum(lane.ahead_ms(now, 0, share) for lane in self._lanes.values())
 
     def drain_ms(self) -> float:
         """When the engine's backlog will have drained, on the cores it can count on (Retry-After)."""
@@ -192,16 +237,16 @@ class EngineBatches:
         are priced as the batches they will run in (``BatchCost.drain_ms``)."""
         if not members:
             return 0.0
-        now = asyncio.get_running_loop().time()
+        now, share = asyncio.get_running_loop().time(), self.thread_share()
         extra: dict[int, int] = {}
         lanes: dict[int, _Lane] = {}
         for m in members:
             lane = self._lane(m)
             lanes[id(lane)] = lane
             extra[id(lane)] = extra.get(id(lane), 0) + 1
-        own = max(lane.ahead_ms(now, extra[i]) for i, lane in lanes.items())
-        total = sum(lane.ahead_ms(now, extra.get(id(lane), 0)) for lane in self._lanes.values())
-        return max(total / self.parallel(), own / self.thread_share()) + BATCH_WAIT_S * 1000
+        own = max(lane.ahead_ms(now, extra[i], share) for i, lane in lanes.items())
+        total = sum(lane.ahead_ms(now, extra.get(id(lane), 0), share) for lane in self._lanes.values())
+        return max(total / (self.workers * share), own / share) + BATCH_WAIT_S * 1000
 
     # ---- work -----------------------------------------------------------------------------
 
@@ -240,8 +285,10 @@ class EngineBatches:
                 if not f.done():
                     f.set_exception(exc)
         else:
-            outs, ms = run.result()
-            lane.cost.measured(len(batch), ms)
+            outs, ms, cpu_ms = run.result()
+            lane.cost.measured(len(batch), cpu_ms)
+            if not (self.rivals and self.rivals()) and isinstance(lane.engine, Engine):
+                self._observe(ms, cpu_ms)  # beside no busy board: what the host's other work left it
             for (_, f), out in zip(batch, outs):
                 if not f.done():
                     f.set_result((out, ms))
@@ -249,7 +296,8 @@ class EngineBatches:
             self._flush(lane)
 
 
-def _run_batch(engine, images: np.ndarray) -> tuple[np.ndarray, float]:
-    t = time.perf_counter()
+def _run_batch(engine, images: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The engine on ``images`` in this (worker) thread: (outputs, wall ms, this thread's CPU ms)."""
+    t, c = time.perf_counter(), time.thread_time()
     out = engine.run(images)
-    return out, (time.perf_counter() - t) * 1000
+    return out, (time.perf_counter() - t) * 1000, (time.thread_time() - c) * 1000

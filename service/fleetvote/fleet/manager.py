@@ -115,6 +115,7 @@ class Fleet:
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
         workers = os.cpu_count() or 2
+        _one_blas_thread()
         self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
         self.spillover = EngineBatches(self._engine_pool, workers, rivals=self._busy_host_boards)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
@@ -197,6 +198,14 @@ class Fleet:
                 log.exception("discovery scan failed")
             self._scanned.set()
             self.engine_votes.flush()  # the summary of a quiet spell is not held back until the next
+            try:
+                # how much of a core the engine gets beside the host's other work now (admission.py);
+                # skipped while the engine or a board on the host's cores is busy
+                await self.spillover.probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine probe failed")
             await asyncio.sleep(s.rescan_s)
 
     def _add(self, url: str) -> Board:
@@ -640,6 +649,18 @@ class Fleet:
 
     def _engines_idle(self) -> bool:
         return self._engines_running < self._engine_workers
+
+def _one_blas_thread() -> None:
+    """The engine's matrix products on one BLAS thread each, for the whole process: the engine
+    pool's workers (a thread per core) are the parallelism. OpenBLAS's own threads on top of them
+    (a thread per core for each call, waiting for work by spinning) doubled the CPU the spillover
+    cost: 1,280 images of the zoo's members at batch 128, two workers, took 2.4-2.9 s of CPU with
+    OpenBLAS's default against 1.5-1.6 s with one thread each (this project's 2-core machine,
+    under load). The products' results do not depend on it: they are exact (engine/kernels.py)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
 
 def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
                   ) -> None:
