@@ -33,7 +33,8 @@ The pool's workers get the cores only when nothing else wants them. Two things t
 * **the host's other work** (other processes; the service's event loop): measured by a probe,
   ``EngineBatches.probe``, run while the engine is idle (every discovery scan, 2 s): a small
   batch's CPU time over its wall time is the share of a core a lone engine thread gets now
-  (``background``; on this project's loaded machine 0.2-0.6, on a quiet one about 1); every
+  (``background``; the first measurement replaces the start-up guess of a whole core, the service
+  probes once at start-up; on this project's loaded machine 0.1-0.6, on a quiet one about 1); every
   batch computed while no board on the host's cores is busy moves it the same way;
 * **the boards**, where they compute on
   the same cores (virtual boards at host speed, ``Settings.boards_share_cpu``): each busy board
@@ -154,6 +155,7 @@ class EngineBatches:
         self.cores = max(1, cores or os.cpu_count() or 1)
         self.rivals = rivals  # how many other threads compute on these cores now (busy host boards)
         self.background = 1.0  # the share of a core a lone engine thread got at the last probes
+        self.observed = 0  # how many runs measured it: the first replaces the guess of a whole core
         self._lanes: dict[tuple[str, str], _Lane] = {}
 
     def thread_share(self) -> float:
@@ -213,7 +215,9 @@ class EngineBatches:
         if wall_ms <= 0:
             return None
         seen = min(cpu_ms / wall_ms, 1.0)
-        self.background = max((1 - PROBE_EWMA) * self.background + PROBE_EWMA * seen, MIN_SHARE)
+        weight = PROBE_EWMA if self.observed else 1.0
+        self.background = max((1 - weight) * self.background + weight * seen, MIN_SHARE)
+        self.observed += 1
         return seen
 
     def cost(self, member) -> BatchCost:

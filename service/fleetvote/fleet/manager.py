@@ -128,6 +128,7 @@ class Fleet:
     async def start(self) -> None:
         self._restore_handler = quiet_link_errors(asyncio.get_running_loop())
         await self.spillover.calibrate(self.ensemble.members)
+        await self.spillover.probe()  # the engine's share of a core before the first burst, not a guess
         self._scan_task = asyncio.create_task(self._scan_loop(), name="fleet discovery")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
