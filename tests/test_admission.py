@@ -408,6 +408,9 @@ async def test_the_probe_measures_the_share_of_a_core_the_engine_gets_and_estima
         return fn(*args)
 
     monkeypatch.setattr(loop, "run_in_executor", in_place)
+    assert await batches.probe() is not None and await batches.probe() is None  # at most every 2 s
+    monkeypatch.setattr(admission, "PROBE_INTERVAL_S", 0.0)
+    batches.background, batches.observed = 1.0, 0
     base = batches.finish_ms([member]) - admission.BATCH_WAIT_S * 1000
     assert base == pytest.approx(10.0)
     assert await batches.probe() == 0.25

@@ -31,15 +31,16 @@ could have answered.
 The pool's workers get the cores only when nothing else wants them. Two things take them:
 
 * **the host's other work** (other processes; the service's event loop): measured by a probe,
-  ``EngineBatches.probe``, run while the engine is idle (every discovery scan, 2 s): a small
-  batch's CPU time over its wall time is the share of a core a lone engine thread gets now
-  (``background``; the first measurement replaces the start-up guess of a whole core, the service
-  probes once at start-up; on this project's loaded machine 0.1-0.6, on a quiet one about 1); every
-  batch computed while no board on the host's cores is busy moves it the same way;
-* **the boards**, where they compute on
-  the same cores (virtual boards at host speed, ``Settings.boards_share_cpu``): each busy board
-  is one more thread runnable beside the engine's, and the kernel's scheduler (CFS) shares the
-  cores equally among runnable threads: with ``w`` workers, ``b`` busy boards and ``c`` cores the
+  ``EngineBatches.probe``, run while the engine is idle (at start-up, then at the discovery scans,
+  at most every 2 s): a small batch's CPU time over its wall time is the share of a core a lone
+  engine thread gets now (``background``; the first measurement replaces the guess of a whole
+  core; on this project's loaded machine 0.1-0.6, on a quiet one about 1); every batch computed
+  while no board on the host's cores is busy moves it the same way. A probe after an idle spell
+  may see more than a long burst will get (the scheduler credits a thread that slept), which is
+  why it runs 20 ms, several of the scheduler's slices;
+* **the boards**, where they compute on the same cores (virtual boards at host speed,
+  ``Settings.boards_share_cpu``): each busy board is one more thread runnable beside the
+  engine's, and the kernel's scheduler (CFS) shares the cores equally among runnable threads: with ``w`` workers, ``b`` busy boards and ``c`` cores the
   engine gets ``c * w / (w + b)`` cores at most (on 2 cores, 2 workers beside 5 busy boards get
   0.57 of a core, not 2). Counting them keeps admission from promising the engine's time twice:
   once to the boards' members, once to the spillover.
@@ -83,6 +84,7 @@ EWMA = 0.2  # weight of the newest measurement in the moving averages of service
 # the probe's CPU time (ms): several of the scheduler's slices (3-4 ms on a loaded 2-core host), so
 # that one uninterrupted slice does not pass for a free core; 20 ms every scan (2 s) is 1 % of a core
 PROBE_MS = 20.0
+PROBE_INTERVAL_S = 2.0  # at most one probe this often, however often the fleet scans for boards
 PROBE_EWMA = 0.5  # the probe (and each batch beside no busy board) moves ``background`` this much
 MIN_SHARE = 0.05  # a probe that saw next to no CPU (a frozen process) does not make estimates infinite
 
@@ -156,6 +158,7 @@ class EngineBatches:
         self.rivals = rivals  # how many other threads compute on these cores now (busy host boards)
         self.background = 1.0  # the share of a core a lone engine thread got at the last probes
         self.observed = 0  # how many runs measured it: the first replaces the guess of a whole core
+        self._probed_at: float | None = None  # loop time of the last probe
         self._lanes: dict[tuple[str, str], _Lane] = {}
 
     def thread_share(self) -> float:
@@ -195,10 +198,13 @@ class EngineBatches:
             self._lane(m).cost = BatchCost.fit(times[1], batch, times[batch])
 
     async def probe(self) -> float | None:
-        """While the engine is idle and no board computes beside it: a small batch of the
-        cheapest model, its CPU time over its wall time, folded into ``background`` (weight
+        """While the engine is idle and no board computes beside it, at most every
+        ``PROBE_INTERVAL_S``: a small batch of the cheapest model, its CPU time over its wall time, folded into ``background`` (weight
         ``PROBE_EWMA``). Returns the share it saw, None when it did not run (busy, or no real
         engine: a test's stand-in measures nothing)."""
+        now = asyncio.get_running_loop().time()
+        if self._probed_at is not None and now - self._probed_at < PROBE_INTERVAL_S:
+            return None
         busy = any(lane.computing or lane.waiting for lane in self._lanes.values())
         real = [lane for lane in self._lanes.values() if isinstance(lane.engine, Engine)]
         if busy or not real or (self.rivals is not None and self.rivals() > 0):
@@ -206,6 +212,7 @@ class EngineBatches:
         lane = min(real, key=lambda la: la.cost.per_image_ms)
         n = int(min(max(PROBE_MS / max(lane.cost.per_image_ms, 1e-3), 1), MAX_BATCH))
         images = np.zeros((n, 32, 32, 3), np.uint8)
+        self._probed_at = now
         _, wall, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine, images)
         return self._observe(wall, cpu)
 
