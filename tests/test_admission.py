@@ -376,6 +376,7 @@ def test_serve_virtual_at_host_speed_tells_admission_that_the_boards_share_the_c
     assert settings("--virtual").boards_share_cpu
     assert not settings("--virtual", "--board-speed", "planned").boards_share_cpu
     assert not settings().boards_share_cpu  # real boards compute on their own chips
+    assert not settings("--virtual", "--no-boards-share-cpu").boards_share_cpu
     monkeypatch.setenv("FLEETVOTE_BOARDS_SHARE_CPU", "false")  # the operator's word wins
     assert not settings("--virtual").boards_share_cpu
 
