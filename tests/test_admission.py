@@ -125,7 +125,7 @@ async def test_a_request_that_can_finish_neither_way_is_refused_before_any_work_
     for _ in range(4):  # the queue is full: 1.5 s of board work ahead
         b.submit(b"x", loop.time() + 10)
     lane = fleet.spillover._lane(fleet.ensemble.members[0])
-    lane.ms_per_image = 40.0  # as measured: 40 ms an image on the engine
+    lane.cost = admission.BatchCost(0.0, 40.0)  # as measured: 40 ms an image on the engine, at any batch
     fleet.spillover.workers = 1
     for _ in range(70):  # 70 images waiting for the engine: 2.8 s
         lane.waiting.append((IMAGE, loop.create_future()))
@@ -183,7 +183,7 @@ async def test_a_late_spillover_is_answered_by_its_batch_and_the_engine_state_is
     assert lane.computing == 0 and not lane.waiting and lane.timer is None
     assert fleet.spillover.backlog_ms() == 0.0
     # the measured time per image replaced the initial guess, moving towards 5 ms
-    assert lane.ms_per_image != admission.INITIAL_ENGINE_MS
+    assert lane.cost.per_image_ms != admission.INITIAL_ENGINE_MS
 
 
 async def test_an_engine_vote_not_ready_by_the_deadline_is_left_out_and_the_answer_is_on_time():
@@ -197,8 +197,9 @@ async def test_an_engine_vote_not_ready_by_the_deadline_is_left_out_and_the_answ
     fleet2, _, engines = fleet_of(2, quorum=2)
     fleet2.boards.clear()
     engines[1].ms_per_image = 1000.0
-    with pytest.raises(Overloaded, match="did not finish 1 member"):
+    with pytest.raises(Overloaded, match=r"did not finish 1 member\(s\) in time \(m1\)") as refused:
         await fleet2.classify(IMAGE, deadline_ms=300)  # fewer than the quorum by the deadline
+    assert refused.value.retry_after_s >= 1
 
 
 async def test_classify_counts_the_deadline_from_the_requests_arrival_at_the_application(tmp_path):
@@ -237,3 +238,213 @@ async def test_mode_early_is_admitted_by_the_same_rule_and_refused_before_any_wo
         measured(b, 2000.0)
     body = await fleet2.classify(IMAGE, deadline_ms=1000, mode="early")  # fallback on: spillover answers it
     assert all(m.reason == QUEUE_FULL for m in body.members) and all(b.queue.qsize() == 0 for b in boards2)
+
+
+# ---- the engine's estimate: a cost per batch (admission.BatchCost) ---------------------------------
+
+def test_waiting_images_are_priced_as_the_batches_they_will_run_in():
+    cost = admission.BatchCost(fixed_ms=10.0, per_image_ms=0.5)
+    assert cost.batch_ms(0) == 0.0 and cost.batch_ms(1) == 10.5
+    # 300 images: two full batches of 128 and one of 44, each paying the fixed part once
+    assert cost.drain_ms(300, max_batch=128) == 2 * (10 + 64) + (10 + 22)
+    assert cost.drain_ms(128, max_batch=128) == 10 + 64
+
+
+def test_the_batch_cost_is_the_line_through_a_batch_of_one_and_a_larger_batch():
+    cost = admission.BatchCost.fit(one_ms=12.0, batch=32, batch_ms=43.0)
+    assert (cost.fixed_ms, cost.per_image_ms) == (11.0, 1.0)
+    # noise that makes the larger batch look no dearer still leaves each image a price
+    noisy = admission.BatchCost.fit(one_ms=12.0, batch=32, batch_ms=11.0)
+    assert noisy.per_image_ms == 0.12 and noisy.fixed_ms == 11.88
+    # a measured batch moves the per-image part (weight EWMA), the fixed part stays
+    cost.measured(100, 11.0 + 300.0)  # 3 ms an image, e.g. with the CPU shared with the boards
+    assert cost.fixed_ms == 11.0 and cost.per_image_ms == pytest.approx(0.8 * 1.0 + 0.2 * 3.0)
+
+
+async def test_calibration_fits_each_members_batch_cost_from_the_lesser_of_its_tries(monkeypatch):
+    fleet, _, _ = fleet_of(1)
+    member = fleet.ensemble.members[0]
+    calls = []
+
+    def timed(engine, images):
+        calls.append(len(images))
+        first = calls.count(len(images)) == 1  # the first try of each size is slowed (start-up)
+        cpu = (10.0 + 2.0 * len(images)) * (3 if first else 1)
+        return None, 5 * cpu, cpu  # the wall time, whatever it was, is not the work
+
+    monkeypatch.setattr(admission, "_run_batch", timed)
+    await fleet.spillover.calibrate([member])
+    assert calls == [1, 1, admission.CALIBRATION_BATCH, admission.CALIBRATION_BATCH]
+    cost = fleet.spillover.cost(member)
+    assert cost.per_image_ms == pytest.approx(2.0) and cost.fixed_ms == pytest.approx(10.0)
+
+
+async def test_a_burst_of_spillover_is_admitted_at_the_batch_price_not_the_single_image_price():
+    """200 requests whose boards are full: at 21 ms an image (a batch of one) the engine would
+    need 2.1 s on two workers and most would be refused at 1.5 s; in batches of 128 at 20 ms a
+    batch plus 1 ms an image it needs about 0.25 s, so every one is admitted and answered."""
+    fleet, (b,), (engine,) = fleet_of(1, queue_size=1)
+    measured(b, 10_000.0)  # no board in time: everything spills over
+
+    class Batched(BatchEngine):
+        def run(self, images):
+            time.sleep((20 + len(images)) / 1000)  # what the cost below says
+            return super().run(images)
+
+    fast = Batched()
+    fleet.ensemble.members[0].engine = fast
+    fleet.spillover._lane(fleet.ensemble.members[0]).cost = admission.BatchCost(20.0, 1.0)
+    bodies = await asyncio.gather(*(fleet.classify(IMAGE, deadline_ms=1500) for _ in range(200)),
+                                  return_exceptions=True)
+    refused = [x for x in bodies if isinstance(x, Exception)]
+    assert not refused, f"{len(refused)} refused: {refused[0]}"
+    assert all(x.members[0].reason == QUEUE_FULL for x in bodies)
+    assert sum(fast.batches) == 200 and max(fast.batches) <= admission.MAX_BATCH and len(fast.batches) <= 4
+
+
+async def test_the_engine_estimate_counts_only_what_is_left_of_the_batch_computing():
+    fleet, _, _ = fleet_of(1)
+    member = fleet.ensemble.members[0]
+    lane = fleet.spillover._lane(member)
+    lane.cost = admission.BatchCost(10.0, 1.0)
+    now = asyncio.get_running_loop().time()
+    lane.computing, lane.started = 100, now - 0.060  # a batch of 100 (110 ms), started 60 ms ago
+    assert lane.ahead_ms(now) == pytest.approx(50.0)
+    assert lane.ahead_ms(now, extra=1) == pytest.approx(50.0 + 11.0)
+    lane.started = now - 1.0  # overran its estimate: nothing counted for it, not a negative time
+    assert lane.ahead_ms(now) == 0.0
+    lane.computing = 0
+
+
+async def test_busy_boards_on_the_same_cores_slow_the_engines_estimate_by_their_share():
+    """Two workers on two cores: alone they count on both; beside five busy boards that compute
+    on the same cores (virtual boards at host speed), each worker gets 2/7 of a core."""
+    loop = asyncio.get_running_loop()
+    busy = [0]
+    batches = admission.EngineBatches(None, workers=2, cores=2, rivals=lambda: busy[0])
+    members = [Member(f"m{k}", 1.0, "00" * 32, BatchEngine(), {}) for k in range(2)]
+    for m in members:
+        batches._lane(m).cost = admission.BatchCost(0.0, 10.0)
+        batches._lane(m).timer = loop.call_later(60, lambda: None)  # nothing flushed while the test looks
+        for _ in range(10):
+            batches._lane(m).waiting.append((IMAGE, loop.create_future()))
+    wait = admission.BATCH_WAIT_S * 1000
+    # 11 images of 10 ms in each lane: 110 ms each, the two lanes side by side
+    assert batches.finish_ms(members) == pytest.approx(110.0 + wait)
+    busy[0] = 5
+    assert batches.thread_share() == pytest.approx(2 / 7) and batches.parallel() == pytest.approx(4 / 7)
+    assert batches.finish_ms(members) == pytest.approx(110.0 * 7 / 2 + wait)
+    assert batches.drain_ms() == pytest.approx(200.0 * 7 / 4)
+    for m in members:
+        batches._lane(m).timer.cancel()
+
+
+async def test_admission_counts_busy_host_boards_only_where_the_boards_share_the_cpu():
+    """The same fleet and backlog: with boards elsewhere the engine takes the member in time; with
+    boards on the host's cores (boards_share_cpu), their work leaves the engine too little of them."""
+    for shared, refused in ((False, False), (True, True)):
+        fleet, boards, _ = fleet_of(3, queue_size=1, boards_share_cpu=shared)
+        fleet.spillover.cores = fleet.spillover.workers = 2
+        loop = asyncio.get_running_loop()
+        for b in boards:
+            measured(b, 10_000.0)  # no board in time: the members go to the engine
+            b.submit(b"x", loop.time() + 60)  # and each board is busy
+        lane = fleet.spillover._lane(fleet.ensemble.members[0])
+        lane.cost = admission.BatchCost(0.0, 10.0)
+        lane.timer = loop.call_later(60, lambda: None)
+        for _ in range(60):  # 600 ms of engine work ahead of its lane: 0.61 s on a free core, 1.5 s at 2/5 of one
+            lane.waiting.append((IMAGE, loop.create_future()))
+        try:
+            fleet._admit(fleet.ensemble, [0], 1000.0, True, 1)
+        except Overloaded as exc:
+            assert refused, f"refused without rivals: {exc}"
+            assert exc.retry_after_s == 1  # 600 ms of backlog on 0.8 of a core (2 workers and 3 boards on 2 cores)
+        else:
+            assert not refused, "admitted although three busy boards share the two cores"
+        lane.timer.cancel()
+        for b in boards:
+            while not b.queue.empty():
+                b.queue.get_nowait().future.cancel()
+
+
+def test_serve_virtual_at_host_speed_tells_admission_that_the_boards_share_the_cpu(monkeypatch):
+    from fleetvote.cli import build_parser, serve_settings
+
+    def settings(*args):
+        return serve_settings(build_parser().parse_args(["serve", *args]))
+
+    assert settings("--virtual").boards_share_cpu
+    assert not settings("--virtual", "--board-speed", "planned").boards_share_cpu
+    assert not settings().boards_share_cpu  # real boards compute on their own chips
+    assert not settings("--virtual", "--no-boards-share-cpu").boards_share_cpu
+    monkeypatch.setenv("FLEETVOTE_BOARDS_SHARE_CPU", "false")  # the operator's word wins
+    assert not settings("--virtual").boards_share_cpu
+
+
+def test_the_service_runs_the_engines_matrix_products_on_one_blas_thread_per_worker():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):  # whatever was set before
+        fleet_of(1)
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas), blas
+
+
+async def test_the_probe_measures_the_share_of_a_core_the_engine_gets_and_estimates_follow_it(monkeypatch):
+    """A probe that saw a quarter of a core (CPU time over wall time) makes the engine's
+    estimates four times longer; it does not run while the engine is busy."""
+    from fleetvote.engine import Engine
+
+    class Probed(Engine):  # a real engine's type, without a model: _run_batch is replaced below
+        def __init__(self):
+            pass
+
+    loop = asyncio.get_running_loop()
+    batches = admission.EngineBatches(None, workers=1, cores=1)
+    member = Member("m0", 1.0, "00" * 32, Probed(), {})
+    batches._lane(member).cost = admission.BatchCost(0.0, 10.0)
+    monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (None, 40.0, 10.0))
+
+    async def in_place(pool, fn, *args):
+        return fn(*args)
+
+    monkeypatch.setattr(loop, "run_in_executor", in_place)
+    assert await batches.probe() is not None and await batches.probe() is None  # at most every 2 s
+    monkeypatch.setattr(admission, "PROBE_INTERVAL_S", 0.0)
+    batches.background, batches.observed = 1.0, 0
+    base = batches.finish_ms([member]) - admission.BATCH_WAIT_S * 1000
+    assert base == pytest.approx(10.0)
+    assert await batches.probe() == 0.25
+    assert batches.background == 0.25  # the first measurement replaces the guess of a whole core
+    assert batches.finish_ms([member]) - admission.BATCH_WAIT_S * 1000 == pytest.approx(40.0)
+    monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (None, 10.0, 10.0))  # the load is gone
+    assert await batches.probe() == 1.0
+    assert batches.background == pytest.approx(0.25 + admission.PROBE_EWMA * 0.75)  # later ones move it
+    batches._lane(member).waiting.append((IMAGE, loop.create_future()))  # the engine has work: no probe
+    assert await batches.probe() is None
+    # a test's stand-in engine is never probed
+    other = admission.EngineBatches(None, workers=1, cores=1)
+    other._lane(Member("m1", 1.0, "00" * 32, BatchEngine(), {}))
+    assert await other.probe() is None and other.background == 1.0
+
+
+async def test_a_batch_beside_no_busy_board_tells_how_much_of_a_core_the_engine_got(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetvote.engine import Engine
+
+    class Real(Engine):
+        def __init__(self):
+            pass
+
+    monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (np.zeros((len(images), 10)), 40.0, 10.0))
+    busy = [0]
+    with ThreadPoolExecutor(1) as pool:
+        batches = admission.EngineBatches(pool, workers=1, cores=1, rivals=lambda: busy[0])
+        member = Member("m0", 1.0, "00" * 32, Real(), {})
+        busy[0] = 3  # boards on the same cores are busy: their share is counted apart, not here
+        await batches.submit(member, IMAGE)
+        assert batches.background == 1.0
+        busy[0] = 0
+        await batches.submit(member, IMAGE)
+        assert batches.background == pytest.approx(0.25)

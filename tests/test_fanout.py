@@ -376,10 +376,12 @@ async def test_early_does_not_wait_for_the_engine_past_the_requests_deadline():
     t0 = time.perf_counter()
     try:
         await fleet.classify(np.zeros((32, 32, 3), np.uint8), mode="early", deadline_ms=300)
-    except Overloaded:
-        pass
+    except Overloaded as exc:
+        refusal = exc
     else:
         raise AssertionError("answered by an engine run that ended past the deadline")
     finally:
         fleet._engine_pool.shutdown(wait=False)
     assert (time.perf_counter() - t0) * 1000 < 900  # the engine alone takes 1,000 ms
+    # the same refusal as mode all's (Fleet._deadline_refusal): the member named, a Retry-After
+    assert "did not finish 1 member(s) in time (m0)" in str(refusal) and refusal.retry_after_s >= 1

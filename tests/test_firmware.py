@@ -217,3 +217,24 @@ def test_dsp_scratch_holds_the_add_tables_of_every_zoo_model_with_an_add():
     assert with_add, "the zoo has no model with an ADD to check"
     for path in with_add:
         assert dsp_limits.max_column(path) >= words, path.parent.name
+
+
+def test_the_services_virtual_boards_run_in_its_session_in_process_groups_of_their_own(board_bin, tmp_path):
+    """Their own groups: Ctrl-C in a terminal reaches the service, which stops the boards in order.
+    The service's session: where the scheduler groups processes by session (autogroup), a board
+    in a session of its own would weigh as much as the whole service (testbed/virtual.py). A
+    board started alone (a test's) keeps a session of its own."""
+    import os
+
+    from fleetvote.testbed.processes import stop_process
+    from fleetvote.testbed.virtual import VirtualFleet
+
+    with VirtualFleet(members()[:2], tmp_path / "boards") as fleet:
+        for b in fleet.boards:
+            assert os.getsid(b.process.pid) == os.getsid(0)
+            assert os.getpgid(b.process.pid) == b.process.pid != os.getpgid(0)
+    alone = start_board(members()[0], "t-session", link=tmp_path / "board")
+    try:
+        assert os.getsid(alone.process.pid) == alone.process.pid != os.getsid(0)
+    finally:
+        stop_process(alone.process)

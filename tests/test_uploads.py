@@ -333,3 +333,25 @@ def test_three_hundred_slow_heads_are_all_closed_at_the_head_timeout_while_other
     assert len(closed_at) == n, f"{n - len(closed_at)} slow connections still open"
     assert TIMEOUT_S - 0.05 <= min(closed_at.values()) and max(closed_at.values()) < TIMEOUT_S + 1.5
     assert all(status == 200 for status, _ in ordinary) and max(s for _, s in ordinary) < 1.0
+
+
+def test_a_requests_deadline_counts_from_the_first_byte_of_its_head(guarded):
+    """A head that takes 600 ms to arrive (within the head timeout) has used 600 ms of a 400 ms
+    deadline: 503 at admission, before any work. The same request sent at once is answered."""
+    import json
+    import time
+
+    body = bytes(3072)
+    head = (f"POST /classify?deadline_ms=400 HTTP/1.1\r\nHost: x\r\ncontent-type: application/octet-stream\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", guarded.port)) as s:
+        s.settimeout(10)
+        s.sendall(head + body)
+        whole = _read_response(s)
+        assert whole.startswith(b"HTTP/1.1 200"), whole[:300]
+        assert json.loads(whole.partition(b"\r\n\r\n")[2])["latency_ms"] < 400
+        s.sendall(head[:20])  # the next request on the same connection: its head in two parts
+        time.sleep(0.6)
+        s.sendall(head[20:] + body)
+        slow = _read_response(s)
+    assert slow.startswith(b"HTTP/1.1 503") and b"retry-after" in slow.lower(), slow[:300]

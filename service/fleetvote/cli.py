@@ -66,7 +66,12 @@ def serve_settings(a: argparse.Namespace):
 
     if not a.virtual and (a.replicas != 1 or a.board_speed != "host"):
         raise ConfigError("--replicas and --board-speed shape the virtual boards: add --virtual")
-    return _settings(Settings, a)
+    settings = _settings(Settings, a)
+    if a.virtual and a.board_speed == "host" and "boards_share_cpu" not in settings.model_fields_set:
+        # host-speed virtual boards compute on this host's cores, beside the engine (planned-speed
+        # ones mostly wait out their padding): admission counts the busy ones as the engine's rivals
+        settings.boards_share_cpu = True
+    return settings
 
 
 def _cmd_serve(a: argparse.Namespace) -> int:

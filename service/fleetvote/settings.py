@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     queue_size: int = Field(16, ge=1, le=1024, description="requests waiting per board (beyond, or past a "
                             "request's deadline: spillover to the engine; 503 when neither can finish in time)")
     fallback: bool = Field(True, description="compute missing members with the numpy engine")
+    boards_share_cpu: bool = Field(False, description="the boards compute on this host's CPUs (virtual boards at "
+                                   "host speed; fleetvote serve --virtual sets it): admission counts each busy board "
+                                   "as a thread taking CPU from the engine's spillover")
     quorum: int | None = Field(None, ge=1, description="override the ensemble file's quorum")
     # A 12-megapixel JPEG from a phone camera is 2-6 MB at the cameras' usual quality (1.3-4 bits
     # per pixel); 10 MiB also takes one saved at maximum quality. The decoder's pixel limit

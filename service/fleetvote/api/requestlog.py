@@ -51,9 +51,10 @@ class RequestLog:
         rid = request_id(scope.get("headers", []))
         token = REQUEST_ID.set(rid)
         t0 = time.perf_counter()
-        # the request's arrival, as early as the application sees it: a deadline_ms counts from here
-        # (request.state.arrived), so time spent in the middlewares and reading the body counts too
-        scope.setdefault("state", {})["arrived"] = t0
+        # the request's arrival: the first byte of its head when the server noted it (api/server.py),
+        # else as early as the application sees it; a deadline_ms counts from here
+        # (request.state.arrived), so time spent parsing, in the middlewares and reading the body counts too
+        scope.setdefault("state", {}).setdefault("arrived", t0)
         status = 500  # what the client gets when the app raises before answering
 
         async def send_with_id(message):

@@ -115,8 +115,9 @@ class Fleet:
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
         # its matrix products, so members of one request run side by side
         workers = os.cpu_count() or 2
+        _one_blas_thread()
         self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
-        self.spillover = EngineBatches(self._engine_pool, workers)
+        self.spillover = EngineBatches(self._engine_pool, workers, rivals=self._busy_host_boards)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
         self._engine_workers = os.cpu_count() or 2
         self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
@@ -127,6 +128,7 @@ class Fleet:
     async def start(self) -> None:
         self._restore_handler = quiet_link_errors(asyncio.get_running_loop())
         await self.spillover.calibrate(self.ensemble.members)
+        await self.spillover.probe()  # the engine's share of a core before the first burst, not a guess
         self._scan_task = asyncio.create_task(self._scan_loop(), name="fleet discovery")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -197,6 +199,14 @@ class Fleet:
                 log.exception("discovery scan failed")
             self._scanned.set()
             self.engine_votes.flush()  # the summary of a quiet spell is not held back until the next
+            try:
+                # how much of a core the engine gets beside the host's other work now (admission.py);
+                # skipped while the engine or a board on the host's cores is busy
+                await self.spillover.probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine probe failed")
             await asyncio.sleep(s.rescan_s)
 
     def _add(self, url: str) -> Board:
@@ -393,7 +403,7 @@ class Fleet:
             return placed, reasons
         engine_ms = self.spillover.finish_ms([ens.members[k] for k in reasons])
         if left_ms is not None and engine_ms > left_ms:
-            backlog = self.spillover.backlog_ms() / self.spillover.workers
+            backlog = self.spillover.drain_ms()
             wait = min([backlog, *(board_ms[k] for k in spill)])
             raise Overloaded(f"the request's {len(reasons)} member(s) left to the engine would take {engine_ms:.0f} ms, "
                              f"{max(left_ms, 0):.0f} ms are left of its deadline, and its boards are full until then",
@@ -467,16 +477,9 @@ class Fleet:
         if until is not None:
             await asyncio.wait(runs.values(), timeout=max(until - time.perf_counter(), 0.0))
             late = [k for k, f in runs.items() if not f.done()]
-            if late:
-                for k in late:
-                    runs.pop(k).cancel()  # a batch not yet started leaves it out
-                if len(votes) + len(runs) < quorum:
-                    backlog = self.spillover.backlog_ms() / self.spillover.workers
-                    raise Overloaded(f"the engine did not finish {len(late)} member(s) by the request's deadline "
-                                     f"({', '.join(ens.members[k].id for k in late)}): its backlog is "
-                                     f"{backlog:.0f} ms", retry_after_s(backlog))
-                log.debug("engine votes past the deadline left out", extra={
-                    "model_id": ",".join(ens.members[k].id for k in late)})
+            for k in late:
+                runs.pop(k).cancel()  # a batch not yet started leaves it out
+            self._deadline_refusal(ens, late, len(votes) + len(runs), len(asked), quorum)
         return {k: self._fallback_vote(ens, k, out, ms, reasons[k], sent)
                 for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values()))}
 
@@ -619,14 +622,46 @@ class Fleet:
             missing = [k for k in asked if k not in votes]
             if missing:
                 _check_quorum(ens, quorum, len(votes), missing, reasons)
-        if late and answer is None and len(votes) < quorum:
-            backlog = self.spillover.backlog_ms() / self.spillover.workers
-            raise Overloaded(f"{len(votes)} of {len(asked)} votes by the request's deadline, quorum {quorum}: the "
-                             f"engine's backlog is {backlog:.0f} ms", retry_after_s(backlog))
+        if late and answer is None:
+            self._deadline_refusal(ens, sorted(possible - set(votes)), len(votes), len(asked), quorum)
         return votes, possible - set(votes), answer
+
+    def _deadline_refusal(self, ens: Ensemble, late: list[int], votes: int, asked: int, quorum: int) -> None:
+        """At the request's deadline (``_stand_in`` and ``_gather_early`` alike), with the votes of
+        members ``late`` (indices) still out, their runs already cancelled by the caller: they are
+        left out, as with fallback off, and the request is answered with the ``votes`` it has;
+        fewer than the quorum is Overloaded (503), with a Retry-After from the engine's backlog
+        (it was larger than admission counted on)."""
+        names = ", ".join(ens.members[k].id for k in late)
+        if votes < quorum:
+            backlog = self.spillover.drain_ms()
+            raise Overloaded(f"{votes} of {asked} votes by the request's deadline, quorum {quorum}: the fleet did not "
+                             f"finish {len(late)} member(s) in time ({names}); the engine's backlog is "
+                             f"{backlog:.0f} ms", retry_after_s(backlog))
+        if late:
+            log.debug("engine votes past the deadline left out", extra={"model_id": names.replace(" ", "")})
+
+    def _busy_host_boards(self) -> int:
+        """Boards computing on this host's cores now (with work queued or on the wire), when they
+        do (``Settings.boards_share_cpu``: virtual boards at host speed); else 0."""
+        if not self.settings.boards_share_cpu:
+            return 0
+        return sum(1 for b in self.boards.values() if b.serving and b.backlog())
 
     def _engines_idle(self) -> bool:
         return self._engines_running < self._engine_workers
+
+def _one_blas_thread() -> None:
+    """The engine's matrix products on one BLAS thread each, for the whole process: the engine
+    pool's workers (a thread per core) are the parallelism. OpenBLAS's own threads on top of them
+    (a thread per core for each call, waiting for work by spinning) doubled the CPU the spillover
+    cost: 1,280 images of the zoo's members at batch 128, two workers, took 2.4-2.9 s of CPU with
+    OpenBLAS's default against 1.5-1.6 s with one thread each (this project's 2-core machine,
+    under load). The products' results do not depend on it: they are exact (engine/kernels.py)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
 
 def _check_quorum(ens: Ensemble, quorum: int, answered: int, missing: list[int], reasons: dict[int, Missing]
                   ) -> None:

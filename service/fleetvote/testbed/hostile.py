@@ -23,20 +23,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ConfigError, FleetvoteError
 from ..settings import ROOT
 from .bench_api import pct, synthetic_images, virtual_server
 from .processes import free_port, stop_process
+from .reports import run_folder, write_report
 
 FRONT_CONFIG = ROOT / "deploy" / "front" / "haproxy.cfg"
 P99_TARGET_MS = 50.0  # the ordinary client's p99 during the attack, at most this above its p99 before
@@ -186,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output folder (default runs/hostile/<date-time>)")
     a = p.parse_args(argv)
     try:
-        out = Path(a.out or ROOT / "runs" / "hostile" / datetime.now().strftime("%Y%m%d-%H%M%S"))
-        out.mkdir(parents=True, exist_ok=True)
+        out = run_folder(a.out, "hostile")
         run_dir = Path(tempfile.mkdtemp(prefix="fleetvote-hostile-"))
         images, _ = synthetic_images(1)
         with virtual_server(Path(a.ensemble) if a.ensemble else None, run_dir) as (url, info):
@@ -197,11 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                                          images[0].tobytes()))
             finally:
                 stop_process(front)
-        rep.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), json=str(out / "hostile.json"),
-                   serve=info["command"], front=str(FRONT_CONFIG.relative_to(ROOT)),
-                   host={"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)})
-        (out / "hostile.json").write_text(json.dumps(rep, indent=1) + "\n")
-        print(format_report(rep))
+        rep.update(serve=info["command"], front=str(FRONT_CONFIG.relative_to(ROOT)))
+        write_report(rep, out, "hostile", format_report)
     except FleetvoteError as exc:
         print(f"hostile: error: {exc}", file=sys.stderr)
         return 2

@@ -61,7 +61,11 @@ class VirtualBoard:
 
 
 def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port: int | None = None,
-                binary: Path | None = None, timeout: float = 5.0, latency_ms: int = 0) -> VirtualBoard:
+                binary: Path | None = None, timeout: float = 5.0, latency_ms: int = 0,
+                own_session: bool = True) -> VirtualBoard:
+    """One virtual board, once it has said where its link is. ``own_session``: in a session of its
+    own (the default: a test's boards then weigh apart from the test, as real boards would not
+    share its CPU at all), else in the caller's session, in a process group of its own (below)."""
     binary = binary or board_binary()
     if not binary.exists():
         raise ConfigError(f"{binary} is missing: build it with `make -C firmware BOARD=host`")
@@ -75,8 +79,16 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
         if link is not None:
             link.parent.mkdir(parents=True, exist_ok=True)
             args += ["--link", str(link)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # Ctrl-C in a terminal is ours to forward
+    # A process group of its own either way, so that Ctrl-C in a terminal is ours to forward.
+    # The service's virtual fleet (VirtualFleet) keeps its boards in the service's session: where
+    # the kernel groups the scheduling of processes by session (CONFIG_SCHED_AUTOGROUP, on by
+    # default in Debian's and Ubuntu's kernels), a board in a session of its own weighs as much as
+    # the whole service, event loop and engine workers together, and five busy host-speed boards
+    # left the service a sixth of the cores in a burst. In the service's session each board is one
+    # thread among the service's own (admission.EngineBatches counts the busy ones as rivals).
+    session = {"start_new_session": True} if own_session else {"process_group": 0}
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **session)
     deadline = time.monotonic() + timeout
     line = ""
     while time.monotonic() < deadline:
@@ -147,7 +159,8 @@ class VirtualFleet:
                         mid, f"virtual-{tag}-{mid}", link=self.link_dir / f"board{tag}-{mid}",
                         tcp_port=None if self.tcp_base is None else self.tcp_base + n,
                         # the host board takes whole milliseconds: round to the nearest
-                        latency_ms=int(round(self.latency_ms.get(mid, 0)))))
+                        latency_ms=int(round(self.latency_ms.get(mid, 0))),
+                        own_session=False))  # the service's: see start_board
         except Exception:
             self.stop()
             raise
