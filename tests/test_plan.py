@@ -343,3 +343,30 @@ def test_plan_prefers_a_fake_boards_own_cycle_count_written_by_probe(tmp_path):
     rep = run(ZOO, size_report=tmp_path / "none.json", bench_firmware=tmp_path / "none.json", measured_dir=measured)
     row = next(r for r in rep["models"] if r["id"] == card["id"])
     assert row["measured_from"] is None and "measured" not in row["latency"]["cpi_source"]
+
+
+def test_counting_one_model_into_the_table_replaces_its_row_and_keeps_the_others(tmp_path):
+    """`make bench-firmware MODELS=<one> TABLE=...` (firmware/tools/bench_firmware.py): a model
+    counted alone replaces its row; the rows of models not counted now stay, unless the emulator
+    changed (its counts would not compare)."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import bench_firmware as bf
+
+    def result(model: str, opt: int) -> dict:
+        groups = {g: {"macc": 0, "ref": 0.0, "opt": 0.0, "out_bytes": 0} for g in bf.GROUPS}
+        groups["conv"] = {"macc": 1000, "ref": 8000.0, "opt": float(opt), "out_bytes": 64}
+        return {"model": model, "machine": "netduinoplus2", "macc": 1000,
+                "total_instructions": {"ref": 8000, "opt": opt}, "groups": groups}
+
+    table = tmp_path / "instructions.json"
+    bf.write_table(table, [result("a", 2000), result("b", 1500)], "QEMU 7.2.22")
+    bf.write_table(table, [result("b", 1200)], "QEMU 7.2.22")
+    t = json.loads(table.read_text())
+    assert [(r["model"], r["instructions_per_mac"]["opt"]) for r in t["models"]] == [("a", 2.0), ("b", 1.2)]
+    assert 'MODELS="a b"' in t["command"]
+    bf.write_table(table, [result("b", 1100)], "QEMU 8.0.0")
+    assert [r["model"] for r in json.loads(table.read_text())["models"]] == ["b"]

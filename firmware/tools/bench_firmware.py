@@ -305,17 +305,27 @@ def table_record(res: dict) -> dict:
             "instructions_per_mac": {v: round(t[v] / res["macc"], 3) for v in ("ref", "opt")}, "kinds": kinds}
 
 
-def write_table(path: Path, results: list[dict], emulator: str, models: list[str]) -> None:
+def write_table(path: Path, results: list[dict], emulator: str) -> None:
     """The committed table (firmware/bench/instructions.json): what fleetvote plan reads when no
-    build of the bench is at hand."""
+    build of the bench is at hand. The rows of models counted now replace theirs; the other rows
+    stay, so one model can be (re)counted without the others' minutes of emulation, as long as the
+    emulator is the same (another emulator starts a new table)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("emulator") == f"{emulator}, -icount shift=0":
+            rows = {r["model"]: r for r in old.get("models", [])}
+    rows.update((r["model"], table_record(r)) for r in results)
+    models = list(rows)
     path.write_text(json.dumps({
         "_doc": "instructions per MAC per layer kind and per model, reference beside optimised (DSP) kernels, "
                 "counted under QEMU -icount shift=0 by firmware/tools/bench_firmware.py; written by the command "
-                "below, read by fleetvote plan (offline/bom.py) when firmware/build/bench-firmware.json is absent",
+                "below (rows of models counted alone replace theirs), read by fleetvote plan (offline/bom.py) "
+                "when firmware/build/bench-firmware.json is absent",
         "command": "make bench-firmware MODELS=\"" + " ".join(models) + "\" TABLE=firmware/bench/instructions.json",
         "emulator": f"{emulator}, -icount shift=0", "cpi": CPI, "cpi_range": CPI_RANGE,
-        "models": [table_record(r) for r in results]}, indent=2) + "\n")
+        "models": list(rows.values())}, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
           f"/ 100 MHz, CPI {CPI} assumed (see bench_firmware.py)")
     print(REFERENCE_FIGURES)
     if a.table and ok:
-        write_table(a.table, results, emulator, a.models)
+        write_table(a.table, results, emulator)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"cpi": CPI, "cpi_range": CPI_RANGE, "clock_hz": F411_HZ,
