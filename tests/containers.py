@@ -8,12 +8,14 @@ Steps, each timed (a JSON summary goes to build/containers/summary.json):
    line to run, and exit 2).
 2. A daemon: the one that answers `docker info`, else one started here (niced, vfs storage, no
    iptables, no default bridge: what runs in an unprivileged CI container) and stopped at the end.
-3. The base image: python:3.11-slim-bookworm when present or pullable; otherwise a stand-in with
-   the same Python 3.11 on Debian 12, made with `debootstrap --variant=minbase` and `docker
-   import` (pip made to install into it, and the host's CA bundle, so that pip inside the build
-   trusts the same TLS as the host).
+3. The base image: python:3.11-slim-bookworm when present, else a stand-in made earlier, else
+   the registry's when it can be pulled, else a stand-in with the same Python 3.11 on Debian 12,
+   made with `debootstrap --variant=minbase` (python3, python3-venv, ca-certificates, passwd;
+   slimmed as debian:bookworm-slim is) and `docker import` (pip made to install into it, and the
+   host's CA bundle, so that pip inside the build trusts the same TLS as the host).
 4. The image, with whichever builder is present: `docker buildx build --load` (BuildKit), else
-   the legacy builder (`DOCKER_BUILDKIT=0`). Build time and image size.
+   the legacy builder (`DOCKER_BUILDKIT=0`); the build stage tagged too, so that the images a
+   changed build replaced are removed (vfs: each a full copy). Build time, size, layers.
 5. The compose file's virtual profile, run by docker-compose with host networking (an override
    file written here: the daemon has no bridge, so each board listens on its own loopback port,
    and the service's URLs name those ports instead of the compose DNS names): /readyz ready;
