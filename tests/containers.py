@@ -1,6 +1,6 @@
 """The Dockerfile and the compose file's virtual profile, built and run for real: `make test-containers`.
 
-    python tests/containers.py [--base-root DIR] [--data-root DIR] [--keep]
+    python tests/containers.py [--base-root DIR] [--data-root DIR] [--builder auto|legacy|buildkit] [--docker CLI]
 
 Steps, each timed (a JSON summary goes to build/containers/summary.json):
 
@@ -14,7 +14,8 @@ Steps, each timed (a JSON summary goes to build/containers/summary.json):
    slimmed as debian:bookworm-slim is) and `docker import` (pip made to install into it, and the
    host's CA bundle, so that pip inside the build trusts the same TLS as the host).
 4. The image, with whichever builder is present: `docker buildx build --load` (BuildKit), else
-   the legacy builder (`DOCKER_BUILDKIT=0`); the build stage tagged too, so that the images a
+   the legacy builder (`DOCKER_BUILDKIT=0`), or the one --builder names (buildkit without buildx:
+   `DOCKER_BUILDKIT=1`, which a CLI before 23.0 has built in); the build stage tagged too, so that the images a
    changed build replaced are removed (vfs: each a full copy). Build time, size, layers.
 5. The compose file's virtual profile, run by docker-compose with host networking (an override
    file written here: the daemon has no bridge, so each board listens on its own loopback port,
@@ -193,14 +194,22 @@ def image_id(docker: str, tag: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def build(docker: str, base: str) -> str:
+def build(docker: str, base: str, builder: str = "auto") -> str:
     """The image, with whichever builder is present. The build stage is tagged too (BUILD_TAG):
     so that the images an earlier build made, and this one replaced, can be told from this
     build's cache and removed (on vfs each is a full copy: a data root would grow by gigabytes
     per changed commit), and nothing else on the daemon is touched."""
     buildx = run(docker, "buildx", "version", check=False, capture=True).returncode == 0
+    if builder == "legacy":
+        buildx = False
     args = ["buildx", "build", "--load"] if buildx else ["build"]
-    env = dict(os.environ, DOCKER_BUILDKIT="1" if buildx else "0")
+    # BuildKit without buildx: a CLI before 23.0 (Debian 12's docker.io, 20.10) has it built in
+    kit = buildx or builder == "buildkit"
+    env = dict(os.environ, DOCKER_BUILDKIT="1" if kit else "0")
+    if kit and not buildx and run(docker, "version", "-f", "{{.Client.Version}}", check=False,
+                                  capture=True).stdout.strip().split(".")[0] not in ("18", "19", "20"):
+        sys.exit(f"containers: {docker} has neither buildx nor BuildKit built in: install docker-buildx, or "
+                 "--docker /usr/bin/docker (Debian's, 20.10)")
     before = {tag: image_id(docker, tag) for tag in (BUILD_TAG, IMAGE)}
     # host networking: apt and pip inside the build reach the registries as the host does
     common = [*args, "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}"]
@@ -209,7 +218,7 @@ def build(docker: str, base: str) -> str:
     for tag, was in before.items():
         if was is not None and was != image_id(docker, tag):  # replaced: with its untagged parents
             run(docker, "image", "rm", was, check=False, capture=True)
-    return "BuildKit (buildx)" if buildx else "legacy builder"
+    return "BuildKit (buildx)" if buildx else "BuildKit (DOCKER_BUILDKIT=1)" if kit else "legacy builder"
 
 
 def free_ports(n: int) -> list[int]:
@@ -338,13 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=Path("/var/lib/docker"),
                    help="data root of a daemon started here (default %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the image (default: keep it too; it is the cache)")
+    p.add_argument("--builder", choices=("auto", "legacy", "buildkit"), default="auto",
+                   help="auto: BuildKit through buildx when present, else the legacy builder (default)")
+    p.add_argument("--docker", default=shutil.which("docker") or "docker",
+                   help="the docker CLI (default: the first on PATH, %(default)s)")
     a = p.parse_args(argv)
     for d in (a.base_root, a.data_root):
         if ROOT in d.resolve().parents:
             sys.exit(f"containers: {d} is inside the work tree: put it elsewhere (/var/tmp, /var/lib)")
     with step("packages (docker.io, docker-compose)"):
         ensure_packages()
-    docker = shutil.which("docker") or "docker"
+    docker = a.docker
     with step("daemon"):
         daemon = start_daemon(docker, a.data_root)
     project = f"fleetvote-ci-{os.getpid()}"
@@ -358,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         with step("base image"):
             summary["base"] = base_image(docker, a.base_root)
         with step("image build"):
-            summary["builder"] = build(docker, summary["base"])
+            summary["builder"] = build(docker, summary["base"], a.builder)
         summary["image_bytes"] = int(run(docker, "image", "inspect", "-f", "{{.Size}}", IMAGE, capture=True).stdout)
         # instructions that made a layer of their own (the rest are metadata: empty layers)
         sizes = run(docker, "history", "--no-trunc", "--format", "{{.Size}}", IMAGE, capture=True).stdout.split()

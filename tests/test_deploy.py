@@ -407,3 +407,74 @@ def test_ci_runs_the_container_check_after_make_test_and_make_test_does_not():
     collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", str(ROOT / "tests")],
                                cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
     assert "containers.py" not in collected and "test_deploy.py" in collected
+
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+# a docker CLI that records its calls; image ids in $STATE/<tag>, changed by a build unless SAME=1
+echo "DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-} $*" >> "$STATE/calls"
+case "$1 $2" in
+  "buildx version") [[ ${BUILDX:-0} == 1 ]] ;;
+  "version -f") echo "${CLIENT:-28.2.2}" ;;
+  "image inspect") tag="${@: -1}"; [[ -f "$STATE/$tag" ]] && cat "$STATE/$tag" ;;
+  "image rm") ;;
+  *) tag=""; prev=""; for a in "$@"; do [[ $prev == -t ]] && tag=$a; prev=$a; done
+     if [[ -n $tag && ${SAME:-0} != 1 ]]; then echo "new-$tag" > "$STATE/$tag"; fi ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("containers", ROOT / "tests" / "containers.py")
+    containers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(containers)
+    docker = tmp_path / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    monkeypatch.setenv("STATE", str(tmp_path))
+    for tag in (containers.BUILD_TAG, containers.IMAGE):
+        (tmp_path / tag).write_text(f"old-{tag}\n")
+
+    def calls() -> list[str]:
+        return (tmp_path / "calls").read_text().splitlines()
+    return containers, str(docker), calls
+
+
+def test_container_build_removes_the_images_a_changed_build_replaced_and_nothing_else(fake_docker, monkeypatch):
+    containers, docker, calls = fake_docker
+    assert containers.build(docker, "fleetvote-base:bookworm") == "legacy builder"
+    builds = [c for c in calls() if " build " in f" {c} "]
+    assert builds == [f"DOCKER_BUILDKIT=0 build --network host --build-arg PYTHON_IMAGE=fleetvote-base:bookworm "
+                      f"--target build -t fleetvote-build:latest {ROOT}",
+                      f"DOCKER_BUILDKIT=0 build --network host --build-arg PYTHON_IMAGE=fleetvote-base:bookworm "
+                      f"-t fleetvote:latest {ROOT}"]
+    removed = sorted(c.split()[-1] for c in calls() if " image rm " in c)
+    assert removed == ["old-fleetvote-build:latest", "old-fleetvote:latest"]
+
+
+def test_container_build_from_the_cache_removes_nothing(fake_docker, monkeypatch):
+    containers, docker, calls = fake_docker
+    monkeypatch.setenv("SAME", "1")
+    containers.build(docker, "fleetvote-base:bookworm")
+    assert not [c for c in calls() if " image rm " in c]
+
+
+def test_container_build_takes_buildkit_from_buildx_or_a_cli_that_has_it_built_in(fake_docker, monkeypatch):
+    containers, docker, calls = fake_docker
+    monkeypatch.setenv("BUILDX", "1")
+    def last_build() -> str:
+        return [c for c in calls() if " build " in f" {c} "][-1]
+
+    assert containers.build(docker, "b") == "BuildKit (buildx)"
+    assert last_build().startswith("DOCKER_BUILDKIT=1 buildx build --load --network host")
+    monkeypatch.setenv("BUILDX", "0")
+    monkeypatch.setenv("CLIENT", "20.10.24+dfsg1")
+    assert containers.build(docker, "b", "buildkit") == "BuildKit (DOCKER_BUILDKIT=1)"
+    assert last_build().startswith("DOCKER_BUILDKIT=1 build --network host")
+    monkeypatch.setenv("CLIENT", "28.2.2")  # BuildKit only through buildx: a clear error, no build
+    n = len(calls())
+    with pytest.raises(SystemExit, match="neither buildx nor BuildKit built in: install docker-buildx"):
+        containers.build(docker, "b", "buildkit")
+    assert not [c for c in calls()[n:] if " build " in f" {c} "]
