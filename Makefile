@@ -150,8 +150,10 @@ bench-hostile: venv-run firmware-host  ## 500 slow-header connections through th
 
 # ---- deployment, for real: Docker (Debian's docker.io) and HAProxy; root, minutes, not part of make test
 .PHONY: test-containers test-balancer
-test-containers:  ## build the image and run the compose file's virtual profile (docker.io, docker-compose; root; ~15 min with nothing cached, ~2 min cached)
-	python3 tests/containers.py
+# CONTAINERS_ARGS: e.g. --data-root DIR --base-root DIR (a daemon and a base of their own)
+CONTAINERS_ARGS ?=
+test-containers:  ## build the image and run the compose file's virtual profile (docker.io, docker-compose; root; run by .ci/run after make test)
+	python3 tests/containers.py $(CONTAINERS_ARGS)
 
 BALANCER_ARGS ?=
 test-balancer: venv firmware-host  ## two instances behind HAProxy: load, SIGTERM and SIGKILL of one; failures, failover time

@@ -1,6 +1,6 @@
 """The Dockerfile and the compose file's virtual profile, built and run for real: `make test-containers`.
 
-    python tests/containers.py [--base-root DIR] [--data-root DIR] [--keep]
+    python tests/containers.py [--base-root DIR] [--data-root DIR] [--builder auto|legacy|buildkit] [--docker CLI]
 
 Steps, each timed (a JSON summary goes to build/containers/summary.json):
 
@@ -8,12 +8,15 @@ Steps, each timed (a JSON summary goes to build/containers/summary.json):
    line to run, and exit 2).
 2. A daemon: the one that answers `docker info`, else one started here (niced, vfs storage, no
    iptables, no default bridge: what runs in an unprivileged CI container) and stopped at the end.
-3. The base image: python:3.11-slim-bookworm when present or pullable; otherwise a stand-in with
-   the same Python 3.11 on Debian 12, made with `debootstrap --variant=minbase` and `docker
-   import` (pip made to install into it, and the host's CA bundle, so that pip inside the build
-   trusts the same TLS as the host).
+3. The base image: python:3.11-slim-bookworm when present, else a stand-in made earlier, else
+   the registry's when it can be pulled, else a stand-in with the same Python 3.11 on Debian 12,
+   made with `debootstrap --variant=minbase` (python3, python3-venv, ca-certificates, passwd;
+   slimmed as debian:bookworm-slim is) and `docker import` (pip made to install into it, and the
+   host's CA bundle, so that pip inside the build trusts the same TLS as the host).
 4. The image, with whichever builder is present: `docker buildx build --load` (BuildKit), else
-   the legacy builder (`DOCKER_BUILDKIT=0`). Build time and image size.
+   the legacy builder (`DOCKER_BUILDKIT=0`), or the one --builder names (buildkit without buildx:
+   `DOCKER_BUILDKIT=1`, which a CLI before 23.0 has built in); the build stage tagged too, so that the images a
+   changed build replaced are removed (vfs: each a full copy). Build time, size, layers.
 5. The compose file's virtual profile, run by docker-compose with host networking (an override
    file written here: the daemon has no bridge, so each board listens on its own loopback port,
    and the service's URLs name those ports instead of the compose DNS names): /readyz ready;
@@ -45,6 +48,7 @@ OUT = ROOT / "build" / "containers"
 BASE_TAG = "fleetvote-base:bookworm"  # the stand-in's tag, never the registry's name
 REGISTRY_BASE = "python:3.11-slim-bookworm"
 IMAGE = "fleetvote:latest"
+BUILD_TAG = "fleetvote-build:latest"  # the Dockerfile's build stage (the cache of its slow step)
 PACKAGES = ("docker.io", "docker-compose")
 BOARDS = 5  # board-1 ... board-5 in docker-compose.yml's virtual profile
 timings: dict[str, float] = {}
@@ -101,7 +105,8 @@ def start_daemon(docker: str, data_root: Path) -> subprocess.Popen | None:
         if docker_ok(docker):
             return proc
         if proc.poll() is not None:
-            sys.exit(f"containers: dockerd exited with {proc.returncode}: see {OUT / 'dockerd.log'}")
+            sys.exit(f"containers: dockerd exited with {proc.returncode}: see {OUT / 'dockerd.log'} (it needs "
+                     "root; inside a container, one run with --privileged)")
         time.sleep(0.5)
     stop_daemon(proc)
     sys.exit(f"containers: dockerd did not answer in 60 s: see {OUT / 'dockerd.log'}")
@@ -118,17 +123,26 @@ def stop_daemon(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
+# what Debian's slim images leave out (debian:bookworm-slim's /etc/dpkg/dpkg.cfg.d/docker): fewer
+# files in the base means a faster copy for every container and layer on vfs
+SLIM_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
+                 "/usr/share/groff/*", "/usr/share/lintian/*", "/usr/share/linda/*")
+
+
 def base_image(docker: str, base_root: Path) -> str:
-    """The Python base image the Dockerfile's PYTHON_IMAGE names."""
+    """The Python base image the Dockerfile's PYTHON_IMAGE names: the registry's when present,
+    else a stand-in made earlier, else the registry's pulled, else a stand-in made now."""
     if run(docker, "image", "inspect", REGISTRY_BASE, check=False, capture=True).returncode == 0:
         return REGISTRY_BASE
-    try:
-        if run(docker, "pull", REGISTRY_BASE, check=False, capture=True, timeout=90).returncode == 0:
-            return REGISTRY_BASE
-    except subprocess.TimeoutExpired:
-        pass
+    # before the pull: a cached run must not wait on a registry that cannot be reached
     if run(docker, "image", "inspect", BASE_TAG, check=False, capture=True).returncode == 0:
         return BASE_TAG
+    with step("base: pull " + REGISTRY_BASE):
+        try:
+            if run(docker, "pull", REGISTRY_BASE, check=False, capture=True, timeout=90).returncode == 0:
+                return REGISTRY_BASE
+        except subprocess.TimeoutExpired:
+            pass
     print(f"   {REGISTRY_BASE} cannot be pulled: a stand-in from debootstrap in {base_root}", flush=True)
     if not (base_root / "usr" / "bin" / "python3").exists():
         if shutil.which("debootstrap") is None:
@@ -136,9 +150,12 @@ def base_image(docker: str, base_root: Path) -> str:
                 sys.exit("containers: debootstrap is missing: sudo apt-get install debootstrap")
             run("apt-get", "install", "-y", "-q", "--no-install-recommends", "debootstrap", capture=True,
                 env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-        # python3-venv: the Dockerfile's venv; passwd: useradd; ca-certificates: pip's TLS
-        run("debootstrap", "--variant=minbase", "--include=python3,python3-pip,python3-venv,ca-certificates,passwd",
-            "bookworm", base_root, "http://deb.debian.org/debian", capture=True)
+        with step("base: debootstrap"):
+            # python3-venv: the Dockerfile's venv (its own pip, from Debian's bundled wheel: no
+            # python3-pip, which would bring setuptools, wheel and distutils for nothing);
+            # passwd: useradd; ca-certificates: pip's TLS
+            run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates,passwd",
+                "bookworm", base_root, "http://deb.debian.org/debian", capture=True)
     # as in python:3.11-slim, pip may install outside Debian's own packages (PEP 668's marker
     # off), `python` is python3, and the host's CA bundle is trusted (a TLS-inspecting proxy's CA)
     for marker in (base_root / "usr" / "lib").glob("python3*/EXTERNALLY-MANAGED"):
@@ -147,22 +164,61 @@ def base_image(docker: str, base_root: Path) -> str:
     if not python.exists():
         python.symlink_to("/usr/bin/python3")
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", base_root / "etc" / "ssl" / "certs" / "ca-certificates.crt")
-    shutil.rmtree(base_root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+    # slim, as debian:bookworm-slim is: no docs, man pages or translations, now or from the
+    # build stage's apt-get (dpkg's path excludes), no package lists or caches
+    (base_root / "etc" / "dpkg" / "dpkg.cfg.d" / "slim").write_text(
+        "".join(f"path-exclude {g}\n" for g in SLIM_EXCLUDES) + "path-include /usr/share/doc/*/copyright\n")
+    for glob in SLIM_EXCLUDES + ("/var/lib/apt/lists/*", "/var/cache/apt/*", "/var/cache/debconf/*-old",
+                                 "/var/log/*.log", "/var/log/apt/*"):
+        for path in base_root.glob(glob.lstrip("/")):
+            if glob == "/usr/share/doc/*" and path.is_dir() and not path.is_symlink():
+                for doc in path.iterdir():  # the licences stay
+                    if doc.name != "copyright":
+                        shutil.rmtree(doc) if doc.is_dir() and not doc.is_symlink() else doc.unlink()
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     (base_root / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    tar = subprocess.Popen(["tar", "-C", str(base_root), "-c", "."], stdout=subprocess.PIPE)
-    run(docker, "import", "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', "-", BASE_TAG,
-        stdin=tar.stdout, capture=True)
-    tar.wait()
+    (base_root / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    with step("base: docker import"):
+        tar = subprocess.Popen(["tar", "-C", str(base_root), "-c", "."], stdout=subprocess.PIPE)
+        run(docker, "import", "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', "-", BASE_TAG,
+            stdin=tar.stdout, capture=True)
+        tar.wait()
     return BASE_TAG
 
 
-def build(docker: str, base: str) -> str:
+def image_id(docker: str, tag: str) -> str | None:
+    r = run(docker, "image", "inspect", "-f", "{{.Id}}", tag, check=False, capture=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def build(docker: str, base: str, builder: str = "auto") -> str:
+    """The image, with whichever builder is present. The build stage is tagged too (BUILD_TAG):
+    so that the images an earlier build made, and this one replaced, can be told from this
+    build's cache and removed (on vfs each is a full copy: a data root would grow by gigabytes
+    per changed commit), and nothing else on the daemon is touched."""
     buildx = run(docker, "buildx", "version", check=False, capture=True).returncode == 0
+    if builder == "legacy":
+        buildx = False
     args = ["buildx", "build", "--load"] if buildx else ["build"]
-    env = dict(os.environ, DOCKER_BUILDKIT="1" if buildx else "0")
+    # BuildKit without buildx: a CLI before 23.0 (Debian 12's docker.io, 20.10) has it built in
+    kit = buildx or builder == "buildkit"
+    env = dict(os.environ, DOCKER_BUILDKIT="1" if kit else "0")
+    if kit and not buildx and run(docker, "version", "-f", "{{.Client.Version}}", check=False,
+                                  capture=True).stdout.strip().split(".")[0] not in ("18", "19", "20"):
+        sys.exit(f"containers: {docker} has neither buildx nor BuildKit built in: install docker-buildx, or "
+                 "--docker /usr/bin/docker (Debian's, 20.10)")
+    before = {tag: image_id(docker, tag) for tag in (BUILD_TAG, IMAGE)}
     # host networking: apt and pip inside the build reach the registries as the host does
-    run(docker, *args, "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}", "-t", IMAGE, ROOT, env=env)
-    return "BuildKit (buildx)" if buildx else "legacy builder"
+    common = [*args, "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}"]
+    run(docker, *common, "--target", "build", "-t", BUILD_TAG, ROOT, env=env)
+    run(docker, *common, "-t", IMAGE, ROOT, env=env)  # the build stage: all from the cache now
+    for tag, was in before.items():
+        if was is not None and was != image_id(docker, tag):  # replaced: with its untagged parents
+            run(docker, "image", "rm", was, check=False, capture=True)
+    return "BuildKit (buildx)" if buildx else "BuildKit (DOCKER_BUILDKIT=1)" if kit else "legacy builder"
 
 
 def free_ports(n: int) -> list[int]:
@@ -243,7 +299,7 @@ def compose_run(compose: list[str]) -> dict:
             assert status == 200, (status, r)
             srcs = {m["model_id"]: (m["source"], m["board_id"]) for m in r["members"]}
             assert all(s == "board" for s, _ in srcs.values()), srcs
-            assert {m: b for m, (_, b) in srcs.items()} == {m: by_model[m]["id"] for m in srcs}, srcs
+            assert {m: b for m, (_, b) in srcs.items()} == {m: by_model[m]["board_id"] for m in srcs}, srcs
     victim = models[1]
 
     def source_of_victim(want: str):
@@ -291,13 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=Path("/var/lib/docker"),
                    help="data root of a daemon started here (default %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the image (default: keep it too; it is the cache)")
+    p.add_argument("--builder", choices=("auto", "legacy", "buildkit"), default="auto",
+                   help="auto: BuildKit through buildx when present, else the legacy builder (default)")
+    p.add_argument("--docker", default=shutil.which("docker") or "docker",
+                   help="the docker CLI (default: the first on PATH, %(default)s)")
     a = p.parse_args(argv)
     for d in (a.base_root, a.data_root):
         if ROOT in d.resolve().parents:
             sys.exit(f"containers: {d} is inside the work tree: put it elsewhere (/var/tmp, /var/lib)")
     with step("packages (docker.io, docker-compose)"):
         ensure_packages()
-    docker = shutil.which("docker") or "docker"
+    docker = a.docker
     with step("daemon"):
         daemon = start_daemon(docker, a.data_root)
     project = f"fleetvote-ci-{os.getpid()}"
@@ -311,8 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         with step("base image"):
             summary["base"] = base_image(docker, a.base_root)
         with step("image build"):
-            summary["builder"] = build(docker, summary["base"])
+            summary["builder"] = build(docker, summary["base"], a.builder)
         summary["image_bytes"] = int(run(docker, "image", "inspect", "-f", "{{.Size}}", IMAGE, capture=True).stdout)
+        # instructions that made a layer of their own (the rest are metadata: empty layers)
+        sizes = run(docker, "history", "--no-trunc", "--format", "{{.Size}}", IMAGE, capture=True).stdout.split()
+        summary["image_layers"] = sum(x not in ("0B", "0") for x in sizes)
         try:
             summary.update(compose_run(compose))
         finally:
