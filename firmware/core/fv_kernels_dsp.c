@@ -1248,6 +1248,306 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
     }
 }
 
+/* ---- 3x3 depthwise on channel planes, SMLAD on horizontally adjacent pixels ----------------------
+ * The layers every zoo member has (3x3, dilation 1, stride 1 or 2, the whole int8 range): each
+ * channel's input rows are widened once into a plane of its own (dwp_* below), int16 with the
+ * input offset included, so that one word holds two horizontally adjacent pixels (x_2u, x_2u+1)
+ * of one channel. With the kernel row's weights paired as W01 = (w0, w1) and W12 = (w1, w2)
+ * (doubled, as above), a window starting at an even column 2u takes SMLAD(W01, P[u]) +
+ * SMLATB(W12, P[u + 1]) (w0 x_2u + w1 x_2u+1, then w2 x_2u+2), one starting at an odd column
+ * 2u + 1 SMLABT(W01, P[u]) + SMLAD(W12, P[u + 1]) (w0 x_2u+1, then w1 x_2u+2 + w2 x_2u+3):
+ * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
+ * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
+ *
+ * Plane layout: per plane row, the group's 4 channels one after the other, DWP_PITCH halfwords
+ * each; input column x at halfword x + 2 (so that a word holds an even column and the next
+ * whatever the padding: the 2 halfwords before column 0 and everything after the last are 0, the
+ * centred value of a padding tap, as in dw_plane above). Rows outside the image are 0. The pitch
+ * is fixed so that the row offsets are constants: rows up to 34 pixels wide (dsconv26's widest
+ * depthwise input is 32); wider layers take the path above.
+ */
+#define DWP_PITCH 36 /* halfwords per channel row: 2 + 32 pixels + 2 */
+#define DWP_WPR (DWP_PITCH / 2) /* words per channel row */
+#define DWP_ROW (4 * DWP_WPR)   /* words per plane row (4 channels) */
+
+static inline int32_t pkhbt16(int32_t lo, int32_t hi)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
+static inline int32_t pkhtb16(int32_t hi, int32_t lo)
+{
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+
+/* One channel's record: per kernel row W01 and W12, doubled; the doubled bias and the
+ * requantisation. */
+typedef struct {
+    int32_t w[6];        /* +0: W01, W12 of kernel rows 0, 1, 2 */
+    int32_t bias2;       /* +24 */
+    rq_chan rq;          /* +28: m, round_zp, e */
+    const int32_t *xr;   /* +40: the current output row's first plane word */
+    int32_t xr_step;     /* +44: bytes from one output row's plane words to the next's */
+    int8_t *orow;        /* +48: the current output row's first byte */
+    int32_t c;           /* +52: bytes from one output pixel to the next */
+    int32_t rows;        /* +56: output rows left, >= 1 */
+    int32_t row_bytes;   /* +60: bytes the passes of one row advance in the plane, >= 1 pass */
+    int32_t orow_step;   /* +64: bytes from one output row to the next */
+} dwp_chan;
+
+/* The sum of one kernel row for a window starting at plane column c (halfwords), row words p. */
+static inline __attribute__((always_inline)) int32_t dwp_row(int32_t acc, const int32_t *p, int32_t c, int32_t w01, int32_t w12)
+{
+    const int32_t *const q = p + (c >> 1);
+    if ((c & 1) == 0) {
+        return __smlatb(w12, q[1], __smlad(w01, q[0], acc)); /* w0 x_c + w1 x_c+1, w2 x_c+2 */
+    }
+    return __smlad(w12, q[1], __smlabt(w01, q[0], acc)); /* w0 x_c, w1 x_c+1 + w2 x_c+2 */
+}
+
+static inline __attribute__((always_inline)) int32_t dwp_one(const int32_t *xr, int32_t c, const dwp_chan *ch)
+{
+    int32_t a = ch->bias2;
+    a = dwp_row(a, xr, c, ch->w[0], ch->w[1]);
+    a = dwp_row(a, xr + DWP_ROW, c, ch->w[2], ch->w[3]);
+    return dwp_row(a, xr + 2 * DWP_ROW, c, ch->w[4], ch->w[5]);
+}
+
+static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
+{
+    int32_t sat;
+    __asm__("ssat %0, #8, %1" : "=r"(sat) : "r"(rq2_raw(acc2, r)));
+    return (int8_t)sat;
+}
+
+/* One pass's sums, 4 outputs of one channel, in assembly (gcc recomputed every word's address and
+ * spilled the sums): per kernel row one LDRD of W01/W12 from the record (wp, bytes 0, 8, 16) and
+ * the plane words at xp + ROW (a row is DWP_ROW words, 288 bytes). Stride 1, first window at an odd
+ * column (3x3 SAME: padding 1): words P0..P3, out 0 odd, 1 even, 2 odd, 3 even, 3 loads and 8
+ * multiplies per row. Stride 2, first window at an even column (SAME on an even input: padding
+ * 0 before): words P0..P4, every window even, 4 loads and 8 multiplies. The first row starts the
+ * sums from the bias. */
+#define DWP_S1_ROW(W, R, A0, A1, A2, A3)                                                             \
+    "ldrd %[w01], %[w12], [%[rp], #" W "]\n\t"                                                       \
+    "ldrd %[ya], %[yb], [%[xp], #" R "]\n\t"                                                         \
+    "smlabt %[a0], %[w01], %[ya], " A0 "\n\t"                                                        \
+    "smlad %[a0], %[w12], %[yb], %[a0]\n\t"                                                          \
+    "smlad %[a1], %[w01], %[yb], " A1 "\n\t"                                                         \
+    "smlabt %[a2], %[w01], %[yb], " A2 "\n\t"                                                        \
+    "ldrd %[ya], %[yb], [%[xp], #" R "+8]\n\t"                                                       \
+    "smlatb %[a1], %[w12], %[ya], %[a1]\n\t"                                                         \
+    "smlad %[a2], %[w12], %[ya], %[a2]\n\t"                                                          \
+    "smlad %[a3], %[w01], %[ya], " A3 "\n\t"                                                         \
+    "smlatb %[a3], %[w12], %[yb], %[a3]\n\t"
+#define DWP_S2_ROW(W, R, A0, A1, A2, A3)                                                             \
+    "ldrd %[w01], %[w12], [%[rp], #" W "]\n\t"                                                       \
+    "ldrd %[ya], %[yb], [%[xp], #" R "]\n\t"                                                         \
+    "smlad %[a0], %[w01], %[ya], " A0 "\n\t"                                                         \
+    "smlatb %[a0], %[w12], %[yb], %[a0]\n\t"                                                         \
+    "smlad %[a1], %[w01], %[yb], " A1 "\n\t"                                                         \
+    "ldrd %[ya], %[yb], [%[xp], #" R "+8]\n\t"                                                       \
+    "smlatb %[a1], %[w12], %[ya], %[a1]\n\t"                                                         \
+    "smlad %[a2], %[w01], %[ya], " A2 "\n\t"                                                         \
+    "smlatb %[a2], %[w12], %[yb], %[a2]\n\t"                                                         \
+    "smlad %[a3], %[w01], %[yb], " A3 "\n\t"                                                         \
+    "ldr %[ya], [%[xp], #" R "+16]\n\t"                                                              \
+    "smlatb %[a3], %[w12], %[ya], %[a3]\n\t"
+#define DWP_PASS(ROW)                                                                                \
+    ROW("0", "0", "%[b]", "%[b]", "%[b]", "%[b]")                                                    \
+    ROW("8", "288", "%[a0]", "%[a1]", "%[a2]", "%[a3]")                                              \
+    ROW("16", "576", "%[a0]", "%[a1]", "%[a2]", "%[a3]")
+/* sum J requantised in place: rq2_raw, then SSAT (m, round_zp in w01, w12, e in ya) */
+#define DWP_RQ(J)                                                                                    \
+    "smmlar %[yb], %[a" J "], %[w01], %[w12]\n\t"                                                    \
+    "sub %[a" J "], %[yb], %[a" J "], lsr #31\n\t"                                                   \
+    "asr %[a" J "], %[a" J "], %[ya]\n\t"                                                            \
+    "ssat %[a" J "], #8, %[a" J "]\n\t"
+/* Every row's passes for one channel: per pass the 4 sums (DWP_PASS), 4 requantisations (4
+ * instructions each), 4 byte stores c apart; per row the record's row fields move on. XSTEP: the
+ * plane bytes one pass advances, 8 (stride 1) or 16 (stride 2). */
+#define DWP_ROWS_ASM(ROW, XSTEP)                                                                     \
+    "ldr %[b], [%[rp], #24]\n\t"                                                                     \
+    "ldr %[c], [%[rp], #52]\n\t"                                                                     \
+    "ldr %[xp], [%[rp], #40]\n\t"                                                                    \
+    "ldr %[op], [%[rp], #48]\n\t"                                                                    \
+    "1:\n\t"                                                                                         \
+    "ldr %[ya], [%[rp], #60]\n\t"                                                                    \
+    "add %[end], %[xp], %[ya]\n\t"                                                                   \
+    "2:\n\t"                                                                                         \
+    DWP_PASS(ROW)                                                                                    \
+    "ldrd %[w01], %[w12], [%[rp], #28]\n\t"                                                          \
+    "ldr %[ya], [%[rp], #36]\n\t"                                                                    \
+    DWP_RQ("0") DWP_RQ("1") DWP_RQ("2") DWP_RQ("3")                                                  \
+    "strb %[a0], [%[op]]\n\t"                                                                        \
+    "strb %[a1], [%[op], %[c]]\n\t"                                                                  \
+    "add %[op], %[op], %[c], lsl #1\n\t"                                                             \
+    "strb %[a2], [%[op]]\n\t"                                                                        \
+    "strb %[a3], [%[op], %[c]]\n\t"                                                                  \
+    "add %[op], %[op], %[c], lsl #1\n\t"                                                             \
+    "add %[xp], %[xp], #" XSTEP "\n\t"                                                               \
+    "cmp %[xp], %[end]\n\t"                                                                          \
+    "bne 2b\n\t"                                                                                     \
+    "ldrd %[xp], %[ya], [%[rp], #40]\n\t"                                                            \
+    "add %[xp], %[xp], %[ya]\n\t"                                                                    \
+    "str %[xp], [%[rp], #40]\n\t"                                                                    \
+    "ldr %[op], [%[rp], #48]\n\t"                                                                    \
+    "ldr %[ya], [%[rp], #64]\n\t"                                                                    \
+    "add %[op], %[op], %[ya]\n\t"                                                                    \
+    "str %[op], [%[rp], #48]\n\t"                                                                    \
+    "ldr %[ya], [%[rp], #56]\n\t"                                                                    \
+    "subs %[ya], %[ya], #1\n\t"                                                                      \
+    "str %[ya], [%[rp], #56]\n\t"                                                                    \
+    "bne 1b\n\t"
+#define DWP_ROWS_OPERANDS                                                                            \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w01] "=&r"(w01),             \
+      [w12] "=&r"(w12), [ya] "=&r"(ya), [yb] "=&r"(yb), [xp] "=&r"(xp), [op] "=&r"(op), [c] "=&r"(c), \
+      [end] "=&r"(end), [b] "=&r"(b)                                                                 \
+    : [rp] "r"(rp)                                                                                   \
+    : "cc", "memory"
+
+static void dwp_rows_s1(dwp_chan *rp)
+{
+    int32_t a0, a1, a2, a3, w01, w12, ya, yb, c, b;
+    const int32_t *xp, *end;
+    int8_t *op;
+    _Static_assert(DWP_ROW * 4 == 288, "the passes' row offsets are 288 and 576 bytes");
+    __asm__ volatile(DWP_ROWS_ASM(DWP_S1_ROW, "8") DWP_ROWS_OPERANDS);
+}
+
+static void dwp_rows_s2(dwp_chan *rp)
+{
+    int32_t a0, a1, a2, a3, w01, w12, ya, yb, c, b;
+    const int32_t *xp, *end;
+    int8_t *op;
+    __asm__ volatile(DWP_ROWS_ASM(DWP_S2_ROW, "16") DWP_ROWS_OPERANDS);
+}
+
+/* The outputs the passes leave, the row's last out_w % 4, one at a time in C. */
+static void dwp_tail(const int32_t *xr, int32_t rows, int32_t row_step, int32_t out_w, int8_t *o, int32_t c,
+                     const dwp_chan *ch, int32_t s, int32_t c0)
+{
+    for (int32_t y = 0; y < rows; y++) {
+        for (int32_t ox = out_w & ~3; ox < out_w; ox++) {
+            o[(size_t)y * (size_t)out_w * (size_t)c + (size_t)ox * (size_t)c] =
+                dwp_rq(dwp_one(xr + y * row_step, ox * s + c0, ch), &ch->rq);
+        }
+    }
+}
+
+/* The group's n channels (from g4) of input rows [y0, y0 + rows) widened into the plane's rows
+ * (rows outside the image are already 0); the 2 pixels of a word come from two pixel words by
+ * PKHBT/PKHTB (bytes 0-1 of both, bytes 2-3 of both), then SXTAB16 and SXTAB16 ROR 8. */
+static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int32_t n, int32_t y0, int32_t rows,
+                      int32_t off2)
+{
+    const int32_t c = p->in_c, w = p->in_w;
+    for (int32_t r = 0; r < rows; r++) {
+        const int32_t y = y0 + r;
+        int32_t *d = dw_plane + r * DWP_ROW + 1; /* word 1: columns 0 and 1 */
+        const int8_t *s;
+        int32_t x = 0;
+        if (y < 0 || y >= p->in_h) {
+            continue;
+        }
+        s = in + ((size_t)y * (size_t)w) * (size_t)c + (size_t)g4;
+        for (; x + 1 < w; x += 2) {
+            const int32_t v0 = n == 4 ? ld_s8x4(s) : ld_s8_tail(s, n);
+            const int32_t v1 = n == 4 ? ld_s8x4(s + c) : ld_s8_tail(s + c, n);
+            const int32_t lo = pkhbt16(v0, v1), hi = pkhtb16(v1, v0);
+            d[0] = __sxtab16(off2, lo);
+            d[DWP_WPR] = sxtab16_ror8(off2, lo);
+            d[2 * DWP_WPR] = __sxtab16(off2, hi);
+            d[3 * DWP_WPR] = sxtab16_ror8(off2, hi);
+            d++;
+            s += 2 * c;
+        }
+        if (x < w) { /* an odd last pixel: its word's high half is the padding after it, 0 */
+            const int32_t v0 = n == 4 ? ld_s8x4(s) : ld_s8_tail(s, n);
+            d[0] = __sxtab16(off2, v0) & 0xFFFF;
+            d[DWP_WPR] = sxtab16_ror8(off2, v0) & 0xFFFF;
+            d[2 * DWP_WPR] = __sxtab16(off2, (int32_t)((uint32_t)v0 >> 16)) & 0xFFFF;
+            d[3 * DWP_WPR] = sxtab16_ror8(off2, (int32_t)((uint32_t)v0 >> 16)) & 0xFFFF;
+        }
+    }
+}
+
+/* 1 when the layer ran here, 0 when it does not fit (the caller's path then runs it). */
+static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
+{
+    const int32_t c = p->in_c, out_w = p->out_w, out_h = p->out_h, s_w = p->stride_w, s_h = p->stride_h;
+    const int32_t c0 = 2 - p->pad_left; /* the first window's plane column */
+    const int32_t cap_rows = (FV_DSP_DW_WORDS / DWP_ROW);
+    const int32_t off2 = pack_offset(p->input_offset), zp21 = 2 * p->output_offset + 1;
+    int32_t band, oy0;
+    if (p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 || p->dil_w != 1 || (s_w != 1 && s_w != 2) ||
+        p->act_min != -128 || p->act_max != 127 || p->pad_left != (s_w == 1 ? 1 : 0) ||
+        p->in_w + 2 > DWP_PITCH - 2 || cap_rows < 3) {
+        return 0;
+    }
+    /* the last window's last column, and the word after it a pass may read: inside the row */
+    if (((out_w - 1) | 3) * s_w + c0 + 3 >= DWP_PITCH) {
+        return 0;
+    }
+    band = (cap_rows - 3) / s_h + 1;
+    if (band > out_h) {
+        band = out_h;
+    }
+    memset(dw_plane, 0, (size_t)(((band - 1) * s_h + 3) * DWP_ROW) * 4u);
+    for (oy0 = 0; oy0 < out_h; oy0 += band) {
+        const int32_t oy1 = oy0 + band < out_h ? oy0 + band : out_h;
+        const int32_t y0 = oy0 * s_h - p->pad_top;
+        const int32_t rows = (oy1 - 1 - oy0) * s_h + 3;
+        for (int32_t r = 0; r < rows; r++) { /* rows outside the image: 0 (an earlier band's may not be) */
+            if (y0 + r < 0 || y0 + r >= p->in_h) {
+                memset(dw_plane + r * DWP_ROW, 0, DWP_ROW * 4u);
+            }
+        }
+        for (int32_t g4 = 0; g4 < c; g4 += 4) {
+            const int32_t n = c - g4 < 4 ? c - g4 : 4;
+            dwp_widen(p, in, g4, n, y0, rows, off2);
+            for (int32_t j = 0; j < n; j++) {
+                const int32_t ch = g4 + j;
+                dwp_chan rec;
+                for (int32_t k = 0; k < 3; k++) {
+                    const int8_t *wk = p->weights + (size_t)(3 * k) * (size_t)c + (size_t)ch;
+                    const int32_t w0 = 2 * wk[0], w1 = 2 * wk[c], w2 = 2 * wk[2 * c];
+                    rec.w[2 * k] = (int32_t)(((uint32_t)w0 & 0xFFFFu) | ((uint32_t)w1 << 16));
+                    rec.w[2 * k + 1] = (int32_t)(((uint32_t)w1 & 0xFFFFu) | ((uint32_t)w2 << 16));
+                }
+                rec.bias2 = p->bias != NULL ? 2 * p->bias[ch] : 0;
+                rec.rq = rq_of(p->multiplier, p->shift, ch, zp21);
+                {
+                    const int32_t *const xr = dw_plane + j * DWP_WPR;
+                    int8_t *const o = out + (size_t)oy0 * (size_t)out_w * (size_t)c + (size_t)ch;
+                    const int32_t rs = s_h * DWP_ROW;
+                    if (out_w >= 4) {
+                        rec.xr = xr + (c0 >> 1);
+                        rec.xr_step = 4 * rs;
+                        rec.orow = o;
+                        rec.c = c;
+                        rec.rows = oy1 - oy0;
+                        rec.row_bytes = (out_w >> 2) * 8 * s_w;
+                        rec.orow_step = out_w * c;
+                        if (s_w == 1) {
+                            dwp_rows_s1(&rec);
+                        } else {
+                            dwp_rows_s2(&rec);
+                        }
+                    }
+                    if ((out_w & 3) != 0) {
+                        dwp_tail(xr, oy1 - oy0, rs, out_w, o, c, &rec, s_w, c0);
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t c = p->in_c;
@@ -1270,6 +1570,9 @@ void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *
     if (p->depth_multiplier != 1 || taps > DW_MAX_TAPS || cap_rows < span_h ||
         !rq_fast_ok(bias, p->multiplier, p->shift, c, taps, p->output_offset)) {
         fv_depthwise_conv2d_ref(p, in, out);
+        return;
+    }
+    if (dw_planar(p, in, out)) {
         return;
     }
     band = (cap_rows - span_h) / s_h + 1; /* output rows per band */
