@@ -1366,10 +1366,21 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "sub %[a" J "], %[yb], %[a" J "], lsr #31\n\t"                                                   \
     "asr %[a" J "], %[a" J "], %[ya]\n\t"                                                            \
     "ssat %[a" J "], #8, %[a" J "]\n\t"
-/* Every row's passes for one channel: per pass the 4 sums (DWP_PASS), 4 requantisations (4
- * instructions each), 4 byte stores c apart; per row the record's row fields move on. XSTEP: the
- * plane bytes one pass advances, 8 (stride 1) or 16 (stride 2). */
-#define DWP_ROWS_ASM(ROW, XSTEP)                                                                     \
+#define DWP_RQ4 DWP_RQ("0") DWP_RQ("1") DWP_RQ("2") DWP_RQ("3")
+#define DWP_LOAD_E "ldr %[ya], [%[rp], #36]\n\t"
+/* the same with the shift E an immediate of SSAT (the functions per shift below): 3 instructions */
+#define DWP_RQ_E(J, E)                                                                               \
+    "smmlar %[yb], %[a" J "], %[w01], %[w12]\n\t"                                                    \
+    "sub %[a" J "], %[yb], %[a" J "], lsr #31\n\t"                                                   \
+    "ssat %[a" J "], #8, %[a" J "], asr #" E "\n\t"
+#define DWP_RQ4_E(E) DWP_RQ_E("0", E) DWP_RQ_E("1", E) DWP_RQ_E("2", E) DWP_RQ_E("3", E)
+/* Every row's passes for one channel: per pass the 4 sums (DWP_PASS), 4 requantisations (RQ4,
+ * after LOAD_E), 4 byte stores c apart; per row the plane and output pointers step over the
+ * row's rest, until the output pointer reaches its end. XSTEP: the plane bytes one pass
+ * advances, 8 (stride 1) or 16 (stride 2). Per pass 33 (stride 1) or 36 (stride 2) for the sums,
+ * 1-2 loads and 12-16 for the requantisation, 6 for the stores, 3 for the loop: 55-61
+ * instructions for 36 MACs; per row 6 more. */
+#define DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4)                                                        \
     "ldr %[b], [%[rp], #24]\n\t"                                                                     \
     "ldr %[c], [%[rp], #64]\n\t"                                                                     \
     "ldr %[xp], [%[rp], #40]\n\t"                                                                    \
@@ -1380,8 +1391,7 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "2:\n\t"                                                                                         \
     DWP_PASS(ROW)                                                                                    \
     "ldrd %[w01], %[w12], [%[rp], #28]\n\t"                                                          \
-    "ldr %[ya], [%[rp], #36]\n\t"                                                                    \
-    DWP_RQ("0") DWP_RQ("1") DWP_RQ("2") DWP_RQ("3")                                                  \
+    LOAD_E RQ4                                                                                       \
     "strb %[a0], [%[op]]\n\t"                                                                        \
     "strb %[a1], [%[op], %[c]]\n\t"                                                                  \
     "add %[op], %[op], %[c], lsl #1\n\t"                                                             \
@@ -1403,23 +1413,40 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
       [end] "=&r"(end), [b] "=&r"(b)                                                                 \
     : [rp] "r"(rp)                                                                                   \
     : "cc", "memory"
-
-static __attribute__((noinline)) void dwp_rows_s1(dwp_chan *rp)
-{
-    int32_t a0, a1, a2, a3, w01, w12, ya, yb, c, b;
-    const int32_t *xp, *end;
-    int8_t *op;
-    _Static_assert(DWP_ROW * 4 == 288, "the passes' row offsets are 288 and 576 bytes");
-    __asm__ volatile(DWP_ROWS_ASM(DWP_S1_ROW, "8") DWP_ROWS_OPERANDS);
-}
-
-static __attribute__((noinline)) void dwp_rows_s2(dwp_chan *rp)
-{
-    int32_t a0, a1, a2, a3, w01, w12, ya, yb, c, b;
-    const int32_t *xp, *end;
-    int8_t *op;
-    __asm__ volatile(DWP_ROWS_ASM(DWP_S2_ROW, "16") DWP_ROWS_OPERANDS);
-}
+#define DWP_ROWS_FN(NAME, ROW, XSTEP, LOAD_E, RQ4)                                                   \
+    static __attribute__((noinline)) void NAME(dwp_chan *rp)                                         \
+    {                                                                                                \
+        int32_t a0, a1, a2, a3, w01, w12, ya, yb, c, b;                                              \
+        const int32_t *xp, *end;                                                                     \
+        int8_t *op;                                                                                  \
+        __asm__ volatile(DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4) DWP_ROWS_OPERANDS);                   \
+    }
+_Static_assert(DWP_ROW * 4 == 288, "the passes' row offsets are 288 and 576 bytes");
+DWP_ROWS_FN(dwp_rows_s1, DWP_S1_ROW, "8", DWP_LOAD_E, DWP_RQ4)
+DWP_ROWS_FN(dwp_rows_s2, DWP_S2_ROW, "16", DWP_LOAD_E, DWP_RQ4)
+/* One function per shift from 5 to 13 (the zoo's layers shift by 6 to 12; the others take the
+ * register shift above): 18 of them, about 4.5 KB of flash, for 5 instructions per pass. */
+#define DWP_E_MIN 5
+#define DWP_E_MAX 13
+#define DWP_ROWS_E(E)                                                                                \
+    DWP_ROWS_FN(dwp_rows_s1_e##E, DWP_S1_ROW, "8", "", DWP_RQ4_E(#E))                               \
+    DWP_ROWS_FN(dwp_rows_s2_e##E, DWP_S2_ROW, "16", "", DWP_RQ4_E(#E))
+DWP_ROWS_E(5)
+DWP_ROWS_E(6)
+DWP_ROWS_E(7)
+DWP_ROWS_E(8)
+DWP_ROWS_E(9)
+DWP_ROWS_E(10)
+DWP_ROWS_E(11)
+DWP_ROWS_E(12)
+DWP_ROWS_E(13)
+typedef void (*dwp_rows_fn)(dwp_chan *);
+static const dwp_rows_fn DWP_ROWS_BY_E[2][DWP_E_MAX - DWP_E_MIN + 1] = {
+    {dwp_rows_s1_e5, dwp_rows_s1_e6, dwp_rows_s1_e7, dwp_rows_s1_e8, dwp_rows_s1_e9, dwp_rows_s1_e10,
+     dwp_rows_s1_e11, dwp_rows_s1_e12, dwp_rows_s1_e13},
+    {dwp_rows_s2_e5, dwp_rows_s2_e6, dwp_rows_s2_e7, dwp_rows_s2_e8, dwp_rows_s2_e9, dwp_rows_s2_e10,
+     dwp_rows_s2_e11, dwp_rows_s2_e12, dwp_rows_s2_e13},
+};
 
 /* The outputs the passes leave, the row's last out_w % 4, one at a time in C. */
 static void dwp_tail(const int32_t *xr, int32_t rows, int32_t row_step, int32_t out_w, int8_t *o, int32_t c,
@@ -1478,6 +1505,9 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
                       int32_t off2)
 {
     const int32_t c = p->in_c, w = p->in_w;
+    /* a partial group's quads read 4 - n bytes of the next pixel into planes no pass reads,
+     * except past the tensor's end: the last row's last quad then goes one pixel at a time */
+    const int32_t y_last = p->in_h - 1, quads_last = n == 4 ? w >> 2 : (w - 1) >> 2;
     for (int32_t r = 0; r < rows; r++) {
         const int32_t y = y0 + r;
         int32_t *d = dw_plane + r * DWP_ROW + 1; /* word 1: columns 0 and 1 */
@@ -1487,10 +1517,11 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
             continue;
         }
         s = in + ((size_t)y * (size_t)w) * (size_t)c + (size_t)g4;
-        if (n == 4 && w >= 4) {
+        const int32_t quads = y == y_last ? quads_last : w >> 2;
+        if (quads > 0) {
             _Static_assert(DWP_WPR * 4 == 72, "the quads' channel rows are 72 bytes apart");
-            dwp_widen_quads(s, c, d, w >> 2, off2);
-            x = w & ~3;
+            dwp_widen_quads(s, c, d, quads, off2);
+            x = 4 * quads;
             s += (size_t)x * (size_t)c;
             d += x >> 1;
         }
@@ -1573,7 +1604,9 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
                         rec.orow = o;
                         rec.oend = o + (size_t)(oy1 - oy0) * (size_t)out_w * (size_t)c;
                         rec.c = c;
-                        if (s_w == 1) {
+                        if (rec.rq.e >= DWP_E_MIN && rec.rq.e <= DWP_E_MAX) {
+                            DWP_ROWS_BY_E[s_w - 1][rec.rq.e - DWP_E_MIN](&rec);
+                        } else if (s_w == 1) {
                             dwp_rows_s1(&rec);
                         } else {
                             dwp_rows_s2(&rec);
