@@ -1546,6 +1546,32 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
     }
 }
 
+/* The group's weight pairs, doubled, for its 4 records (a partial group's missing lanes 0): per
+ * kernel row the 3 taps' words of 4 channels, SXTB16 (channels 0 and 2) and SXTB16 ROR 8 (1 and 3),
+ * SADD16 to double, then PKHBT/PKHTB pair the taps of one channel: W01 = (w0, w1), W12 = (w1, w2). */
+static void dwp_weights(const int8_t *weights, int32_t c, int32_t g4, int32_t n, dwp_chan rec[4])
+{
+    for (int32_t k = 0; k < 3; k++) {
+        const int8_t *const wk = weights + (size_t)(3 * k) * (size_t)c + (size_t)g4;
+        int32_t e[3], o[3];
+        for (int32_t t = 0; t < 3; t++) {
+            const int32_t v = n == 4 ? ld_s8x4(wk + t * c) : ld_s8_tail(wk + t * c, n);
+            e[t] = __sxtb16(v);
+            o[t] = sxtb16_ror8(v);
+            e[t] = __sadd16(e[t], e[t]);
+            o[t] = __sadd16(o[t], o[t]);
+        }
+        rec[0].w[2 * k] = pkhbt16(e[0], e[1]);
+        rec[0].w[2 * k + 1] = pkhbt16(e[1], e[2]);
+        rec[2].w[2 * k] = pkhtb16(e[1], e[0]);
+        rec[2].w[2 * k + 1] = pkhtb16(e[2], e[1]);
+        rec[1].w[2 * k] = pkhbt16(o[0], o[1]);
+        rec[1].w[2 * k + 1] = pkhbt16(o[1], o[2]);
+        rec[3].w[2 * k] = pkhtb16(o[1], o[0]);
+        rec[3].w[2 * k + 1] = pkhtb16(o[2], o[1]);
+    }
+}
+
 /* 1 when the layer ran here, 0 when it does not fit (the caller's path then runs it). */
 static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
@@ -1553,6 +1579,8 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
     const int32_t c0 = 2 - p->pad_left; /* the first window's plane column */
     const int32_t cap_rows = (FV_DSP_DW_WORDS / DWP_ROW);
     const int32_t off2 = pack_offset(p->input_offset), zp21 = 2 * p->output_offset + 1;
+    const int32_t w4 = out_w & ~3; /* the outputs of a row the passes take, 4 at a time */
+    dwp_chan rec[4];
     int32_t band, oy0;
     if (p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 || p->dil_w != 1 || (s_w != 1 && s_w != 2) ||
         p->act_min != -128 || p->act_max != 127 || p->pad_left != (s_w == 1 ? 1 : 0) ||
@@ -1567,6 +1595,12 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
     if (band > out_h) {
         band = out_h;
     }
+    for (int32_t j = 0; j < 4; j++) { /* the fields every channel and band share */
+        rec[j].row_bytes = (w4 >> 2) * 8 * s_w;
+        rec[j].xr_delta = 4 * s_h * DWP_ROW - rec[j].row_bytes;
+        rec[j].orow_delta = (out_w - w4) * c;
+        rec[j].c = c;
+    }
     memset(dw_plane, 0, (size_t)(((band - 1) * s_h + 3) * DWP_ROW) * 4u);
     for (oy0 = 0; oy0 < out_h; oy0 += band) {
         const int32_t oy1 = oy0 + band < out_h ? oy0 + band : out_h;
@@ -1579,42 +1613,29 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
         }
         for (int32_t g4 = 0; g4 < c; g4 += 4) {
             const int32_t n = c - g4 < 4 ? c - g4 : 4;
+            int8_t *const o = out + (size_t)oy0 * (size_t)out_w * (size_t)c + (size_t)g4;
+            const size_t band_bytes = (size_t)(oy1 - oy0) * (size_t)out_w * (size_t)c;
             dwp_widen(p, in, g4, n, y0, rows, off2);
+            dwp_weights(p->weights, c, g4, n, rec);
             for (int32_t j = 0; j < n; j++) {
                 const int32_t ch = g4 + j;
-                dwp_chan rec;
-                for (int32_t k = 0; k < 3; k++) {
-                    const int8_t *wk = p->weights + (size_t)(3 * k) * (size_t)c + (size_t)ch;
-                    const int32_t w0 = 2 * wk[0], w1 = 2 * wk[c], w2 = 2 * wk[2 * c];
-                    rec.w[2 * k] = (int32_t)(((uint32_t)w0 & 0xFFFFu) | ((uint32_t)w1 << 16));
-                    rec.w[2 * k + 1] = (int32_t)(((uint32_t)w1 & 0xFFFFu) | ((uint32_t)w2 << 16));
+                dwp_chan *const r = &rec[j];
+                r->bias2 = p->bias != NULL ? 2 * p->bias[ch] : 0;
+                r->rq = rq_of(p->multiplier, p->shift, ch, zp21);
+                if (w4 > 0) {
+                    r->xr = dw_plane + j * DWP_WPR + (c0 >> 1);
+                    r->orow = o + j;
+                    r->oend = o + j + band_bytes;
+                    if (r->rq.e >= DWP_E_MIN && r->rq.e <= DWP_E_MAX) {
+                        DWP_ROWS_BY_E[s_w - 1][r->rq.e - DWP_E_MIN](r);
+                    } else if (s_w == 1) {
+                        dwp_rows_s1(r);
+                    } else {
+                        dwp_rows_s2(r);
+                    }
                 }
-                rec.bias2 = p->bias != NULL ? 2 * p->bias[ch] : 0;
-                rec.rq = rq_of(p->multiplier, p->shift, ch, zp21);
-                {
-                    const int32_t *const xr = dw_plane + j * DWP_WPR;
-                    int8_t *const o = out + (size_t)oy0 * (size_t)out_w * (size_t)c + (size_t)ch;
-                    const int32_t rs = s_h * DWP_ROW;
-                    if (out_w >= 4) {
-                        const int32_t w4 = out_w & ~3;
-                        rec.xr = xr + (c0 >> 1);
-                        rec.row_bytes = (w4 >> 2) * 8 * s_w;
-                        rec.xr_delta = 4 * rs - rec.row_bytes;
-                        rec.orow_delta = (out_w - w4) * c;
-                        rec.orow = o;
-                        rec.oend = o + (size_t)(oy1 - oy0) * (size_t)out_w * (size_t)c;
-                        rec.c = c;
-                        if (rec.rq.e >= DWP_E_MIN && rec.rq.e <= DWP_E_MAX) {
-                            DWP_ROWS_BY_E[s_w - 1][rec.rq.e - DWP_E_MIN](&rec);
-                        } else if (s_w == 1) {
-                            dwp_rows_s1(&rec);
-                        } else {
-                            dwp_rows_s2(&rec);
-                        }
-                    }
-                    if ((out_w & 3) != 0) {
-                        dwp_tail(xr, oy1 - oy0, rs, out_w, o, c, &rec, s_w, c0);
-                    }
+                if (w4 < out_w) {
+                    dwp_tail(dw_plane + j * DWP_WPR, oy1 - oy0, s_h * DWP_ROW, out_w, o + j, c, r, s_w, c0);
                 }
             }
         }
