@@ -1460,13 +1460,28 @@ static void dwp_tail(const int32_t *xr, int32_t rows, int32_t row_step, int32_t 
     }
 }
 
-/* n4 quads of pixels (4 channels each, c bytes apart, from s) widened into the 4 channel rows at d:
- * per quad 4 loads, 4 PKH, 8 SXTAB16, 4 STRD, 25 instructions for 16 values (gcc's loop took
- * about 3.4 per value). */
-static inline void dwp_widen_quads(const int8_t *s, int32_t c, int32_t *d, int32_t n4, int32_t off2)
+/* Rows of quads of pixels (4 channels each, c bytes apart) widened into the 4 channel rows of each
+ * plane row: per quad 4 loads, 4 PKH, 8 SXTAB16, 4 STRD, 25 instructions for 16 values; per row
+ * 7 more (gcc's loop took 2.2-5.3 per value with its row overhead). */
+typedef struct {
+    const int8_t *s;  /* +0: the first row's first pixel (channel g4) */
+    int32_t *d;       /* +4: its plane word */
+    int32_t quads;    /* +8: quads per row, >= 1 */
+    int32_t s_delta;  /* +12: bytes from the pixel after a row's last quad to the next row's first */
+    int32_t d_delta;  /* +16: the same in the plane */
+    int32_t rows;     /* +20: rows, >= 1 */
+} dwp_widen_job;
+
+static __attribute__((noinline)) void dwp_widen_quads(dwp_widen_job *job, int32_t c, int32_t off2)
 {
-    int32_t p0, p1, p2, p3, q0, q1, u0, u1;
-    __asm__ volatile("1:\n\t"
+    const int8_t *s;
+    int32_t *d;
+    int32_t n, p0, p1, p2, p3, q0, q1;
+    __asm__ volatile("ldr %[s], [%[job]]\n\t"
+                     "ldr %[d], [%[job], #4]\n\t"
+                     "1:\n\t"
+                     "ldr %[n], [%[job], #8]\n\t"
+                     "2:\n\t"
                      "ldr %[p0], [%[s]]\n\t"
                      "ldr %[p1], [%[s], %[c]]\n\t"
                      "add %[s], %[s], %[c], lsl #1\n\t"
@@ -1477,24 +1492,31 @@ static inline void dwp_widen_quads(const int8_t *s, int32_t c, int32_t *d, int32
                      "pkhtb %[p1], %[p1], %[p0], asr #16\n\t"
                      "pkhbt %[q1], %[p2], %[p3], lsl #16\n\t"
                      "pkhtb %[p3], %[p3], %[p2], asr #16\n\t"
-                     "sxtab16 %[u0], %[off], %[q0]\n\t"
-                     "sxtab16 %[u1], %[off], %[q1]\n\t"
-                     "strd %[u0], %[u1], [%[d]]\n\t"
-                     "sxtab16 %[u0], %[off], %[q0], ror #8\n\t"
-                     "sxtab16 %[u1], %[off], %[q1], ror #8\n\t"
-                     "strd %[u0], %[u1], [%[d], #72]\n\t"
-                     "sxtab16 %[u0], %[off], %[p1]\n\t"
-                     "sxtab16 %[u1], %[off], %[p3]\n\t"
-                     "strd %[u0], %[u1], [%[d], #144]\n\t"
-                     "sxtab16 %[u0], %[off], %[p1], ror #8\n\t"
-                     "sxtab16 %[u1], %[off], %[p3], ror #8\n\t"
-                     "strd %[u0], %[u1], [%[d], #216]\n\t"
+                     "sxtab16 %[p0], %[off], %[q0]\n\t"
+                     "sxtab16 %[p2], %[off], %[q1]\n\t"
+                     "strd %[p0], %[p2], [%[d]]\n\t"
+                     "sxtab16 %[p0], %[off], %[q0], ror #8\n\t"
+                     "sxtab16 %[p2], %[off], %[q1], ror #8\n\t"
+                     "strd %[p0], %[p2], [%[d], #72]\n\t"
+                     "sxtab16 %[p0], %[off], %[p1]\n\t"
+                     "sxtab16 %[p2], %[off], %[p3]\n\t"
+                     "strd %[p0], %[p2], [%[d], #144]\n\t"
+                     "sxtab16 %[p0], %[off], %[p1], ror #8\n\t"
+                     "sxtab16 %[p2], %[off], %[p3], ror #8\n\t"
+                     "strd %[p0], %[p2], [%[d], #216]\n\t"
                      "add %[d], %[d], #8\n\t"
                      "subs %[n], %[n], #1\n\t"
+                     "bne 2b\n\t"
+                     "ldrd %[p0], %[p1], [%[job], #12]\n\t"
+                     "add %[s], %[s], %[p0]\n\t"
+                     "add %[d], %[d], %[p1]\n\t"
+                     "ldr %[n], [%[job], #20]\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "str %[n], [%[job], #20]\n\t"
                      "bne 1b\n\t"
-                     : [s] "+&r"(s), [d] "+&r"(d), [n] "+&r"(n4), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2),
-                       [p3] "=&r"(p3), [q0] "=&r"(q0), [q1] "=&r"(q1), [u0] "=&r"(u0), [u1] "=&r"(u1)
-                     : [c] "r"(c), [off] "r"(off2)
+                     : [s] "=&r"(s), [d] "=&r"(d), [n] "=&r"(n), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2),
+                       [p3] "=&r"(p3), [q0] "=&r"(q0), [q1] "=&r"(q1)
+                     : [job] "r"(job), [c] "r"(c), [off] "r"(off2)
                      : "cc", "memory");
 }
 
@@ -1504,27 +1526,25 @@ static inline void dwp_widen_quads(const int8_t *s, int32_t c, int32_t *d, int32
 static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int32_t n, int32_t y0, int32_t rows,
                       int32_t off2)
 {
-    const int32_t c = p->in_c, w = p->in_w;
-    /* a partial group's quads read 4 - n bytes of the next pixel into planes no pass reads,
-     * except past the tensor's end: the last row's last quad then goes one pixel at a time */
-    const int32_t y_last = p->in_h - 1, quads_last = n == 4 ? w >> 2 : (w - 1) >> 2;
-    for (int32_t r = 0; r < rows; r++) {
-        const int32_t y = y0 + r;
-        int32_t *d = dw_plane + r * DWP_ROW + 1; /* word 1: columns 0 and 1 */
-        const int8_t *s;
-        int32_t x = 0;
-        if (y < 0 || y >= p->in_h) {
-            continue;
-        }
-        s = in + ((size_t)y * (size_t)w) * (size_t)c + (size_t)g4;
-        const int32_t quads = y == y_last ? quads_last : w >> 2;
-        if (quads > 0) {
-            _Static_assert(DWP_WPR * 4 == 72, "the quads' channel rows are 72 bytes apart");
-            dwp_widen_quads(s, c, d, quads, off2);
-            x = 4 * quads;
-            s += (size_t)x * (size_t)c;
-            d += x >> 1;
-        }
+    const int32_t c = p->in_c, w = p->in_w, w4 = w & ~3;
+    /* the rows in the image; a partial group's quads read 4 - n bytes of the next pixel into
+     * planes no pass reads, except past the tensor's end: the tensor's last row then goes one
+     * pixel at a time */
+    const int32_t r_lo = y0 < 0 ? -y0 : 0;
+    const int32_t r_hi = p->in_h - y0 < rows ? p->in_h - y0 : rows;
+    const int32_t q_hi = n == 4 || r_hi < p->in_h - y0 ? r_hi : r_hi - 1;
+    if (w4 > 0 && q_hi > r_lo) {
+        _Static_assert(DWP_WPR * 4 == 72, "the quads' channel rows are 72 bytes apart");
+        dwp_widen_job job = {in + ((size_t)(y0 + r_lo) * (size_t)w) * (size_t)c + (size_t)g4,
+                             dw_plane + r_lo * DWP_ROW + 1, w4 >> 2, (w - w4) * c, 4 * DWP_ROW - 2 * w4,
+                             q_hi - r_lo};
+        dwp_widen_quads(&job, c, off2);
+    }
+    for (int32_t r = r_lo; r < r_hi; r++) {
+        const int32_t x0 = r < q_hi ? w4 : 0; /* the pixels the quads left */
+        const int8_t *s = in + ((size_t)(y0 + r) * (size_t)w + (size_t)x0) * (size_t)c + (size_t)g4;
+        int32_t *d = dw_plane + r * DWP_ROW + 1 + (x0 >> 1);
+        int32_t x = x0;
         for (; x + 1 < w; x += 2) {
             const int32_t v0 = n == 4 ? ld_s8x4(s) : ld_s8_tail(s, n);
             const int32_t v1 = n == 4 ? ld_s8x4(s + c) : ld_s8_tail(s + c, n);
