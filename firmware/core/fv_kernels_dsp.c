@@ -981,12 +981,11 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
  *    offsets, requantisation and stores included (165 instructions per block of 72 MACs), other
  *    shapes and activation ranges in C with the same arithmetic.
  *
- * Where the instructions go (dsconv26, make bench-firmware: 3.2 per MAC): the blocks about 2.3,
- * widening the plane 0.1 at stride 1 and 0.5-0.8 at stride 2 (each input value feeds 9 MACs, or
- * about 2), the per-group record and the small images' borders the rest. The next step toward
- * 2 per MAC is SMLAD on pairs of horizontally adjacent pixels of one channel (a plane of
- * (x, x + 1) int16 pairs per channel: 2 channels x 4 pixels per block, about 143 instructions),
- * and planes of 8 channels, so that one LDRD widens two groups.
+ * The zoo's layers (3x3, stride 1 with a padding of 1, stride 2 with none before, the whole int8
+ * range) take the channel-plane path below (dw_planar) instead; this one runs the other shapes,
+ * activation ranges and phases, and layers too wide for that path's plane (it counted 3.2
+ * instructions per MAC on dsconv26's layers: the blocks about 2.3, widening 0.1 at stride 1 and
+ * 0.5-0.8 at stride 2, the per-group record and small images' borders the rest).
  *
  * CMSIS-NN's arm_depthwise_conv_s8_opt takes the same SMLABB/SMLATT route on an im2col copy of
  * each window (2 loads, 4 extends and 4 multiplies per tap and pixel); here the window is not
@@ -1258,6 +1257,18 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * 2u + 1 SMLABT(W01, P[u]) + SMLAD(W12, P[u + 1]) (w0 x_2u+1, then w1 x_2u+2 + w2 x_2u+3):
  * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
  * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
+ *
+ * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.5 per MAC over its depthwise
+ * layers; stride 1: 1.9 at 16x16, 2.25 at 8x8, 3.3 at 4x4; stride 2: 2.8, 3.1, 4.3 at 16, 8, 4
+ * output columns): a pass is 55 (stride 1) or 58 (stride 2) instructions for 36 MACs, 1.5-1.6
+ * per MAC: the 24 multiplies alone 0.67, the loads 0.25-0.33, the requantisation 12 and the
+ * stores 6 (0.5); widening 1.6 instructions per input value, about 0.2 per MAC at stride 1 and
+ * 0.7 at stride 2 (4 input values per output); per channel about 140 instructions of setup
+ * (records, dispatch, call), 1 per MAC on the 4x4 images, and 6 per output row. What is left
+ * toward 2.0 is mostly not in the pass: stride 2's widening (an 8-channel plane widened by
+ * LDRD, 1.3 per value, where c % 8 == 0; or no plane at all at stride 2, widening in registers)
+ * and the small images' per-channel setup (all of a group's channels in one assembly call, the
+ * records prepared once per layer, not per band).
  *
  * Plane layout: per plane row, the group's 4 channels one after the other, DWP_PITCH halfwords
  * each; input column x at halfword x + 2 (so that a word holds an even column and the next
