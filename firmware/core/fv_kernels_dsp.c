@@ -1258,9 +1258,9 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
  * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
  *
- * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.5 per MAC over its depthwise
- * layers; stride 1: 1.9 at 16x16, 2.25 at 8x8, 3.3 at 4x4; stride 2: 2.8, 3.1, 4.3 at 16, 8, 4
- * output columns): a pass is 55 (stride 1) or 58 (stride 2) instructions for 36 MACs, 1.5-1.6
+ * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.48 per MAC over its depthwise
+ * layers; stride 1: 1.89 at 16x16, 2.23 at 8x8, 3.30 at 4x4; stride 2: 2.78, 3.03, 4.25 at 16, 8,
+ * 4 output columns): a pass is 54 (stride 1) or 57 (stride 2) instructions for 36 MACs, 1.5-1.6
  * per MAC: the 24 multiplies alone 0.67, the loads 0.25-0.33, the requantisation 12 and the
  * stores 6 (0.5); widening 1.6 instructions per input value, about 0.2 per MAC at stride 1 and
  * 0.7 at stride 2 (4 input values per output); per channel about 140 instructions of setup
@@ -1342,9 +1342,9 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
  * multiplies per row. Stride 2, first window at an even column (SAME on an even input: padding
  * 0 before): words P0..P4, every window even, 4 loads and 8 multiplies. The first row starts the
  * sums from the bias. */
-#define DWP_S1_ROW(W, R, A0, A1, A2, A3)                                                             \
+#define DWP_S1_ROW(W, X0, R, A0, A1, A2, A3)                                                             \
     "ldrd %[w01], %[w12], [%[rp], #" W "]\n\t"                                                       \
-    "ldrd %[ya], %[yb], [%[xp], #" R "]\n\t"                                                         \
+    "ldrd %[ya], %[yb], " X0 "\n\t"                                                                 \
     "smlabt %[a0], %[w01], %[ya], " A0 "\n\t"                                                        \
     "smlad %[a0], %[w12], %[yb], %[a0]\n\t"                                                          \
     "smlad %[a1], %[w01], %[yb], " A1 "\n\t"                                                         \
@@ -1354,9 +1354,9 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "smlad %[a2], %[w12], %[ya], %[a2]\n\t"                                                          \
     "smlad %[a3], %[w01], %[ya], " A3 "\n\t"                                                         \
     "smlatb %[a3], %[w12], %[yb], %[a3]\n\t"
-#define DWP_S2_ROW(W, R, A0, A1, A2, A3)                                                             \
+#define DWP_S2_ROW(W, X0, R, A0, A1, A2, A3)                                                             \
     "ldrd %[w01], %[w12], [%[rp], #" W "]\n\t"                                                       \
-    "ldrd %[ya], %[yb], [%[xp], #" R "]\n\t"                                                         \
+    "ldrd %[ya], %[yb], " X0 "\n\t"                                                                 \
     "smlad %[a0], %[w01], %[ya], " A0 "\n\t"                                                         \
     "smlatb %[a0], %[w12], %[yb], %[a0]\n\t"                                                         \
     "smlad %[a1], %[w01], %[yb], " A1 "\n\t"                                                         \
@@ -1367,10 +1367,12 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "smlad %[a3], %[w01], %[yb], " A3 "\n\t"                                                         \
     "ldr %[ya], [%[xp], #" R "+16]\n\t"                                                              \
     "smlatb %[a3], %[w12], %[ya], %[a3]\n\t"
-#define DWP_PASS(ROW)                                                                                \
-    ROW("0", "0", "%[b]", "%[b]", "%[b]", "%[b]")                                                    \
-    ROW("8", "288", "%[a0]", "%[a1]", "%[a2]", "%[a3]")                                              \
-    ROW("16", "576", "%[a0]", "%[a1]", "%[a2]", "%[a3]")
+/* kernel rows 2 and 1 first (the sums start from the bias), row 0 last: its first load steps xp
+ * to the next pass (post-indexed by XSTEP), its other loads reach back by XSTEP */
+#define DWP_PASS(ROW, XSTEP)                                                                         \
+    ROW("16", "[%[xp], #576]", "576", "%[b]", "%[b]", "%[b]", "%[b]")                                \
+    ROW("8", "[%[xp], #288]", "288", "%[a0]", "%[a1]", "%[a2]", "%[a3]")                             \
+    ROW("0", "[%[xp]], #" XSTEP, "-" XSTEP, "%[a0]", "%[a1]", "%[a2]", "%[a3]")
 /* sum J requantised in place: rq2_raw, then SSAT (m, round_zp in w01, w12, e in ya) */
 #define DWP_RQ(J)                                                                                    \
     "smmlar %[yb], %[a" J "], %[w01], %[w12]\n\t"                                                    \
@@ -1389,7 +1391,7 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
  * after LOAD_E), 4 byte stores c apart; per row the plane and output pointers step over the
  * row's rest, until the output pointer reaches its end. XSTEP: the plane bytes one pass
  * advances, 8 (stride 1) or 16 (stride 2). Per pass 33 (stride 1) or 36 (stride 2) for the sums,
- * 1-2 loads and 12-16 for the requantisation, 6 for the stores, 3 for the loop: 55-61
+ * 1-2 loads and 12-16 for the requantisation, 6 for the stores, 2 for the loop: 54-60
  * instructions for 36 MACs; per row 6 more. */
 #define DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4)                                                        \
     "ldr %[b], [%[rp], #24]\n\t"                                                                     \
@@ -1400,7 +1402,7 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "ldr %[ya], [%[rp], #60]\n\t"                                                                    \
     "add %[end], %[xp], %[ya]\n\t"                                                                   \
     "2:\n\t"                                                                                         \
-    DWP_PASS(ROW)                                                                                    \
+    DWP_PASS(ROW, XSTEP)                                                                             \
     "ldrd %[w01], %[w12], [%[rp], #28]\n\t"                                                          \
     LOAD_E RQ4                                                                                       \
     "strb %[a0], [%[op]]\n\t"                                                                        \
@@ -1409,7 +1411,6 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "strb %[a2], [%[op]]\n\t"                                                                        \
     "strb %[a3], [%[op], %[c]]\n\t"                                                                  \
     "add %[op], %[op], %[c], lsl #1\n\t"                                                             \
-    "add %[xp], %[xp], #" XSTEP "\n\t"                                                               \
     "cmp %[xp], %[end]\n\t"                                                                          \
     "bne 2b\n\t"                                                                                     \
     "ldrd %[ya], %[yb], [%[rp], #44]\n\t"                                                            \
