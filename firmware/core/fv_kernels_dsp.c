@@ -1583,24 +1583,34 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
  * SADD16 to double, then PKHBT/PKHTB pair the taps of one channel: W01 = (w0, w1), W12 = (w1, w2). */
 static void dwp_weights(const int8_t *weights, int32_t c, int32_t g4, int32_t n, dwp_chan rec[4])
 {
-    for (int32_t k = 0; k < 3; k++) {
-        const int8_t *const wk = weights + (size_t)(3 * k) * (size_t)c + (size_t)g4;
-        int32_t e[3], o[3];
-        for (int32_t t = 0; t < 3; t++) {
-            const int32_t v = n == 4 ? ld_s8x4(wk + t * c) : ld_s8_tail(wk + t * c, n);
-            e[t] = __sxtb16(v);
-            o[t] = sxtb16_ror8(v);
-            e[t] = __sadd16(e[t], e[t]);
-            o[t] = __sadd16(o[t], o[t]);
+    const int8_t *wk = weights + g4;
+    for (int32_t k = 0; k < 3; k++, wk += 3 * c) {
+        int32_t v0, v1, v2;
+        if (n == 4) {
+            v0 = ld_s8x4(wk);
+            v1 = ld_s8x4(wk + c);
+            v2 = ld_s8x4(wk + 2 * c);
+        } else {
+            v0 = ld_s8_tail(wk, n);
+            v1 = ld_s8_tail(wk + c, n);
+            v2 = ld_s8_tail(wk + 2 * c, n);
         }
-        rec[0].w[2 * k] = pkhbt16(e[0], e[1]);
-        rec[0].w[2 * k + 1] = pkhbt16(e[1], e[2]);
-        rec[2].w[2 * k] = pkhtb16(e[1], e[0]);
-        rec[2].w[2 * k + 1] = pkhtb16(e[2], e[1]);
-        rec[1].w[2 * k] = pkhbt16(o[0], o[1]);
-        rec[1].w[2 * k + 1] = pkhbt16(o[1], o[2]);
-        rec[3].w[2 * k] = pkhtb16(o[1], o[0]);
-        rec[3].w[2 * k + 1] = pkhtb16(o[2], o[1]);
+        {
+            const int32_t e0 = __sxtb16(v0), e1 = __sxtb16(v1), e2 = __sxtb16(v2);
+            const int32_t d0 = __sadd16(e0, e0), d1 = __sadd16(e1, e1), d2 = __sadd16(e2, e2);
+            rec[0].w[2 * k] = pkhbt16(d0, d1);
+            rec[0].w[2 * k + 1] = pkhbt16(d1, d2);
+            rec[2].w[2 * k] = pkhtb16(d1, d0);
+            rec[2].w[2 * k + 1] = pkhtb16(d2, d1);
+        }
+        {
+            const int32_t o0 = sxtb16_ror8(v0), o1 = sxtb16_ror8(v1), o2 = sxtb16_ror8(v2);
+            const int32_t d0 = __sadd16(o0, o0), d1 = __sadd16(o1, o1), d2 = __sadd16(o2, o2);
+            rec[1].w[2 * k] = pkhbt16(d0, d1);
+            rec[1].w[2 * k + 1] = pkhbt16(d1, d2);
+            rec[3].w[2 * k] = pkhtb16(d1, d0);
+            rec[3].w[2 * k + 1] = pkhtb16(d2, d1);
+        }
     }
 }
 
