@@ -1258,13 +1258,13 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
  * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
  *
- * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.48 per MAC over its depthwise
- * layers; stride 1: 1.89 at 16x16, 2.23 at 8x8, 3.30 at 4x4; stride 2: 2.78, 3.03, 4.25 at 16, 8,
+ * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.41 per MAC over its depthwise
+ * layers; stride 1: 1.87 at 16x16, 2.16 at 8x8, 3.08 at 4x4; stride 2: 2.74, 2.95, 3.99 at 16, 8,
  * 4 output columns): a pass is 54 (stride 1) or 57 (stride 2) instructions for 36 MACs, 1.5-1.6
  * per MAC: the 24 multiplies alone 0.67, the loads 0.25-0.33, the requantisation 12 and the
  * stores 6 (0.5); widening 1.6 instructions per input value, about 0.2 per MAC at stride 1 and
- * 0.7 at stride 2 (4 input values per output); per channel about 140 instructions of setup
- * (records, dispatch, call), 1 per MAC on the 4x4 images, and 6 per output row. What is left
+ * 0.7 at stride 2 (4 input values per output); per channel about 100 instructions of setup
+ * (weights, records, dispatch, call), 0.7 per MAC on the 4x4 images, and 6 per output row. What is left
  * toward 2.0 is mostly not in the pass: stride 2's widening (an 8-channel plane widened by
  * LDRD, 1.3 per value, where c % 8 == 0; or no plane at all at stride 2, widening in registers)
  * and the small images' per-channel setup (all of a group's channels in one assembly call, the
@@ -1311,7 +1311,8 @@ typedef struct {
 } dwp_chan;
 
 /* The sum of one kernel row for a window starting at plane column c (halfwords), row words p. */
-static inline __attribute__((always_inline)) int32_t dwp_row(int32_t acc, const int32_t *p, int32_t c, int32_t w01, int32_t w12)
+static inline __attribute__((always_inline)) int32_t dwp_row(int32_t acc, const int32_t *p, int32_t c, int32_t w01,
+                                                             int32_t w12)
 {
     const int32_t *const q = p + (c >> 1);
     if ((c & 1) == 0) {
