@@ -981,12 +981,11 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
  *    offsets, requantisation and stores included (165 instructions per block of 72 MACs), other
  *    shapes and activation ranges in C with the same arithmetic.
  *
- * Where the instructions go (dsconv26, make bench-firmware: 3.2 per MAC): the blocks about 2.3,
- * widening the plane 0.1 at stride 1 and 0.5-0.8 at stride 2 (each input value feeds 9 MACs, or
- * about 2), the per-group record and the small images' borders the rest. The next step toward
- * 2 per MAC is SMLAD on pairs of horizontally adjacent pixels of one channel (a plane of
- * (x, x + 1) int16 pairs per channel: 2 channels x 4 pixels per block, about 143 instructions),
- * and planes of 8 channels, so that one LDRD widens two groups.
+ * The zoo's layers (3x3, stride 1 with a padding of 1, stride 2 with none before, the whole int8
+ * range) take the channel-plane path below (dw_planar) instead; this one runs the other shapes,
+ * activation ranges and phases, and layers too wide for that path's plane (it counted 3.2
+ * instructions per MAC on dsconv26's layers: the blocks about 2.3, widening 0.1 at stride 1 and
+ * 0.5-0.8 at stride 2, the per-group record and small images' borders the rest).
  *
  * CMSIS-NN's arm_depthwise_conv_s8_opt takes the same SMLABB/SMLATT route on an im2col copy of
  * each window (2 loads, 4 extends and 4 multiplies per tap and pixel); here the window is not
@@ -1248,6 +1247,445 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
     }
 }
 
+/* ---- 3x3 depthwise on channel planes, SMLAD on horizontally adjacent pixels ----------------------
+ * The layers every zoo member has (3x3, dilation 1, stride 1 or 2, the whole int8 range): each
+ * channel's input rows are widened once into a plane of its own (dwp_* below), int16 with the
+ * input offset included, so that one word holds two horizontally adjacent pixels (x_2u, x_2u+1)
+ * of one channel. With the kernel row's weights paired as W01 = (w0, w1) and W12 = (w1, w2)
+ * (doubled, as above), a window starting at an even column 2u takes SMLAD(W01, P[u]) +
+ * SMLATB(W12, P[u + 1]) (w0 x_2u + w1 x_2u+1, then w2 x_2u+2), one starting at an odd column
+ * 2u + 1 SMLABT(W01, P[u]) + SMLAD(W12, P[u + 1]) (w0 x_2u+1, then w1 x_2u+2 + w2 x_2u+3):
+ * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
+ * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
+ *
+ * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.41 per MAC over its depthwise
+ * layers; stride 1: 1.87 at 16x16, 2.16 at 8x8, 3.08 at 4x4; stride 2: 2.74, 2.95, 3.99 at 16, 8,
+ * 4 output columns): a pass is 54 (stride 1) or 57 (stride 2) instructions for 36 MACs, 1.5-1.6
+ * per MAC: the 24 multiplies alone 0.67, the loads 0.25-0.33, the requantisation 12 and the
+ * stores 6 (0.5); widening 1.6 instructions per input value, about 0.2 per MAC at stride 1 and
+ * 0.7 at stride 2 (4 input values per output); per channel about 100 instructions of setup
+ * (weights, records, dispatch, call), 0.7 per MAC on the 4x4 images, and 6 per output row. What is left
+ * toward 2.0 is mostly not in the pass: stride 2's widening (an 8-channel plane widened by
+ * LDRD, 1.3 per value, where c % 8 == 0; or no plane at all at stride 2, widening in registers)
+ * and the small images' per-channel setup (all of a group's channels in one assembly call, the
+ * records prepared once per layer, not per band).
+ *
+ * Plane layout: per plane row, the group's 4 channels one after the other, DWP_PITCH halfwords
+ * each; input column x at halfword x + 2 (so that a word holds an even column and the next
+ * whatever the padding: the 2 halfwords before column 0 and everything after the last are 0, the
+ * centred value of a padding tap, as in dw_plane above). Rows outside the image are 0. The pitch
+ * is fixed so that the row offsets are constants: rows up to 34 pixels wide (dsconv26's widest
+ * depthwise input is 32); wider layers take the path above.
+ */
+#define DWP_PITCH 36 /* halfwords per channel row: 2 + 32 pixels + 2 */
+#define DWP_WPR (DWP_PITCH / 2) /* words per channel row */
+#define DWP_ROW (4 * DWP_WPR)   /* words per plane row (4 channels) */
+
+static inline int32_t pkhbt16(int32_t lo, int32_t hi)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
+static inline int32_t pkhtb16(int32_t hi, int32_t lo)
+{
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+
+/* One channel's record: per kernel row W01 and W12, doubled; the doubled bias and the
+ * requantisation. */
+typedef struct {
+    int32_t w[6];        /* +0: W01, W12 of kernel rows 0, 1, 2 */
+    int32_t bias2;       /* +24 */
+    rq_chan rq;          /* +28: m, round_zp, e */
+    const int32_t *xr;   /* +40: the first output row's first plane word */
+    int32_t xr_delta;    /* +44: bytes from the plane word after a row's last pass to the next row's first */
+    int32_t orow_delta;  /* +48: bytes from the output byte after a row's last pass to the next row's first */
+    int8_t *orow;        /* +52: the first output row's first byte */
+    const int8_t *oend;  /* +56: where orow would be after the last row */
+    int32_t row_bytes;   /* +60: bytes the passes of one row advance in the plane, >= 1 pass */
+    int32_t c;           /* +64: bytes from one output pixel to the next */
+} dwp_chan;
+
+/* The sum of one kernel row for a window starting at plane column c (halfwords), row words p. */
+static inline __attribute__((always_inline)) int32_t dwp_row(int32_t acc, const int32_t *p, int32_t c, int32_t w01,
+                                                             int32_t w12)
+{
+    const int32_t *const q = p + (c >> 1);
+    if ((c & 1) == 0) {
+        return __smlatb(w12, q[1], __smlad(w01, q[0], acc)); /* w0 x_c + w1 x_c+1, w2 x_c+2 */
+    }
+    return __smlad(w12, q[1], __smlabt(w01, q[0], acc)); /* w0 x_c, w1 x_c+1 + w2 x_c+2 */
+}
+
+static inline __attribute__((always_inline)) int32_t dwp_one(const int32_t *xr, int32_t c, const dwp_chan *ch)
+{
+    int32_t a = ch->bias2;
+    a = dwp_row(a, xr, c, ch->w[0], ch->w[1]);
+    a = dwp_row(a, xr + DWP_ROW, c, ch->w[2], ch->w[3]);
+    return dwp_row(a, xr + 2 * DWP_ROW, c, ch->w[4], ch->w[5]);
+}
+
+static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
+{
+    int32_t sat;
+    __asm__("ssat %0, #8, %1" : "=r"(sat) : "r"(rq2_raw(acc2, r)));
+    return (int8_t)sat;
+}
+
+/* One pass's sums, 4 outputs of one channel, in assembly (gcc recomputed every word's address and
+ * spilled the sums): per kernel row one LDRD of W01/W12 from the record (wp, bytes 0, 8, 16) and
+ * the plane words at xp + ROW (a row is DWP_ROW words, 288 bytes). Stride 1, first window at an odd
+ * column (3x3 SAME: padding 1): words P0..P3, out 0 odd, 1 even, 2 odd, 3 even, 3 loads and 8
+ * multiplies per row. Stride 2, first window at an even column (SAME on an even input: padding
+ * 0 before): words P0..P4, every window even, 4 loads and 8 multiplies. The first row starts the
+ * sums from the bias. */
+#define DWP_S1_ROW(W, X0, R, A0, A1, A2, A3)                                                             \
+    "ldrd %[w01], %[w12], [%[rp], #" W "]\n\t"                                                       \
+    "ldrd %[ya], %[yb], " X0 "\n\t"                                                                 \
+    "smlabt %[a0], %[w01], %[ya], " A0 "\n\t"                                                        \
+    "smlad %[a0], %[w12], %[yb], %[a0]\n\t"                                                          \
+    "smlad %[a1], %[w01], %[yb], " A1 "\n\t"                                                         \
+    "smlabt %[a2], %[w01], %[yb], " A2 "\n\t"                                                        \
+    "ldrd %[ya], %[yb], [%[xp], #" R "+8]\n\t"                                                       \
+    "smlatb %[a1], %[w12], %[ya], %[a1]\n\t"                                                         \
+    "smlad %[a2], %[w12], %[ya], %[a2]\n\t"                                                          \
+    "smlad %[a3], %[w01], %[ya], " A3 "\n\t"                                                         \
+    "smlatb %[a3], %[w12], %[yb], %[a3]\n\t"
+#define DWP_S2_ROW(W, X0, R, A0, A1, A2, A3)                                                             \
+    "ldrd %[w01], %[w12], [%[rp], #" W "]\n\t"                                                       \
+    "ldrd %[ya], %[yb], " X0 "\n\t"                                                                 \
+    "smlad %[a0], %[w01], %[ya], " A0 "\n\t"                                                         \
+    "smlatb %[a0], %[w12], %[yb], %[a0]\n\t"                                                         \
+    "smlad %[a1], %[w01], %[yb], " A1 "\n\t"                                                         \
+    "ldrd %[ya], %[yb], [%[xp], #" R "+8]\n\t"                                                       \
+    "smlatb %[a1], %[w12], %[ya], %[a1]\n\t"                                                         \
+    "smlad %[a2], %[w01], %[ya], " A2 "\n\t"                                                         \
+    "smlatb %[a2], %[w12], %[yb], %[a2]\n\t"                                                         \
+    "smlad %[a3], %[w01], %[yb], " A3 "\n\t"                                                         \
+    "ldr %[ya], [%[xp], #" R "+16]\n\t"                                                              \
+    "smlatb %[a3], %[w12], %[ya], %[a3]\n\t"
+/* kernel rows 2 and 1 first (the sums start from the bias), row 0 last: its first load steps xp
+ * to the next pass (post-indexed by XSTEP), its other loads reach back by XSTEP */
+#define DWP_PASS(ROW, XSTEP)                                                                         \
+    ROW("16", "[%[xp], #576]", "576", "%[b]", "%[b]", "%[b]", "%[b]")                                \
+    ROW("8", "[%[xp], #288]", "288", "%[a0]", "%[a1]", "%[a2]", "%[a3]")                             \
+    ROW("0", "[%[xp]], #" XSTEP, "-" XSTEP, "%[a0]", "%[a1]", "%[a2]", "%[a3]")
+/* sum J requantised in place: rq2_raw, then SSAT (m, round_zp in w01, w12, e in ya) */
+#define DWP_RQ(J)                                                                                    \
+    "smmlar %[yb], %[a" J "], %[w01], %[w12]\n\t"                                                    \
+    "sub %[a" J "], %[yb], %[a" J "], lsr #31\n\t"                                                   \
+    "asr %[a" J "], %[a" J "], %[ya]\n\t"                                                            \
+    "ssat %[a" J "], #8, %[a" J "]\n\t"
+#define DWP_RQ4 DWP_RQ("0") DWP_RQ("1") DWP_RQ("2") DWP_RQ("3")
+#define DWP_LOAD_E "ldr %[ya], [%[rp], #36]\n\t"
+/* the same with the shift E an immediate of SSAT (the functions per shift below): 3 instructions */
+#define DWP_RQ_E(J, E)                                                                               \
+    "smmlar %[yb], %[a" J "], %[w01], %[w12]\n\t"                                                    \
+    "sub %[a" J "], %[yb], %[a" J "], lsr #31\n\t"                                                   \
+    "ssat %[a" J "], #8, %[a" J "], asr #" E "\n\t"
+#define DWP_RQ4_E(E) DWP_RQ_E("0", E) DWP_RQ_E("1", E) DWP_RQ_E("2", E) DWP_RQ_E("3", E)
+/* Every row's passes for one channel: per pass the 4 sums (DWP_PASS), 4 requantisations (RQ4,
+ * after LOAD_E), 4 byte stores c apart; per row the plane and output pointers step over the
+ * row's rest, until the output pointer reaches its end. XSTEP: the plane bytes one pass
+ * advances, 8 (stride 1) or 16 (stride 2). Per pass 33 (stride 1) or 36 (stride 2) for the sums,
+ * 1-2 loads and 12-16 for the requantisation, 6 for the stores, 2 for the loop: 54-60
+ * instructions for 36 MACs; per row 6 more. */
+#define DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4)                                                        \
+    "ldr %[b], [%[rp], #24]\n\t"                                                                     \
+    "ldr %[c], [%[rp], #64]\n\t"                                                                     \
+    "ldr %[xp], [%[rp], #40]\n\t"                                                                    \
+    "ldr %[op], [%[rp], #52]\n\t"                                                                    \
+    "1:\n\t"                                                                                         \
+    "ldr %[ya], [%[rp], #60]\n\t"                                                                    \
+    "add %[end], %[xp], %[ya]\n\t"                                                                   \
+    "2:\n\t"                                                                                         \
+    DWP_PASS(ROW, XSTEP)                                                                             \
+    "ldrd %[w01], %[w12], [%[rp], #28]\n\t"                                                          \
+    LOAD_E RQ4                                                                                       \
+    "strb %[a0], [%[op]]\n\t"                                                                        \
+    "strb %[a1], [%[op], %[c]]\n\t"                                                                  \
+    "add %[op], %[op], %[c], lsl #1\n\t"                                                             \
+    "strb %[a2], [%[op]]\n\t"                                                                        \
+    "strb %[a3], [%[op], %[c]]\n\t"                                                                  \
+    "add %[op], %[op], %[c], lsl #1\n\t"                                                             \
+    "cmp %[xp], %[end]\n\t"                                                                          \
+    "bne 2b\n\t"                                                                                     \
+    "ldrd %[ya], %[yb], [%[rp], #44]\n\t"                                                            \
+    "add %[xp], %[xp], %[ya]\n\t"                                                                    \
+    "add %[op], %[op], %[yb]\n\t"                                                                    \
+    "ldr %[ya], [%[rp], #56]\n\t"                                                                    \
+    "cmp %[op], %[ya]\n\t"                                                                           \
+    "bne 1b\n\t"
+#define DWP_ROWS_OPERANDS                                                                            \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w01] "=&r"(w01),             \
+      [w12] "=&r"(w12), [ya] "=&r"(ya), [yb] "=&r"(yb), [xp] "=&r"(xp), [op] "=&r"(op), [c] "=&r"(c), \
+      [end] "=&r"(end), [b] "=&r"(b)                                                                 \
+    : [rp] "r"(rp)                                                                                   \
+    : "cc", "memory"
+#define DWP_ROWS_FN(NAME, ROW, XSTEP, LOAD_E, RQ4)                                                   \
+    static __attribute__((noinline)) void NAME(dwp_chan *rp)                                         \
+    {                                                                                                \
+        int32_t a0, a1, a2, a3, w01, w12, ya, yb, c, b;                                              \
+        const int32_t *xp, *end;                                                                     \
+        int8_t *op;                                                                                  \
+        __asm__ volatile(DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4) DWP_ROWS_OPERANDS);                   \
+    }
+_Static_assert(DWP_ROW * 4 == 288, "the passes' row offsets are 288 and 576 bytes");
+DWP_ROWS_FN(dwp_rows_s1, DWP_S1_ROW, "8", DWP_LOAD_E, DWP_RQ4)
+DWP_ROWS_FN(dwp_rows_s2, DWP_S2_ROW, "16", DWP_LOAD_E, DWP_RQ4)
+/* One function per shift from 5 to 13 (the zoo's layers shift by 6 to 12; the others take the
+ * register shift above): 18 of them, about 4.5 KB of flash, for 5 instructions per pass. */
+#define DWP_E_MIN 5
+#define DWP_E_MAX 13
+#define DWP_ROWS_E(E)                                                                                \
+    DWP_ROWS_FN(dwp_rows_s1_e##E, DWP_S1_ROW, "8", "", DWP_RQ4_E(#E))                               \
+    DWP_ROWS_FN(dwp_rows_s2_e##E, DWP_S2_ROW, "16", "", DWP_RQ4_E(#E))
+DWP_ROWS_E(5)
+DWP_ROWS_E(6)
+DWP_ROWS_E(7)
+DWP_ROWS_E(8)
+DWP_ROWS_E(9)
+DWP_ROWS_E(10)
+DWP_ROWS_E(11)
+DWP_ROWS_E(12)
+DWP_ROWS_E(13)
+typedef void (*dwp_rows_fn)(dwp_chan *);
+static const dwp_rows_fn DWP_ROWS_BY_E[2][DWP_E_MAX - DWP_E_MIN + 1] = {
+    {dwp_rows_s1_e5, dwp_rows_s1_e6, dwp_rows_s1_e7, dwp_rows_s1_e8, dwp_rows_s1_e9, dwp_rows_s1_e10,
+     dwp_rows_s1_e11, dwp_rows_s1_e12, dwp_rows_s1_e13},
+    {dwp_rows_s2_e5, dwp_rows_s2_e6, dwp_rows_s2_e7, dwp_rows_s2_e8, dwp_rows_s2_e9, dwp_rows_s2_e10,
+     dwp_rows_s2_e11, dwp_rows_s2_e12, dwp_rows_s2_e13},
+};
+
+/* The outputs the passes leave, the row's last out_w % 4, one at a time in C. */
+static void dwp_tail(const int32_t *xr, int32_t rows, int32_t row_step, int32_t out_w, int8_t *o, int32_t c,
+                     const dwp_chan *ch, int32_t s, int32_t c0)
+{
+    for (int32_t y = 0; y < rows; y++) {
+        for (int32_t ox = out_w & ~3; ox < out_w; ox++) {
+            o[(size_t)y * (size_t)out_w * (size_t)c + (size_t)ox * (size_t)c] =
+                dwp_rq(dwp_one(xr + y * row_step, ox * s + c0, ch), &ch->rq);
+        }
+    }
+}
+
+/* Rows of quads of pixels (4 channels each, c bytes apart) widened into the 4 channel rows of each
+ * plane row: per quad 4 loads, 4 PKH, 8 SXTAB16, 4 STRD, 25 instructions for 16 values; per row
+ * 7 more (gcc's loop took 2.2-5.3 per value with its row overhead). */
+typedef struct {
+    const int8_t *s;  /* +0: the first row's first pixel (channel g4) */
+    int32_t *d;       /* +4: its plane word */
+    int32_t quads;    /* +8: quads per row, >= 1 */
+    int32_t s_delta;  /* +12: bytes from the pixel after a row's last quad to the next row's first */
+    int32_t d_delta;  /* +16: the same in the plane */
+    int32_t rows;     /* +20: rows, >= 1 */
+} dwp_widen_job;
+
+static __attribute__((noinline)) void dwp_widen_quads(dwp_widen_job *job, int32_t c, int32_t off2)
+{
+    const int8_t *s;
+    int32_t *d;
+    int32_t n, p0, p1, p2, p3, q0, q1;
+    __asm__ volatile("ldr %[s], [%[job]]\n\t"
+                     "ldr %[d], [%[job], #4]\n\t"
+                     "1:\n\t"
+                     "ldr %[n], [%[job], #8]\n\t"
+                     "2:\n\t"
+                     "ldr %[p0], [%[s]]\n\t"
+                     "ldr %[p1], [%[s], %[c]]\n\t"
+                     "add %[s], %[s], %[c], lsl #1\n\t"
+                     "ldr %[p2], [%[s]]\n\t"
+                     "ldr %[p3], [%[s], %[c]]\n\t"
+                     "add %[s], %[s], %[c], lsl #1\n\t"
+                     "pkhbt %[q0], %[p0], %[p1], lsl #16\n\t"
+                     "pkhtb %[p1], %[p1], %[p0], asr #16\n\t"
+                     "pkhbt %[q1], %[p2], %[p3], lsl #16\n\t"
+                     "pkhtb %[p3], %[p3], %[p2], asr #16\n\t"
+                     "sxtab16 %[p0], %[off], %[q0]\n\t"
+                     "sxtab16 %[p2], %[off], %[q1]\n\t"
+                     "strd %[p0], %[p2], [%[d]]\n\t"
+                     "sxtab16 %[p0], %[off], %[q0], ror #8\n\t"
+                     "sxtab16 %[p2], %[off], %[q1], ror #8\n\t"
+                     "strd %[p0], %[p2], [%[d], #72]\n\t"
+                     "sxtab16 %[p0], %[off], %[p1]\n\t"
+                     "sxtab16 %[p2], %[off], %[p3]\n\t"
+                     "strd %[p0], %[p2], [%[d], #144]\n\t"
+                     "sxtab16 %[p0], %[off], %[p1], ror #8\n\t"
+                     "sxtab16 %[p2], %[off], %[p3], ror #8\n\t"
+                     "strd %[p0], %[p2], [%[d], #216]\n\t"
+                     "add %[d], %[d], #8\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 2b\n\t"
+                     "ldrd %[p0], %[p1], [%[job], #12]\n\t"
+                     "add %[s], %[s], %[p0]\n\t"
+                     "add %[d], %[d], %[p1]\n\t"
+                     "ldr %[n], [%[job], #20]\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "str %[n], [%[job], #20]\n\t"
+                     "bne 1b\n\t"
+                     : [s] "=&r"(s), [d] "=&r"(d), [n] "=&r"(n), [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2),
+                       [p3] "=&r"(p3), [q0] "=&r"(q0), [q1] "=&r"(q1)
+                     : [job] "r"(job), [c] "r"(c), [off] "r"(off2)
+                     : "cc", "memory");
+}
+
+/* The group's n channels (from g4) of input rows [y0, y0 + rows) widened into the plane's rows
+ * (rows outside the image are already 0); the 2 pixels of a word come from two pixel words by
+ * PKHBT/PKHTB (bytes 0-1 of both, bytes 2-3 of both), then SXTAB16 and SXTAB16 ROR 8. */
+static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int32_t n, int32_t y0, int32_t rows,
+                      int32_t off2)
+{
+    const int32_t c = p->in_c, w = p->in_w, w4 = w & ~3;
+    /* the rows in the image; a partial group's quads read 4 - n bytes of the next pixel into
+     * planes no pass reads, except past the tensor's end: the tensor's last row then goes one
+     * pixel at a time */
+    const int32_t r_lo = y0 < 0 ? -y0 : 0;
+    const int32_t r_hi = p->in_h - y0 < rows ? p->in_h - y0 : rows;
+    const int32_t q_hi = n == 4 || r_hi < p->in_h - y0 ? r_hi : r_hi - 1;
+    if (w4 > 0 && q_hi > r_lo) {
+        _Static_assert(DWP_WPR * 4 == 72, "the quads' channel rows are 72 bytes apart");
+        dwp_widen_job job = {in + ((size_t)(y0 + r_lo) * (size_t)w) * (size_t)c + (size_t)g4,
+                             dw_plane + r_lo * DWP_ROW + 1, w4 >> 2, (w - w4) * c, 4 * DWP_ROW - 2 * w4,
+                             q_hi - r_lo};
+        dwp_widen_quads(&job, c, off2);
+    }
+    for (int32_t r = r_lo; r < r_hi; r++) {
+        const int32_t x0 = r < q_hi ? w4 : 0; /* the pixels the quads left */
+        const int8_t *s = in + ((size_t)(y0 + r) * (size_t)w + (size_t)x0) * (size_t)c + (size_t)g4;
+        int32_t *d = dw_plane + r * DWP_ROW + 1 + (x0 >> 1);
+        int32_t x = x0;
+        for (; x + 1 < w; x += 2) {
+            const int32_t v0 = n == 4 ? ld_s8x4(s) : ld_s8_tail(s, n);
+            const int32_t v1 = n == 4 ? ld_s8x4(s + c) : ld_s8_tail(s + c, n);
+            const int32_t lo = pkhbt16(v0, v1), hi = pkhtb16(v1, v0);
+            d[0] = __sxtab16(off2, lo);
+            d[DWP_WPR] = sxtab16_ror8(off2, lo);
+            d[2 * DWP_WPR] = __sxtab16(off2, hi);
+            d[3 * DWP_WPR] = sxtab16_ror8(off2, hi);
+            d++;
+            s += 2 * c;
+        }
+        if (x < w) { /* an odd last pixel: its word's high half is the padding after it, 0 */
+            const int32_t v0 = n == 4 ? ld_s8x4(s) : ld_s8_tail(s, n);
+            d[0] = __sxtab16(off2, v0) & 0xFFFF;
+            d[DWP_WPR] = sxtab16_ror8(off2, v0) & 0xFFFF;
+            d[2 * DWP_WPR] = __sxtab16(off2, (int32_t)((uint32_t)v0 >> 16)) & 0xFFFF;
+            d[3 * DWP_WPR] = sxtab16_ror8(off2, (int32_t)((uint32_t)v0 >> 16)) & 0xFFFF;
+        }
+    }
+}
+
+/* The group's weight pairs, doubled, for its 4 records (a partial group's missing lanes 0): per
+ * kernel row the 3 taps' words of 4 channels, SXTB16 (channels 0 and 2) and SXTB16 ROR 8 (1 and 3),
+ * SADD16 to double, then PKHBT/PKHTB pair the taps of one channel: W01 = (w0, w1), W12 = (w1, w2). */
+static void dwp_weights(const int8_t *weights, int32_t c, int32_t g4, int32_t n, dwp_chan rec[4])
+{
+    const int8_t *wk = weights + g4;
+    for (int32_t k = 0; k < 3; k++, wk += 3 * c) {
+        int32_t v0, v1, v2;
+        if (n == 4) {
+            v0 = ld_s8x4(wk);
+            v1 = ld_s8x4(wk + c);
+            v2 = ld_s8x4(wk + 2 * c);
+        } else {
+            v0 = ld_s8_tail(wk, n);
+            v1 = ld_s8_tail(wk + c, n);
+            v2 = ld_s8_tail(wk + 2 * c, n);
+        }
+        {
+            const int32_t e0 = __sxtb16(v0), e1 = __sxtb16(v1), e2 = __sxtb16(v2);
+            const int32_t d0 = __sadd16(e0, e0), d1 = __sadd16(e1, e1), d2 = __sadd16(e2, e2);
+            rec[0].w[2 * k] = pkhbt16(d0, d1);
+            rec[0].w[2 * k + 1] = pkhbt16(d1, d2);
+            rec[2].w[2 * k] = pkhtb16(d1, d0);
+            rec[2].w[2 * k + 1] = pkhtb16(d2, d1);
+        }
+        {
+            const int32_t o0 = sxtb16_ror8(v0), o1 = sxtb16_ror8(v1), o2 = sxtb16_ror8(v2);
+            const int32_t d0 = __sadd16(o0, o0), d1 = __sadd16(o1, o1), d2 = __sadd16(o2, o2);
+            rec[1].w[2 * k] = pkhbt16(d0, d1);
+            rec[1].w[2 * k + 1] = pkhbt16(d1, d2);
+            rec[3].w[2 * k] = pkhtb16(d1, d0);
+            rec[3].w[2 * k + 1] = pkhtb16(d2, d1);
+        }
+    }
+}
+
+/* 1 when the layer ran here, 0 when it does not fit (the caller's path then runs it). */
+static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
+{
+    const int32_t c = p->in_c, out_w = p->out_w, out_h = p->out_h, s_w = p->stride_w, s_h = p->stride_h;
+    const int32_t c0 = 2 - p->pad_left; /* the first window's plane column */
+    const int32_t cap_rows = (FV_DSP_DW_WORDS / DWP_ROW);
+    const int32_t off2 = pack_offset(p->input_offset), zp21 = 2 * p->output_offset + 1;
+    const int32_t w4 = out_w & ~3; /* the outputs of a row the passes take, 4 at a time */
+    dwp_chan rec[4];
+    int32_t band, oy0;
+    if (p->k_h != 3 || p->k_w != 3 || p->dil_h != 1 || p->dil_w != 1 || (s_w != 1 && s_w != 2) ||
+        p->act_min != -128 || p->act_max != 127 || p->pad_left != (s_w == 1 ? 1 : 0) ||
+        p->in_w + 2 > DWP_PITCH - 2 || cap_rows < 3) {
+        return 0;
+    }
+    /* the last window's last column, and the word after it a pass may read: inside the row */
+    if (((out_w - 1) | 3) * s_w + c0 + 3 >= DWP_PITCH) {
+        return 0;
+    }
+    band = (cap_rows - 3) / s_h + 1;
+    if (band > out_h) {
+        band = out_h;
+    }
+    for (int32_t j = 0; j < 4; j++) { /* the fields every channel and band share */
+        rec[j].row_bytes = (w4 >> 2) * 8 * s_w;
+        rec[j].xr_delta = 4 * s_h * DWP_ROW - rec[j].row_bytes;
+        rec[j].orow_delta = (out_w - w4) * c;
+        rec[j].c = c;
+    }
+    memset(dw_plane, 0, (size_t)(((band - 1) * s_h + 3) * DWP_ROW) * 4u);
+    for (oy0 = 0; oy0 < out_h; oy0 += band) {
+        const int32_t oy1 = oy0 + band < out_h ? oy0 + band : out_h;
+        const int32_t y0 = oy0 * s_h - p->pad_top;
+        const int32_t rows = (oy1 - 1 - oy0) * s_h + 3;
+        for (int32_t r = 0; r < rows; r++) { /* rows outside the image: 0 (an earlier band's may not be) */
+            if (y0 + r < 0 || y0 + r >= p->in_h) {
+                memset(dw_plane + r * DWP_ROW, 0, DWP_ROW * 4u);
+            }
+        }
+        for (int32_t g4 = 0; g4 < c; g4 += 4) {
+            const int32_t n = c - g4 < 4 ? c - g4 : 4;
+            int8_t *const o = out + (size_t)oy0 * (size_t)out_w * (size_t)c + (size_t)g4;
+            const size_t band_bytes = (size_t)(oy1 - oy0) * (size_t)out_w * (size_t)c;
+            dwp_widen(p, in, g4, n, y0, rows, off2);
+            dwp_weights(p->weights, c, g4, n, rec);
+            for (int32_t j = 0; j < n; j++) {
+                const int32_t ch = g4 + j;
+                dwp_chan *const r = &rec[j];
+                r->bias2 = p->bias != NULL ? 2 * p->bias[ch] : 0;
+                r->rq = rq_of(p->multiplier, p->shift, ch, zp21);
+                if (w4 > 0) {
+                    r->xr = dw_plane + j * DWP_WPR + (c0 >> 1);
+                    r->orow = o + j;
+                    r->oend = o + j + band_bytes;
+                    if (r->rq.e >= DWP_E_MIN && r->rq.e <= DWP_E_MAX) {
+                        DWP_ROWS_BY_E[s_w - 1][r->rq.e - DWP_E_MIN](r);
+                    } else if (s_w == 1) {
+                        dwp_rows_s1(r);
+                    } else {
+                        dwp_rows_s2(r);
+                    }
+                }
+                if (w4 < out_w) {
+                    dwp_tail(dw_plane + j * DWP_WPR, oy1 - oy0, s_h * DWP_ROW, out_w, o + j, c, r, s_w, c0);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t c = p->in_c;
@@ -1270,6 +1708,9 @@ void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *
     if (p->depth_multiplier != 1 || taps > DW_MAX_TAPS || cap_rows < span_h ||
         !rq_fast_ok(bias, p->multiplier, p->shift, c, taps, p->output_offset)) {
         fv_depthwise_conv2d_ref(p, in, out);
+        return;
+    }
+    if (dw_planar(p, in, out)) {
         return;
     }
     band = (cap_rows - span_h) / s_h + 1; /* output rows per band */

@@ -250,6 +250,43 @@ static int zoo_case(int32_t case_no)
     return conv_run(&p, case_no, z->depthwise, k_elems, p.out_h * p.out_w * p.out_c);
 }
 
+/* 3x3 depthwise layers of the channel-plane path (core/fv_kernels_dsp.c, dw_planar): stride 1
+ * with a padding of 1 before, stride 2 with none (the zoo's SAME layers), one case in 6 the other
+ * padding (the 4-channel path), images 1-32 pixels wide and 1-12 high, so that out_w % 4 leaves
+ * 0-3 outputs for the C tail and odd widths leave a last pixel alone in its word, channel counts
+ * with a partial group of 1-3, any padding above, the whole int8 range (the only one it takes). */
+static int dw3x3_case(int32_t case_no)
+{
+    fv_conv_params p;
+    memset(&p, 0, sizeof p);
+    for (;;) {
+        const int32_t s = between(1, 2);
+        const int other = (rnd() % 6u) == 0u;
+        p.k_h = p.k_w = 3;
+        p.dil_h = p.dil_w = 1;
+        p.stride_h = between(1, 2);
+        p.stride_w = s;
+        p.in_w = between(1, 32);
+        p.in_h = between(1, 12);
+        p.in_c = (rnd() % 2u) == 0u ? 4 * between(1, 8) : between(1, 30);
+        p.depth_multiplier = 1;
+        p.out_c = p.in_c;
+        p.pad_left = (s == 1) != other ? 1 : 0;
+        p.pad_top = between(0, 2);
+        p.out_h = out_size(p.in_h, p.pad_top, between(0, 2), 3, 1, p.stride_h);
+        p.out_w = out_size(p.in_w, p.pad_left, between(0, 2), 3, 1, s);
+        if (p.out_h > 0 && p.out_w > 0 && p.in_h * p.in_w * p.in_c <= MAX_BUF &&
+            p.out_h * p.out_w * p.out_c <= MAX_BUF) {
+            break;
+        }
+    }
+    p.input_offset = between(-127, 128);
+    p.output_offset = between(-128, 127);
+    p.act_min = -128;
+    p.act_max = 127;
+    return conv_run(&p, case_no, 1, 9 * p.out_c, p.out_h * p.out_w * p.out_c);
+}
+
 static int fc_case(int32_t case_no)
 {
     fv_fc_params p;
@@ -418,6 +455,11 @@ int main(void)
         failed += !ok;
     }
     for (int32_t i = 0; i < CASES; i++) {
+        const int ok = dw3x3_case(i);
+        passed += ok;
+        failed += !ok;
+    }
+    for (int32_t i = 0; i < CASES; i++) {
         const int ok = fc_case(i);
         passed += ok;
         failed += !ok;
@@ -432,8 +474,8 @@ int main(void)
         passed += ok;
         failed += !ok;
     }
-    printf("dsp vs reference: %d conv, %d depthwise, %d fully connected, %d max pool, %d add random cases\n", CASES,
-           CASES, CASES, 2 * CASES, 2 * CASES);
+    printf("dsp vs reference: %d conv, %d depthwise, %d 3x3 depthwise, %d fully connected, %d max pool, %d add random "
+           "cases\n", CASES, CASES, CASES, CASES, 2 * CASES, 2 * CASES);
     printf("dsp vs reference: %ld cases of the zoo's convolution and depthwise shapes\n", (long)ZOO_CASES);
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

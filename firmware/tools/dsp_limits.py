@@ -61,10 +61,18 @@ def pw_words(path: Path) -> int:
     return words
 
 
+# the channel-plane path's plane row (core/fv_kernels_dsp.c, DWP_ROW: 4 channels of 36 halfwords)
+# and the rows one output row reads (3x3): with fewer, its layers run the 4-channel path
+DWP_ROW_WORDS = 72
+DWP_MIN_ROWS = 3
+
+
 def dw_plane_words(path: Path) -> int:
-    """Words of the depthwise kernel's widened plane (core/fv_kernels_dsp.c): the largest layer's
-    whole plane, the input rows and columns its output reads, 2 words per pixel; at least 2 (a
-    model without depthwise layers)."""
+    """Words of the depthwise kernels' widened plane (core/fv_kernels_dsp.c): the largest layer's
+    whole plane for the 4-channel path, the input rows and columns its output reads, 2 words per
+    pixel, and at least the 3 plane rows the channel-plane path needs for a 3x3 layer (it works in
+    bands of output rows when its whole plane, 72 words per input row, does not fit); at least 2
+    (a model without depthwise layers)."""
     from fleetvote.engine import Engine
     from fleetvote.engine.kernels import DepthwiseConv2D
 
@@ -74,6 +82,8 @@ def dw_plane_words(path: Path) -> int:
             ncols = ((k.ow + 1) // 2 * 2 - 1) * k.sw + k.dw * (k.kw - 1) + 1
             rows = (k.oh - 1) * k.sh + k.dh * (k.kh - 1) + 1
             words = max(words, 2 * ncols * rows)
+            if k.kh == k.kw == 3:
+                words = max(words, DWP_MIN_ROWS * DWP_ROW_WORDS)
     return words
 
 
