@@ -418,3 +418,25 @@ def test_a_member_that_does_not_fit_the_board_is_refused():
         check_member_budget("big", 1_000_000, 600_000, 50_000, 1.3, board)
     with pytest.raises(ConfigError, match=r"RAM 140,000 B > the board's 131,072 B"):
         check_member_budget("big", 1_000_000, 100_000, 140_000, 1.3, board)
+
+
+def test_bench_firmware_reads_a_model_from_a_scratch_zoo(tmp_path):
+    """A candidate counted before it enters the zoo (python -m fleetvote_models.budget): the bench's
+    layer table comes from the ZOO the firmware was built from, not from models/zoo."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    member = members()[0]["id"]
+    (tmp_path / "candidate").mkdir()
+    shutil.copy(ZOO / member / "model.tflite", tmp_path / "candidate" / "model.tflite")
+    code = "import sys, bench_firmware as b; from pathlib import Path; print(b.layer_shapes(sys.argv[1], Path(sys.argv[2])))"
+    run = [sys.executable, "-c", code]
+    tools = ROOT / "firmware" / "tools"
+    scratch = subprocess.run([*run, "candidate", str(tmp_path)], cwd=tools, capture_output=True, text=True, check=True)
+    zoo = subprocess.run([*run, member, str(ZOO)], cwd=tools, capture_output=True, text=True, check=True)
+    assert scratch.stdout == zoo.stdout and "3x3 3->" in scratch.stdout
+    missing = subprocess.run([*run, "candidate", str(ZOO)], cwd=tools, capture_output=True, text=True)
+    assert missing.returncode != 0 and "cannot read" in missing.stderr
