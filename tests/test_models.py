@@ -129,6 +129,15 @@ def test_export_refuses_a_model_fed_unscaled_pixels(keras_mod):
         check_io_quantisation(blob)
 
 
+def test_budget_fit_time_scales_the_best_epoch_to_45000_images(keras_mod, cifar_path, capsys):
+    from fleetvote_models.budget import fit_seconds
+
+    got = fit_seconds(["vggw:4-4-8-8"], cifar_path, images=256, repeats=2)
+    assert list(got) == ["vggw:4-4-8-8"] and got["vggw:4-4-8-8"] > 0
+    best = float(capsys.readouterr().out.split()[1])  # seconds per 256 images
+    assert got["vggw:4-4-8-8"] == pytest.approx(best * 45_000 / 256, abs=0.005 * 45_000 / 256)  # printed to 0.01 s
+
+
 def test_train_refuses_a_bad_architecture_before_making_its_run(keras_mod, tmp_path):
     from fleetvote.cli import main
 

@@ -19,6 +19,10 @@ Instruction counts depend on the shapes, not on the trained weights: measured, v
 epochs) 6,221,488, 0.003 % apart (``make -C firmware bench-firmware MODELS=vgg12-s1``). Flash and
 RAM are the same bytes whatever the training.
 
+``--fit-time`` measures nothing of the above but the time of ``model.fit`` instead: the best of 3
+epochs over 4,096 training images per architecture, scaled to 45,000 (for scheduling; compare an
+architecture with a known one timed in the same call, since the machine's load moves both).
+
 ``--out`` (models/budget.json) keeps, per architecture, the figures and the commands that made
 them; tests/test_models.py checks every queued member of models/recipes.json against it.
 Re-run it when the kernels change (its figures then move).
@@ -66,6 +70,37 @@ def record(arch: str, card: dict, sizes: dict, ipms: dict, board_name: str, boar
             "fits": not verdict["problems"], "problems": verdict["problems"]}
 
 
+def fit_seconds(archs: list[str], data: str | None = None, images: int = 4096, repeats: int = 3) -> dict[str, float]:
+    """{arch: seconds of one 45,000-image epoch of ``fit``}, scaled from the best of ``repeats``
+    epochs over ``images`` training images (after one epoch that compiles the graph)."""
+    import time
+
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import keras
+    import numpy as np
+
+    from fleetvote.data import load_split
+
+    from .archs import build
+
+    tr = load_split("train", data)
+    x = tr.x[:images].astype(np.float32) / 255.0
+    y = keras.utils.to_categorical(tr.y[:images], 10)
+    out = {}
+    for arch in archs:
+        m = build(arch)
+        m.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True), loss="categorical_crossentropy")
+        m.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            m.fit(x, y, batch_size=128, epochs=1, verbose=0)
+            best = min(best, time.perf_counter() - t)
+        out[arch] = best * 45_000 / images
+        print(f"{arch:26s} {best:6.2f} s per {images:,} images -> {out[arch]:6.1f} s per 45,000-image epoch", flush=True)
+    return out
+
+
 def _run(cmd: list[str], log: Path) -> None:
     with log.open("w") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
@@ -82,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="runs, scratch zoo and logs (outside the work tree; default %(default)s)")
     p.add_argument("--out", type=Path, default=BUDGET, help="the budget file to update (default %(default)s)")
     p.add_argument("--data", help="CIFAR-10 archive (default: $CIFAR10_PATH)")
+    p.add_argument("--fit-time", action="store_true",
+                   help="only time model.fit per architecture (best of 3 epochs of 4,096 images, scaled to 45,000)")
     a = p.parse_args(argv)
+    if a.fit_time:
+        fit_seconds(a.archs, a.data)
+        return 0
     py = sys.executable
     zoo, runs, build = a.scratch / "zoo", a.scratch / "runs", ROOT / "firmware" / "build"
     runs.mkdir(parents=True, exist_ok=True)
