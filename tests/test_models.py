@@ -24,15 +24,67 @@ def keras_mod():
     return keras
 
 
-def test_every_member_family_fits_the_member_budget(keras_mod):
-    from fleetvote_models.archs import MEMBER_MACC_LIMIT, build, keras_macc
+def test_every_queued_member_is_within_the_member_budget(keras_mod):
+    """Each member queued with the shared recipe has its architecture's measured figures in
+    models/budget.json (python -m fleetvote_models.budget), they are still that architecture's
+    (same MACC), and the planner's latency from them is within the budget."""
+    from fleetvote.catalog import load_catalog
+    from fleetvote.offline.bom import MEMBER_BOARD, check_member_budget
+    from fleetvote_models.archs import build, keras_macc
 
+    budget = json.loads((ZOO.parent / "budget.json").read_text())["archs"]
     recipes = json.loads((ZOO.parent / "recipes.json").read_text())
-    for ident, r in recipes.items():
-        if ident.startswith("_") or r["role"] != "member":
-            continue
+    board = load_catalog()[MEMBER_BOARD]
+    queued = [(i, r) for i, r in recipes.items() if not i.startswith("_") and r["role"] == "member" and r.get("recipe")]
+    assert len(queued) >= 5
+    for ident, r in queued:
         arch = r["args"][r["args"].index("--arch") + 1]
-        assert keras_macc(build(arch)) <= MEMBER_MACC_LIMIT, ident
+        assert arch in budget, f"{ident}: measure {arch} first: python -m fleetvote_models.budget {arch}"
+        rec, m = budget[arch], build(arch)
+        assert keras_macc(m) == rec["macc"], f"{ident}: {arch} changed since it was measured: measure it again"
+        check_member_budget(ident, rec["macc"], rec["flash_bytes"], rec["ram_bytes"], rec["instructions_per_mac"],
+                            board)
+    seeds = [r["args"][r["args"].index("--seed") + 1] for _, r in queued]
+    assert len(set(seeds)) == len(seeds), "queued members share a seed"
+
+
+def test_wide_families_have_the_macc_and_parameters_their_docstrings_state(keras_mod):
+    import re
+
+    from fleetvote_models import archs
+
+    stated = []
+    for family in (archs.vggw, archs.resnetw, archs.dsconvw):
+        doc = " ".join(family.__doc__.split())
+        stated += re.findall(r"(\w+:[\d-]+): ([\d,]+) MACC, ([\d,]+) parameters", doc)
+    assert len(stated) >= 6
+    for arch, macc, params in stated:
+        m = archs.build(arch)
+        assert (archs.keras_macc(m), m.count_params()) == (int(macc.replace(",", "")), int(params.replace(",", ""))), arch
+
+
+def test_vggw_macc_matches_a_hand_count(keras_mod):
+    from fleetvote_models.archs import build, keras_macc
+
+    # 3x3 convolutions: output pixels x 9 x input x output channels; then the dense layer
+    hand = (32 * 32 * 9 * 3 * 12 + 16 * 16 * 9 * (12 * 16 + 16 * 16) + 8 * 8 * 9 * (16 * 48 + 48 * 48)
+            + 4 * 4 * 9 * (48 * 112 + 112 * 112) + 112 * 10)
+    assert keras_macc(build("vggw:12-16-48-112")) == hand
+
+
+def test_an_architecture_with_bad_widths_is_refused_with_the_form_to_use(keras_mod):
+    from fleetvote_models.archs import build, parse_arch
+
+    assert parse_arch("vggw:12-16-48-112") == ("vggw", (12, 16, 48, 112))
+    assert parse_arch("vgg:12") == ("vgg", (12,))
+    with pytest.raises(ValueError, match="e.g. vggw:12 or vggw:12-16-48-112"):
+        build("vggw:12-x")
+    with pytest.raises(ValueError, match="positive"):
+        build("resnetw:16-0-32-80")
+    with pytest.raises(ValueError, match="vgg takes at most 1 width"):
+        build("vgg:12-24")
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build("mlp:3")
 
 
 def test_baseline_matches_the_seed_figures(keras_mod):
@@ -75,6 +127,23 @@ def test_export_refuses_a_model_fed_unscaled_pixels(keras_mod):
     blob = convert(build("vgg:4"), rng.integers(0, 256, (8, 32, 32, 3)).astype(np.float32))  # not / 255
     with pytest.raises(ModelError, match="input quantisation .* expected 1/255"):
         check_io_quantisation(blob)
+
+
+def test_budget_fit_time_scales_the_best_epoch_to_45000_images(keras_mod, cifar_path, capsys):
+    from fleetvote_models.budget import fit_seconds
+
+    got = fit_seconds(["vggw:4-4-8-8"], cifar_path, images=256, repeats=2)
+    assert list(got) == ["vggw:4-4-8-8"] and got["vggw:4-4-8-8"] > 0
+    best = float(capsys.readouterr().out.split()[1])  # seconds per 256 images
+    assert got["vggw:4-4-8-8"] == pytest.approx(best * 45_000 / 256, abs=0.005 * 45_000 / 256)  # printed to 0.01 s
+
+
+def test_train_refuses_a_bad_architecture_before_making_its_run(keras_mod, tmp_path):
+    from fleetvote.cli import main
+
+    with pytest.raises(SystemExit, match="--arch: 'vggw:12-x': widths are positive integers"):
+        main(["train", "--arch", "vggw:12-x", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_export_eval_analyze_on_a_few_hundred_images(keras_mod, cifar_path, tmp_path, capsys):

@@ -370,3 +370,73 @@ def test_counting_one_model_into_the_table_replaces_its_row_and_keeps_the_others
     assert 'MODELS="a b"' in t["command"]
     bf.write_table(table, [result("b", 1100)], "QEMU 8.0.0")
     assert [r["model"] for r in json.loads(table.read_text())["models"]] == ["b"]
+
+
+# ---- the member budget (issue 16): fits the F411, planned latency at most 160 ms ----------------
+
+def f411() -> dict:
+    from fleetvote.offline.bom import MEMBER_BOARD
+
+    return load_catalog()[MEMBER_BOARD]
+
+
+def test_member_budget_accepts_a_member_that_fits_and_states_its_margins():
+    from fleetvote.offline.bom import MEMBER_LATENCY_BUDGET_MS, latency, member_budget
+
+    board = f411()
+    v = member_budget(5_000_000, 200_000, 50_000, 1.3, board)
+    assert v["problems"] == []
+    # the planner's own estimate, not a second formula
+    assert v["latency"] == latency(5_000_000, board, 1.3)
+    assert v["latency_margin_ms"] == pytest.approx(MEMBER_LATENCY_BUDGET_MS - v["latency"]["total_ms"], abs=0.01)
+    assert v["flash_share"] == round(200_000 / board["flash_bytes"], 3)
+
+
+def test_a_member_over_the_latency_budget_is_refused():
+    from fleetvote.errors import ConfigError
+    from fleetvote.offline.bom import check_member_budget, latency
+
+    board = f411()
+    # ResNet-8's 12.5 M MACC at 1.3 instructions per MAC: about 200 ms of compute alone
+    assert latency(12_501_632, board, 1.3)["total_ms"] > 160
+    with pytest.raises(ConfigError, match=r"resnet8 is over the member budget.*planned latency .* > 160 ms"):
+        check_member_budget("resnet8", 12_501_632, 120_000, 50_000, 1.3, board)
+    # the same MACs at a slower count cross the line that a faster count stays under: the model's
+    # own instructions per MAC decide, not its MACC alone
+    macc = 5_800_000
+    assert check_member_budget("m", macc, 200_000, 50_000, 1.26, board)["problems"] == []
+    with pytest.raises(ConfigError, match="planned latency"):
+        check_member_budget("m", macc, 200_000, 50_000, 2.0, board)
+
+
+def test_a_member_that_does_not_fit_the_board_is_refused():
+    from fleetvote.errors import ConfigError
+    from fleetvote.offline.bom import check_member_budget
+
+    board = f411()
+    with pytest.raises(ConfigError, match=r"flash 600,000 B > the board's 524,288 B"):
+        check_member_budget("big", 1_000_000, 600_000, 50_000, 1.3, board)
+    with pytest.raises(ConfigError, match=r"RAM 140,000 B > the board's 131,072 B"):
+        check_member_budget("big", 1_000_000, 100_000, 140_000, 1.3, board)
+
+
+def test_bench_firmware_reads_a_model_from_a_scratch_zoo(tmp_path):
+    """A candidate counted before it enters the zoo (python -m fleetvote_models.budget): the bench's
+    layer table comes from the ZOO the firmware was built from, not from models/zoo."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    member = members()[0]["id"]
+    (tmp_path / "candidate").mkdir()
+    shutil.copy(ZOO / member / "model.tflite", tmp_path / "candidate" / "model.tflite")
+    code = "import sys, bench_firmware as b; from pathlib import Path; print(b.layer_shapes(sys.argv[1], Path(sys.argv[2])))"
+    run = [sys.executable, "-c", code]
+    tools = ROOT / "firmware" / "tools"
+    scratch = subprocess.run([*run, "candidate", str(tmp_path)], cwd=tools, capture_output=True, text=True, check=True)
+    zoo = subprocess.run([*run, member, str(ZOO)], cwd=tools, capture_output=True, text=True, check=True)
+    assert scratch.stdout == zoo.stdout and "3x3 3->" in scratch.stdout
+    missing = subprocess.run([*run, "candidate", str(ZOO)], cwd=tools, capture_output=True, text=True)
+    assert missing.returncode != 0 and "cannot read" in missing.stderr

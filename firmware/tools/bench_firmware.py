@@ -133,14 +133,14 @@ def parse(lines: list[str]) -> dict:
     return out
 
 
-def layer_shapes(model_id: str) -> list[tuple[str, int, int]]:
+def layer_shapes(model_id: str, zoo: Path = ROOT / "models" / "zoo") -> list[tuple[str, int, int]]:
     """(a short shape, kernel taps, output bytes) per layer, from the engine (the generated code's
-    layer list)."""
+    layer list) on ``zoo``/<id>/model.tflite."""
     try:
         from fleetvote.engine import Engine
     except ImportError:
         return []
-    eng = Engine.from_file(ROOT / "models" / "zoo" / model_id / "model.tflite")
+    eng = Engine.from_file(zoo / model_id / "model.tflite")
     shapes = []
     for op, k in eng.layers:
         out_bytes = int(math.prod(eng.model.tensors[op.outputs[0]].shape[1:]))
@@ -336,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build", type=Path, default=ROOT / "firmware" / "build")
     ap.add_argument("--qemu", default="qemu-system-arm")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--zoo", type=Path, default=ROOT / "models" / "zoo",
+                    help="where the models live (the firmware build's ZOO; default %(default)s)")
     ap.add_argument("--cards", type=Path, metavar="ZOO", help="record each count in ZOO/<id>/card.json")
     ap.add_argument("--table", type=Path, metavar="JSON",
                     help="write the per-layer-kind table of every counted model (firmware/bench/instructions.json)")
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m}: no bench image {image} ({how.format(m=m)})")
             ok = False
             continue
-        shapes = layer_shapes(m)
+        shapes = layer_shapes(m, a.zoo)
         try:
             res = {"machine": machine, **analyse(parse(run_bench(image, machine, a.qemu)), shapes)}
         except (RuntimeError, KeyError, ValueError) as exc:

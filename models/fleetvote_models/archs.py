@@ -12,6 +12,8 @@ Families (the width parameter scales the channel counts):
 * ``vgg``: plain 3x3 conv-BN-ReLU stacks with max-pooling, global average pooling.
 * ``resnet``: ResNet-style basic blocks (two 3x3 convs and an identity or 1x1 shortcut, ADD).
 * ``dsconv``: MobileNet-style depthwise-separable blocks (3x3 depthwise + 1x1 pointwise).
+* ``vggw``, ``resnetw``, ``dsconvw``: the same families with one width per stage
+  (``vggw:12-16-48-112``) and one more block at 4x4, wide where parameters are cheap in MACs.
 * ``resnet8``: MLPerf Tiny's image-classification reference model (ResNet-8, 16/32/64 filters,
   about 78 k parameters, 12.5 M MACC), the single-board model the fleet is compared with. It is
   the ``reference`` role: it runs on one board and never in a fleet.
@@ -23,15 +25,17 @@ and softmax work, so it reads a little higher for the same network.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
 import keras
 from keras import layers
 
-MEMBER_MACC_LIMIT = 5_000_000
-MEMBER_WEIGHT_BYTES_LIMIT = 256 * 1024
-MEMBER_ACTIVATION_BYTES_LIMIT = 96 * 1024
+# A member's budget is no MACC or byte limit but what the board does with it: it fits a
+# nucleo-f411re (flash and RAM of its real firmware image) and answers within 160 ms by the
+# planner's estimate from its own instruction count (fleetvote.offline.bom.member_budget; the
+# figures of candidate architectures: models/budget.json, from ``python -m fleetvote_models.budget``).
 # L2 coefficient of every kernel; build() sets it from the recipe (``--weight-decay``) for the
 # duration of one model's construction
 WEIGHT_DECAY = 5e-4
@@ -176,24 +180,107 @@ def dsconv(width: int = 32) -> keras.Model:
     return keras.Model(inp, _head(x, 0.1), name=f"dsconv_w{w}")
 
 
+# ---- wide at low resolution (issue 16) ----------------------------------------------------------
+# A convolution's parameters per MAC are 1 / (its output's height x width): 1/256 at 16x16, 1/64 at
+# 8x8, 1/16 at 4x4. The families below take one width per stage (``family:a-b-c-d``: the 32x32
+# stem, then the 16x16, 8x8 and 4x4 stages) and carry one more block at 4x4 than their narrow
+# cousins, so that the member's capacity sits where it is cheap in MACs. Widths are multiples of 4
+# (every DSP kernel works on groups of 4 channels) and the pooled 32x32 stage has 12, 16 or 24
+# channels (the max pool's fastest kernels). MACC and parameters in the docstrings are
+# ``keras_macc`` and Keras' ``count_params`` (BatchNormalization's included) of the presets queued
+# in models/recipes.json; tests/test_models.py checks them.
+
+
+def vggw(a: int = 12, b: int = 16, c: int = 48, d: int = 112) -> keras.Model:
+    """a @32 | pool | b, b @16 | pool | c, c @8 | pool | d, d @4 | GAP | dense.
+
+    vgg:12 with per-stage widths and a second 4x4 convolution. vggw:12-16-48-112: 5,715,040 MACC,
+    195,870 parameters (vgg:12: 4,977,600 MACC, 82,654 parameters).
+    """
+    inp = keras.Input((32, 32, 3), name="image")
+    x = _conv_bn_relu(inp, a)
+    x = layers.MaxPooling2D(2)(x)
+    for width in (b, c, d):
+        x = _conv_bn_relu(x, width)
+        x = _conv_bn_relu(x, width)
+        if width != d:
+            x = layers.MaxPooling2D(2)(x)
+    return keras.Model(inp, _head(x, 0.1), name=f"vggw_{a}_{b}_{c}_{d}")
+
+
+def resnetw(a: int = 16, b: int = 16, c: int = 32, d: int = 80) -> keras.Model:
+    """stem a @32 | pool | block b @16 | block c /2 @8 | block d /2 @4 | block d @4 | GAP | dense.
+
+    resnet:16 with per-stage widths and a second 4x4 block. resnetw:16-16-32-80: 5,714,720 MACC,
+    220,762 parameters (resnet:18: 4,313,808 MACC, 99,280 parameters).
+    """
+    inp = keras.Input((32, 32, 3), name="image")
+    x = _conv_bn_relu(inp, a)
+    x = layers.MaxPooling2D(2)(x)
+    x = _basic_block(x, b, 1)
+    x = _basic_block(x, c, 2)
+    x = _basic_block(x, d, 2)
+    x = _basic_block(x, d, 1)
+    return keras.Model(inp, _head(x), name=f"resnetw_{a}_{b}_{c}_{d}")
+
+
+def dsconvw(a: int = 16, b: int = 48, c: int = 96, d: int = 224) -> keras.Model:
+    """stem a @32 | ds b /2 | ds b @16 | ds c /2 | ds c @8 | ds d /2 | ds d | ds d @4 | GAP | dense.
+
+    dsconv with per-stage widths and a third 4x4 block; nearly all MACs are 1x1 convolutions,
+    so it is the widest family for its MACs. dsconvw:16-48-96-224: 4,374,208 MACC, 155,114 parameters
+    (dsconv:26: 4,150,432 MACC, 98,082 parameters).
+    """
+    inp = keras.Input((32, 32, 3), name="image")
+    x = _conv_bn_relu(inp, a)
+    x = _ds_block(x, b, 2)
+    x = _ds_block(x, b, 1)
+    x = _ds_block(x, c, 2)
+    x = _ds_block(x, c, 1)
+    x = _ds_block(x, d, 2)
+    x = _ds_block(x, d, 1)
+    x = _ds_block(x, d, 1)
+    return keras.Model(inp, _head(x, 0.1), name=f"dsconvw_{a}_{b}_{c}_{d}")
+
+
 FAMILIES: dict[str, Callable[..., keras.Model]] = {
     "baseline": baseline,
     "vgg": vgg,
     "resnet": resnet,
     "dsconv": dsconv,
     "resnet8": resnet8,
+    "vggw": vggw,
+    "resnetw": resnetw,
+    "dsconvw": dsconvw,
 }
 
 
-def build(arch: str, weight_decay: float = WEIGHT_DECAY) -> keras.Model:
-    """``family`` or ``family:width``, e.g. ``vgg:12``; every kernel gets L2 ``weight_decay``."""
-    global _weight_decay
-    family, _, width = arch.partition(":")
+def parse_arch(arch: str) -> tuple[str, tuple[int, ...]]:
+    """``family``, ``family:width`` (``vgg:12``) or ``family:a-b-c-d`` (one width per stage,
+    ``vggw:12-16-48-112``) -> (family, widths). Raises ValueError naming what to write instead."""
+    family, _, spec = arch.partition(":")
     if family not in FAMILIES:
         raise ValueError(f"unknown architecture {family!r}; choose from {sorted(FAMILIES)}")
+    try:
+        widths = tuple(int(w) for w in spec.split("-")) if spec else ()
+    except ValueError:
+        raise ValueError(f"{arch!r}: widths are positive integers, e.g. {family}:12 or {family}:12-16-48-112") from None
+    if any(w <= 0 for w in widths):
+        raise ValueError(f"{arch!r}: widths are positive integers")
+    most = len(inspect.signature(FAMILIES[family]).parameters)
+    if len(widths) > most:
+        raise ValueError(f"{arch!r}: {family} takes at most {most} width(s), one per stage")
+    return family, widths
+
+
+def build(arch: str, weight_decay: float = WEIGHT_DECAY) -> keras.Model:
+    """``family``, ``family:width`` (``vgg:12``) or ``family:a-b-c-d`` (``vggw:12-16-48-112``);
+    every kernel gets L2 ``weight_decay``."""
+    global _weight_decay
+    family, widths = parse_arch(arch)
     _weight_decay = weight_decay
     try:
-        return FAMILIES[family](int(width)) if width else FAMILIES[family]()
+        return FAMILIES[family](*widths)
     finally:
         _weight_decay = WEIGHT_DECAY
 

@@ -119,9 +119,13 @@ def train(
 
     from fleetvote.data import load_split
 
-    from .archs import build, keras_macc
+    from .archs import build, keras_macc, parse_arch
     from .augment import augment
 
+    try:  # before the data is loaded and the run directory made: a typo costs nothing
+        parse_arch(arch)
+    except ValueError as exc:
+        raise SystemExit(f"--arch: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
     run_file, ckpt, best = out / "run.json", out / "checkpoint.keras", out / "best.weights.h5"
     ema_file = out / "ema.npz"

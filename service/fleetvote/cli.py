@@ -123,7 +123,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                    "validation accuracy.",
                        epilog="example: fleetvote train --arch resnet:18 --seed 2 --epochs 40 --out runs/r18",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--arch", required=True, help="family[:width]: baseline, vgg:12, resnet:18, dsconv:24 ...")
+    t.add_argument("--arch", required=True, help="family[:width] or family:a-b-c-d (one width per stage): baseline, vgg:12, resnet:18, "
+                   "dsconv:24, vggw:12-16-48-112, resnetw:16-16-32-80, dsconvw:16-48-96-224 ...")
     t.add_argument("--out", required=True, help="run directory (checkpoints, log, best weights)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epochs", type=int, default=30)

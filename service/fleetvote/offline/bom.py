@@ -251,6 +251,46 @@ def latency(macc: int, board: dict, ipm: float, cpi: float | None = None, cycles
             "cpi_source": cpi_source, "energy_mj": energy_mj(board, compute)}
 
 
+# ---- the member budget (issue 16) ----------------------------------------------------------------
+#
+# A member must fit the members' board (flash and RAM of its real firmware image, from the size
+# report) and answer within MEMBER_LATENCY_BUDGET_MS there by the planner's own estimate: transfer
+# + compute from the model's own instruction count (``latency`` above). This replaces the fixed
+# 5 M MACC limit: with the DSP kernels at 1.3-1.4 instructions per MAC, 160 ms on a 100 MHz F411
+# is about 6 M MACC, and a slower model (a depthwise-heavy one) gets fewer.
+MEMBER_BOARD = "nucleo-f411re"
+MEMBER_LATENCY_BUDGET_MS = 160.0
+
+
+def member_budget(macc: int, flash_bytes: int, ram_bytes: int, ipm: float, board: dict,
+                  budget_ms: float = MEMBER_LATENCY_BUDGET_MS) -> dict:
+    """The budget's verdict on one member: its planned latency on ``board`` (the catalogue's
+    entry), the margins left, and the reasons it does not fit (``problems``, empty when it does)."""
+    lat = latency(int(macc), board, float(ipm))
+    problems = []
+    if flash_bytes > board["flash_bytes"]:
+        problems.append(f"flash {flash_bytes:,} B > the board's {board['flash_bytes']:,} B")
+    if ram_bytes > board["ram_bytes"]:
+        problems.append(f"RAM {ram_bytes:,} B > the board's {board['ram_bytes']:,} B")
+    if lat["total_ms"] > budget_ms:
+        problems.append(f"planned latency {lat['total_ms']} ms (transfer {lat['transfer_ms']} + compute "
+                        f"{lat['compute_ms']}) > {budget_ms:g} ms")
+    return {"latency": lat, "latency_margin_ms": round(budget_ms - lat["total_ms"], 2),
+            "flash_share": round(flash_bytes / board["flash_bytes"], 3),
+            "ram_share": round(ram_bytes / board["ram_bytes"], 3), "problems": problems}
+
+
+def check_member_budget(name: str, macc: int, flash_bytes: int, ram_bytes: int, ipm: float, board: dict,
+                        budget_ms: float = MEMBER_LATENCY_BUDGET_MS) -> dict:
+    """``member_budget``, raising ConfigError when the member does not fit: a narrower stage or
+    fewer blocks at 8x8/4x4 is what to change."""
+    verdict = member_budget(macc, flash_bytes, ram_bytes, ipm, board, budget_ms)
+    if verdict["problems"]:
+        raise ConfigError(f"{name} is over the member budget on {MEMBER_BOARD}: " + "; ".join(verdict["problems"])
+                          + " (narrow a stage or drop a block, then measure it again)")
+    return verdict
+
+
 # ---- a real board's own count: fleetvote probe --json ------------------------------------------
 
 def load_measured(directory: Path = MEASURED) -> dict[tuple[str, str], dict]:
