@@ -346,8 +346,10 @@ def model_row(card: dict, catalog: dict, sizes, ipms, cpi: float | None, accurac
         board = REFERENCE_BOARD if fits(card, REFERENCE_BOARD, catalog[REFERENCE_BOARD], sizes) else None
     else:
         board = cheapest_board(card, catalog, sizes)
+    # the card's validation accuracy beside the test accuracy: the results table's members rows
+    # read it for models ensemble-eval does not score (the reference)
     row = {"id": card["id"], "role": card.get("role"), "macc": card.get("macc"), "test_accuracy": accuracy,
-           "board": board, "fits_boards": sorted(n for n, b in priced_boards(catalog).items()
+           "val_accuracy": card.get("val_accuracy"), "board": board, "fits_boards": sorted(n for n, b in priced_boards(catalog).items()
                                                  if fits(card, n, b, sizes))}
     if board is None:  # no latency to estimate: no count needed
         f, r, src = requirement(card, "-", sizes)

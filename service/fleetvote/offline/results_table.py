@@ -120,7 +120,8 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     for r in plan["models"]:
         m = evm.get(r["id"], {})
         lat = r["latency"]
-        L.append(f"| `{r['id']}` | {r['role']} | {_pct(m.get('val_accuracy'))} | {_pct(m.get('test_accuracy'))} | "
+        val, test = m.get("val_accuracy", r.get("val_accuracy")), m.get("test_accuracy", r.get("test_accuracy"))
+        L.append(f"| `{r['id']}` | {r['role']} | {_pct(val)} | {_pct(test)} | "
                  f"{m.get('weight') if m.get('weight') is not None else '-'} | {r['macc'] or 0:,} | "
                  f"{_kib(r['flash_bytes'])} | {_kib(r['ram_bytes'])} | {r['sizes_from']} | {r['board'] or 'none'} "
                  f"{'($' + str(r['price_usd']) + ')' if r['price_usd'] else ''} | "
