@@ -448,3 +448,8 @@ async def test_a_batch_beside_no_busy_board_tells_how_much_of_a_core_the_engine_
         busy[0] = 0
         await batches.submit(member, IMAGE)
         assert batches.background == pytest.approx(0.25)
+        # a batch too short to tell (3 ms: within a scheduler slice, it reads as a whole core)
+        # leaves the measurement alone
+        monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (np.zeros((len(images), 10)), 3.0, 3.0))
+        await batches.submit(member, IMAGE)
+        assert batches.background == pytest.approx(0.25)

@@ -218,8 +218,10 @@ class EngineBatches:
 
     def _observe(self, wall_ms: float, cpu_ms: float) -> float | None:
         """An engine run took ``cpu_ms`` of CPU in ``wall_ms``: the share of a core it got, folded
-        into ``background``; None for a run too short to tell."""
-        if wall_ms <= 0:
+        into ``background``; None for a run too short to tell: one that fits in a scheduler slice
+        or two (a batch of a few images at concurrency 1, 1-5 ms) reads as a whole core however
+        loaded the host is, and a few of them would undo a probe's measurement (found in review)."""
+        if wall_ms < PROBE_MS / 2:
             return None
         seen = min(cpu_ms / wall_ms, 1.0)
         weight = PROBE_EWMA if self.observed else 1.0
