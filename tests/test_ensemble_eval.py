@@ -136,10 +136,10 @@ def test_single_member_subset_has_the_member_engine_accuracy_and_cache_is_reused
 
     ids = member_ids(2)
     rep = ensemble_eval.run(ZOO, ids, limit=60, data=cifar_path, cache=tmp_path, progress=False)
-    # the zoo's baseline is run too, for the comparison row
+    # the zoo's baseline and reference are run too, for the comparison rows and the gates
     from fleetvote.offline.cards import load_cards
 
-    n_models = len(ids) + sum(1 for c in load_cards(ZOO) if c["role"] == "baseline")
+    n_models = len(ids) + sum(1 for c in load_cards(ZOO) if c["role"] in ("baseline", "reference"))
     assert rep["cache"] == {"dir": str(tmp_path), "hits": 0, "computed": 2 * n_models}
     ds = load_split("test", cifar_path)
     idx = ensemble_eval.subset_indices(len(ds), 60)
@@ -159,7 +159,7 @@ def test_single_member_subset_has_the_member_engine_accuracy_and_cache_is_reused
     assert again["cache"]["hits"] == 2 * n_models and again["subsets"] == rep["subsets"]
 
 
-def test_cli_writes_report_plot_and_a_loadable_ensemble(tmp_path, cifar_path):
+def test_cli_writes_report_plot_and_a_loadable_ensemble(tmp_path, cifar_path, capsys):
     from fleetvote.cli import main
     from fleetvote.ensemble import load_ensemble
 
@@ -183,3 +183,96 @@ def test_cli_writes_report_plot_and_a_loadable_ensemble(tmp_path, cifar_path):
     assert list(e.cascade.stage1) == a["cascade"]["stage1"] and e.cascade.threshold == a["cascade"]["threshold"]
     assert a["cascade"]["val"] >= a["all"]["val"] - a["tolerance"] - 1e-9
     assert a["early"]["test"] == a["all"]["test"]  # early's labels are all's
+    # the gates, as PASS/MISS lines after the report, one per member written and one per fleet
+    out = capsys.readouterr().out
+    gate_lines = [ln for ln in out.split("gates on the test split")[1].splitlines() if ln.strip()[:4] in ("PASS", "MISS")]
+    assert len(gate_lines) == len(ids) + 2 and rep["gates"][-1]["gate"] == "fleet3"
+    assert all(m in out for m in best["members"])
+
+
+def synthetic_outputs(n_members: int = 5, n: int = 400, seed: int = 11):
+    """Members that are right on a share of the images (different shares), with random wrong
+    answers elsewhere: outputs on both splits and their labels."""
+    rng = np.random.default_rng(seed)
+    out, ys = {}, {}
+    for split in ("val", "test"):
+        y = rng.integers(0, 10, n)
+        ys[split] = y
+        for k in range(n_members):
+            o = rng.integers(-128, 0, (n, 10)).astype(np.int8)
+            right = rng.random(n) < 0.45 + 0.08 * k
+            o[np.arange(n), np.where(right, y, (y + 1 + k) % 10)] = 100
+            out.setdefault(split, {})[f"m{k}"] = o
+    return out, ys
+
+
+def choices(rep: dict) -> dict:
+    """Everything ensemble-eval chooses: weights, the best subset and vote per size, per strategy,
+    the ensemble file (members, weights, vote, cascade)."""
+    from fleetvote.offline.ensemble_eval import ensemble_from
+
+    return {"weights": {m["id"]: m["weight"] for m in rep["models"]},
+            "best": {k: (b["members"], b["best_strategy_on_val"]) for k, b in rep["best"].items()},
+            "per_strategy": {s: {k: b["members"] for k, b in d.items()} for s, d in rep["best_per_strategy"].items()},
+            "ensemble": ensemble_from(rep, 3)}
+
+
+def test_subsets_votes_weights_and_cascade_are_chosen_on_validation_alone():
+    from fleetvote.offline.ensemble_eval import assemble
+
+    out, ys = synthetic_outputs()
+    ids = sorted(out["val"])
+    cards = {i: {"id": i, "role": "member", "macc": 1000} for i in ids}
+    rep = assemble(out["val"], out["test"], ys["val"], ys["test"], ids, [], cards, size=3)
+    # test labels that make the member worst on validation perfect on test, and the others' test
+    # outputs shuffled: a choice that read the test split would move
+    worst = min(ids, key=lambda i: next(m["val_accuracy"] for m in rep["models"] if m["id"] == i))
+    y_other = np.argmax(out["test"][worst], axis=1)
+    rng = np.random.default_rng(0)
+    test_other = {i: (o if i == worst else o[rng.permutation(len(o))]) for i, o in out["test"].items()}
+    other = assemble(out["val"], test_other, ys["val"], y_other, ids, [], cards, size=3)
+    assert next(m for m in other["models"] if m["id"] == worst)["test_accuracy"] == 1.0
+    assert other["subsets"] != rep["subsets"]  # the test figures did change
+    assert rep["best"]["1"]["members"] != [worst]
+    assert choices(other) == choices(rep)
+    assert other["adaptive"]["cascade"]["stage1"] == rep["adaptive"]["cascade"]["stage1"]
+
+
+def gate_report(member_tests: list[float], fleet5: float | None, fleet3: float | None,
+                reference: float | None) -> dict:
+    ids = [f"m{k}" for k in range(len(member_tests))]
+    models = [{"id": i, "role": "member", "test_accuracy": t} for i, t in zip(ids, member_tests)]
+    if reference is not None:
+        models.append({"id": "resnet8", "role": "reference", "test_accuracy": reference})
+    best = {str(k): {"members": ids[:k], "test": {"soft": 0.5, "majority": 0.0}, "best_strategy_on_val": "soft"}
+            for k in range(1, len(ids) + 1)}
+    if fleet3 is not None:
+        best["3"]["test"]["soft"] = fleet3
+    if fleet5 is not None:
+        best["5"] = {"members": ids[:5], "test": {"soft": 0.0, "majority": fleet5}, "best_strategy_on_val": "majority"}
+    return {"models": models, "best": best}
+
+
+def test_gates_pass_at_their_bars_and_miss_below_them():
+    from fleetvote.offline.ensemble_eval import format_gates, gates
+
+    # at the bars: a member at 85.0 % passes (at least), the fleet of five at 88.0 % passes, the
+    # fleet of three at the bar misses (above it is the gate)
+    gs = {g["what"]: g for g in gates(gate_report([0.85, 0.86, 0.87, 0.9, 0.849], 0.88, 0.856, 0.845))}
+    assert [g["passed"] for w, g in gs.items() if w.startswith("member")] == [True, True, True, True, False]
+    assert gs["fleet of 5 (majority)"]["passed"] and gs["fleet of 5 (majority)"]["value"] == 0.88
+    three = gs["fleet of 3 (soft)"]
+    assert three["bar"] == 0.856 and not three["passed"]  # max(resnet8 84.5 %, published 85.6 %)
+    lines = format_gates(list(gs.values()))
+    assert lines[4].split()[:3] == ["MISS", "member", "m4"] and "84.90 %" in lines[4]
+    assert lines[5].startswith("  PASS  fleet of 5 (majority): 88.00 % (gate >= 88.00 %; stretch 89.0 % MISS)")
+    assert lines[6].startswith("  MISS  fleet of 3 (soft): 85.60 % (gate > 85.60 % = max(resnet8 84.50 %")
+    # a reference above the published figure raises the bar
+    g3 = gates(gate_report([0.9] * 5, 0.9, 0.865, 0.866))[-1]
+    assert g3["bar"] == 0.866 and not g3["passed"]
+    assert gates(gate_report([0.9] * 5, 0.9, 0.867, 0.866))[-1]["passed"]
+    # a zoo too small for a fleet of five or three: the gate misses and says why
+    small = gates(gate_report([0.9, 0.9], None, None, None))
+    assert [g["passed"] for g in small] == [True, True, False, False]
+    assert small[2]["what"] == "fleet of 5: only 2 members in the zoo" and small[2]["value"] is None
+    assert "no reference model" in small[3]["bar_from"]
