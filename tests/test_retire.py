@@ -1,0 +1,144 @@
+"""``fleetvote retire``: a model no fleet uses leaves a copy of the zoo, its card goes into the
+history; the fleet's members, the reference, the baseline and the models a test names stay.
+Every test works on a temporary copy of the zoo: the real one is never touched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import ROOT, ZOO
+from fleetvote.errors import ConfigError
+from fleetvote.offline.retire import load_history, naming_tests, problems, render, retire
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    """A copy of the zoo's cards and ensemble file (the models themselves are not needed)."""
+    copy = tmp_path / "zoo"
+    for card in ZOO.glob("*/card.json"):
+        (copy / card.parent.name).mkdir(parents=True)
+        shutil.copy(card, copy / card.parent.name / "card.json")
+        (copy / card.parent.name / "model.tflite").write_bytes(b"stand-in")
+    shutil.copy(ZOO / "ensemble.json", copy / "ensemble.json")
+    return copy
+
+
+@pytest.fixture
+def tests_dir(tmp_path):
+    d = tmp_path / "tests"
+    d.mkdir()
+    (d / "test_x.py").write_text('MODEL = "named-by-a-test"\nOTHER = "spare-r2"  # another model\n')
+    (d / "vectors.bin").write_bytes(b"\xff\xfe named-by-a-test \x00")  # binary data is not a test
+    return d
+
+
+def spare_member(zoo) -> str:
+    """A member of the copy that no fleet uses and no real test names."""
+    fleet = {m["id"] for m in json.loads((zoo / "ensemble.json").read_text())["members"]}
+    for card in sorted(zoo.glob("*/card.json")):
+        c = json.loads(card.read_text())
+        if c["role"] == "member" and c["id"] not in fleet and not naming_tests(c["id"]):
+            return c["id"]
+    pytest.skip("every zoo member is in the fleet or named by a test")
+
+
+def add_model(zoo, mid: str, role: str = "member") -> dict:
+    card = {"id": mid, "role": role, "arch": "vgg:12", "epochs": 30, "train_seconds": 812.5, "val_accuracy": 0.8254,
+            "test_accuracy": 0.8121, "macc": 4977600, "params": 81898, "flash_bytes": 84000, "ram_bytes": 24576,
+            "sha256": "ab" * 32, "bench_firmware": {"instructions_per_mac": {"ref": 7.5, "opt": 1.25}}}
+    (zoo / mid).mkdir()
+    (zoo / mid / "card.json").write_text(json.dumps(card))
+    (zoo / mid / "model.tflite").write_bytes(b"stand-in")
+    return card
+
+
+def test_a_model_no_fleet_uses_leaves_the_zoo_and_its_card_goes_into_the_history(zoo, tests_dir, tmp_path):
+    card = add_model(zoo, "spare")
+    add_model(zoo, "spare-r2")  # a longer id, which a test names, is another model
+    other = add_model(zoo, "spare-b")
+    hist, md = tmp_path / "history.json", tmp_path / "history.md"
+    before = sorted(p.name for p in zoo.iterdir())
+    added = retire(["spare"], zoo, hist, md, why="short schedule", dirs=[tests_dir], today="2026-12-02")
+    assert [e["card"] for e in added] == [card]
+    assert not (zoo / "spare").exists() and (zoo / "spare-r2" / "card.json").exists()
+    with pytest.raises(ConfigError, match="spare-r2: named by a test"):
+        retire(["spare-r2"], zoo, hist, md, dirs=[tests_dir])
+    assert sorted(p.name for p in zoo.iterdir()) == sorted(set(before) - {"spare"})
+    h = load_history(hist)
+    assert h["models"] == [{"card": card, "left": "2026-12-02", "why": "short schedule"}]
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| `spare`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:12] == ["`spare`", "member", "`vgg:12`", "30", "812.5", "82.54 %", "81.21 %", "4,977,600", "81,898",
+                          "84,000", "24,576", "1.25"]
+    assert cells[-2:] == ["2026-12-02", "short schedule"]
+    # a second retirement appends: the first card stays
+    retire(["spare-b"], zoo, hist, md, dirs=[tests_dir], today="2026-12-03")
+    assert [e["card"]["id"] for e in load_history(hist)["models"]] == ["spare", "spare-b"]
+    assert load_history(hist)["models"][1]["card"] == other
+    assert md.read_text() == render(load_history(hist))
+
+
+def test_a_real_zoo_member_no_fleet_uses_can_leave_a_copy_of_the_zoo(zoo, tmp_path):
+    mid = spare_member(zoo)
+    card = json.loads((zoo / mid / "card.json").read_text())
+    retire([mid], zoo, tmp_path / "h.json", tmp_path / "h.md")
+    assert not (zoo / mid).exists() and load_history(tmp_path / "h.json")["models"][0]["card"] == card
+    assert (ZOO / mid / "card.json").exists()  # the real zoo is untouched
+
+
+def test_members_of_the_fleet_the_reference_the_baseline_and_models_a_test_names_stay(zoo, tests_dir, tmp_path):
+    add_model(zoo, "named-by-a-test")
+    add_model(zoo, "spare")
+    fleet = json.loads((zoo / "ensemble.json").read_text())["members"][0]["id"]
+    refs = [json.loads(p.read_text())["id"] for p in zoo.glob("*/card.json")
+            if json.loads(p.read_text())["role"] in ("reference", "baseline")]
+    hist, md = tmp_path / "history.json", tmp_path / "history.md"
+    snapshot = sorted(str(p.relative_to(zoo)) for p in zoo.rglob("*"))
+    for ids, why in (([fleet], "a member of"), (["named-by-a-test"], "named by a test (")
+                     , *(([r], f"role {json.loads((zoo / r / 'card.json').read_text())['role']}") for r in refs),
+                     (["nope"], "not in"), (["../zoo"], "not a zoo id"),
+                     (["spare", fleet], "a member of")):  # one refusal refuses them all
+        with pytest.raises(ConfigError, match="nothing retired") as exc:
+            retire(ids, zoo, hist, md, dirs=[tests_dir])
+        assert why in str(exc.value)
+        assert sorted(str(p.relative_to(zoo)) for p in zoo.rglob("*")) == snapshot
+        assert not hist.exists() and not md.exists()
+    assert "test_x.py:1" in problems(["named-by-a-test"], zoo, [tests_dir])[0]
+    assert problems(["spare"], zoo, [tests_dir]) == []
+    assert "cannot tell whether a test needs" in problems(["spare"], zoo, [tmp_path / "absent"])[0]
+
+
+def test_a_test_names_a_model_only_as_a_whole_word(tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "a.py").write_text('x = "m1-r2"\ny = "zoo/m1/model.tflite"\nz = "m10"\n')
+    assert naming_tests("m1", [d]) == [f"{d / 'a.py'}:2"]
+    assert naming_tests("m1-r2", [d]) == [f"{d / 'a.py'}:1"]
+
+
+def test_cli_retires_says_what_and_refuses_with_the_reason(zoo, tmp_path, capsys):
+    from fleetvote.cli import main
+
+    mid = "cli" + "-spare"  # spelled apart: the real tests, which this file is one of, never name it
+    add_model(zoo, mid)
+    args = ["--zoo", str(zoo), "--history", str(tmp_path / "h.json"), "--history-md", str(tmp_path / "h.md")]
+    assert main(["retire", mid, "--dry-run", *args]) == 0
+    assert f"would retire {mid}" in capsys.readouterr().out and (zoo / mid).exists()
+    assert main(["retire", mid, *args]) == 0
+    assert not (zoo / mid).exists() and f"retired {mid}" in capsys.readouterr().out
+    assert main(["retire", mid, *args]) == 2
+    assert f"{mid}: not in" in capsys.readouterr().err
+    (tmp_path / "h.md").write_text("edited by hand")
+    assert main(["retire", "--render", "--history", str(tmp_path / "h.json"), "--history-md", str(tmp_path / "h.md")]) == 0
+    assert (tmp_path / "h.md").read_text() == render(load_history(tmp_path / "h.json"))
+    assert main(["retire", "--render", mid, *args]) == 2
+
+
+def test_committed_history_table_is_written_from_the_history_file():
+    """docs/history.md is models/history.json rendered (fleetvote retire --render after an edit)."""
+    h = load_history(ROOT / "models" / "history.json")
+    assert (ROOT / "docs" / "history.md").read_text() == render(h)
+    assert any(e["card"]["role"] == "baseline" for e in h["models"])  # the old baseline's row
