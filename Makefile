@@ -93,7 +93,7 @@ clean:  ## remove the virtual environment and build outputs (not runs/)
 RESULTS ?= runs/results
 BENCH_COUNT ?= 256
 .PHONY: results
-results: venv firmware-host  ## regenerate README.md's results table (ensemble-eval with the cascade search, robustness, bench, plan; ~5 min, more for new models)
+results: venv firmware-host  ## regenerate README.md's results table (ensemble-eval with the cascade search and the gates, robustness, bench, plan, the Pareto plot; ~5 min, more for new models)
 	@test -n "$$CIFAR10_PATH" || { echo "make results: set CIFAR10_PATH to cifar10-jpeg.tar.gz (figures are on that copy)"; exit 2; }
 	@mkdir -p $(RESULTS)
 	$(BIN)/fleetvote ensemble-eval --json $(RESULTS)/ensemble-eval.json --png $(RESULTS)/ensemble-eval.png \
@@ -103,6 +103,8 @@ results: venv firmware-host  ## regenerate README.md's results table (ensemble-e
 	    --out $(RESULTS)/bench --no-progress
 	$(BIN)/fleetvote plan --eval $(RESULTS)/ensemble-eval.json --bench $(RESULTS)/bench/bench.json \
 	    --json $(RESULTS)/plan.json
+	$(BIN)/fleetvote pareto --eval $(RESULTS)/ensemble-eval.json --plan $(RESULTS)/plan.json --png docs/pareto.png \
+	    --json $(RESULTS)/pareto.json
 	$(BIN)/fleetvote curves --png docs/curves.png --json $(RESULTS)/curves.json
 	$(BIN)/fleetvote results --dir $(RESULTS) --readme README.md
 

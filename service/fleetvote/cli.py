@@ -17,8 +17,8 @@ from pathlib import Path
 from . import __version__
 from .command import ListOption, NoSecretOnArgv, add_data
 from .errors import ConfigError, FleetvoteError
-from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, results_table, retire,
-                      robustness, verify)
+from .offline import (analyze, bom, cards, codegen, curves, ensemble_eval, evaluate, pareto, results_table,
+                      retire, robustness, verify)
 from .testbed import bench_api, bringup, qemu
 from .testbed.virtual import BOARD_SPEEDS, VirtualFleet, planned_latency_ms
 
@@ -263,7 +263,7 @@ COMMANDS = (
     _add_train, _add_export, evaluate.add_parser, analyze.add_parser, cards.add_parser,
     verify.add_parser, codegen.add_parser, _add_serve, qemu.add_parser, curves.add_parser,
     bringup.add_parser, bench_api.add_parser, ensemble_eval.add_parser, bom.add_parser,
-    results_table.add_parser, robustness.add_parser, retire.add_parser,
+    pareto.add_parser, results_table.add_parser, robustness.add_parser, retire.add_parser,
 )
 
 

@@ -30,7 +30,7 @@ A fleet answers when its slowest member has: its estimate is the largest member 
 host's own overhead, the p50 measured by ``fleetvote bench`` at concurrency 1 (``--bench``; 0 and
 said so without it).
 
-Fleets: the best subsets of 3 and 5 members from ``fleetvote ensemble-eval --json`` (``--eval``),
+Fleets: the best subsets of 3, 4 and 5 members from ``fleetvote ensemble-eval --json`` (``--eval``),
 the current ensemble file, and any ``--fleet a,b,c``. Accuracies come from the same report (engine,
 test split of the JPEG copy) or, without it, from the cards. Beside the fleets, each on one
 board: the zoo's int8 ``baseline`` (role baseline) on the cheapest board it fits, the reference
@@ -61,6 +61,7 @@ WIRE_BYTES = 3124  # one image frame and its answer (docs/protocol.md)
 BITS_PER_BYTE = 10  # 8N1
 REFERENCE_BOARD = "nucleo-f411re"  # the reference's one board: the members' (size_report.py's default)
 SINGLE_ROLES = ("baseline", "reference")  # one board each, shown beside the fleets
+FLEET_SIZES = (3, 4, 5)  # the best fleets planned from ensemble-eval's report (issue 16 reports 3, 4 and 5)
 # Cycles per instruction, assumed until the boards issue derives them per board from flash wait
 # states: firmware/tools/bench_firmware.py's CPI (1.3: the DSP inner loop's loads at 2 cycles and
 # its single-cycle MACs near 1.2, the load- and branch-heavier reference loops near 1.4). One
@@ -468,7 +469,7 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
 
     plans = []
     if ev:
-        for k in (3, 5):
+        for k in FLEET_SIZES:
             best = ev["best"].get(str(k))
             label = f"best {k}"
             if best is None:
@@ -596,7 +597,7 @@ def add_parser(sub) -> None:
                "  fleetvote plan --fleet vgg12-s1,resnet18-s2 --json plan.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", default="models/zoo")
-    p.add_argument("--eval", help="fleetvote ensemble-eval --json output: accuracies and the best fleets of 3 and 5")
+    p.add_argument("--eval", help="fleetvote ensemble-eval --json output: accuracies and the best fleets of 3, 4 and 5")
     p.add_argument("--bench", help="fleetvote bench's bench.json: the host overhead (p50 at concurrency 1)")
     p.add_argument("--ensemble", default="models/zoo/ensemble.json", help="also plan this ensemble file's fleet")
     p.add_argument("--fleet", action="append", help="also plan this comma list of zoo ids (repeat)")

@@ -283,7 +283,8 @@ def assemble(val_out: dict[str, np.ndarray], test_out: dict[str, np.ndarray], y_
                        "flash_bytes": c.get("flash_bytes"), "ram_bytes": c.get("ram_bytes"),
                        "val_accuracy": round(va, 4), "test_accuracy": round(te, 4),
                        "weight": round(log_odds_weight(va), 4) if i in ids else None,
-                       "card_test_accuracy": c.get("test_accuracy")})
+                       "card_test_accuracy": c.get("test_accuracy"), "epochs": c.get("epochs"),
+                       "sha256": c.get("sha256")})
     weights = {m["id"]: m["weight"] for m in models if m["id"] in ids}
     macc = {m["id"]: int(m["macc"] or 0) for m in models}
     results = evaluate_subsets({i: val_out[i] for i in ids}, {i: test_out[i] for i in ids},
