@@ -508,7 +508,10 @@ def add_parser(sub) -> None:
         description="Runs every zoo model through the numpy engine once per split (outputs cached by model "
                     f"sha256), then scores {_in_words(STRATEGIES)} voting for every subset of members. Weighted "
                     "votes use log-odds weights of validation accuracy; the best subset of each size is chosen on "
-                    "the validation split and reported on the test split.",
+                    "the validation split and reported on the test split. The baseline and the reference are scored "
+                    "beside the members, and issue 16's gates on the test split end the output as PASS/MISS lines "
+                    "(every member of the fleet written >= 85.0 %, the fleet of 5 >= 88.0 %, the fleet of 3 > "
+                    "max(resnet8, 85.6 %)).",
         epilog="examples:\n"
                "  fleetvote ensemble-eval                                      # every member, every subset\n"
                "  fleetvote ensemble-eval --members vgg12-s1,resnet18-s2 --limit 500\n"
