@@ -1579,9 +1579,21 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
     }
 }
 
+/* One kernel row's weight pairs of two channels, doubled (SADD16; 2w fits int16), from the taps'
+ * widened words t0, t1, t2 (each: channel lo in the bottom half, hi in the top): W01 = (w0, w1)
+ * and W12 = (w1, w2) of each by PKHBT (bottom halves) and PKHTB (top halves). */
+static inline void dwp_pair_row(int32_t t0, int32_t t1, int32_t t2, int32_t k, dwp_chan *lo, dwp_chan *hi)
+{
+    const int32_t d0 = __sadd16(t0, t0), d1 = __sadd16(t1, t1), d2 = __sadd16(t2, t2);
+    lo->w[2 * k] = pkhbt16(d0, d1);
+    lo->w[2 * k + 1] = pkhbt16(d1, d2);
+    hi->w[2 * k] = pkhtb16(d1, d0);
+    hi->w[2 * k + 1] = pkhtb16(d2, d1);
+}
+
 /* The group's weight pairs, doubled, for its 4 records (a partial group's missing lanes 0): per
  * kernel row the 3 taps' words of 4 channels, SXTB16 (channels 0 and 2) and SXTB16 ROR 8 (1 and 3),
- * SADD16 to double, then PKHBT/PKHTB pair the taps of one channel: W01 = (w0, w1), W12 = (w1, w2). */
+ * then dwp_pair_row. */
 static void dwp_weights(const int8_t *weights, int32_t c, int32_t g4, int32_t n, dwp_chan rec[4])
 {
     const int8_t *wk = weights + g4;
@@ -1596,22 +1608,8 @@ static void dwp_weights(const int8_t *weights, int32_t c, int32_t g4, int32_t n,
             v1 = ld_s8_tail(wk + c, n);
             v2 = ld_s8_tail(wk + 2 * c, n);
         }
-        {
-            const int32_t e0 = __sxtb16(v0), e1 = __sxtb16(v1), e2 = __sxtb16(v2);
-            const int32_t d0 = __sadd16(e0, e0), d1 = __sadd16(e1, e1), d2 = __sadd16(e2, e2);
-            rec[0].w[2 * k] = pkhbt16(d0, d1);
-            rec[0].w[2 * k + 1] = pkhbt16(d1, d2);
-            rec[2].w[2 * k] = pkhtb16(d1, d0);
-            rec[2].w[2 * k + 1] = pkhtb16(d2, d1);
-        }
-        {
-            const int32_t o0 = sxtb16_ror8(v0), o1 = sxtb16_ror8(v1), o2 = sxtb16_ror8(v2);
-            const int32_t d0 = __sadd16(o0, o0), d1 = __sadd16(o1, o1), d2 = __sadd16(o2, o2);
-            rec[1].w[2 * k] = pkhbt16(d0, d1);
-            rec[1].w[2 * k + 1] = pkhbt16(d1, d2);
-            rec[3].w[2 * k] = pkhtb16(d1, d0);
-            rec[3].w[2 * k + 1] = pkhtb16(d2, d1);
-        }
+        dwp_pair_row(__sxtb16(v0), __sxtb16(v1), __sxtb16(v2), k, &rec[0], &rec[2]);
+        dwp_pair_row(sxtb16_ror8(v0), sxtb16_ror8(v1), sxtb16_ror8(v2), k, &rec[1], &rec[3]);
     }
 }
 
