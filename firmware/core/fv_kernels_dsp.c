@@ -1258,17 +1258,28 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
  * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
  *
- * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.41 per MAC over its depthwise
- * layers; stride 1: 1.87 at 16x16, 2.16 at 8x8, 3.08 at 4x4; stride 2: 2.74, 2.95, 3.99 at 16, 8,
- * 4 output columns): a pass is 54 (stride 1) or 57 (stride 2) instructions for 36 MACs, 1.5-1.6
- * per MAC: the 24 multiplies alone 0.67, the loads 0.25-0.33, the requantisation 12 and the
- * stores 6 (0.5); widening 1.6 instructions per input value, about 0.2 per MAC at stride 1 and
- * 0.7 at stride 2 (4 input values per output); per channel about 100 instructions of setup
- * (weights, records, dispatch, call), 0.7 per MAC on the 4x4 images, and 6 per output row. What is left
- * toward 2.0 is mostly not in the pass: stride 2's widening (an 8-channel plane widened by
- * LDRD, 1.3 per value, where c % 8 == 0; or no plane at all at stride 2, widening in registers)
- * and the small images' per-channel setup (all of a group's channels in one assembly call, the
- * records prepared once per layer, not per band).
+ * Where the instructions go (dsconv26-s3, make bench-firmware, 758,208 instructions, 2.41 per MAC
+ * over its depthwise layers; stride 1: 1.87 at 16x16, 2.16 at 8x8, 3.08 at 4x4; stride 2: 2.74,
+ * 2.95, 3.99 at 16, 8, 4 output columns), measured by leaving one part out at a time:
+ *   passes, their calls and row steps  516 k  1.64 per MAC (the passes alone 480 k, 1.53: 54
+ *                                             (stride 1) or 57 (stride 2) per 36 MACs; the 24
+ *                                             multiplies 0.67, loads 0.25-0.33, the
+ *                                             requantisation 13 and the stores 6, 0.53)
+ *   widening                           166 k  0.53 (73 k input values: 1.56 each in the quads'
+ *                                             loop, 2.3 with the per-row and per-group costs;
+ *                                             0.2 per MAC at stride 1, 0.9-1.3 at stride 2,
+ *                                             where every output has 4 input values)
+ *   weight records                      21 k  0.07 (about 145 per group of 4 channels and band)
+ *   per-channel dispatch, per layer     55 k  0.17 (about 50 per channel, the plane's zeroing)
+ * The gate of 2.0 (629 k) is below what this design can reach: the passes alone and the
+ * widening at its loop's 1.56 per value make 1.89 per MAC with no overhead at all (stride 1
+ * 1.67, stride 2 2.28), so 2.0 would leave 0.11 per MAC for the records, dispatch, calls, row
+ * steps and the small images (0.52 now). The passes are near their floor (SMLAD's 1.5 MACs per
+ * multiply, an exact requantisation of 3 per output, a byte store per output: NHWC puts a
+ * channel's outputs c bytes apart); widening 8 channels per LDRD (c % 8 == 0) would take about
+ * 1.4 per value. What would reach it is not widening at all: the preceding 1x1 convolution
+ * (every depthwise layer of the zoo follows one or the first layer) writing its outputs straight
+ * into the planes, int16 with the offset, a fusion of two layers the runner does not do.
  *
  * Plane layout: per plane row, the group's 4 channels one after the other, DWP_PITCH halfwords
  * each; input column x at halfword x + 2 (so that a word holds an even column and the next
@@ -1552,6 +1563,9 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
                              dw_plane + r_lo * DWP_ROW + 1, w4 >> 2, (w - w4) * c, 4 * DWP_ROW - 2 * w4,
                              q_hi - r_lo};
         dwp_widen_quads(&job, c, off2);
+    }
+    if (q_hi == r_hi && w4 == w) { /* the quads took every pixel (the zoo's widths): no tail */
+        return;
     }
     for (int32_t r = r_lo; r < r_hi; r++) {
         const int32_t x0 = r < q_hi ? w4 : 0; /* the pixels the quads left */
