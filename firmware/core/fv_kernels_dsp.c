@@ -1258,23 +1258,25 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
  * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
  *
- * Where the instructions go (dsconv26-s3, make bench-firmware, 758,208 instructions, 2.41 per MAC
- * over its depthwise layers; stride 1: 1.87 at 16x16, 2.16 at 8x8, 3.08 at 4x4; stride 2: 2.74,
- * 2.95, 3.99 at 16, 8, 4 output columns), measured by leaving one part out at a time:
+ * Where the instructions go (dsconv26-s3, make bench-firmware, 722,000 instructions, 2.30 per MAC
+ * over its depthwise layers; stride 1: 1.82 at 16x16, 2.06 at 8x8, 2.87 at 4x4; stride 2: 2.63,
+ * 2.76, 3.60 at 16, 8, 4 output columns), measured by leaving one part out at a time:
  *   passes, their calls and row steps  516 k  1.64 per MAC (the passes alone 480 k, 1.53: 54
  *                                             (stride 1) or 57 (stride 2) per 36 MACs; the 24
  *                                             multiplies 0.67, loads 0.25-0.33, the
  *                                             requantisation 13 and the stores 6, 0.53)
- *   widening                           166 k  0.53 (73 k input values: 1.56 each in the quads'
- *                                             loop, 2.3 with the per-row and per-group costs;
- *                                             0.2 per MAC at stride 1, 0.9-1.3 at stride 2,
- *                                             where every output has 4 input values)
+ *   widening                           130 k  0.41 (73 k input values: 1.56 each in the quads'
+ *                                             loop, 1.8 with the per-row and per-group costs;
+ *                                             0.2 per MAC at stride 1, 0.7-1.0 at stride 2,
+ *                                             where every output has 4 input values; 166 k
+ *                                             before dwp_widen stopped after the quads)
  *   weight records                      21 k  0.07 (about 145 per group of 4 channels and band)
- *   per-channel dispatch, per layer     55 k  0.17 (about 50 per channel, the plane's zeroing)
+ *   per-channel dispatch, per layer     55 k  0.17 (about 50 per channel; 13 k of memset, which
+ *                                             zeroing only the padding words in C did not beat)
  * The gate of 2.0 (629 k) is below what this design can reach: the passes alone and the
  * widening at its loop's 1.56 per value make 1.89 per MAC with no overhead at all (stride 1
  * 1.67, stride 2 2.28), so 2.0 would leave 0.11 per MAC for the records, dispatch, calls, row
- * steps and the small images (0.52 now). The passes are near their floor (SMLAD's 1.5 MACs per
+ * steps and the small images (0.41 now). The passes are near their floor (SMLAD's 1.5 MACs per
  * multiply, an exact requantisation of 3 per output, a byte store per output: NHWC puts a
  * channel's outputs c bytes apart); widening 8 channels per LDRD (c % 8 == 0) would take about
  * 1.4 per value. What would reach it is not widening at all: the preceding 1x1 convolution
