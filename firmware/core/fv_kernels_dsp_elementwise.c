@@ -180,7 +180,7 @@ MP_IMAGE_NARROW(mp_image_c24, MP_BODY_C24)
 /*
  * The wider pixels (C = 32, 44, 48, 64, 128: vgg11-s5-co's third pool, vgg12-s1's third, the
  * baseline's four): too many words for the registers, so each window goes in chunks of 4 words
- * (16 channels; the last chunk 1-3 words when C % 16 != 0), from 4 pointers, one per cell of the
+ * (16 channels; C = 44's last chunk 3 words), from 4 pointers, one per cell of the
  * window, that each chunk's LDM advances: per chunk 4 LDM, 12 maxima (24), one STM, 29
  * instructions per 16 bytes (1.81 per byte), no loop inside a window (unrolled per C, C an
  * immediate). The cells' order within a window does not matter (max is symmetric), which saves
@@ -197,8 +197,6 @@ MP_IMAGE_NARROW(mp_image_c24, MP_BODY_C24)
  */
 #define MP_MAXES4 MP_MAX("r4", "r8", "lr") MP_MAX("r5", "r9", "lr") MP_MAX("r6", "r10", "lr") MP_MAX("r7", "r11", "lr")
 #define MP_MAXES3 MP_MAX("r4", "r8", "lr") MP_MAX("r5", "r9", "lr") MP_MAX("r6", "r10", "lr")
-#define MP_MAXES2 MP_MAX("r4", "r8", "lr") MP_MAX("r5", "r9", "lr")
-#define MP_MAXES1 MP_MAX("r4", "r8", "lr")
 /* one chunk of N words: the maxima's list L, the loaded words' list M */
 #define MP_CHUNK(P, Q, R, S, L, M, MAXES)                                                              \
     "ldm " P "!, {" L "}\n\t"                                                                          \
