@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,22 +370,30 @@ def bench_firmware(*args: str, timeout: float = 240) -> subprocess.CompletedProc
                            "--build", str(FIRMWARE / "build"), *args], capture_output=True, text=True, timeout=timeout)
 
 
+def count(member: str, tmp_path: Path, *args: str) -> dict:
+    """`member`'s netduinoplus2 bench image built and counted under QEMU by bench_firmware.py
+    (extra `args` passed on): its row of the JSON, whose kernels must agree byte for byte."""
+    make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench", "measure")
+    make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench")
+    out_json = tmp_path / "bench.json"
+    r = bench_firmware("--models", member, "--json", str(out_json), *args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    res = json.loads(out_json.read_text())["models"][0]
+    assert res["match"], r.stdout[-3000:]
+    return res
+
+
 def test_bench_firmware_counts_instructions_and_dsp_convolutions_take_at_most_2_per_mac(members, tmp_path):
     from fleetvote.offline.cards import bench_problems
 
     # a member with standard convolutions beyond its first layer (not a depthwise-separable one)
     arch = {c["id"]: c["arch"] for c in load_cards(ZOO)}
     member = next((m for m in members if not arch.get(m, "").startswith("dsconv")), members[0])
-    make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench", "measure")
-    make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench")
-    out_json = tmp_path / "bench.json"
-    r = bench_firmware("--models", member, "--json", str(out_json))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    res = json.loads(out_json.read_text())["models"][0]
-    assert res["match"] and res["machine"] == "netduinoplus2"  # a member fits the fleet's emulated board
+    res = count(member, tmp_path)
+    assert res["machine"] == "netduinoplus2"  # a member fits the fleet's emulated board
     conv = res["groups"]["conv"]
     assert conv["macc"] > 0
-    assert conv["opt"] / conv["macc"] <= 2.0, r.stdout
+    assert conv["opt"] / conv["macc"] <= 2.0, conv
     assert conv["ref"] / conv["macc"] > 4.0  # the plain C reference, about 7 per MAC
     # -icount makes the count deterministic: a second run gives the same totals, here recorded
     # in a copy of the card, in a form that `fleetvote card --check` accepts
@@ -392,10 +401,9 @@ def test_bench_firmware_counts_instructions_and_dsp_convolutions_take_at_most_2_
     (zoo / member).mkdir(parents=True)
     card = {k: v for k, v in json.loads((ZOO / member / "card.json").read_text()).items() if k != "bench_firmware"}
     (zoo / member / "card.json").write_text(json.dumps(card))
-    again = bench_firmware("--models", member, "--json", str(tmp_path / "again.json"), "--cards", str(zoo))
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert json.loads((tmp_path / "again.json").read_text())["models"][0]["total_instructions"] == \
-        res["total_instructions"]
+    (tmp_path / "again").mkdir()
+    again = count(member, tmp_path / "again", "--cards", str(zoo))
+    assert again["total_instructions"] == res["total_instructions"]
     recorded = json.loads((zoo / member / "card.json").read_text())
     t = res["total_instructions"]
     assert recorded["bench_firmware"]["instructions_per_mac"] == {v: round(t[v] / res["macc"], 3) for v in t}
@@ -408,10 +416,11 @@ def test_bench_firmware_counts_instructions_and_dsp_convolutions_take_at_most_2_
 
 
 # instructions per MAC, counted under QEMU, that the convolution and depthwise DSP kernels must keep
-# (issue 26's gates: first layer 2.5, 1x1 1.6; depthwise's gate of 2.0 is not reached yet, 2.41 on
-# dsconv26 with the channel-plane kernel, so 2.5 holds it from sliding back towards the 3.2 of the
-# 4-channel block or the 6.7 of the per-pixel kernel)
-KIND_LIMITS = {"first layer": 2.5, "conv 1x1": 1.6, "depthwise": 2.5}
+# (issue 26's gates: first layer 2.5, 1x1 1.6; depthwise's gate of 2.0 is not reached, 2.30 on
+# dsconv26 with the channel-plane kernel, whose floor is 1.89 (core/fv_kernels_dsp.c), so 2.4
+# holds it from sliding back towards the 2.41 before its widening stopped after the quads, the 3.2
+# of the 4-channel block or the 6.7 of the per-pixel kernel)
+KIND_LIMITS = {"first layer": 2.5, "conv 1x1": 1.6, "depthwise": 2.4}
 
 
 def test_bench_firmware_first_layer_and_1x1_take_their_gates_and_depthwise_stays_under_its_limit(members):
@@ -467,18 +476,23 @@ def test_bench_firmware_dsp_max_pool_and_add_stay_near_their_floors(members, tmp
     reference takes ~100)."""
     member = pool_and_add_member()
     need(member is not None, "the zoo has no member with ADD and 16-channel max pooling")
-    make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench", "measure")
-    make("BOARD=netduinoplus2", f"MODEL={member}", "VARIANT=bench")
-    out_json = tmp_path / "bench.json"
-    r = bench_firmware("--models", member, "--json", str(out_json))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    res = json.loads(out_json.read_text())["models"][0]
-    assert res["match"]
+    res = count(member, tmp_path)
     pool, add = res["groups"]["max pool"], res["groups"]["add"]
     assert pool["out_bytes"] > 0 and add["out_bytes"] > 0
     assert pool["opt"] / pool["out_bytes"] <= 2.0, pool
     assert add["opt"] / add["out_bytes"] <= 10.5, add
     assert add["ref"] / add["out_bytes"] > 50.0  # the reference's three fv_mbqm per byte
+
+
+def test_bench_firmware_dsp_max_pool_of_12_to_48_channels_takes_its_gate(members, tmp_path):
+    """vgg12-s1's three pools (12, 24 and 48 channels: the pairs-of-windows LDM kernels and the
+    chunked one for wider pixels, core/fv_kernels_dsp_elementwise.c) at most 2.0 instructions per
+    output byte under QEMU, the issue's gate (1.99 counted; 2.17 before those kernels)."""
+    member = next((m for m in ("vgg12-s1-r2", "vgg12-s1-r3", "vgg12-s1") if (ZOO / m / "model.tflite").exists()), None)
+    need(member is not None, "the zoo has no vgg12-s1")
+    pool = count(member, tmp_path)["groups"]["max pool"]
+    assert pool["out_bytes"] == 16 * 16 * 12 + 8 * 8 * 24 + 4 * 4 * 48
+    assert pool["opt"] / pool["out_bytes"] <= 2.0, pool
 
 
 # ---------------------------------------------------------------------------- the service

@@ -1258,17 +1258,30 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
  * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
  *
- * Where the instructions go (dsconv26-s3-r2, make bench-firmware, 2.41 per MAC over its depthwise
- * layers; stride 1: 1.87 at 16x16, 2.16 at 8x8, 3.08 at 4x4; stride 2: 2.74, 2.95, 3.99 at 16, 8,
- * 4 output columns): a pass is 54 (stride 1) or 57 (stride 2) instructions for 36 MACs, 1.5-1.6
- * per MAC: the 24 multiplies alone 0.67, the loads 0.25-0.33, the requantisation 12 and the
- * stores 6 (0.5); widening 1.6 instructions per input value, about 0.2 per MAC at stride 1 and
- * 0.7 at stride 2 (4 input values per output); per channel about 100 instructions of setup
- * (weights, records, dispatch, call), 0.7 per MAC on the 4x4 images, and 6 per output row. What is left
- * toward 2.0 is mostly not in the pass: stride 2's widening (an 8-channel plane widened by
- * LDRD, 1.3 per value, where c % 8 == 0; or no plane at all at stride 2, widening in registers)
- * and the small images' per-channel setup (all of a group's channels in one assembly call, the
- * records prepared once per layer, not per band).
+ * Where the instructions go (dsconv26-s3, make bench-firmware, 722,000 instructions, 2.30 per MAC
+ * over its depthwise layers; stride 1: 1.82 at 16x16, 2.06 at 8x8, 2.87 at 4x4; stride 2: 2.63,
+ * 2.76, 3.60 at 16, 8, 4 output columns), measured by leaving one part out at a time:
+ *   passes, their calls and row steps  516 k  1.64 per MAC (the passes alone 480 k, 1.53: 54
+ *                                             (stride 1) or 57 (stride 2) per 36 MACs; the 24
+ *                                             multiplies 0.67, loads 0.25-0.33, the
+ *                                             requantisation 13 and the stores 6, 0.53)
+ *   widening                           130 k  0.41 (73 k input values: 1.56 each in the quads'
+ *                                             loop, 1.8 with the per-row and per-group costs;
+ *                                             0.2 per MAC at stride 1, 0.7-1.0 at stride 2,
+ *                                             where every output has 4 input values; 166 k
+ *                                             before dwp_widen stopped after the quads)
+ *   weight records                      21 k  0.07 (about 145 per group of 4 channels and band)
+ *   per-channel dispatch, per layer     55 k  0.17 (about 50 per channel; 13 k of memset, which
+ *                                             zeroing only the padding words in C did not beat)
+ * The gate of 2.0 (629 k) is below what this design can reach: the passes alone and the
+ * widening at its loop's 1.56 per value make 1.89 per MAC with no overhead at all (stride 1
+ * 1.67, stride 2 2.28), so 2.0 would leave 0.11 per MAC for the records, dispatch, calls, row
+ * steps and the small images (0.41 now). The passes are near their floor (SMLAD's 1.5 MACs per
+ * multiply, an exact requantisation of 3 per output, a byte store per output: NHWC puts a
+ * channel's outputs c bytes apart); widening 8 channels per LDRD (c % 8 == 0) would take about
+ * 1.4 per value. What would reach it is not widening at all: the preceding 1x1 convolution
+ * (every depthwise layer of the zoo follows one or the first layer) writing its outputs straight
+ * into the planes, int16 with the offset, a fusion of two layers the runner does not do.
  *
  * Plane layout: per plane row, the group's 4 channels one after the other, DWP_PITCH halfwords
  * each; input column x at halfword x + 2 (so that a word holds an even column and the next
@@ -1553,6 +1566,9 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
                              q_hi - r_lo};
         dwp_widen_quads(&job, c, off2);
     }
+    if (q_hi == r_hi && w4 == w) { /* the quads took every pixel (the zoo's widths): no tail */
+        return;
+    }
     for (int32_t r = r_lo; r < r_hi; r++) {
         const int32_t x0 = r < q_hi ? w4 : 0; /* the pixels the quads left */
         const int8_t *s = in + ((size_t)(y0 + r) * (size_t)w + (size_t)x0) * (size_t)c + (size_t)g4;
@@ -1579,9 +1595,21 @@ static void dwp_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int
     }
 }
 
+/* One kernel row's weight pairs of two channels, doubled (SADD16; 2w fits int16), from the taps'
+ * widened words t0, t1, t2 (each: channel lo in the bottom half, hi in the top): W01 = (w0, w1)
+ * and W12 = (w1, w2) of each by PKHBT (bottom halves) and PKHTB (top halves). */
+static inline void dwp_pair_row(int32_t t0, int32_t t1, int32_t t2, int32_t k, dwp_chan *lo, dwp_chan *hi)
+{
+    const int32_t d0 = __sadd16(t0, t0), d1 = __sadd16(t1, t1), d2 = __sadd16(t2, t2);
+    lo->w[2 * k] = pkhbt16(d0, d1);
+    lo->w[2 * k + 1] = pkhbt16(d1, d2);
+    hi->w[2 * k] = pkhtb16(d1, d0);
+    hi->w[2 * k + 1] = pkhtb16(d2, d1);
+}
+
 /* The group's weight pairs, doubled, for its 4 records (a partial group's missing lanes 0): per
  * kernel row the 3 taps' words of 4 channels, SXTB16 (channels 0 and 2) and SXTB16 ROR 8 (1 and 3),
- * SADD16 to double, then PKHBT/PKHTB pair the taps of one channel: W01 = (w0, w1), W12 = (w1, w2). */
+ * then dwp_pair_row. */
 static void dwp_weights(const int8_t *weights, int32_t c, int32_t g4, int32_t n, dwp_chan rec[4])
 {
     const int8_t *wk = weights + g4;
@@ -1596,22 +1624,8 @@ static void dwp_weights(const int8_t *weights, int32_t c, int32_t g4, int32_t n,
             v1 = ld_s8_tail(wk + c, n);
             v2 = ld_s8_tail(wk + 2 * c, n);
         }
-        {
-            const int32_t e0 = __sxtb16(v0), e1 = __sxtb16(v1), e2 = __sxtb16(v2);
-            const int32_t d0 = __sadd16(e0, e0), d1 = __sadd16(e1, e1), d2 = __sadd16(e2, e2);
-            rec[0].w[2 * k] = pkhbt16(d0, d1);
-            rec[0].w[2 * k + 1] = pkhbt16(d1, d2);
-            rec[2].w[2 * k] = pkhtb16(d1, d0);
-            rec[2].w[2 * k + 1] = pkhtb16(d2, d1);
-        }
-        {
-            const int32_t o0 = sxtb16_ror8(v0), o1 = sxtb16_ror8(v1), o2 = sxtb16_ror8(v2);
-            const int32_t d0 = __sadd16(o0, o0), d1 = __sadd16(o1, o1), d2 = __sadd16(o2, o2);
-            rec[1].w[2 * k] = pkhbt16(d0, d1);
-            rec[1].w[2 * k + 1] = pkhbt16(d1, d2);
-            rec[3].w[2 * k] = pkhtb16(d1, d0);
-            rec[3].w[2 * k + 1] = pkhtb16(d2, d1);
-        }
+        dwp_pair_row(__sxtb16(v0), __sxtb16(v1), __sxtb16(v2), k, &rec[0], &rec[2]);
+        dwp_pair_row(sxtb16_ror8(v0), sxtb16_ror8(v1), sxtb16_ror8(v2), k, &rec[1], &rec[3]);
     }
 }
 

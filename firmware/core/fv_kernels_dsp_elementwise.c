@@ -6,10 +6,13 @@
  * oracle, STYLE habit 2): firmware/tests/test_kernels_dsp.c checks it under QEMU on random shapes
  * and parameters, tests/test_kernels.c on the numpy engine's vectors.
  *
- * Counted under QEMU (make bench-firmware), instructions per output byte, whole layers: max pool
- * 1.95-2.06 with 12, 16 or 24 channels (1.88-1.92 in the loops), 2.5-3.4 with other multiples
- * of 4, 4.4-4.9 with odd counts (11, 18, 22); ADD 9.1-11.4 (8.25 in the loop, the rest the
- * tables; about 8 is the floor of a bit-exact ADD on this core, see the ADD section).
+ * Counted under QEMU (make bench-firmware), instructions per output byte, whole layers with the
+ * call: max pool 1.89-2.02 with 12, 16 or 24 channels (1.81-1.90 in the loops), 1.93-2.15 with
+ * 32, 44, 48, 64 or 128 (1.84-1.92 in the loops; the 2x2x128 and 4x4x48 layers pay the call on
+ * few bytes), 2.5-3.4 with other multiples of 4, 4.4-4.9 with counts that are not (11, 18, 22:
+ * the window's right cell is not word aligned, so no LDM, and 4 LDR per output word already
+ * make 2.75 per byte with the maxima); ADD 9.1-11.4 (8.25 in the loop, the rest the tables;
+ * about 8 is the floor of a bit-exact ADD on this core, see the ADD section).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -72,12 +75,13 @@ static inline int32_t clamp_s8x4(int32_t v, int32_t lo4, int32_t hi4)
  * loop. Loading one word per LDR would add 1 per byte; LDM loads many words in one instruction
  * but only consecutive ones into a fixed register list, which is why these row kernels exist for
  * the channel counts whose whole output pixel fits the registers (C = 12, 16, 24: every pool of
- * resnet16-s4-co, two of vgg12-s1's three). A window's top row is one run of 2C bytes (its two
- * pixels side by side), its bottom row another: per window one LDM of the top-left pixel into
- * the maxima's registers, the rest in LDMs of 3 to 8 words, one STM, compare and branch:
- *   C = 16: 3 LDM + 12 maxima (24) + STM + 2 = 30 instructions per 16 bytes, 1.88 per byte;
- *   C = 12: 2 LDM + 9 maxima (18) + STM + 2 = 23 per 12 bytes, 1.92;
- *   C = 24: 7 LDM + 18 maxima (36) + STM + 2 = 46 per 24 bytes, 1.92.
+ * resnet16-s4-co, two of vgg12-s1's three; wider pixels go in chunks, below). A window's top
+ * row is one run of 2C bytes (its two pixels side by side), its bottom row another: per window
+ * one LDM of the top-left pixel into the maxima's registers, the rest in LDMs of 3 to 8 words,
+ * one STM, compare and branch (once per pair of windows when out_w is even):
+ *   C = 16: 3 LDM + 12 maxima (24) + STM + 2 = 30 instructions per 16 bytes, 1.88 per byte (1.81);
+ *   C = 12: 2 LDM + 9 maxima (18) + STM + 2 = 23 per 12 bytes, 1.92 (1.83);
+ *   C = 24: 7 LDM + 18 maxima (36) + STM + 2 = 46 per 24 bytes, 1.92 (1.88).
  * Each runs the whole image: r0 = the input, r1 = the output, r2 = an mp_geom; in the loop r0 and
  * r1 are the window's top and bottom rows, r2 the output, r3 the output row's end, and the
  * geometry is on the stack for the 9 instructions between output rows. Naked, in assembly,
@@ -123,56 +127,137 @@ typedef struct {
     "add sp, sp, #16\n\t"                                                                              \
     "pop {r4-r11, pc}\n\t"
 
-__attribute__((naked, noinline)) static void mp_image_c16(MP_IMAGE_ARGS)
-{
-    __asm__ volatile(MP_PROLOGUE
-                     "1:\n\t"
-                     "ldm r0!, {r4-r11}\n\t" /* top left r4-r7, top right r8-r11 */
-                     MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")
-                     MP_MAX("r7", "r11", "r12")
-                     "ldm r1!, {r8-r11}\n\t" /* bottom left */
-                     MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")
-                     MP_MAX("r7", "r11", "r12")
-                     "ldm r1!, {r8-r11}\n\t" /* bottom right */
-                     MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")
-                     MP_MAX("r7", "r11", "r12")
-                     "stm r2!, {r4-r7}\n\t"
-                     MP_EPILOGUE);
-}
+/* one window of each: its top row's LDMs and maxima, its bottom row's, the output's STM */
+#define MP_BODY_C16                                                                                    \
+    "ldm r0!, {r4-r11}\n\t" /* top left r4-r7, top right r8-r11 */                                     \
+    MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")                     \
+    MP_MAX("r7", "r11", "r12")                                                                         \
+    "ldm r1!, {r8-r11}\n\t" /* bottom left */                                                          \
+    MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")                     \
+    MP_MAX("r7", "r11", "r12")                                                                         \
+    "ldm r1!, {r8-r11}\n\t" /* bottom right */                                                         \
+    MP_MAX("r4", "r8", "r12") MP_MAX("r5", "r9", "r12") MP_MAX("r6", "r10", "r12")                     \
+    MP_MAX("r7", "r11", "r12")                                                                         \
+    "stm r2!, {r4-r7}\n\t"
+#define MP_BODY_C12                                                                                    \
+    "ldm r0!, {r4-r9}\n\t" /* top left r4-r6, top right r7-r9 */                                       \
+    MP_MAX("r4", "r7", "r12") MP_MAX("r5", "r8", "r12") MP_MAX("r6", "r9", "r12")                      \
+    "ldm r1!, {r7-r12}\n\t" /* bottom left r7-r9, bottom right r10-r12 */                              \
+    MP_MAX("r4", "r7", "lr") MP_MAX("r5", "r8", "lr") MP_MAX("r6", "r9", "lr")                         \
+    MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")                      \
+    "stm r2!, {r4-r6}\n\t"
+#define MP_BODY_C24                                                                                    \
+    "ldm r0!, {r4-r9}\n\t"   /* top left */                                                            \
+    "ldm r0!, {r10-r12}\n\t" /* top right, words 0-2 */                                                \
+    MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")                      \
+    "ldm r0!, {r10-r12}\n\t" /* top right, words 3-5 */                                                \
+    MP_MAX("r7", "r10", "lr") MP_MAX("r8", "r11", "lr") MP_MAX("r9", "r12", "lr")                      \
+    "ldm r1!, {r10-r12}\n\t" /* bottom left */                                                         \
+    MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")                      \
+    "ldm r1!, {r10-r12}\n\t"                                                                           \
+    MP_MAX("r7", "r10", "lr") MP_MAX("r8", "r11", "lr") MP_MAX("r9", "r12", "lr")                      \
+    "ldm r1!, {r10-r12}\n\t" /* bottom right */                                                        \
+    MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")                      \
+    "ldm r1!, {r10-r12}\n\t"                                                                           \
+    MP_MAX("r7", "r10", "lr") MP_MAX("r8", "r11", "lr") MP_MAX("r9", "r12", "lr")                      \
+    "stm r2!, {r4-r9}\n\t"
+/* NAME takes one window per pass, NAME##x2 two (for an even out_w: the row's end falls after a
+ * pair), one compare and branch fewer per pair: 1.83, 1.81 and 1.88 per byte for C = 12, 16, 24
+ * (vgg12-s1's first pool: 2.01 per byte with the call, 1.93 with pairs) */
+#define MP_IMAGE_NARROW(NAME, BODY)                                                                    \
+    __attribute__((naked, noinline)) static void NAME(MP_IMAGE_ARGS)                                   \
+    {                                                                                                  \
+        __asm__ volatile(MP_PROLOGUE "1:\n\t" BODY MP_EPILOGUE);                                       \
+    }                                                                                                  \
+    __attribute__((naked, noinline)) static void NAME##x2(MP_IMAGE_ARGS)                               \
+    {                                                                                                  \
+        __asm__ volatile(MP_PROLOGUE "1:\n\t" BODY BODY MP_EPILOGUE);                                  \
+    }
+MP_IMAGE_NARROW(mp_image_c16, MP_BODY_C16)
+MP_IMAGE_NARROW(mp_image_c12, MP_BODY_C12)
+MP_IMAGE_NARROW(mp_image_c24, MP_BODY_C24)
 
-__attribute__((naked, noinline)) static void mp_image_c12(MP_IMAGE_ARGS)
-{
-    __asm__ volatile(MP_PROLOGUE
-                     "1:\n\t"
-                     "ldm r0!, {r4-r9}\n\t" /* top left r4-r6, top right r7-r9 */
-                     MP_MAX("r4", "r7", "r12") MP_MAX("r5", "r8", "r12") MP_MAX("r6", "r9", "r12")
-                     "ldm r1!, {r7-r12}\n\t" /* bottom left r7-r9, bottom right r10-r12 */
-                     MP_MAX("r4", "r7", "lr") MP_MAX("r5", "r8", "lr") MP_MAX("r6", "r9", "lr")
-                     MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")
-                     "stm r2!, {r4-r6}\n\t"
-                     MP_EPILOGUE);
-}
-
-__attribute__((naked, noinline)) static void mp_image_c24(MP_IMAGE_ARGS)
-{
-    __asm__ volatile(MP_PROLOGUE
-                     "1:\n\t"
-                     "ldm r0!, {r4-r9}\n\t" /* top left */
-                     "ldm r0!, {r10-r12}\n\t" /* top right, words 0-2 */
-                     MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")
-                     "ldm r0!, {r10-r12}\n\t" /* top right, words 3-5 */
-                     MP_MAX("r7", "r10", "lr") MP_MAX("r8", "r11", "lr") MP_MAX("r9", "r12", "lr")
-                     "ldm r1!, {r10-r12}\n\t" /* bottom left */
-                     MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")
-                     "ldm r1!, {r10-r12}\n\t"
-                     MP_MAX("r7", "r10", "lr") MP_MAX("r8", "r11", "lr") MP_MAX("r9", "r12", "lr")
-                     "ldm r1!, {r10-r12}\n\t" /* bottom right */
-                     MP_MAX("r4", "r10", "lr") MP_MAX("r5", "r11", "lr") MP_MAX("r6", "r12", "lr")
-                     "ldm r1!, {r10-r12}\n\t"
-                     MP_MAX("r7", "r10", "lr") MP_MAX("r8", "r11", "lr") MP_MAX("r9", "r12", "lr")
-                     "stm r2!, {r4-r9}\n\t"
-                     MP_EPILOGUE);
-}
+/*
+ * The wider pixels (C = 32, 44, 48, 64, 128: vgg11-s5-co's third pool, vgg12-s1's third, the
+ * baseline's four): too many words for the registers, so each window goes in chunks of 4 words
+ * (16 channels; C = 44's last chunk 3 words), from 4 pointers, one per cell of the
+ * window, that each chunk's LDM advances: per chunk 4 LDM, 12 maxima (24), one STM, 29
+ * instructions per 16 bytes (1.81 per byte), no loop inside a window (unrolled per C, C an
+ * immediate). The cells' order within a window does not matter (max is symmetric), which saves
+ * pointer arithmetic: after a window the top-left pointer has reached the top-right cell and the
+ * top-right pointer the next window, so two windows take turns, each adding 2C to one pointer
+ * per row (2 adds per window), and the loop's compare and branch (3, the row's end on the stack)
+ * runs once per 2 windows:
+ *   C = 32: 4 chunks + 4 adds + 3 = 123 instructions per 64 bytes, 1.92 per byte;
+ *   C = 44: 2 x (2 chunks + a 3-word chunk, 23) + 7 = 169 per 88, 1.92;
+ *   C = 48: 1.89; C = 64: 1.87; C = 128: 1.84;
+ * per output row 13 more. Registers: r0/r1 the top row's two pointers, r2/r3 the bottom row's,
+ * r4-r7 the maxima, r8-r11 the loaded words, lr the SSUB8 scratch, r12 the output. out_w is even
+ * (the caller checks), word alignment as for the kernels above.
+ */
+#define MP_MAXES4 MP_MAX("r4", "r8", "lr") MP_MAX("r5", "r9", "lr") MP_MAX("r6", "r10", "lr") MP_MAX("r7", "r11", "lr")
+#define MP_MAXES3 MP_MAX("r4", "r8", "lr") MP_MAX("r5", "r9", "lr") MP_MAX("r6", "r10", "lr")
+/* one chunk of N words: the maxima's list L, the loaded words' list M */
+#define MP_CHUNK(P, Q, R, S, L, M, MAXES)                                                              \
+    "ldm " P "!, {" L "}\n\t"                                                                          \
+    "ldm " Q "!, {" M "}\n\t" MAXES "ldm " R "!, {" M "}\n\t" MAXES "ldm " S "!, {" M "}\n\t" MAXES     \
+    "stm r12!, {" L "}\n\t"
+#define MP_C4(P, Q, R, S) MP_CHUNK(P, Q, R, S, "r4-r7", "r8-r11", MP_MAXES4)
+#define MP_C3(P, Q, R, S) MP_CHUNK(P, Q, R, S, "r4-r6", "r8-r10", MP_MAXES3)
+/* windows A (r0, r1, r2, r3) and B (the same registers, the other cell of each pair first) */
+#define MP_WA(CHUNKS) CHUNKS("r0", "r1", "r2", "r3")
+#define MP_WB(CHUNKS) CHUNKS("r1", "r0", "r3", "r2")
+#define MP_W2C4(P, Q, R, S) MP_C4(P, Q, R, S) MP_C4(P, Q, R, S)
+#define MP_W4C4(P, Q, R, S) MP_W2C4(P, Q, R, S) MP_W2C4(P, Q, R, S)
+#define MP_W8C4(P, Q, R, S) MP_W4C4(P, Q, R, S) MP_W4C4(P, Q, R, S)
+#define MP_W32(P, Q, R, S) MP_W2C4(P, Q, R, S)
+#define MP_W44(P, Q, R, S) MP_W2C4(P, Q, R, S) MP_C3(P, Q, R, S)
+#define MP_W48(P, Q, R, S) MP_W2C4(P, Q, R, S) MP_C4(P, Q, R, S)
+#define MP_W64(P, Q, R, S) MP_W4C4(P, Q, R, S)
+#define MP_W128(P, Q, R, S) MP_W8C4(P, Q, R, S)
+/* C and 2C as strings (immediates of ADD), WINDOW the chunks of one window. The geometry on the
+ * stack: [sp] skip, +4 row, +8 out_row, +12 the output's end, +16 the output row's end. */
+#define MP_IMAGE_WIDE(NAME, C, C2, WINDOW)                                                             \
+    __attribute__((naked, noinline)) static void NAME(MP_IMAGE_ARGS)                                   \
+    {                                                                                                  \
+        __asm__ volatile("push {r4-r11, lr}\n\t"                                                       \
+                         "ldm r2, {r3, r4, r5, r6}\n\t"                                                \
+                         "add r7, r1, r5\n\t"                                                          \
+                         "push {r3, r4, r5, r6, r7}\n\t"                                               \
+                         "mov r12, r1\n\t"                                                             \
+                         "add r2, r0, r4\n\t"                                                          \
+                         "add r1, r0, #" C "\n\t"                                                      \
+                         "add r3, r2, #" C "\n\t"                                                      \
+                         "1:\n\t" MP_WA(WINDOW)                                                        \
+                         "add r0, r0, #" C2 "\n\t"                                                     \
+                         "add r2, r2, #" C2 "\n\t" MP_WB(WINDOW)                                       \
+                         "add r1, r1, #" C2 "\n\t"                                                     \
+                         "add r3, r3, #" C2 "\n\t"                                                     \
+                         "ldr lr, [sp, #16]\n\t"                                                       \
+                         "cmp r12, lr\n\t"                                                             \
+                         "bne 1b\n\t"                                                                  \
+                         "ldr lr, [sp, #12]\n\t"                                                       \
+                         "cmp r12, lr\n\t"                                                             \
+                         "beq 3f\n\t"                                                                  \
+                         "ldr lr, [sp, #8]\n\t"                                                        \
+                         "add lr, r12, lr\n\t"                                                         \
+                         "str lr, [sp, #16]\n\t"                                                       \
+                         "ldr lr, [sp]\n\t"                                                            \
+                         "add r0, r0, lr\n\t"                                                          \
+                         "add r1, r0, #" C "\n\t"                                                      \
+                         "ldr lr, [sp, #4]\n\t"                                                        \
+                         "add r2, r0, lr\n\t"                                                          \
+                         "add r3, r2, #" C "\n\t"                                                      \
+                         "b 1b\n\t"                                                                    \
+                         "3:\n\t"                                                                      \
+                         "add sp, sp, #20\n\t"                                                         \
+                         "pop {r4-r11, pc}\n\t");                                                      \
+    }
+MP_IMAGE_WIDE(mp_image_c32, "32", "64", MP_W32)
+MP_IMAGE_WIDE(mp_image_c44, "44", "88", MP_W44)
+MP_IMAGE_WIDE(mp_image_c48, "48", "96", MP_W48)
+MP_IMAGE_WIDE(mp_image_c64, "64", "128", MP_W64)
+MP_IMAGE_WIDE(mp_image_c128, "128", "256", MP_W128)
 
 /* Groups of 3 words of one output pixel of a whole 2x2 window, from 4 pointers (top left, top
  * right, bottom left, bottom right; word aligned) that each LDM advances: 4 LDM, 9 maxima, STM,
@@ -328,6 +413,17 @@ void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out)
         const int aligned = (((uintptr_t)in | (uintptr_t)out) & 3u) == 0u && (c & 3) == 0;
         if (full && aligned && p->out_h > 0) {
             image_kernel = c == 16 ? mp_image_c16 : c == 12 ? mp_image_c12 : c == 24 ? mp_image_c24 : NULL;
+            if ((p->out_w & 1) == 0) { /* the kernels that take windows in pairs */
+                image_kernel = c == 16    ? mp_image_c16x2
+                               : c == 12  ? mp_image_c12x2
+                               : c == 24  ? mp_image_c24x2
+                               : c == 32  ? mp_image_c32
+                               : c == 44  ? mp_image_c44
+                               : c == 48  ? mp_image_c48
+                               : c == 64  ? mp_image_c64
+                               : c == 128 ? mp_image_c128
+                                          : image_kernel;
+            }
         }
         if (image_kernel != NULL) {
             const int32_t out_row = p->out_w * c;
@@ -482,6 +578,16 @@ static int32_t add_table(int32_t *table, int32_t offset, int32_t left_shift, int
     return most;
 }
 
+/* One element of the linear loops up to the shift: x = smmlar(s2, m, r) - (s2 < 0), s2 =
+ * t2[in2[i]] + (in1[i] << 20) (the loops below then shift, saturate and store it) */
+#define ADD_LIN_HEAD                                                                                   \
+    "ldrsb %[x], [%[a]], #1\n\t"                                                                       \
+    "ldrsb %[y], [%[b]], #1\n\t"                                                                       \
+    "ldr %[y], [%[t], %[y], lsl #2]\n\t"                                                               \
+    "add %[y], %[y], %[x], lsl #20\n\t"                                                                \
+    "smmlar %[x], %[y], %[m], %[r]\n\t"                                                                \
+    "sub %[x], %[x], %[y], lsr #31\n\t"
+
 /* out[i] = ssat8((smmlar(s2, m, r) - (s2 < 0)) >> e), s2 = t2[in2[i]] + (in1[i] << 20), for n a
  * positive multiple of 4 */
 static void add_loop_linear(const int8_t *in1, const int8_t *in2, int8_t *out, int32_t n, const int32_t *t2, int32_t m,
@@ -490,12 +596,7 @@ static void add_loop_linear(const int8_t *in1, const int8_t *in2, int8_t *out, i
     const int8_t *const end = out + n;
     int32_t x, y;
 #define ADD_LIN_STEP                                                                                   \
-    "ldrsb %[x], [%[a]], #1\n\t"                                                                       \
-    "ldrsb %[y], [%[b]], #1\n\t"                                                                       \
-    "ldr %[y], [%[t], %[y], lsl #2]\n\t"                                                               \
-    "add %[y], %[y], %[x], lsl #20\n\t"                                                                \
-    "smmlar %[x], %[y], %[m], %[r]\n\t"                                                                \
-    "sub %[x], %[x], %[y], lsr #31\n\t"                                                                \
+    ADD_LIN_HEAD                                                                                       \
     "asr %[x], %[x], %[e]\n\t"                                                                         \
     "ssat %[x], #8, %[x]\n\t"                                                                          \
     "strb %[x], [%[o]], #1\n\t"
@@ -515,12 +616,7 @@ static void add_loop_linear(const int8_t *in1, const int8_t *in2, int8_t *out, i
 #define ADD_E_MIN 14
 #define ADD_E_MAX 22
 #define ADD_LIN_STEP_E(E)                                                                              \
-    "ldrsb %[x], [%[a]], #1\n\t"                                                                       \
-    "ldrsb %[y], [%[b]], #1\n\t"                                                                       \
-    "ldr %[y], [%[t], %[y], lsl #2]\n\t"                                                               \
-    "add %[y], %[y], %[x], lsl #20\n\t"                                                                \
-    "smmlar %[x], %[y], %[m], %[r]\n\t"                                                                \
-    "sub %[x], %[x], %[y], lsr #31\n\t"                                                                \
+    ADD_LIN_HEAD                                                                                       \
     "ssat %[x], #8, %[x], asr #" #E "\n\t"                                                             \
     "strb %[x], [%[o]], #1\n\t"
 #define ADD_LOOP_LINEAR_E(E)                                                                           \
@@ -548,6 +644,7 @@ ADD_LOOP_LINEAR_E(21)
 ADD_LOOP_LINEAR_E(22)
 #undef ADD_LOOP_LINEAR_E
 #undef ADD_LIN_STEP_E
+#undef ADD_LIN_HEAD
 
 typedef void (*add_loop_e)(const int8_t *, const int8_t *, int8_t *, int32_t, const int32_t *, int32_t, int32_t);
 static const add_loop_e add_loop_linear_by_e[ADD_E_MAX - ADD_E_MIN + 1] = {
