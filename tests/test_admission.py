@@ -453,3 +453,43 @@ async def test_a_batch_beside_no_busy_board_tells_how_much_of_a_core_the_engine_
         monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (np.zeros((len(images), 10)), 3.0, 3.0))
         await batches.submit(member, IMAGE)
         assert batches.background == pytest.approx(0.25)
+
+
+# ---- the cores the engine counts on ------------------------------------------------------------
+
+def _cgroup(tmp_path: Path, own: str, quotas: dict[str, str]) -> tuple[Path, Path]:
+    """A cgroup v2 tree under tmp_path: the process in cgroup ``own``, ``cpu.max`` per cgroup."""
+    root = tmp_path / "cgroup"
+    for rel, text in quotas.items():
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        (root / rel / "cpu.max").write_text(text + "\n")
+    (root / own).mkdir(parents=True, exist_ok=True)
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text(f"1:cpu:/\n0::/{own}\n")
+    return root, proc
+
+
+def test_usable_cpus_follows_the_affinity_mask_not_the_machines_cpu_count(monkeypatch, tmp_path):
+    monkeypatch.setattr(admission.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(admission.os, "sched_getaffinity", lambda pid: {2, 3, 5})
+    root, proc = _cgroup(tmp_path, "svc", {"": "max 100000"})
+    assert admission.usable_cpus(root, proc) == 3
+
+
+def test_usable_cpus_respects_the_tightest_cgroup_v2_quota_rounded_up(monkeypatch, tmp_path):
+    monkeypatch.setattr(admission.os, "sched_getaffinity", lambda pid: set(range(16)))
+    # the parent grants 2.5 CPUs, the service's own cgroup none: 3 threads can run at once
+    root, proc = _cgroup(tmp_path, "system.slice/svc", {"system.slice": "250000 100000", "system.slice/svc": "max 100000"})
+    assert admission.usable_cpus(root, proc) == 3
+    root, proc = _cgroup(tmp_path / "b", "svc", {"svc": "50000 100000"})  # half a CPU: still one
+    assert admission.usable_cpus(root, proc) == 1
+    assert admission.usable_cpus(tmp_path / "none", tmp_path / "missing") == 16  # no cgroup v2: the mask
+
+
+def test_the_engine_pool_and_admission_count_the_same_usable_cpus(monkeypatch):
+    monkeypatch.setattr(admission.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(admission.os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(admission, "_cgroup_cpu_quota", lambda root, proc: None)
+    fleet, _, _ = fleet_of(1)
+    assert fleet._engine_workers == fleet.spillover.workers == fleet.spillover.cores == 1
+    assert fleet._engine_pool._max_workers == 1

@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -87,6 +88,47 @@ PROBE_MS = 20.0
 PROBE_INTERVAL_S = 2.0  # at most one probe this often, however often the fleet scans for boards
 PROBE_EWMA = 0.5  # the probe (and each batch beside no busy board) moves ``background`` this much
 MIN_SHARE = 0.05  # a probe that saw next to no CPU (a frozen process) does not make estimates infinite
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> int:
+    """The CPUs this process can compute on, at least 1: those its affinity mask allows
+    (``taskset``, a container's cpuset; ``os.cpu_count()`` counts the machine's, allowed or
+    not), fewer when a cgroup v2 ``cpu.max`` quota (of its cgroup or an ancestor) grants less:
+    ``quota period`` is quota/period CPUs, rounded up (a quota of 1.5 CPUs still runs 2 threads
+    at once, each throttled). The engine's pool and admission's core count both use it."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root, proc_cgroup)
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(n, 1)
+
+
+def _cgroup_cpu_quota(root: Path, proc_cgroup: Path) -> float | None:
+    """The least ``cpu.max`` quota (CPUs) on the way from this process's cgroup v2 (the ``0::``
+    line of /proc/self/cgroup) up to the root; None without cgroup v2 or without a quota."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    rel = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if rel is None:
+        return None
+    least = None
+    path = root / rel.strip("/")
+    while True:
+        try:
+            quota, period = (path / "cpu.max").read_text().split()[:2]
+            if quota != "max" and float(period) > 0:
+                cpus = float(quota) / float(period)
+                least = cpus if least is None else min(least, cpus)
+        except (OSError, ValueError):
+            pass  # no cpu controller at this level, or a file this code does not understand
+        if path == root or root not in path.parents:
+            return least
+        path = path.parent
 
 
 @dataclass
@@ -154,7 +196,7 @@ class EngineBatches:
                  rivals: Callable[[], int] | None = None) -> None:
         self._pool = pool
         self.workers = max(1, workers)
-        self.cores = max(1, cores or os.cpu_count() or 1)
+        self.cores = max(1, cores or usable_cpus())
         self.rivals = rivals  # how many other threads compute on these cores now (busy host boards)
         self.background = 1.0  # the share of a core a lone engine thread got at the last probes
         self.observed = 0  # how many runs measured it: the first replaces the guess of a whole core

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +56,7 @@ from ..fusion import Fused, fuse, lookup
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
-from .admission import EngineBatches, retry_after_s
+from .admission import EngineBatches, retry_after_s, usable_cpus
 from .owner import Board, BoardAnswer, State
 from .results import Classification, MemberVote
 
@@ -113,13 +112,14 @@ class Fleet:
         self._restore_handler = None
         # fallback work: at most one engine per core at a time, in a pool of its own (the default
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
-        # its matrix products, so members of one request run side by side
-        workers = os.cpu_count() or 2
+        # its matrix products, so members of one request run side by side; the cores this process
+        # may use (its affinity, a cgroup quota), not the machine's
+        workers = usable_cpus()
         _one_blas_thread()
         self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
         self.spillover = EngineBatches(self._engine_pool, workers, rivals=self._busy_host_boards)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
-        self._engine_workers = os.cpu_count() or 2
+        self._engine_workers = workers
         self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
         self._cascade_turn = -1  # which of equally loaded cascades goes first (_pick_cascade)
 
