@@ -493,3 +493,16 @@ def test_the_engine_pool_and_admission_count_the_same_usable_cpus(monkeypatch):
     fleet, _, _ = fleet_of(1)
     assert fleet._engine_workers == fleet.spillover.workers == fleet.spillover.cores == 1
     assert fleet._engine_pool._max_workers == 1
+
+
+async def test_an_engine_stand_in_in_time_is_never_taken_for_a_deadline_refusal(monkeypatch):
+    fleet, _, _ = fleet_of(2, quorum=2)
+    fleet.boards.clear()  # both members on the engine, well within the deadline
+
+    def refused(*args):
+        raise AssertionError(f"_deadline_refusal called for a stand-in in time: {args[1:]}")
+
+    monkeypatch.setattr(fleet, "_deadline_refusal", refused)
+    body = await fleet.classify(IMAGE, deadline_ms=5000)
+    assert [m.model_id for m in body.members] == ["m0", "m1"]
+    assert all(m.source == "fallback" for m in body.members)

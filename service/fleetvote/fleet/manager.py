@@ -479,7 +479,8 @@ class Fleet:
             late = [k for k, f in runs.items() if not f.done()]
             for k in late:
                 runs.pop(k).cancel()  # a batch not yet started leaves it out
-            self._deadline_refusal(ens, late, len(votes) + len(runs), len(asked), quorum)
+            if late:  # every engine vote in time: nothing left out, nothing to refuse
+                self._deadline_refusal(ens, late, len(votes) + len(runs), len(asked), quorum)
         return {k: self._fallback_vote(ens, k, out, ms, reasons[k], sent)
                 for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values()))}
 
