@@ -506,3 +506,42 @@ async def test_an_engine_stand_in_in_time_is_never_taken_for_a_deadline_refusal(
     body = await fleet.classify(IMAGE, deadline_ms=5000)
     assert [m.model_id for m in body.members] == ["m0", "m1"]
     assert all(m.source == "fallback" for m in body.members)
+
+
+async def test_the_probe_holds_its_lane_so_a_member_submitted_meanwhile_waits_for_it(monkeypatch):
+    """The probe is its lane's batch while it runs: admission counts it, and a member of that
+    model submitted meanwhile runs after it, never beside it on the same engine."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetvote.engine import Engine
+
+    class Real(Engine):
+        def __init__(self):
+            pass
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def run_batch(engine, images):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return np.tile(ENGINE_BYTES, (len(images), 1)), 50.0, 50.0
+
+    monkeypatch.setattr(admission, "_run_batch", run_batch)
+    with ThreadPoolExecutor(2) as pool:  # two workers: room to run both at once, if the lane let them
+        batches = admission.EngineBatches(pool, workers=2, cores=2)
+        member = Member("m0", 1.0, "00" * 32, Real(), {})
+        lane = batches._lane(member)
+        probe = asyncio.create_task(batches.probe())
+        await asyncio.sleep(0)  # the probe has started computing
+        assert lane.computing > 0 and batches.backlog_ms() > 0  # admission sees the probe's work
+        out, _ = await batches.submit(member, IMAGE)
+        assert probe.done() and await probe == 1.0  # the member's batch ran after the probe
+        assert list(out) == list(ENGINE_BYTES)
+    assert most[0] == 1, "the probe and a batch ran on one engine at once"
+    assert lane.computing == 0 and not lane.waiting
+

@@ -255,7 +255,17 @@ class EngineBatches:
         n = int(min(max(PROBE_MS / max(lane.cost.per_image_ms, 1e-3), 1), MAX_BATCH))
         images = np.zeros((n, 32, 32, 3), np.uint8)
         self._probed_at = now
-        _, wall, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine, images)
+        # the probe is the lane's batch while it runs, as a spillover batch would be: members
+        # submitted meanwhile wait for it (one batch per lane at a time, so that one engine never
+        # runs two batches at once) and ``ahead_ms`` counts it; they go as soon as it ends
+        lane.computing, lane.started = n, now
+        try:
+            _, wall, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine,
+                                                                            images)
+        finally:
+            lane.computing = 0
+            if lane.waiting:
+                self._flush(lane)
         return self._observe(wall, cpu)
 
     def _observe(self, wall_ms: float, cpu_ms: float) -> float | None:
