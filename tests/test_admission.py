@@ -536,6 +536,7 @@ async def test_the_probe_holds_its_lane_so_a_member_submitted_meanwhile_waits_fo
         batches = admission.EngineBatches(pool, workers=2, cores=2)
         member = Member("m0", 1.0, "00" * 32, Real(), {})
         lane = batches._lane(member)
+        lane.cost = admission.BatchCost(0.0, 1000.0)  # a probe of one image, estimated at a second
         probe = asyncio.create_task(batches.probe())
         await asyncio.sleep(0)  # the probe has started computing
         assert lane.computing > 0 and batches.backlog_ms() > 0  # admission sees the probe's work
