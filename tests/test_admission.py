@@ -546,3 +546,39 @@ async def test_the_probe_holds_its_lane_so_a_member_submitted_meanwhile_waits_fo
     assert most[0] == 1, "the probe and a batch ran on one engine at once"
     assert lane.computing == 0 and not lane.waiting
 
+
+class _FailsAfterStartUp:
+    """A model whose engine answers calibration (2 tries each of a batch of 1 and of 32) and
+    raises from then on, the start-up probe included."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        self.runs += 1
+        if self.runs > 4:
+            raise ValueError("the model's buffers are garbled")
+        return np.tile(ENGINE_BYTES, (len(images), 1))
+
+
+async def test_an_engine_that_fails_the_start_up_probe_does_not_stop_the_fleet_from_starting(caplog):
+    from fleetvote.engine import Engine
+
+    class Broken(_FailsAfterStartUp, Engine):  # a real engine's type: the probe measures only those
+        def __init__(self):
+            _FailsAfterStartUp.__init__(self)
+
+    engine = Broken()
+    member = Member("m0", 1.0, "00" * 32, engine, {})
+    fleet = Fleet(Settings(urls=[], scan_usb=False, link_globs=[]),
+                  Ensemble([member], "soft", 1, Path("ensemble.json")))
+    try:
+        await fleet.start()
+        assert engine.runs == 5  # calibration's four, then the probe's, which raised
+        assert fleet._scan_task is not None and not fleet._scan_task.done()  # the fleet runs
+        assert fleet.spillover.background == 1.0 and fleet.spillover.observed == 0  # the guess is kept
+        assert "engine probe failed" in caplog.text
+        assert fleet.spillover._lane(member).computing == 0  # the lane is free again
+    finally:
+        await fleet.stop()
+

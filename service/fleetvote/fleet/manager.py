@@ -128,7 +128,7 @@ class Fleet:
     async def start(self) -> None:
         self._restore_handler = quiet_link_errors(asyncio.get_running_loop())
         await self.spillover.calibrate(self.ensemble.members)
-        await self.spillover.probe()  # the engine's share of a core before the first burst, not a guess
+        await self._probe()  # the engine's share of a core before the first burst, not a guess
         self._scan_task = asyncio.create_task(self._scan_loop(), name="fleet discovery")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -199,15 +199,20 @@ class Fleet:
                 log.exception("discovery scan failed")
             self._scanned.set()
             self.engine_votes.flush()  # the summary of a quiet spell is not held back until the next
-            try:
-                # how much of a core the engine gets beside the host's other work now (admission.py);
-                # skipped while the engine or a board on the host's cores is busy
-                await self.spillover.probe()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("engine probe failed")
+            await self._probe()
             await asyncio.sleep(s.rescan_s)
+
+    async def _probe(self) -> None:
+        """How much of a core the engine gets beside the host's other work now (admission.py;
+        skipped while the engine or a board on the host's cores is busy). A probe that fails (a
+        member's engine that raises) is logged and admission keeps what it had, at start-up as at
+        the scans: the service starts and the other members' work goes on."""
+        try:
+            await self.spillover.probe()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("engine probe failed; admission keeps its estimate of the engine's share of a core")
 
     def _add(self, url: str) -> Board:
         s = self.settings
