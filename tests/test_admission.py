@@ -582,3 +582,22 @@ async def test_an_engine_that_fails_the_start_up_probe_does_not_stop_the_fleet_f
     finally:
         await fleet.stop()
 
+
+async def test_stopping_the_fleet_leaves_no_lane_timer_or_task_behind():
+    fleet, _, (engine,) = fleet_of(1)
+    fleet.boards.clear()
+    await fleet.start()
+    member = fleet.ensemble.members[0]
+    waiting = fleet.spillover.submit(member, IMAGE)  # waits BATCH_WAIT_S for more of its model
+    lane = fleet.spillover._lane(member)
+    timer, runs = lane.timer, len(engine.batches)
+    assert timer is not None
+    await fleet.stop()
+    assert lane.timer is None and timer.cancelled()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    with pytest.raises(Overloaded, match="stopped"):
+        await waiting  # its caller is told, not left waiting
+    await asyncio.sleep(admission.BATCH_WAIT_S * 5)
+    assert len(engine.batches) == runs  # no batch started after the stop
+    with pytest.raises(Overloaded, match="stopped"):
+        fleet.spillover.submit(member, IMAGE)

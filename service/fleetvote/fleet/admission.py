@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import Engine
+from ..errors import Overloaded
 
 # a batch waits this long for more members of the same model before it starts: 2 ms is under a
 # fifth of the fleet's ~10 ms answer at concurrency 1 and collects a burst's members, which arrive
@@ -202,6 +203,7 @@ class EngineBatches:
         self.observed = 0  # how many runs measured it: the first replaces the guess of a whole core
         self._probed_at: float | None = None  # loop time of the last probe
         self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._closed = False  # close(): no batch starts any more
 
     def thread_share(self) -> float:
         """The share of a core one busy worker can count on now: what the host's other work leaves
@@ -264,7 +266,7 @@ class EngineBatches:
                                                                             images)
         finally:
             lane.computing = 0
-            if lane.waiting:
+            if lane.waiting and not self._closed:
                 self._flush(lane)
         return self._observe(wall, cpu)
 
@@ -315,7 +317,24 @@ class EngineBatches:
 
     # ---- work -----------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """No batch starts any more (the fleet stops, and its pool with it): every lane's timer
+        cancelled; a batch already computing ends in its pool. The images still waiting, and
+        ``submit`` afterwards, are Overloaded (503: the service is stopping; another instance, or this one restarted,
+        may answer)."""
+        self._closed = True
+        for lane in self._lanes.values():
+            if lane.timer is not None:
+                lane.timer.cancel()
+                lane.timer = None
+            waiting, lane.waiting = lane.waiting, []
+            for _, f in waiting:
+                if not f.done():
+                    f.set_exception(_stopped())
+
     def submit(self, member, image: np.ndarray) -> asyncio.Future:
+        if self._closed:
+            raise _stopped()
         loop = asyncio.get_running_loop()
         lane = self._lane(member)
         fut = loop.create_future()
@@ -357,8 +376,13 @@ class EngineBatches:
             for (_, f), out in zip(batch, outs):
                 if not f.done():
                     f.set_result((out, ms))
-        if lane.waiting:  # they have waited for this batch already: no further wait to fill
+        if lane.waiting and not self._closed:  # they have waited for this batch already: no further wait to fill
             self._flush(lane)
+
+
+def _stopped() -> Overloaded:
+    return Overloaded("the fleet has stopped (the service is shutting down): the engine takes no more work",
+                      retry_after_s(0))
 
 
 def _run_batch(engine, images: np.ndarray) -> tuple[np.ndarray, float, float]:

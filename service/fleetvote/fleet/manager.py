@@ -141,6 +141,7 @@ class Fleet:
                 await self._scan_task
         await asyncio.gather(*(b.stop() for b in self.boards.values()), return_exceptions=True)
         self.boards.clear()
+        self.spillover.close()  # its lanes' timers would start batches on the pool shut down below
         self._engine_pool.shutdown(wait=False, cancel_futures=True)
         if self._restore_handler is not None:
             self._restore_handler()
