@@ -601,3 +601,21 @@ async def test_stopping_the_fleet_leaves_no_lane_timer_or_task_behind():
     assert len(engine.batches) == runs  # no batch started after the stop
     with pytest.raises(Overloaded, match="stopped"):
         fleet.spillover.submit(member, IMAGE)
+
+
+async def test_mode_early_logs_as_engine_votes_only_the_members_the_engine_replaced(caplog):
+    """At the deadline in mode early, m1 still waits for its board (with a slow engine run racing
+    it) and m2, which has no board, for the engine: the engine's line names m2 alone."""
+    import logging
+
+    fleet, boards, engines = fleet_of(3, quorum=1)
+    del fleet.boards[boards[2].url]  # m2: no board, the engine computes it
+    engines[1].ms_per_image = engines[2].ms_per_image = 1000.0  # neither engine run is in time
+    server = asyncio.create_task(serve(boards[0], 1))  # m0's board answers; m1's never does
+    with caplog.at_level(logging.DEBUG, logger="fleetvote.fleet"):
+        body = await fleet.classify(IMAGE, deadline_ms=300, mode="early")
+    await server
+    assert [m.model_id for m in body.members] == ["m0"]
+    said = {r.getMessage(): r.model_id for r in caplog.records if "past the deadline" in r.getMessage()}
+    assert said == {"engine votes past the deadline left out": "m2",
+                    "board answers past the deadline left out": "m1"}

@@ -630,23 +630,35 @@ class Fleet:
             if missing:
                 _check_quorum(ens, quorum, len(votes), missing, reasons)
         if late and answer is None:
-            self._deadline_refusal(ens, sorted(possible - set(votes)), len(votes), len(asked), quorum)
+            # of the members still out, those whose vote was the engine's (their board failed, or
+            # they had none); the others wait for a board (an engine run racing it or not)
+            self._deadline_refusal(ens, sorted(possible - set(votes)), len(votes), len(asked), quorum,
+                                   engine=set(engine_of.values()))
         return votes, possible - set(votes), answer
 
-    def _deadline_refusal(self, ens: Ensemble, late: list[int], votes: int, asked: int, quorum: int) -> None:
+    def _deadline_refusal(self, ens: Ensemble, late: list[int], votes: int, asked: int, quorum: int,
+                          engine: set[int] | None = None) -> None:
         """At the request's deadline (``_stand_in`` and ``_gather_early`` alike), with the votes of
         members ``late`` (indices) still out, their runs already cancelled by the caller: they are
         left out, as with fallback off, and the request is answered with the ``votes`` it has;
         fewer than the quorum is Overloaded (503), with a Retry-After from the engine's backlog
-        (it was larger than admission counted on)."""
+        (it was larger than admission counted on). ``engine``: those of ``late`` whose vote was
+        the engine's (default: all, as in ``_stand_in``); the others were waiting for a board, and
+        the log names each kind apart."""
         names = ", ".join(ens.members[k].id for k in late)
         if votes < quorum:
             backlog = self.spillover.drain_ms()
             raise Overloaded(f"{votes} of {asked} votes by the request's deadline, quorum {quorum}: the fleet did not "
                              f"finish {len(late)} member(s) in time ({names}); the engine's backlog is "
                              f"{backlog:.0f} ms", retry_after_s(backlog))
-        if late:
-            log.debug("engine votes past the deadline left out", extra={"model_id": names.replace(" ", "")})
+        on_engine = [k for k in late if engine is None or k in engine]
+        on_boards = [k for k in late if k not in on_engine]
+        if on_engine:
+            log.debug("engine votes past the deadline left out",
+                      extra={"model_id": ",".join(ens.members[k].id for k in on_engine)})
+        if on_boards:
+            log.debug("board answers past the deadline left out",
+                      extra={"model_id": ",".join(ens.members[k].id for k in on_boards)})
 
     def _busy_host_boards(self) -> int:
         """Boards computing on this host's cores now (with work queued or on the wire), when they
