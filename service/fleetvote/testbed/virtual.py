@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -89,18 +90,41 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
     session = {"start_new_session": True} if own_session else {"process_group": 0}
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **session)
-    deadline = time.monotonic() + timeout
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line or proc.poll() is not None:
-            break
-    if not line.startswith(("pty ", "tcp ")):
-        err = proc.stderr.read() if proc.poll() is not None else ""
+    line, complete = first_line(proc, timeout)
+    if not complete or not line.startswith(("pty ", "tcp ")):
+        exited = proc.poll() is not None
+        err = proc.stderr.read() if exited else ""
         stop_process(proc)
+        if not complete and not exited:
+            said = f" (it wrote {line!r} and no end of line)" if line else ""
+            raise ConfigError(f"virtual board {model_id} did not start: {binary} said nothing within {timeout:g} s"
+                              f"{said}; it was stopped. Is it the host board (make -C firmware BOARD=host), "
+                              f"and is the machine so loaded that it needs a longer timeout?")
         raise ConfigError(f"virtual board {model_id} did not start: {line.strip() or err.strip() or 'no output'}")
     kind, port = line.split()
     return VirtualBoard(model_id, board_id, proc, port, link if kind == "pty" else None, kind)
+
+
+def first_line(proc: subprocess.Popen, timeout: float) -> tuple[str, bool]:
+    """The first line ``proc`` writes to its stdout pipe, waited for at most ``timeout`` seconds
+    whatever the process does: (the line without its end, True), or (what came, False) when no
+    whole line came in time or the process closed its stdout first. Reads the pipe's descriptor
+    as bytes come (select), never a blocking ``readline``, which waits for an end of line that a
+    board that hangs (or a machine so loaded that it has not yet run it) never writes; the
+    caller reads nothing more from the pipe afterwards."""
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    got = b""
+    while b"\n" not in got:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:  # end of file: the process exited or closed its stdout
+            break
+        got += chunk
+    line, end, _ = got.partition(b"\n")
+    return line.decode(errors="replace").rstrip("\r"), bool(end)
 
 
 BOARD_SPEEDS = ("host", "planned")
