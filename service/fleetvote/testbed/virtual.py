@@ -13,6 +13,7 @@ of a pty adds about a millisecond on top: the transfer is counted once, inside t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import select
@@ -90,12 +91,15 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
     session = {"start_new_session": True} if own_session else {"process_group": 0}
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **session)
-    line, complete = first_line(proc, timeout)
-    if not complete or not line.startswith(("pty ", "tcp ")):
+    line, ended = first_line(proc, timeout)
+    if ended != "line" or not line.startswith(("pty ", "tcp ")):
+        if ended == "eof":  # it closed its stdout, so it is exiting: its stderr says why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1.0)
         exited = proc.poll() is not None
         err = proc.stderr.read() if exited else ""
         stop_process(proc)
-        if not complete and not exited:
+        if ended == "timeout":
             said = f" (it wrote {line!r} and no end of line)" if line else ""
             raise ConfigError(f"virtual board {model_id} did not start: {binary} said nothing within {timeout:g} s"
                               f"{said}; it was stopped. Is it the host board (make -C firmware BOARD=host), "
@@ -105,26 +109,25 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
     return VirtualBoard(model_id, board_id, proc, port, link if kind == "pty" else None, kind)
 
 
-def first_line(proc: subprocess.Popen, timeout: float) -> tuple[str, bool]:
+def first_line(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
     """The first line ``proc`` writes to its stdout pipe, waited for at most ``timeout`` seconds
-    whatever the process does: (the line without its end, True), or (what came, False) when no
-    whole line came in time or the process closed its stdout first. Reads the pipe's descriptor
-    as bytes come (select), never a blocking ``readline``, which waits for an end of line that a
-    board that hangs (or a machine so loaded that it has not yet run it) never writes; the
-    caller reads nothing more from the pipe afterwards."""
+    whatever the process does: (the line without its end, "line"), or (what came, "eof") when it
+    closed its stdout (exited) first, or (what came, "timeout") when no whole line came in time.
+    Reads the pipe's descriptor as bytes come (select), never a blocking ``readline``, which
+    waits for an end of line that a board that hangs (or a machine so loaded that it has not yet
+    run it) never writes; the caller reads nothing more from the pipe afterwards."""
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     got = b""
     while b"\n" not in got:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
+            return got.decode(errors="replace"), "timeout"
         chunk = os.read(fd, 4096)
-        if not chunk:  # end of file: the process exited or closed its stdout
-            break
+        if not chunk:
+            return got.decode(errors="replace"), "eof"
         got += chunk
-    line, end, _ = got.partition(b"\n")
-    return line.decode(errors="replace").rstrip("\r"), bool(end)
+    return got.partition(b"\n")[0].decode(errors="replace").rstrip("\r"), "line"
 
 
 BOARD_SPEEDS = ("host", "planned")
