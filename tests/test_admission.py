@@ -479,7 +479,8 @@ def test_usable_cpus_follows_the_affinity_mask_not_the_machines_cpu_count(monkey
 def test_usable_cpus_respects_the_tightest_cgroup_v2_quota_rounded_up(monkeypatch, tmp_path):
     monkeypatch.setattr(admission.os, "sched_getaffinity", lambda pid: set(range(16)))
     # the parent grants 2.5 CPUs, the service's own cgroup none: 3 threads can run at once
-    root, proc = _cgroup(tmp_path, "system.slice/svc", {"system.slice": "250000 100000", "system.slice/svc": "max 100000"})
+    root, proc = _cgroup(tmp_path, "system.slice/svc",
+                         {"system.slice": "250000 100000", "system.slice/svc": "max 100000"})
     assert admission.usable_cpus(root, proc) == 3
     root, proc = _cgroup(tmp_path / "b", "svc", {"svc": "50000 100000"})  # half a CPU: still one
     assert admission.usable_cpus(root, proc) == 1

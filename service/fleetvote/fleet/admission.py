@@ -320,8 +320,8 @@ class EngineBatches:
     def close(self) -> None:
         """No batch starts any more (the fleet stops, and its pool with it): every lane's timer
         cancelled; a batch already computing ends in its pool. The images still waiting, and
-        ``submit`` afterwards, are Overloaded (503: the service is stopping; another instance, or this one restarted,
-        may answer)."""
+        ``submit`` afterwards, are Overloaded (503: the service is stopping; another instance,
+        or this one restarted, may answer)."""
         self._closed = True
         for lane in self._lanes.values():
             if lane.timer is not None:
