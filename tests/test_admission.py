@@ -7,6 +7,7 @@ and members whose engine records the batches it was given."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -620,3 +621,35 @@ async def test_mode_early_logs_as_engine_votes_only_the_members_the_engine_repla
     said = {r.getMessage(): r.model_id for r in caplog.records if "past the deadline" in r.getMessage()}
     assert said == {"engine votes past the deadline left out": "m2",
                     "board answers past the deadline left out": "m1"}
+
+
+async def test_a_board_that_garbles_its_greeting_leaves_start_up_running_and_its_member_on_the_engine():
+    """A hostile board (bytes that are no frame, whatever it is sent) fails its greeting: the
+    fleet starts all the same, the board is not serving, and its member is the engine's."""
+
+    async def garble(reader, writer):
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(64):
+                writer.write(b"\xff\x13 not a frame \x00" * 4)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garble, "127.0.0.1", 0)
+    url = f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    member = Member("m0", 1.0, "00" * 32, BatchEngine(), {})
+    fleet = Fleet(Settings(urls=[url], scan_usb=False, link_globs=[], hello_timeout_s=0.3, open_timeout_s=1.0),
+                  Ensemble([member], "soft", 1, Path("ensemble.json")))
+    try:
+        await fleet.start()
+        board = fleet.boards[url]
+        for _ in range(100):  # its first greeting fails within the hello timeout
+            if board.last_error:
+                break
+            await asyncio.sleep(0.05)
+        assert board.last_error and not board.serving and board.info is None
+        body = await fleet.classify(IMAGE, deadline_ms=3000)
+        assert [(m.source, m.reason) for m in body.members] == [("fallback", "no_board")]
+    finally:
+        await fleet.stop()
+        server.close()
+        await server.wait_closed()
