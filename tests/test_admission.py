@@ -7,6 +7,7 @@ and members whose engine records the batches it was given."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -453,3 +454,202 @@ async def test_a_batch_beside_no_busy_board_tells_how_much_of_a_core_the_engine_
         monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (np.zeros((len(images), 10)), 3.0, 3.0))
         await batches.submit(member, IMAGE)
         assert batches.background == pytest.approx(0.25)
+
+
+# ---- the cores the engine counts on ------------------------------------------------------------
+
+def _cgroup(tmp_path: Path, own: str, quotas: dict[str, str]) -> tuple[Path, Path]:
+    """A cgroup v2 tree under tmp_path: the process in cgroup ``own``, ``cpu.max`` per cgroup."""
+    root = tmp_path / "cgroup"
+    for rel, text in quotas.items():
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        (root / rel / "cpu.max").write_text(text + "\n")
+    (root / own).mkdir(parents=True, exist_ok=True)
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text(f"1:cpu:/\n0::/{own}\n")
+    return root, proc
+
+
+def test_usable_cpus_follows_the_affinity_mask_not_the_machines_cpu_count(monkeypatch, tmp_path):
+    monkeypatch.setattr(admission.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(admission.os, "sched_getaffinity", lambda pid: {2, 3, 5})
+    root, proc = _cgroup(tmp_path, "svc", {"": "max 100000"})
+    assert admission.usable_cpus(root, proc) == 3
+
+
+def test_usable_cpus_respects_the_tightest_cgroup_v2_quota_rounded_up(monkeypatch, tmp_path):
+    monkeypatch.setattr(admission.os, "sched_getaffinity", lambda pid: set(range(16)))
+    # the parent grants 2.5 CPUs, the service's own cgroup none: 3 threads can run at once
+    root, proc = _cgroup(tmp_path, "system.slice/svc",
+                         {"system.slice": "250000 100000", "system.slice/svc": "max 100000"})
+    assert admission.usable_cpus(root, proc) == 3
+    root, proc = _cgroup(tmp_path / "b", "svc", {"svc": "50000 100000"})  # half a CPU: still one
+    assert admission.usable_cpus(root, proc) == 1
+    assert admission.usable_cpus(tmp_path / "none", tmp_path / "missing") == 16  # no cgroup v2: the mask
+
+
+def test_the_engine_pool_and_admission_count_the_same_usable_cpus(monkeypatch):
+    monkeypatch.setattr(admission.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(admission.os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(admission, "_cgroup_cpu_quota", lambda root, proc: None)
+    fleet, _, _ = fleet_of(1)
+    assert fleet._engine_workers == fleet.spillover.workers == fleet.spillover.cores == 1
+    assert fleet._engine_pool._max_workers == 1
+
+
+async def test_an_engine_stand_in_in_time_is_never_taken_for_a_deadline_refusal(monkeypatch):
+    fleet, _, _ = fleet_of(2, quorum=2)
+    fleet.boards.clear()  # both members on the engine, well within the deadline
+
+    def refused(*args):
+        raise AssertionError(f"_deadline_refusal called for a stand-in in time: {args[1:]}")
+
+    monkeypatch.setattr(fleet, "_deadline_refusal", refused)
+    body = await fleet.classify(IMAGE, deadline_ms=5000)
+    assert [m.model_id for m in body.members] == ["m0", "m1"]
+    assert all(m.source == "fallback" for m in body.members)
+
+
+async def test_the_probe_holds_its_lane_so_a_member_submitted_meanwhile_waits_for_it(monkeypatch):
+    """The probe is its lane's batch while it runs: admission counts it, and a member of that
+    model submitted meanwhile runs after it, never beside it on the same engine."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetvote.engine import Engine
+
+    class Real(Engine):
+        def __init__(self):
+            pass
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def run_batch(engine, images):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return np.tile(ENGINE_BYTES, (len(images), 1)), 50.0, 50.0
+
+    monkeypatch.setattr(admission, "_run_batch", run_batch)
+    with ThreadPoolExecutor(2) as pool:  # two workers: room to run both at once, if the lane let them
+        batches = admission.EngineBatches(pool, workers=2, cores=2)
+        member = Member("m0", 1.0, "00" * 32, Real(), {})
+        lane = batches._lane(member)
+        lane.cost = admission.BatchCost(0.0, 1000.0)  # a probe of one image, estimated at a second
+        probe = asyncio.create_task(batches.probe())
+        await asyncio.sleep(0)  # the probe has started computing
+        assert lane.computing > 0 and batches.backlog_ms() > 0  # admission sees the probe's work
+        out, _ = await batches.submit(member, IMAGE)
+        assert probe.done() and await probe == 1.0  # the member's batch ran after the probe
+        assert list(out) == list(ENGINE_BYTES)
+    assert most[0] == 1, "the probe and a batch ran on one engine at once"
+    assert lane.computing == 0 and not lane.waiting
+
+
+class _FailsAfterStartUp:
+    """A model whose engine answers calibration (2 tries each of a batch of 1 and of 32) and
+    raises from then on, the start-up probe included."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        self.runs += 1
+        if self.runs > 4:
+            raise ValueError("the model's buffers are garbled")
+        return np.tile(ENGINE_BYTES, (len(images), 1))
+
+
+async def test_an_engine_that_fails_the_start_up_probe_does_not_stop_the_fleet_from_starting(caplog):
+    from fleetvote.engine import Engine
+
+    class Broken(_FailsAfterStartUp, Engine):  # a real engine's type: the probe measures only those
+        def __init__(self):
+            _FailsAfterStartUp.__init__(self)
+
+    engine = Broken()
+    member = Member("m0", 1.0, "00" * 32, engine, {})
+    fleet = Fleet(Settings(urls=[], scan_usb=False, link_globs=[]),
+                  Ensemble([member], "soft", 1, Path("ensemble.json")))
+    try:
+        await fleet.start()
+        assert engine.runs == 5  # calibration's four, then the probe's, which raised
+        assert fleet._scan_task is not None and not fleet._scan_task.done()  # the fleet runs
+        assert fleet.spillover.background == 1.0 and fleet.spillover.observed == 0  # the guess is kept
+        assert "engine probe failed" in caplog.text
+        assert fleet.spillover._lane(member).computing == 0  # the lane is free again
+    finally:
+        await fleet.stop()
+
+
+async def test_stopping_the_fleet_leaves_no_lane_timer_or_task_behind():
+    fleet, _, (engine,) = fleet_of(1)
+    fleet.boards.clear()
+    await fleet.start()
+    member = fleet.ensemble.members[0]
+    waiting = fleet.spillover.submit(member, IMAGE)  # waits BATCH_WAIT_S for more of its model
+    lane = fleet.spillover._lane(member)
+    timer, runs = lane.timer, len(engine.batches)
+    assert timer is not None
+    await fleet.stop()
+    assert lane.timer is None and timer.cancelled()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    with pytest.raises(Overloaded, match="stopped"):
+        await waiting  # its caller is told, not left waiting
+    await asyncio.sleep(admission.BATCH_WAIT_S * 5)
+    assert len(engine.batches) == runs  # no batch started after the stop
+    with pytest.raises(Overloaded, match="stopped"):
+        fleet.spillover.submit(member, IMAGE)
+
+
+async def test_mode_early_logs_as_engine_votes_only_the_members_the_engine_replaced(caplog):
+    """At the deadline in mode early, m1 still waits for its board (with a slow engine run racing
+    it) and m2, which has no board, for the engine: the engine's line names m2 alone."""
+    import logging
+
+    fleet, boards, engines = fleet_of(3, quorum=1)
+    del fleet.boards[boards[2].url]  # m2: no board, the engine computes it
+    engines[1].ms_per_image = engines[2].ms_per_image = 1000.0  # neither engine run is in time
+    server = asyncio.create_task(serve(boards[0], 1))  # m0's board answers; m1's never does
+    with caplog.at_level(logging.DEBUG, logger="fleetvote.fleet"):
+        body = await fleet.classify(IMAGE, deadline_ms=300, mode="early")
+    await server
+    assert [m.model_id for m in body.members] == ["m0"]
+    said = {r.getMessage(): r.model_id for r in caplog.records if "past the deadline" in r.getMessage()}
+    assert said == {"engine votes past the deadline left out": "m2",
+                    "board answers past the deadline left out": "m1"}
+
+
+async def test_a_board_that_garbles_its_greeting_leaves_start_up_running_and_its_member_on_the_engine():
+    """A hostile board (bytes that are no frame, whatever it is sent) fails its greeting: the
+    fleet starts all the same, the board is not serving, and its member is the engine's."""
+
+    async def garble(reader, writer):
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(64):
+                writer.write(b"\xff\x13 not a frame \x00" * 4)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garble, "127.0.0.1", 0)
+    url = f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    member = Member("m0", 1.0, "00" * 32, BatchEngine(), {})
+    fleet = Fleet(Settings(urls=[url], scan_usb=False, link_globs=[], hello_timeout_s=0.3, open_timeout_s=1.0),
+                  Ensemble([member], "soft", 1, Path("ensemble.json")))
+    try:
+        await fleet.start()
+        board = fleet.boards[url]
+        for _ in range(100):  # its first greeting fails within the hello timeout
+            if board.last_error:
+                break
+            await asyncio.sleep(0.05)
+        assert board.last_error and not board.serving and board.info is None
+        body = await fleet.classify(IMAGE, deadline_ms=3000)
+        assert [(m.source, m.reason) for m in body.members] == [("fallback", "no_board")]
+    finally:
+        await fleet.stop()
+        server.close()
+        await server.wait_closed()

@@ -219,6 +219,84 @@ def test_dsp_scratch_holds_the_add_tables_of_every_zoo_model_with_an_add():
         assert dsp_limits.max_column(path) >= words, path.parent.name
 
 
+
+def _conv(kh: int, kw: int, cin: int, cout: int, out_px: int = 64, lo: int = -128, hi: int = 127):
+    """A CONV_2D kernel with only the fields dsp_limits.pw_words_of reads."""
+    from fleetvote.engine.kernels import Conv2D
+
+    k = object.__new__(Conv2D)
+    k.kh, k.kw, k.cin, k.cout, k.oh, k.ow, k.lo, k.hi = kh, kw, cin, cout, out_px, 1, lo, hi
+    return k
+
+
+def _prewidened_path(k, words: int) -> tuple[str, int]:
+    """What core/fv_kernels_dsp.c's conv2d_prewidened does with ``words`` of buffer (its
+    conditions, in Python): ("whole", pairs) or ("chunks", pairs per chunk) or ("none", 0)."""
+    pairs, rec = k.cout // 2, 4 * ((k.kh * k.kw * k.cin + 3) // 4) + 8
+    cap = words // rec
+    if (k.lo, k.hi) != (-128, 127) or pairs == 0 or k.oh * k.ow < 2:
+        return "none", 0
+    if pairs <= cap:
+        return "whole", pairs
+    if k.kh == k.kw == 1 and k.cin % 4 == 0 and cap >= 12:
+        return "chunks", cap
+    return "none", 0
+
+
+def test_dsp_limits_reserves_the_prewidened_words_the_firmware_really_uses():
+    """Hand-derived from conv2d_prewidened (core/fv_kernels_dsp.c): a channel pair's record is
+    4 words per group of 4 values plus 8 (PW_REC_EXTRA); a layer whose records fit the buffer
+    takes them all, a 1x1 layer over whole groups goes in chunks of buffer / record pairs when
+    that is at least 12 (PW_MIN_CHUNK_PAIRS), any other layer widens in its inner loop."""
+    import re
+
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import dsp_limits
+
+    c = (ROOT / "firmware" / "core" / "fv_kernels_dsp.c").read_text()
+    assert dsp_limits.PW_REC_EXTRA == int(re.search(r"#define PW_REC_EXTRA (\d+)", c).group(1))
+    assert dsp_limits.PW_MIN_CHUNK_PAIRS == int(re.search(r"#define PW_MIN_CHUNK_PAIRS (\d+)", c).group(1))
+    pw = dsp_limits.pw_words_of
+    # the first layer, 3x3 over RGB to 32 channels: k = 27, 7 groups, records of 36 words, 16 pairs
+    assert pw([_conv(3, 3, 3, 32)]) == 16 * 36 == 576
+    # a 1x1 over 332 channels to 64: records of 4 * 83 + 8 = 340 words, 32 pairs (10,880 words) do
+    # not fit 4096; 4096 // 340 = 12 pairs a chunk, 12 * 340 = 4080 words, not the whole 4096
+    assert pw([_conv(1, 1, 332, 64)]) == 4080
+    # over 336 channels: records of 344 words, 4096 // 344 = 11 pairs, under 12: the firmware does
+    # not pre-widen, so nothing is reserved for it (4096 were, before)
+    assert pw([_conv(1, 1, 336, 64)]) == pw([_conv(1, 1, 512, 512)]) == 2
+    # dsconv26's 1x1 over 208 channels: records of 216 words, chunks of 18 pairs: 3888 words
+    assert pw([_conv(1, 1, 208, 208)]) == 18 * 216
+    # a layer that fits whole and needs more sets the figure (3x3 over 16 to 52: records of 152,
+    # 26 pairs, 3952 words); the 1x1's chunks stay at 3952 // 216 = 18 pairs
+    assert pw([_conv(1, 1, 208, 208), _conv(3, 3, 16, 52)]) == 26 * 152 == 3952
+    # not whole groups (a 1x1 over 330), not 1x1 (3x3 over 36 to 28: 14 records of 332 = 4648 words),
+    # an activation range narrower than int8's, one output pixel: none pre-widen
+    assert pw([_conv(1, 1, 330, 64), _conv(3, 3, 36, 28), _conv(3, 3, 3, 32, lo=-128, hi=100),
+               _conv(1, 1, 64, 64, out_px=1)]) == 2
+
+
+def test_the_prewidened_words_reserved_change_no_layers_path_in_the_firmware():
+    """With the words dsp_limits.py reserves for a zoo model, every convolution of it takes the
+    path (whole, chunks of as many pairs, or none) that the firmware's cap of 4096 words gives."""
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import dsp_limits
+    from fleetvote.engine.kernels import Conv2D, DepthwiseConv2D
+
+    for path in sorted(ZOO.glob("*/model.tflite")):
+        convs = [k for _, k in Engine.from_file(path).layer_table()
+                 if isinstance(k, Conv2D) and not isinstance(k, DepthwiseConv2D)]
+        words = dsp_limits.pw_words_of(convs)
+        assert words <= dsp_limits.PW_CAP_WORDS
+        for k in convs:
+            assert _prewidened_path(k, words) == _prewidened_path(k, dsp_limits.PW_CAP_WORDS), (path.parent.name, k.cin)
+        used = [_prewidened_path(k, words) for k in convs]
+        rec = {id(k): 4 * ((k.kh * k.kw * k.cin + 3) // 4) + 8 for k in convs}
+        # and not a word more than the largest layer's records (whole or one chunk)
+        assert words == max([2] + [n * rec[id(k)] for k, (how, n) in zip(convs, used) if how != "none"]), \
+            path.parent.name
+
+
 def test_the_services_virtual_boards_run_in_its_session_in_process_groups_of_their_own(board_bin, tmp_path):
     """Their own groups: Ctrl-C in a terminal reaches the service, which stops the boards in order.
     The service's session: where the scheduler groups processes by session (autogroup), a board

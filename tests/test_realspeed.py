@@ -173,3 +173,42 @@ def test_realspeed_section_replaces_only_what_lies_between_its_markers():
     assert splice(once, "new table") == once
     appended = splice("# x\n", "t")
     assert appended.endswith(f"### At real-board speed\n\n{START}\nt\n{END}\n")
+
+
+def test_the_capacity_report_is_written_by_the_test_beds_report_writer(tmp_path, capsys, monkeypatch):
+    from fleetvote.testbed import capacity, reports
+
+    monkeypatch.setattr(reports, "host_figures", lambda: {"cpus": 99, "load_avg_1m": 1.5})
+    plan = {"m0": {"board": "nucleo-f411re", "transfer_ms": 10.0, "compute_ms": 90.0, "total_ms": 100.0}}
+    rows = [{"replicas": 1, "boards": 1, "measured_rps": 9.0, "at_concurrency": 4, "predicted_rps": 10.0,
+             "ratio": 0.9, "levels": []}]
+    rep = {"plan": plan, "capacity": rows, "command": "make bench-capacity", "argv": "python -m x",
+           "deadline_ms": capacity.CAPACITY_DEADLINE_MS}
+    path = capacity.write_capacity_report(rep, tmp_path)
+    saved = json.loads(path.read_text())
+    assert path == tmp_path / "capacity.json" and saved["json"] == str(path)
+    assert saved["host"] == {"cpus": 99, "load_avg_1m": 1.5} and saved["date"].startswith("20")
+    assert saved["capacity"] == rows and f"every figure in {path}" in capsys.readouterr().out
+    # with the real-speed figures, the section is printed and spliced into the README given
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{capacity.START}\nold\n{capacity.END}\n")
+    monkeypatch.setattr(capacity, "render_readme", lambda r: f"tables of {r['host']['cpus']} CPUs")
+    capacity.write_capacity_report({**rep, "realspeed": {}}, reports.run_folder(str(tmp_path / "rs"), "capacity"),
+                                   readme)
+    assert "tables of 99 CPUs" in capsys.readouterr().out
+    assert readme.read_text() == f"# x\n\n{capacity.START}\ntables of 99 CPUs\n{capacity.END}\n"
+
+
+def test_bench_capacity_writes_its_report_in_the_run_folder_it_was_given(tmp_path, capsys, monkeypatch):
+    from fleetvote.testbed import capacity
+
+    plan = {"m0": {"board": "nucleo-f411re", "transfer_ms": 10.0, "compute_ms": 90.0, "total_ms": 100.0}}
+    monkeypatch.setattr(capacity, "load_ensemble", lambda path, zoo: type("E", (), {"members": []})())
+    monkeypatch.setattr(capacity, "planned_latency_ms", lambda ids, zoo, catalog: plan)
+    monkeypatch.setattr(capacity, "measure_capacity", lambda r, plan, ens, run_dir, duration: {
+        "replicas": r, "boards": r, "measured_rps": 9.0 * r, "at_concurrency": 4 * r,
+        "predicted_rps": capacity.predicted_rps(plan, r), "ratio": 0.9, "levels": []})
+    assert capacity.main(["--replicas", "1,2", "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "capacity.json").read_text())
+    assert [r["replicas"] for r in saved["capacity"]] == [1, 2] and saved["command"] == "make bench-capacity"
+    assert set(saved["host"]) == {"cpus", "load_avg_1m"} and "every figure in" in capsys.readouterr().out

@@ -40,24 +40,49 @@ def max_column(path: Path) -> int:
 # The most RAM the pre-widened weights of a small convolution may take (words; 16 KB): a layer
 # whose weights need more keeps widening them in its inner loop (core/fv_kernels_dsp.c).
 PW_CAP_WORDS = 4096
+# core/fv_kernels_dsp.c, conv2d_prewidened: PW_REC_EXTRA, the words of a channel pair's record
+# besides its weights (2 biases doubled, 2 x 3 of requantisation), and PW_MIN_CHUNK_PAIRS, the
+# fewest channel pairs a chunk of a 1x1 layer too large for the buffer may hold (else the layer
+# widens in its inner loop and uses no pre-widened words at all)
+PW_REC_EXTRA = 8
+PW_MIN_CHUNK_PAIRS = 12
 
 
 def pw_words(path: Path) -> int:
-    """Words of the convolution kernel's pre-widened weights (core/fv_kernels_dsp.c,
-    conv2d_prewidened): per channel pair 4 words per group of 4 values and 8 more (biases,
-    requantisation), for the largest layer within PW_CAP_WORDS, or PW_CAP_WORDS when a larger 1x1
-    layer would take it in chunks; at least 2."""
+    """Words of the convolution kernel's pre-widened weights for the model at ``path``
+    (``pw_words_of`` its layers)."""
     from fleetvote.engine import Engine
+
+    return pw_words_of(k for _, k in Engine.from_file(path).layer_table())
+
+
+def pw_words_of(kernels) -> int:
+    """Words of the convolution kernel's pre-widened weights (core/fv_kernels_dsp.c,
+    conv2d_prewidened), the most any layer uses: a record per channel pair of 4 words per group
+    of 4 values and PW_REC_EXTRA more. A layer whose records all fit PW_CAP_WORDS takes them all
+    at once; a larger 1x1 layer over whole groups (in_c % 4 == 0) goes in chunks of as many whole
+    records as the buffer holds, only when that is at least PW_MIN_CHUNK_PAIRS pairs (a 1x1 over
+    in_c <= 332: records of at most 4 * 83 + 8 = 340 words, 12 in 4096; from in_c = 336 on, 11
+    or fewer fit and the firmware does not pre-widen), and uses those whole records, not the
+    buffer's remainder. Only layers of the whole int8 activation range, at least a channel
+    pair and at least two output pixels pre-widen; at least 2."""
     from fleetvote.engine.kernels import Conv2D, DepthwiseConv2D
 
     words = 2
-    for _, k in Engine.from_file(path).layer_table():
-        if isinstance(k, Conv2D) and not isinstance(k, DepthwiseConv2D):
-            need = (k.cout // 2) * (4 * ((k.kh * k.kw * k.cin + 3) // 4) + 8)
-            if need <= PW_CAP_WORDS:
-                words = max(words, need)
-            elif k.kh == k.kw == 1 and k.cin % 4 == 0:
-                words = PW_CAP_WORDS  # a 1x1 layer goes in chunks of channel pairs
+    for k in kernels:
+        if not isinstance(k, Conv2D) or isinstance(k, DepthwiseConv2D):
+            continue
+        pairs = k.cout // 2
+        if (k.lo, k.hi) != (-128, 127) or pairs == 0 or k.oh * k.ow < 2:
+            continue  # conv2d_prewidened returns 0 before it writes a word
+        rec = 4 * ((k.kh * k.kw * k.cin + 3) // 4) + PW_REC_EXTRA
+        if pairs * rec <= PW_CAP_WORDS:
+            words = max(words, pairs * rec)
+        elif k.kh == k.kw == 1 and k.cin % 4 == 0 and PW_CAP_WORDS // rec >= PW_MIN_CHUNK_PAIRS:
+            # the chunk's pair count is FV_DSP_PW_WORDS / rec: the same with the words reserved
+            # here (a multiple of rec) as with PW_CAP_WORDS, since every other layer's need is
+            # at most this maximum
+            words = max(words, PW_CAP_WORDS // rec * rec)
     return words
 
 

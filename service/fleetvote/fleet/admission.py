@@ -58,10 +58,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from ..engine import Engine
+from ..errors import Overloaded
 
 # a batch waits this long for more members of the same model before it starts: 2 ms is under a
 # fifth of the fleet's ~10 ms answer at concurrency 1 and collects a burst's members, which arrive
@@ -87,6 +89,47 @@ PROBE_MS = 20.0
 PROBE_INTERVAL_S = 2.0  # at most one probe this often, however often the fleet scans for boards
 PROBE_EWMA = 0.5  # the probe (and each batch beside no busy board) moves ``background`` this much
 MIN_SHARE = 0.05  # a probe that saw next to no CPU (a frozen process) does not make estimates infinite
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> int:
+    """The CPUs this process can compute on, at least 1: those its affinity mask allows
+    (``taskset``, a container's cpuset; ``os.cpu_count()`` counts the machine's, allowed or
+    not), fewer when a cgroup v2 ``cpu.max`` quota (of its cgroup or an ancestor) grants less:
+    ``quota period`` is quota/period CPUs, rounded up (a quota of 1.5 CPUs still runs 2 threads
+    at once, each throttled). The engine's pool and admission's core count both use it."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root, proc_cgroup)
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(n, 1)
+
+
+def _cgroup_cpu_quota(root: Path, proc_cgroup: Path) -> float | None:
+    """The least ``cpu.max`` quota (CPUs) on the way from this process's cgroup v2 (the ``0::``
+    line of /proc/self/cgroup) up to the root; None without cgroup v2 or without a quota."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    rel = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if rel is None:
+        return None
+    least = None
+    path = root / rel.strip("/")
+    while True:
+        try:
+            quota, period = (path / "cpu.max").read_text().split()[:2]
+            if quota != "max" and float(period) > 0:
+                cpus = float(quota) / float(period)
+                least = cpus if least is None else min(least, cpus)
+        except (OSError, ValueError):
+            pass  # no cpu controller at this level, or a file this code does not understand
+        if path == root or root not in path.parents:
+            return least
+        path = path.parent
 
 
 @dataclass
@@ -154,12 +197,13 @@ class EngineBatches:
                  rivals: Callable[[], int] | None = None) -> None:
         self._pool = pool
         self.workers = max(1, workers)
-        self.cores = max(1, cores or os.cpu_count() or 1)
+        self.cores = max(1, cores or usable_cpus())
         self.rivals = rivals  # how many other threads compute on these cores now (busy host boards)
         self.background = 1.0  # the share of a core a lone engine thread got at the last probes
         self.observed = 0  # how many runs measured it: the first replaces the guess of a whole core
         self._probed_at: float | None = None  # loop time of the last probe
         self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._closed = False  # close(): no batch starts any more
 
     def thread_share(self) -> float:
         """The share of a core one busy worker can count on now: what the host's other work leaves
@@ -213,7 +257,17 @@ class EngineBatches:
         n = int(min(max(PROBE_MS / max(lane.cost.per_image_ms, 1e-3), 1), MAX_BATCH))
         images = np.zeros((n, 32, 32, 3), np.uint8)
         self._probed_at = now
-        _, wall, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine, images)
+        # the probe is the lane's batch while it runs, as a spillover batch would be: members
+        # submitted meanwhile wait for it (one batch per lane at a time, so that one engine never
+        # runs two batches at once) and ``ahead_ms`` counts it; they go as soon as it ends
+        lane.computing, lane.started = n, now
+        try:
+            _, wall, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine,
+                                                                            images)
+        finally:
+            lane.computing = 0
+            if lane.waiting and not self._closed:
+                self._flush(lane)
         return self._observe(wall, cpu)
 
     def _observe(self, wall_ms: float, cpu_ms: float) -> float | None:
@@ -263,7 +317,24 @@ class EngineBatches:
 
     # ---- work -----------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """No batch starts any more (the fleet stops, and its pool with it): every lane's timer
+        cancelled; a batch already computing ends in its pool. The images still waiting, and
+        ``submit`` afterwards, are Overloaded (503: the service is stopping; another instance,
+        or this one restarted, may answer)."""
+        self._closed = True
+        for lane in self._lanes.values():
+            if lane.timer is not None:
+                lane.timer.cancel()
+                lane.timer = None
+            waiting, lane.waiting = lane.waiting, []
+            for _, f in waiting:
+                if not f.done():
+                    f.set_exception(_stopped())
+
     def submit(self, member, image: np.ndarray) -> asyncio.Future:
+        if self._closed:
+            raise _stopped()
         loop = asyncio.get_running_loop()
         lane = self._lane(member)
         fut = loop.create_future()
@@ -305,8 +376,13 @@ class EngineBatches:
             for (_, f), out in zip(batch, outs):
                 if not f.done():
                     f.set_result((out, ms))
-        if lane.waiting:  # they have waited for this batch already: no further wait to fill
+        if lane.waiting and not self._closed:  # they have waited for this batch already: no further wait to fill
             self._flush(lane)
+
+
+def _stopped() -> Overloaded:
+    return Overloaded("the fleet has stopped (the service is shutting down): the engine takes no more work",
+                      retry_after_s(0))
 
 
 def _run_batch(engine, images: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +56,7 @@ from ..fusion import Fused, fuse, lookup
 from ..link.client import Timeouts, quiet_link_errors
 from ..settings import Settings
 from . import discovery
-from .admission import EngineBatches, retry_after_s
+from .admission import EngineBatches, retry_after_s, usable_cpus
 from .owner import Board, BoardAnswer, State
 from .results import Classification, MemberVote
 
@@ -113,13 +112,14 @@ class Fleet:
         self._restore_handler = None
         # fallback work: at most one engine per core at a time, in a pool of its own (the default
         # executor is shared with discovery and unbounded in effect); numpy releases the GIL in
-        # its matrix products, so members of one request run side by side
-        workers = os.cpu_count() or 2
+        # its matrix products, so members of one request run side by side; the cores this process
+        # may use (its affinity, a cgroup quota), not the machine's
+        workers = usable_cpus()
         _one_blas_thread()
         self._engine_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
         self.spillover = EngineBatches(self._engine_pool, workers, rivals=self._busy_host_boards)
         self.engine_votes = logs.Summary(log, "members computed by the engine", SUMMARY_INTERVAL_S)
-        self._engine_workers = os.cpu_count() or 2
+        self._engine_workers = workers
         self._engines_running = 0  # engine runs submitted and not finished (spillover waits for a free worker)
         self._cascade_turn = -1  # which of equally loaded cascades goes first (_pick_cascade)
 
@@ -128,7 +128,7 @@ class Fleet:
     async def start(self) -> None:
         self._restore_handler = quiet_link_errors(asyncio.get_running_loop())
         await self.spillover.calibrate(self.ensemble.members)
-        await self.spillover.probe()  # the engine's share of a core before the first burst, not a guess
+        await self._probe()  # the engine's share of a core before the first burst, not a guess
         self._scan_task = asyncio.create_task(self._scan_loop(), name="fleet discovery")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
@@ -141,6 +141,7 @@ class Fleet:
                 await self._scan_task
         await asyncio.gather(*(b.stop() for b in self.boards.values()), return_exceptions=True)
         self.boards.clear()
+        self.spillover.close()  # its lanes' timers would start batches on the pool shut down below
         self._engine_pool.shutdown(wait=False, cancel_futures=True)
         if self._restore_handler is not None:
             self._restore_handler()
@@ -199,15 +200,20 @@ class Fleet:
                 log.exception("discovery scan failed")
             self._scanned.set()
             self.engine_votes.flush()  # the summary of a quiet spell is not held back until the next
-            try:
-                # how much of a core the engine gets beside the host's other work now (admission.py);
-                # skipped while the engine or a board on the host's cores is busy
-                await self.spillover.probe()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("engine probe failed")
+            await self._probe()
             await asyncio.sleep(s.rescan_s)
+
+    async def _probe(self) -> None:
+        """How much of a core the engine gets beside the host's other work now (admission.py;
+        skipped while the engine or a board on the host's cores is busy). A probe that fails (a
+        member's engine that raises) is logged and admission keeps what it had, at start-up as at
+        the scans: the service starts and the other members' work goes on."""
+        try:
+            await self.spillover.probe()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("engine probe failed; admission keeps its estimate of the engine's share of a core")
 
     def _add(self, url: str) -> Board:
         s = self.settings
@@ -479,7 +485,8 @@ class Fleet:
             late = [k for k, f in runs.items() if not f.done()]
             for k in late:
                 runs.pop(k).cancel()  # a batch not yet started leaves it out
-            self._deadline_refusal(ens, late, len(votes) + len(runs), len(asked), quorum)
+            if late:  # every engine vote in time: nothing left out, nothing to refuse
+                self._deadline_refusal(ens, late, len(votes) + len(runs), len(asked), quorum)
         return {k: self._fallback_vote(ens, k, out, ms, reasons[k], sent)
                 for k, (out, ms) in zip(runs, await asyncio.gather(*runs.values()))}
 
@@ -623,23 +630,35 @@ class Fleet:
             if missing:
                 _check_quorum(ens, quorum, len(votes), missing, reasons)
         if late and answer is None:
-            self._deadline_refusal(ens, sorted(possible - set(votes)), len(votes), len(asked), quorum)
+            # of the members still out, those whose vote was the engine's (their board failed, or
+            # they had none); the others wait for a board (an engine run racing it or not)
+            self._deadline_refusal(ens, sorted(possible - set(votes)), len(votes), len(asked), quorum,
+                                   engine=set(engine_of.values()))
         return votes, possible - set(votes), answer
 
-    def _deadline_refusal(self, ens: Ensemble, late: list[int], votes: int, asked: int, quorum: int) -> None:
+    def _deadline_refusal(self, ens: Ensemble, late: list[int], votes: int, asked: int, quorum: int,
+                          engine: set[int] | None = None) -> None:
         """At the request's deadline (``_stand_in`` and ``_gather_early`` alike), with the votes of
         members ``late`` (indices) still out, their runs already cancelled by the caller: they are
         left out, as with fallback off, and the request is answered with the ``votes`` it has;
         fewer than the quorum is Overloaded (503), with a Retry-After from the engine's backlog
-        (it was larger than admission counted on)."""
+        (it was larger than admission counted on). ``engine``: those of ``late`` whose vote was
+        the engine's (default: all, as in ``_stand_in``); the others were waiting for a board, and
+        the log names each kind apart."""
         names = ", ".join(ens.members[k].id for k in late)
         if votes < quorum:
             backlog = self.spillover.drain_ms()
             raise Overloaded(f"{votes} of {asked} votes by the request's deadline, quorum {quorum}: the fleet did not "
                              f"finish {len(late)} member(s) in time ({names}); the engine's backlog is "
                              f"{backlog:.0f} ms", retry_after_s(backlog))
-        if late:
-            log.debug("engine votes past the deadline left out", extra={"model_id": names.replace(" ", "")})
+        on_engine = [k for k in late if engine is None or k in engine]
+        on_boards = [k for k in late if k not in on_engine]
+        if on_engine:
+            log.debug("engine votes past the deadline left out",
+                      extra={"model_id": ",".join(ens.members[k].id for k in on_engine)})
+        if on_boards:
+            log.debug("board answers past the deadline left out",
+                      extra={"model_id": ",".join(ens.members[k].id for k in on_boards)})
 
     def _busy_host_boards(self) -> int:
         """Boards computing on this host's cores now (with work queued or on the wire), when they

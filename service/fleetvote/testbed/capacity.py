@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..ensemble import load_ensemble
 from ..errors import ConfigError, FleetvoteError
-from ..settings import ROOT, Settings
+from ..settings import Settings
 from .bench_api import run_bench, serve_flags, virtual_server
+from .reports import run_folder, write_report
 from .virtual import planned_latency_ms
 
 CAPACITY_DEADLINE_MS = 30_000.0  # far beyond 4 queued requests x ~200 ms: nothing expires while saturated
@@ -108,13 +107,6 @@ def format_capacity(rows: list[dict], plan: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _ms(v) -> str:
     return "-" if v is None else f"{v:.0f}"
 
@@ -172,6 +164,18 @@ def render_readme(rep: dict) -> str:
     return "\n".join(L)
 
 
+def write_capacity_report(rep: dict, out: Path, readme: Path | None = None) -> Path:
+    """``capacity.json`` in ``out``, by the test bed's report writer (``reports.py``: stamped with
+    the date, its own path and the host's CPUs and load), and the real-speed section printed when
+    the report has one (``realspeed``), and spliced into ``readme`` when given; the JSON's path."""
+    path = write_report(rep, out, "capacity",
+                        lambda r: "\n" + render_readme(r) if "realspeed" in r else f"every figure in {r['json']}")
+    if readme is not None and "realspeed" in rep:
+        readme.write_text(splice(readme.read_text(), render_readme(rep)))
+        print(f"wrote the real-speed section of {readme}", file=sys.stderr)
+    return path
+
+
 def splice(readme: str, body: str) -> str:
     """``body`` between the markers; a ``### Real speed`` section with them appended when missing."""
     if START in readme and END in readme:
@@ -220,34 +224,24 @@ def main(argv: list[str] | None = None) -> int:
         ens_path = Path(a.ensemble) if a.ensemble else s.ensemble
         ids = [m.id for m in load_ensemble(ens_path, s.zoo).members]
         plan = planned_latency_ms(ids, s.zoo, s.catalog)
-        out = Path(a.out or ROOT / "runs" / "capacity" / datetime.now().strftime("%Y%m%d-%H%M%S"))
-        out.mkdir(parents=True, exist_ok=True)
+        out = run_folder(a.out, "capacity")
         run_dir = Path(tempfile.mkdtemp(prefix="fleetvote-capacity-"))
         rows = []
         for r in a.replicas:
             print(f"capacity: {r} planned-speed board(s) per member, fallback off ...", file=sys.stderr)
             rows.append(measure_capacity(r, plan, Path(a.ensemble) if a.ensemble else None, run_dir, a.duration))
         print(format_capacity(rows, plan))
-        rep = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "plan": plan, "capacity": rows,
+        rep = {"plan": plan, "capacity": rows,
                "command": "make bench-realspeed" if a.realspeed else "make bench-capacity",
                "argv": shlex.join(["python", "-m", "fleetvote.testbed.capacity", *(argv or sys.argv[1:])]),
-               "json": _rel(out / "capacity.json"), "deadline_ms": CAPACITY_DEADLINE_MS}
+               "deadline_ms": CAPACITY_DEADLINE_MS}
         if a.realspeed:
             one = next(x for x in rows if x["replicas"] == 1)
             print("real speed: closed loop 1, 4, 16; open loop at 25-150 % of the measured capacity ...",
                   file=sys.stderr)
             rep["realspeed"] = realspeed(one["measured_rps"], Path(a.ensemble) if a.ensemble else None, run_dir,
                                          a.closed_count, a.open_duration)
-        rep["host"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
-        (out / "capacity.json").write_text(json.dumps(rep, indent=1) + "\n")
-        if a.realspeed:
-            body = render_readme(rep)
-            print("\n" + body)
-            if a.readme:
-                path = Path(a.readme)
-                path.write_text(splice(path.read_text(), body))
-                print(f"wrote the real-speed section of {path}", file=sys.stderr)
-        print(f"wrote {out / 'capacity.json'}", file=sys.stderr)
+        write_capacity_report(rep, out, Path(a.readme) if a.readme else None)
     except FleetvoteError as exc:
         print(f"capacity: error: {exc}", file=sys.stderr)
         return 2

@@ -13,8 +13,10 @@ of a pty adds about a millisecond on top: the transfer is counted once, inside t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -89,18 +91,43 @@ def start_board(model_id: str, board_id: str, link: Path | None = None, tcp_port
     session = {"start_new_session": True} if own_session else {"process_group": 0}
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **session)
-    deadline = time.monotonic() + timeout
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line or proc.poll() is not None:
-            break
-    if not line.startswith(("pty ", "tcp ")):
-        err = proc.stderr.read() if proc.poll() is not None else ""
+    line, ended = first_line(proc, timeout)
+    if ended != "line" or not line.startswith(("pty ", "tcp ")):
+        if ended == "eof":  # it closed its stdout, so it is exiting: its stderr says why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1.0)
+        exited = proc.poll() is not None
+        err = proc.stderr.read() if exited else ""
         stop_process(proc)
+        if ended == "timeout":
+            said = f" (it wrote {line!r} and no end of line)" if line else ""
+            raise ConfigError(f"virtual board {model_id} did not start: {binary} said nothing within {timeout:g} s"
+                              f"{said}; it was stopped. Is it the host board (make -C firmware BOARD=host), "
+                              f"and is the machine so loaded that it needs a longer timeout?")
         raise ConfigError(f"virtual board {model_id} did not start: {line.strip() or err.strip() or 'no output'}")
     kind, port = line.split()
     return VirtualBoard(model_id, board_id, proc, port, link if kind == "pty" else None, kind)
+
+
+def first_line(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """The first line ``proc`` writes to its stdout pipe, waited for at most ``timeout`` seconds
+    whatever the process does: (the line without its end, "line"), or (what came, "eof") when it
+    closed its stdout (exited) first, or (what came, "timeout") when no whole line came in time.
+    Reads the pipe's descriptor as bytes come (select), never a blocking ``readline``, which
+    waits for an end of line that a board that hangs (or a machine so loaded that it has not yet
+    run it) never writes; the caller reads nothing more from the pipe afterwards."""
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    got = b""
+    while b"\n" not in got:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return got.decode(errors="replace"), "timeout"
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return got.decode(errors="replace"), "eof"
+        got += chunk
+    return got.partition(b"\n")[0].decode(errors="replace").rstrip("\r"), "line"
 
 
 BOARD_SPEEDS = ("host", "planned")

@@ -354,6 +354,8 @@ def _images(req: InferRequest, tensors: bytes) -> np.ndarray:
         raise ProtocolError(f"{len(tensors)} bytes follow the header but no input has binary_data_size")
     if x.data is None:
         raise ProtocolError("image has no data: send data, or binary_data_size and the bytes after the header")
+    if _has_bool(x.data):  # numpy would take true as 1 among integers (and bools alone as kind b)
+        raise ProtocolError("image data must be integer pixels in 0..255; JSON booleans (true, false) are not pixels")
     try:
         values = np.asarray(x.data)
     except ValueError as exc:  # a ragged nesting
@@ -364,6 +366,18 @@ def _images(req: InferRequest, tensors: bytes) -> np.ndarray:
     if values.size and (values.min() < 0 or values.max() > 255):
         raise ProtocolError("image data must be pixels in 0..255")
     return values.astype(np.uint8).reshape(n, 32, 32, 3)
+
+
+def _has_bool(data: list) -> bool:
+    """Whether a JSON boolean is among the values of ``data``, however nested (a loop, not a
+    recursion: the nesting is the client's to choose)."""
+    lists = [data]
+    while lists:
+        values = lists.pop()
+        if any(type(v) is bool for v in values):
+            return True
+        lists.extend(v for v in values if type(v) is list)
+    return False
 
 
 def _options(parameters: dict | None, member: Member | None) -> tuple[dict, bool]:
