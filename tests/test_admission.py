@@ -406,8 +406,10 @@ async def test_the_probe_measures_the_share_of_a_core_the_engine_gets_and_estima
     batches._lane(member).cost = admission.BatchCost(0.0, 10.0)
     monkeypatch.setattr(admission, "_run_batch", lambda engine, images: (None, 40.0, 10.0))
 
-    async def in_place(pool, fn, *args):
-        return fn(*args)
+    def in_place(pool, fn, *args):  # as run_in_executor: a future, set on the loop once the run ends
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, fn(*args))
+        return fut
 
     monkeypatch.setattr(loop, "run_in_executor", in_place)
     assert await batches.probe() is not None and await batches.probe() is None  # at most every 2 s
@@ -546,6 +548,49 @@ async def test_the_probe_holds_its_lane_so_a_member_submitted_meanwhile_waits_fo
         assert probe.done() and await probe == 1.0  # the member's batch ran after the probe
         assert list(out) == list(ENGINE_BYTES)
     assert most[0] == 1, "the probe and a batch ran on one engine at once"
+    assert lane.computing == 0 and not lane.waiting
+
+
+async def test_a_probe_cancelled_mid_run_holds_its_lane_until_its_engine_run_ends(monkeypatch):
+    """Fleet.stop cancels the scan while it probes: the probe's coroutine ends at once, but its
+    worker thread still runs the engine. The lane stays taken until that run ends, so a member
+    submitted meanwhile never runs beside the probe on the same engine (found in review)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetvote.engine import Engine
+
+    class Real(Engine):
+        def __init__(self):
+            pass
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def run_batch(engine, images):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return np.tile(ENGINE_BYTES, (len(images), 1)), 100.0, 100.0
+
+    monkeypatch.setattr(admission, "_run_batch", run_batch)
+    with ThreadPoolExecutor(2) as pool:  # two workers: room to run both at once, if the lane let them
+        batches = admission.EngineBatches(pool, workers=2, cores=2)
+        member = Member("m0", 1.0, "00" * 32, Real(), {})
+        lane = batches._lane(member)
+        lane.cost = admission.BatchCost(0.0, 1000.0)  # a probe of one image
+        probe = asyncio.create_task(batches.probe())
+        await asyncio.sleep(0.01)  # the probe's engine run has started in its worker
+        waiting = batches.submit(member, IMAGE)
+        probe.cancel()  # as Fleet.stop cancels the scan task
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert lane.computing > 0  # the engine still runs the probe: the lane is not free
+        out, _ = await waiting  # taken when the probe's run ended
+        assert list(out) == list(ENGINE_BYTES)
+    assert most[0] == 1, "the cancelled probe and a batch ran on one engine at once"
     assert lane.computing == 0 and not lane.waiting
 
 

@@ -261,14 +261,20 @@ class EngineBatches:
         # submitted meanwhile wait for it (one batch per lane at a time, so that one engine never
         # runs two batches at once) and ``ahead_ms`` counts it; they go as soon as it ends
         lane.computing, lane.started = n, now
-        try:
-            _, wall, cpu = await asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine,
-                                                                            images)
-        finally:
-            lane.computing = 0
-            if lane.waiting and not self._closed:
-                self._flush(lane)
+        run = asyncio.get_running_loop().run_in_executor(self._pool, _run_batch, lane.engine, images)
+        # the lane is released when the engine's run ends, not when this coroutine does: cancelled
+        # (Fleet.stop cancels the scan that probes), it returns at once while its worker thread
+        # still runs the engine, and a batch flushed then would run beside it on the same engine.
+        # The callback runs on the event loop (the asyncio future is set from there), like _done
+        run.add_done_callback(lambda _: self._probe_done(lane))
+        _, wall, cpu = await asyncio.shield(run)
         return self._observe(wall, cpu)
+
+    def _probe_done(self, lane: _Lane) -> None:
+        """The probe's engine run has ended (or failed): its lane takes the members waiting."""
+        lane.computing = 0
+        if lane.waiting and not self._closed:
+            self._flush(lane)
 
     def _observe(self, wall_ms: float, cpu_ms: float) -> float | None:
         """An engine run took ``cpu_ms`` of CPU in ``wall_ms``: the share of a core it got, folded
