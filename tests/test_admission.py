@@ -650,6 +650,39 @@ async def test_stopping_the_fleet_leaves_no_lane_timer_or_task_behind():
         fleet.spillover.submit(member, IMAGE)
 
 
+async def test_a_request_whose_batch_was_queued_in_the_pool_at_stop_is_answered_overloaded(monkeypatch):
+    """Fleet.stop shuts the engine's pool down cancelling the batches not yet started: their
+    members are Overloaded (503, the service is stopping), as close() promises, not a
+    CancelledError that tears the request down (found in review)."""
+    import threading
+
+    from fleetvote.fleet import manager
+
+    monkeypatch.setattr(manager, "usable_cpus", lambda: 1)  # one worker: m1's batch queues behind m0's
+    started, release = threading.Event(), threading.Event()
+
+    class Held(BatchEngine):
+        def run(self, images):
+            started.set()
+            release.wait(10)
+            return super().run(images)
+
+    fleet, _, engines = fleet_of(2, quorum=2)
+    fleet.boards.clear()  # both members on the engine
+    held = fleet.ensemble.members[0].engine = Held()
+    request = asyncio.create_task(fleet.classify(IMAGE, deadline_ms=30_000))
+    try:
+        assert await asyncio.to_thread(started.wait, 5)  # m0's batch computes on the one worker
+        await asyncio.sleep(admission.BATCH_WAIT_S * 5)  # m1's batch has been flushed to the pool
+        await fleet.stop()
+    finally:
+        release.set()
+    with pytest.raises(Overloaded, match="stopped"):
+        await request
+    assert engines[1].batches == []  # m1's batch never ran
+    assert held.batches == [1]  # the batch already computing ended in its pool
+
+
 async def test_mode_early_logs_as_engine_votes_only_the_members_the_engine_replaced(caplog):
     """At the deadline in mode early, m1 still waits for its board (with a slow engine run racing
     it) and m2, which has no board, for the engine: the engine's line names m2 alone."""

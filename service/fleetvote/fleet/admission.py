@@ -369,8 +369,11 @@ class EngineBatches:
 
     def _done(self, lane: _Lane, batch, run: asyncio.Future) -> None:
         lane.computing = 0
-        if run.cancelled() or run.exception() is not None:
-            exc = run.exception() if not run.cancelled() else asyncio.CancelledError()
+        # cancelled: the batch was still queued in the pool when the fleet stopped (Fleet.stop
+        # shuts it down cancelling what has not started): Overloaded, as close() promises its
+        # members, not a CancelledError, which would tear their requests down instead of a 503
+        exc = _stopped() if run.cancelled() else run.exception()
+        if exc is not None:
             for _, f in batch:
                 if not f.done():
                     f.set_exception(exc)
