@@ -3,6 +3,9 @@ says where its link is costs the timeout, not a hang."""
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
 import time
 
 import pytest
@@ -53,3 +56,35 @@ def test_a_board_that_says_where_its_link_is_is_taken_at_its_word(tmp_path):
         assert board.kind == "tcp" and board.url == "socket://127.0.0.1:5999"
     finally:
         stop_process(board.process)
+
+
+# descriptors this test needs at least: past select's FD_SETSIZE (1024), plus room for the pipes
+FDS_NEEDED = 1100
+
+
+def test_a_board_started_when_the_service_holds_over_1024_descriptors_is_still_read(tmp_path):
+    """A service that has restarted boards under load (bench_hotplug) holds descriptors numbered
+    past 1024, where ``select.select`` raises ValueError: the board's first line is read anyway."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < FDS_NEEDED:
+        if os.environ.get("CI") == "true":  # CI must run it, not skip it
+            pytest.fail(f"RLIMIT_NOFILE hard limit {hard} < {FDS_NEEDED}: raise it (ulimit -Hn) on the CI runner")
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {FDS_NEEDED}")
+    if soft != resource.RLIM_INFINITY and soft < FDS_NEEDED:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FDS_NEEDED, hard))
+    held = []
+    try:
+        while not held or held[-1] < 1030:  # the lowest free descriptors taken: the pipe's come after
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        proc = subprocess.Popen(["sh", "-c", "echo 'tcp 127.0.0.1:5999'; exec sleep 30"], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        try:
+            assert proc.stdout.fileno() >= 1024
+            assert virtual.first_line(proc, 5) == ("tcp 127.0.0.1:5999", "line")
+        finally:
+            stop_process(proc)
+            proc.stdout.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

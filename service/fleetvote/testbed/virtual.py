@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
+import selectors
 import shutil
 import subprocess
 import time
@@ -113,20 +113,24 @@ def first_line(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
     """The first line ``proc`` writes to its stdout pipe, waited for at most ``timeout`` seconds
     whatever the process does: (the line without its end, "line"), or (what came, "eof") when it
     closed its stdout (exited) first, or (what came, "timeout") when no whole line came in time.
-    Reads the pipe's descriptor as bytes come (select), never a blocking ``readline``, which
+    Reads the pipe's descriptor as bytes come (a selector), never a blocking ``readline``, which
     waits for an end of line that a board that hangs (or a machine so loaded that it has not yet
-    run it) never writes; the caller reads nothing more from the pipe afterwards."""
+    run it) never writes; the caller reads nothing more from the pipe afterwards. A selector
+    (epoll or poll), not ``select.select``, which refuses a descriptor of 1024 or more (FD_SETSIZE):
+    a busy service (``bench_hotplug`` restarts boards under load) holds that many open."""
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
     got = b""
-    while b"\n" not in got:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return got.decode(errors="replace"), "timeout"
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return got.decode(errors="replace"), "eof"
-        got += chunk
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in got:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                return got.decode(errors="replace"), "timeout"
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return got.decode(errors="replace"), "eof"
+            got += chunk
     return got.partition(b"\n")[0].decode(errors="replace").rstrip("\r"), "line"
 
 
