@@ -731,3 +731,10 @@ async def test_a_board_that_garbles_its_greeting_leaves_start_up_running_and_its
         await fleet.stop()
         server.close()
         await server.wait_closed()
+
+
+def test_the_admission_module_keeps_its_lines_within_120_columns():
+    """The project's line length (found over it in review: two docstring lines)."""
+    source = Path(admission.__file__).read_text().splitlines()
+    long = [(n, len(line)) for n, line in enumerate(source, 1) if len(line) > 120]
+    assert long == [], f"admission.py lines over 120 columns (line, length): {long}"

@@ -40,10 +40,11 @@ The pool's workers get the cores only when nothing else wants them. Two things t
   why it runs 20 ms, several of the scheduler's slices;
 * **the boards**, where they compute on the same cores (virtual boards at host speed,
   ``Settings.boards_share_cpu``): each busy board is one more thread runnable beside the
-  engine's, and the kernel's scheduler (CFS) shares the cores equally among runnable threads: with ``w`` workers, ``b`` busy boards and ``c`` cores the
-  engine gets ``c * w / (w + b)`` cores at most (on 2 cores, 2 workers beside 5 busy boards get
-  0.57 of a core, not 2). Counting them keeps admission from promising the engine's time twice:
-  once to the boards' members, once to the spillover.
+  engine's, and the kernel's scheduler (CFS) shares the cores equally among runnable threads:
+  with ``w`` workers, ``b`` busy boards and ``c`` cores the engine gets ``c * w / (w + b)``
+  cores at most (on 2 cores, 2 workers beside 5 busy boards get 0.57 of a core, not 2).
+  Counting them keeps admission from promising the engine's time twice: once to the boards'
+  members, once to the spillover.
 
 A worker's share of a core is the product of the two (``thread_share``); an estimate in wall time
 is the CPU work over it.
@@ -243,9 +244,9 @@ class EngineBatches:
 
     async def probe(self) -> float | None:
         """While the engine is idle and no board computes beside it, at most every
-        ``PROBE_INTERVAL_S``: a small batch of the cheapest model, its CPU time over its wall time, folded into ``background`` (weight
-        ``PROBE_EWMA``). Returns the share it saw, None when it did not run (busy, or no real
-        engine: a test's stand-in measures nothing)."""
+        ``PROBE_INTERVAL_S``: a small batch of the cheapest model, its CPU time over its wall
+        time, folded into ``background`` (weight ``PROBE_EWMA``). Returns the share it saw, None
+        when it did not run (busy, or no real engine: a test's stand-in measures nothing)."""
         now = asyncio.get_running_loop().time()
         if self._probed_at is not None and now - self._probed_at < PROBE_INTERVAL_S:
             return None
