@@ -176,6 +176,18 @@ def test_cli_retires_says_what_and_refuses_with_the_reason(zoo, tmp_path, capsys
     assert main(["retire", "--render", mid, *args]) == 2
 
 
+def test_a_history_whose_left_is_not_a_date_or_null_is_refused(tmp_path):
+    card = {"id": "m", "role": "member"}
+    path = tmp_path / "h.json"
+    for left in ("2026-12-02", None):
+        path.write_text(json.dumps({"models": [{"card": card, "left": left, "why": "x"}]}))
+        assert load_history(path)["models"][0]["left"] == left
+    for left in ("replaced under its id by the 60-epoch baseline", 20261202, "2026-12-02 later"):
+        path.write_text(json.dumps({"models": [{"card": card, "left": left, "why": "x"}]}))
+        with pytest.raises(ConfigError, match="a date \\(YYYY-MM-DD\\), or null"):
+            load_history(path)
+
+
 def test_committed_history_table_is_written_from_the_history_file():
     """docs/history.md is models/history.json rendered (fleetvote retire --render after an edit)."""
     h = load_history(ROOT / "models" / "history.json")

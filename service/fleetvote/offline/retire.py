@@ -47,10 +47,11 @@ RECIPES = ROOT / "models" / "recipes.json"
 DEPENDENCY_KEYS = ("parent", "init", "teacher")  # how a card or a recipe names the model it is made from
 TEST_DIRS = (ROOT / "tests", ROOT / "firmware" / "tests")
 PROTECTED_ROLES = ("reference", "baseline")
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # an entry's "left": the day it left the zoo (UTC)
 MAX_SCANNED_BYTES = 2 << 20  # test files larger than this are data (vectors), not tests naming a model
 HISTORY_DOC = ("Models that left the zoo (fleetvote retire) or were replaced under their id: each card as it "
-               "was, with when and why. docs/history.md is written from this file (fleetvote retire --render); "
-               "edit this file, never the markdown.")
+               "was, with when (left: the date, UTC; null while it is still in the zoo) and why. docs/history.md "
+               "is written from this file (fleetvote retire --render); edit this file, never the markdown.")
 
 
 def load_history(path: Path = HISTORY) -> dict:
@@ -63,6 +64,11 @@ def load_history(path: Path = HISTORY) -> dict:
     if not isinstance(h, dict) or not isinstance(h.get("models"), list) \
             or not all(isinstance(e, dict) and isinstance(e.get("card"), dict) for e in h["models"]):
         raise ConfigError(f"{path}: expected {{\"models\": [{{\"card\": {{...}}, ...}}, ...]}}")
+    for e in h["models"]:
+        left = e.get("left")
+        if left is not None and not (isinstance(left, str) and DATE.fullmatch(left)):
+            raise ConfigError(f"{path}: {e['card'].get('id')}: left {left!r}: a date (YYYY-MM-DD), or null for a "
+                              "model still in the zoo; say why in \"why\"")
     return h
 
 
@@ -189,7 +195,8 @@ def render(history: dict) -> str:
          "hand: edit that file and run `fleetvote retire --render`. Accuracies are int8, through the TFLite Micro "
          "reference interpreter, on the card's data set (CIFAR-10, JPEG copy: 5,000 validation images held out "
          "of the training set, the 10,000 test images); flash is the weights, RAM the peak activations; "
-         "instructions per MAC with the optimised kernels, counted under QEMU.", "",
+         "instructions per MAC with the optimised kernels, counted under QEMU; left the zoo: the date (UTC), - for a "
+         "model still in it.", "",
          "| id | role | arch | epochs | train s | int8 val | int8 test | MACC | params | flash | RAM | instr/MAC "
          "| sha256 | left the zoo | why |",
          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
