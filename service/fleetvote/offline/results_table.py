@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fusion import REGISTRY
-from .bom import REFERENCE_BOARD
+from . import pct as _pct
+from .bom import FLEET_SIZES, REFERENCE_BOARD
 from .retire import HISTORY, load_history
 
 START = "<!-- results:start -->"
@@ -30,10 +31,6 @@ def _kib(n) -> str:
     if n is None:
         return "-"
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f} %"
 
 
 def _ms(v, nd=1) -> str:
@@ -255,9 +252,6 @@ def best_subsets_table(ev: dict) -> list[str]:
         st = r["best_strategy_on_val"]
         L.append(f"| {k} | {', '.join(r['members'])} | {st} | {_pct(r['val'][st])} | {_accs(r['test'])} |")
     return L
-
-
-FLEET_SIZES = (3, 4, 5)
 
 
 def _pp(a, b) -> str:

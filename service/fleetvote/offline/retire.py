@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..settings import ROOT
+from . import pct as _pct, rel_path as _rel
 
 ZOO = ROOT / "models" / "zoo"
 HISTORY = ROOT / "models" / "history.json"
@@ -175,10 +176,6 @@ def problems(ids: list[str], zoo: Path, dirs=TEST_DIRS, recipes: Path = RECIPES)
     return out
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f} %"
-
-
 def _ipm(card: dict) -> str:
     v = ((card.get("bench_firmware") or {}).get("instructions_per_mac") or {}).get("opt")
     return "-" if v is None else f"{v:g}"
@@ -239,13 +236,6 @@ def retire(ids: list[str], zoo: Path = ZOO, history: Path = HISTORY, history_md:
     for i in ids:  # the figures are safe in the history: now the models go
         shutil.rmtree(zoo / i)
     return added
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 def _cmd(a: argparse.Namespace) -> int:
