@@ -178,8 +178,9 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     L += evaluations_table(ev)
     if bench:
         srv = bench.get("server", {})
-        L.append(f"**The virtual fleet over HTTP** ({len(srv.get('members', []))} virtual boards: the firmware built "
-                 f"for the host, one process per member on a pty; members {', '.join(m['id'] for m in srv.get('members', []))}; "
+        served = [m["id"] for m in srv.get("members", [])]
+        L.append(f"**The virtual fleet over HTTP** ({len(served)} virtual boards: the firmware built "
+                 f"for the host, one process per member on a pty; members {', '.join(served)}; "
                  f"default strategy {srv.get('strategy')}; {bench['host']['cpus']} CPUs shared with the client and "
                  f"other work, load {bench['host']['load_avg_1m']}). Host timings, not STM32 ones.")
         L.append("")
@@ -188,7 +189,8 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
         L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for lv in bench["levels"]:
             lat = lv["latency_ms"]
-            L.append(f"| {lv['concurrency']}{' (overhead)' if lv['purpose'] == 'overhead' else ''} | {lv['requests']} | "
+            purpose = " (overhead)" if lv["purpose"] == "overhead" else ""
+            L.append(f"| {lv['concurrency']}{purpose} | {lv['requests']} | "
                      f"{_ms(lv['throughput_rps'])} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | {_ms(lat['p95'])} | "
                      f"{_ms(lat['p99'])} | {lv['errors']} | {lv['status_503']} | {_pct(lv['fallback_share'])} | "
                      f"{_pct(lv['accuracy'])} |")
@@ -207,10 +209,11 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
         fl = (bench.get("floor") or {}).get("latency_ms")
         if fl:
             L.append("")
-            L.append(f"HTTP floor on the same client and server (GET /healthz, concurrency 1): p50 {_ms(fl['p50'], 2)} ms, "
-                     f"p99 {_ms(fl['p99'], 2)} ms. CPU time per request (ms, client / server / boards) and load "
-                     "average per level: " + "; ".join(
-                         f"c={lv['concurrency']}: " + " / ".join(_ms(v, 1) for v in (lv.get('cpu_ms_per_request') or {}).values())
+            L.append(f"HTTP floor on the same client and server (GET /healthz, concurrency 1): "
+                     f"p50 {_ms(fl['p50'], 2)} ms, p99 {_ms(fl['p99'], 2)} ms. CPU time per request (ms, client / "
+                     "server / boards) and load average per level: " + "; ".join(
+                         f"c={lv['concurrency']}: "
+                         + " / ".join(_ms(v, 1) for v in (lv.get('cpu_ms_per_request') or {}).values())
                          + f" (load {lv.get('load_avg_1m')})" for lv in bench["levels"]) + ".")
         if bench["strategies"]:
             L.append("")
@@ -221,8 +224,9 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
         if c1:
             L.append("")
             L.append("Per board at concurrency 1 (p50 ms): " + "; ".join(
-                f"{x['model_id']} ({x['source']}) queue {_ms(x['queue_ms']['p50'], 2)}, wire {_ms(x['wire_ms']['p50'], 2)}, "
-                f"on board {_ms(x['board_ms']['p50'], 2)}" for x in c1["boards"]) + ".")
+                f"{x['model_id']} ({x['source']}) queue {_ms(x['queue_ms']['p50'], 2)}, "
+                f"wire {_ms(x['wire_ms']['p50'], 2)}, on board {_ms(x['board_ms']['p50'], 2)}"
+                for x in c1["boards"]) + ".")
         L.append("")
     if rob:
         from .robustness import format_report as robustness_table
@@ -388,6 +392,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dir", default="runs/results", help="where ensemble-eval.json, plan.json, bench/bench.json are")
     p.add_argument("--readme", default="README.md")
     p.add_argument("--history", default=str(HISTORY),
-                   help="models that left the zoo (fleetvote retire): the old baseline's row (default models/history.json)")
+                   help="models that left the zoo (fleetvote retire): the old baseline's row "
+                        "(default models/history.json)")
     p.add_argument("--print", action="store_true", help="also print the markdown")
     p.set_defaults(func=_cmd)
