@@ -277,9 +277,11 @@ def fleets_per_vote_table(ev: dict, history: dict | None = None, plan: dict | No
         old_acc = (zoo_b["val_accuracy"], zoo_b["test_accuracy"])
     elif old:
         old_acc = (old["card"].get("val_accuracy"), old["card"].get("test_accuracy"))
-    L = ["**Fleets of 3, 4 and 5 per vote** (each vote's own best subset of that size on validation; test "
+    sizes = ", ".join(str(k) for k in FLEET_SIZES[:-1]) + f" and {FLEET_SIZES[-1]}"
+    over_ref = f"over `{ref['id']}`" if ref else "over the reference"
+    L = [f"**Fleets of {sizes} per vote** (each vote's own best subset of that size on validation; test "
          "accuracy, and its margin in points over the one-board systems' test accuracy)", "",
-         "| fleet | vote | members | val | test | over `resnet8` | over the fair baseline | over the old baseline |",
+         f"| fleet | vote | members | val | test | {over_ref} | over the fair baseline | over the old baseline |",
          "|---|---|---|---|---|---|---|---|"]
     per = ev.get("best_per_strategy", {})
     for k in FLEET_SIZES:
