@@ -185,7 +185,8 @@ def test_cli_writes_report_plot_and_a_loadable_ensemble(tmp_path, cifar_path, ca
     assert a["early"]["test"] == a["all"]["test"]  # early's labels are all's
     # the gates, as PASS/MISS lines after the report, one per member written and one per fleet
     out = capsys.readouterr().out
-    gate_lines = [ln for ln in out.split("gates on the test split")[1].splitlines() if ln.strip()[:4] in ("PASS", "MISS")]
+    after = out.split("gates on the test split")[1]
+    gate_lines = [ln for ln in after.splitlines() if ln.strip()[:4] in ("PASS", "MISS")]
     assert len(gate_lines) == len(ids) + 2 and rep["gates"][-1]["gate"] == "fleet3"
     assert all(m in out for m in best["members"])
 

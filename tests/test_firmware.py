@@ -219,7 +219,6 @@ def test_dsp_scratch_holds_the_add_tables_of_every_zoo_model_with_an_add():
         assert dsp_limits.max_column(path) >= words, path.parent.name
 
 
-
 def _conv(kh: int, kw: int, cin: int, cout: int, out_px: int = 64, lo: int = -128, hi: int = 127):
     """A CONV_2D kernel with only the fields dsp_limits.pw_words_of reads."""
     from fleetvote.engine.kernels import Conv2D

@@ -44,8 +44,11 @@ def tiny_reports() -> tuple[dict, dict]:
 def test_points_are_singles_and_best_fleets_with_their_boards_sum_and_slowest_member():
     from fleetvote.offline.pareto import points
 
-    pts = {p["id"]: p for p in points(*tiny_reports())}
-    assert set(pts) == {"a", "b", "c", "z", "r", "base", "fleet-1", "fleet-2", "fleet-3"}
+    ev, plan = tiny_reports()
+    pts = {p["id"]: p for p in points(ev, plan)}
+    # the report's best "fleet" of 1 is member b, already a point: not drawn a second time
+    assert ev["best"]["1"]["members"] == ["b"]
+    assert set(pts) == {"a", "b", "c", "z", "r", "base", "fleet-2", "fleet-3"}
     assert (pts["a"]["bom_usd"], pts["a"]["latency_ms"], pts["a"]["test_accuracy"]) == (13, 102.0, 0.80)
     assert (pts["base"]["bom_usd"], pts["base"]["latency_ms"], pts["base"]["kind"]) == (27, 142.0, "baseline")
     assert pts["r"]["kind"] == "reference" and pts["r"]["latency_ms"] == 262.0
@@ -53,18 +56,18 @@ def test_points_are_singles_and_best_fleets_with_their_boards_sum_and_slowest_me
     f3 = pts["fleet-3"]
     assert (f3["bom_usd"], f3["latency_ms"], f3["test_accuracy"], f3["vote"]) == (39, 122.0, 0.85, "soft")
     assert pts["fleet-2"]["vote"] == "majority" and pts["fleet-2"]["test_accuracy"] == 0.83
-    assert pts["fleet-2"]["members"] == ["a", "b"] and pts["fleet-1"]["bom_usd"] == 13
+    assert pts["fleet-2"]["members"] == ["a", "b"] and pts["b"]["bom_usd"] == 13
 
 
 def test_front_keeps_the_points_nothing_beats_on_both_cost_and_accuracy():
     from fleetvote.offline.pareto import dominates, front, report
 
     rep = report(*tiny_reports())
-    # by price: $13 buys b (82 %) or the reference (84 %): r dominates a, b, c and fleet-1; $26
+    # by price: $13 buys b (82 %) or the reference (84 %): r dominates a, b and c; $26
     # buys 83 %, below r's 84 % at $13; $39 buys 85 %; the baseline ($27, 81 %) is beaten by r
     assert rep["front"]["bom_usd"] == ["r", "fleet-3"]
-    # by latency: c 70 % at 92 ms, a 80 % at 102, b and fleet 1 (the same system: a tie, neither
-    # dominates) 82 % at 122, the fleets of 2 and 3 at 122 ms (3 better); r is slower and worse
+    # by latency: c 70 % at 92 ms, a 80 % at 102, b 82 % at 122, the fleets of 2 and 3 at 122 ms
+    # (3 better); r is slower and worse
     assert rep["front"]["latency_ms"] == ["c", "a", "fleet-3"]
     assert rep["unplaced"] == ["z"]
     p, q = {"x": 1, "test_accuracy": 0.5}, {"x": 1, "test_accuracy": 0.5}
@@ -131,7 +134,7 @@ def per_vote_report(baseline_sha: str) -> dict:
 
 def history() -> dict:
     return {"models": [{"card": {"id": "baseline", "role": "baseline", "epochs": 10, "val_accuracy": 0.834,
-                                 "test_accuracy": 0.8289, "sha256": "old"}, "left": "x", "why": "y"}]}
+                                 "test_accuracy": 0.8289, "sha256": "old"}, "left": None, "why": "y"}]}
 
 
 def test_fleets_of_3_4_and_5_per_vote_beside_the_reference_the_fair_and_the_old_baseline():
@@ -159,6 +162,20 @@ def test_fleets_of_3_4_and_5_per_vote_beside_the_reference_the_fair_and_the_old_
     g = gates_lines(per_vote_report("new"))
     assert g[2] == "- MISS  fleet of 5 (soft): 85.47 % (gate >= 88.00 %; stretch 89.0 % MISS)"
     assert gates_lines({}) == []
+
+
+def test_fleets_per_vote_header_names_the_reference_by_its_id():
+    from fleetvote.offline.results_table import fleets_per_vote_table
+
+    header = fleets_per_vote_table(per_vote_report("new"), history())[2]
+    assert "| over `resnet8` |" in header
+    ev = per_vote_report("new")
+    ev["models"][0]["id"] = "resnet10"  # another reference: the column says which
+    lines = fleets_per_vote_table(ev, history())
+    assert "| over `resnet10` |" in lines[2] and "resnet8" not in "\n".join(lines)
+    ev["models"] = ev["models"][1:]  # no reference at all
+    assert "| over the reference |" in fleets_per_vote_table(ev, history())[2]
+    assert lines[0].startswith("**Fleets of 3, 4 and 5 per vote**")
 
 
 def test_results_block_links_the_pareto_plot_and_names_its_front():
@@ -195,7 +212,7 @@ def test_plan_plans_the_best_fleets_of_3_4_and_5_and_pareto_reads_the_plan(tmp_p
     assert [f["members"] for f in plan["fleets"]] == [ids[:3], ids[:4], ids[:5]]
     # the Pareto plot's fleets cost what the plan says they cost
     pts = {p["id"]: p for p in points(ev, json.loads(json.dumps(plan)))}
-    assert set(pts) == set(ids) | {f"fleet-{k}" for k in range(1, 6)}  # fleets of 1 to 5, never 6
+    assert set(pts) == set(ids) | {f"fleet-{k}" for k in range(2, 6)}  # fleets of 2 to 5: never 1 (a member), nor 6
     for f in plan["fleets"]:
         k = len(f["members"])
         assert (pts[f"fleet-{k}"]["bom_usd"], pts[f"fleet-{k}"]["latency_ms"]) == (f["total_usd"], f["latency_ms"])

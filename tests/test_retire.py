@@ -36,19 +36,20 @@ def tests_dir(tmp_path):
 
 
 def spare_member(zoo) -> str:
-    """A member of the copy that no fleet uses and no real test names."""
-    fleet = {m["id"] for m in json.loads((zoo / "ensemble.json").read_text())["members"]}
+    """A member of the copy that no fleet uses, no real test names and no model is made from."""
     for card in sorted(zoo.glob("*/card.json")):
         c = json.loads(card.read_text())
-        if c["role"] == "member" and c["id"] not in fleet and not naming_tests(c["id"]):
+        if c["role"] == "member" and not problems([c["id"]], zoo):
             return c["id"]
-    pytest.skip("every zoo member is in the fleet or named by a test")
+    pytest.skip("every zoo member is in the fleet, named by a test or a parent")
 
 
-def add_model(zoo, mid: str, role: str = "member") -> dict:
+def add_model(zoo, mid: str, role: str = "member", **recipe) -> dict:
     card = {"id": mid, "role": role, "arch": "vgg:12", "epochs": 30, "train_seconds": 812.5, "val_accuracy": 0.8254,
             "test_accuracy": 0.8121, "macc": 4977600, "params": 81898, "flash_bytes": 84000, "ram_bytes": 24576,
             "sha256": "ab" * 32, "bench_firmware": {"instructions_per_mac": {"ref": 7.5, "opt": 1.25}}}
+    if recipe:  # how export writes a card's training arguments: init and teacher by id
+        card["recipe"] = {"init": None, "teacher": None, **recipe}
     (zoo / mid).mkdir()
     (zoo / mid / "card.json").write_text(json.dumps(card))
     (zoo / mid / "model.tflite").write_bytes(b"stand-in")
@@ -111,6 +112,43 @@ def test_members_of_the_fleet_the_reference_the_baseline_and_models_a_test_names
     assert "cannot tell whether a test needs" in problems(["spare"], zoo, [tmp_path / "absent"])[0]
 
 
+def test_a_model_another_card_or_recipe_is_made_from_stays_unless_that_one_leaves_too(zoo, tests_dir, tmp_path):
+    add_model(zoo, "warm-parent")
+    add_model(zoo, "warm-child", init="warm-parent")
+    add_model(zoo, "teacher-m")
+    add_model(zoo, "student-m", teacher="runs/teacher-m")  # a path names the model of its last part
+    add_model(zoo, "recipe-parent")
+    recipes = tmp_path / "recipes.json"
+    recipes.write_text(json.dumps({"_recipe": {"parent": "warm-parent"},  # not a recipe: "_" keys are settings
+                                   "queued": {"parent": "recipe-parent", "args": []}}))
+    hist, md = tmp_path / "history.json", tmp_path / "history.md"
+    snapshot = sorted(str(p.relative_to(zoo)) for p in zoo.rglob("*"))
+    for ids, why in ((["warm-parent"], "card warm-child (init)"), (["teacher-m"], "card student-m (teacher)"),
+                     (["recipe-parent"], "recipe queued (parent)")):
+        with pytest.raises(ConfigError, match="nothing retired") as exc:
+            retire(ids, zoo, hist, md, dirs=[tests_dir], recipes=recipes)
+        assert f"{ids[0]}: other models are made from it ({why}" in str(exc.value)
+        assert "retire them in the same call" in str(exc.value)
+        assert sorted(str(p.relative_to(zoo)) for p in zoo.rglob("*")) == snapshot and not hist.exists()
+    # the parent leaves with its child: nothing left in the zoo is made from it
+    retire(["warm-parent", "warm-child"], zoo, hist, md, dirs=[tests_dir], recipes=recipes)
+    assert not (zoo / "warm-parent").exists() and not (zoo / "warm-child").exists()
+    assert problems(["recipe-parent", "teacher-m"], zoo, [tests_dir], recipes)  # other dependants stay
+    recipes.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        problems(["teacher-m"], zoo, [tests_dir], recipes)
+
+
+def test_a_real_warm_restart_parent_stays_while_its_child_is_in_the_zoo(zoo):
+    """models/recipes.json: make model ID=<child> needs the parent's card (models/fleetvote_models/recipes.py)."""
+    pairs = [(c["id"], c["recipe"]["init"]) for c in (json.loads(p.read_text()) for p in zoo.glob("*/card.json"))
+             if (c.get("recipe") or {}).get("init")]
+    if not pairs:
+        pytest.skip("no zoo card names a parent")
+    child, parent = pairs[0]
+    assert any(f"card {child} (init)" in p for p in problems([parent], zoo))
+
+
 def test_a_test_names_a_model_only_as_a_whole_word(tmp_path):
     d = tmp_path / "t"
     d.mkdir()
@@ -132,9 +170,22 @@ def test_cli_retires_says_what_and_refuses_with_the_reason(zoo, tmp_path, capsys
     assert main(["retire", mid, *args]) == 2
     assert f"{mid}: not in" in capsys.readouterr().err
     (tmp_path / "h.md").write_text("edited by hand")
-    assert main(["retire", "--render", "--history", str(tmp_path / "h.json"), "--history-md", str(tmp_path / "h.md")]) == 0
+    files = ["--history", str(tmp_path / "h.json"), "--history-md", str(tmp_path / "h.md")]
+    assert main(["retire", "--render", *files]) == 0
     assert (tmp_path / "h.md").read_text() == render(load_history(tmp_path / "h.json"))
     assert main(["retire", "--render", mid, *args]) == 2
+
+
+def test_a_history_whose_left_is_not_a_date_or_null_is_refused(tmp_path):
+    card = {"id": "m", "role": "member"}
+    path = tmp_path / "h.json"
+    for left in ("2026-12-02", None):
+        path.write_text(json.dumps({"models": [{"card": card, "left": left, "why": "x"}]}))
+        assert load_history(path)["models"][0]["left"] == left
+    for left in ("replaced under its id by the 60-epoch baseline", 20261202, "2026-12-02 later"):
+        path.write_text(json.dumps({"models": [{"card": card, "left": left, "why": "x"}]}))
+        with pytest.raises(ConfigError, match="a date \\(YYYY-MM-DD\\), or null"):
+            load_history(path)
 
 
 def test_committed_history_table_is_written_from_the_history_file():

@@ -11,7 +11,7 @@
  * 32, 44, 48, 64 or 128 (1.84-1.92 in the loops; the 2x2x128 and 4x4x48 layers pay the call on
  * few bytes), 2.5-3.4 with other multiples of 4, 4.4-4.9 with counts that are not (11, 18, 22:
  * the window's right cell is not word aligned, so no LDM, and 4 LDR per output word already
- * make 2.75 per byte with the maxima); ADD 9.1-11.4 (8.25 in the loop, the rest the tables;
+ * make 2.75 per byte with the maxima); ADD 8.6-9.6 (8.25 in the loop, the rest the tables;
  * about 8 is the floor of a bit-exact ADD on this core, see the ADD section).
  */
 #include <stddef.h>

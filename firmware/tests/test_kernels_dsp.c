@@ -314,11 +314,13 @@ static int fc_case(int32_t case_no)
     return 1;
 }
 
-/* Max pooling: the 2x2 stride-2 windows of the zoo half the time, with the channel counts that
- * have their own image kernels (12, 16, 24; 32, 44, 48, 64, 128 when out_w is even) or take the word-overlap path (c >= 4, not a multiple
- * of 4) often; other windows, strides and padding; one case in 8 with a padding of up to f + 1, so
- * that whole windows lie in the padding (the reference's -128, clamped). Input and output start
- * 0-3 bytes past a word boundary (the row kernels need alignment and must be refused without).
+/* Max pooling: the 2x2 stride-2 windows of the zoo in about 3 cases in 4 (every zoo case, which
+ * main asks for every other case, and half the others), with the channel counts that have their
+ * own image kernels (12, 16, 24; 32, 44, 48, 64, 128 when out_w is even) or take the word-overlap
+ * path (c >= 4, not a multiple of 4) often; other windows, strides and padding; one case in 8
+ * with a padding of up to f + 1, so that whole windows lie in the padding (the reference's -128,
+ * clamped). Input and output start 0-3 bytes past a word boundary (the row kernels need alignment
+ * and must be refused without).
  * With zoo set: the zoo's case, a 2x2 stride-2 window, no padding, the whole int8 range, aligned
  * data, channel counts with a row kernel or not, images of odd and even sizes. */
 static int pool_case(int32_t case_no, int zoo)

@@ -49,6 +49,7 @@ from ..catalog import CATALOG, FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_ca
 from ..command import command_line
 from ..errors import ConfigError
 from ..settings import ROOT
+from . import rel_path as _rel
 
 SIZE_REPORT = ROOT / "firmware" / "build" / "size-report.json"
 BENCH_FIRMWARE = ROOT / "firmware" / "build" / "bench-firmware.json"
@@ -315,15 +316,6 @@ def load_measured(directory: Path = MEASURED) -> dict[tuple[str, str], dict]:
 
 
 # ---- the plan --------------------------------------------------------------------------------
-
-def _rel(path: Path) -> str:
-    """A path as the reader would type it: relative to the repository when inside it."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
 
 def instructions_per_mac(card: dict, measured: dict[str, tuple[float, str]]) -> tuple[float, str]:
     """(instructions per MAC, where from) of ``card``'s own model: the firmware bench's file when it

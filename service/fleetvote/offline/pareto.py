@@ -1,5 +1,5 @@
 """``fleetvote pareto``: int8 test accuracy against bill of materials and against estimated latency,
-for single models and the best fleets of 1 to 5 members, with the non-dominated front; one picture.
+for single models and the best fleets of 2 to 5 members, with the non-dominated front; one picture.
 
 It computes no accuracy and no cost of its own: the points come from the reports ``make results``
 has just written.
@@ -13,7 +13,9 @@ has just written.
   instruction count) plus the host's measured overhead; a fleet costs the sum of its members'
   boards (``bom.fleet_plan``) and answers when its slowest member has.
 
-Single models: the members, the reference (``resnet8``, role reference) and the baseline. A point
+Single models: the members, the reference (``resnet8``, role reference) and the baseline. The
+report's best "fleet" of 1 is no fleet: it is the member best on validation, already a single
+model's point (drawn twice, its labels overlapped), so the fleets start at 2. A point
 is dominated when another is at least as accurate and at most as costly on that axis, and better on
 one of the two; the front is every point no other dominates (a tie dominates neither). A model
 that fits no board has no cost and is left out of the picture (listed in the report).
@@ -34,18 +36,19 @@ from ..command import command_line
 from ..errors import ConfigError
 from .bom import fleet_plan
 
+MIN_FLEET = 2  # a "fleet" of 1 is its one member, a single model's point already
 MAX_FLEET = 5
 AXES = (
     {"key": "bom_usd", "label": "bill of materials ($)", "fmt": "${:g}"},
     {"key": "latency_ms", "label": "estimated latency (ms)", "fmt": "{:.1f} ms"},
 )
 SINGLE_KINDS = ("member", "reference", "baseline")
-FLEETS_RULE = ("fleets: the best subset of each size 1-5 and its vote, both chosen on the validation split; "
-               "accuracy on the test split")
+FLEETS_RULE = (f"fleets: the best subset of each size {MIN_FLEET}-{MAX_FLEET} and its vote, both chosen on the "
+               "validation split; accuracy on the test split")
 
 
 def points(ev: dict, plan: dict, max_fleet: int = MAX_FLEET) -> list[dict]:
-    """Single models and the best fleets of 1 to ``max_fleet``: id, label, kind, members, vote,
+    """Single models and the best fleets of ``MIN_FLEET`` to ``max_fleet``: id, label, kind, members, vote,
     test accuracy, bill of materials (USD) and estimated latency (ms; None without a board)."""
     host = (plan.get("host_overhead_ms") or {}).get("p50") or 0.0
     rows = {r["id"]: r for r in plan["models"]}
@@ -61,7 +64,7 @@ def points(ev: dict, plan: dict, max_fleet: int = MAX_FLEET) -> list[dict]:
         out.append({"id": r["id"], "label": r["id"], "kind": r["role"], "size": 1, "members": [r["id"]],
                     "vote": "argmax", "test_accuracy": a, "bom_usd": r.get("price_usd") if r.get("board") else None,
                     "latency_ms": None if lat is None else round(lat["total_ms"] + host, 2)})
-    for k in range(1, max_fleet + 1):
+    for k in range(MIN_FLEET, max_fleet + 1):
         best = ev["best"].get(str(k))
         if best is None:
             continue
@@ -178,7 +181,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("pareto", help="accuracy against bill of materials and estimated latency, with the front",
                        description="From the reports of fleetvote ensemble-eval and fleetvote plan: int8 test accuracy "
                                    "against bill of materials and against estimated latency for the members, the "
-                                   "reference, the baseline and the best fleets of 1 to 5 (members and vote chosen "
+                                   "reference, the baseline and the best fleets of 2 to 5 (members and vote chosen "
                                    "on validation), with the non-dominated front of each; one picture, two panels.",
                        epilog="example: fleetvote pareto --eval runs/results/ensemble-eval.json --plan "
                               "runs/results/plan.json --png docs/pareto.png --json runs/results/pareto.json",

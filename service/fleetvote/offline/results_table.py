@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fusion import REGISTRY
-from .bom import REFERENCE_BOARD
+from . import pct as _pct
+from .bom import FLEET_SIZES, REFERENCE_BOARD
 from .retire import HISTORY, load_history
 
 START = "<!-- results:start -->"
@@ -30,10 +31,6 @@ def _kib(n) -> str:
     if n is None:
         return "-"
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f} %"
 
 
 def _ms(v, nd=1) -> str:
@@ -181,8 +178,9 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
     L += evaluations_table(ev)
     if bench:
         srv = bench.get("server", {})
-        L.append(f"**The virtual fleet over HTTP** ({len(srv.get('members', []))} virtual boards: the firmware built "
-                 f"for the host, one process per member on a pty; members {', '.join(m['id'] for m in srv.get('members', []))}; "
+        served = [m["id"] for m in srv.get("members", [])]
+        L.append(f"**The virtual fleet over HTTP** ({len(served)} virtual boards: the firmware built "
+                 f"for the host, one process per member on a pty; members {', '.join(served)}; "
                  f"default strategy {srv.get('strategy')}; {bench['host']['cpus']} CPUs shared with the client and "
                  f"other work, load {bench['host']['load_avg_1m']}). Host timings, not STM32 ones.")
         L.append("")
@@ -191,7 +189,8 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
         L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for lv in bench["levels"]:
             lat = lv["latency_ms"]
-            L.append(f"| {lv['concurrency']}{' (overhead)' if lv['purpose'] == 'overhead' else ''} | {lv['requests']} | "
+            purpose = " (overhead)" if lv["purpose"] == "overhead" else ""
+            L.append(f"| {lv['concurrency']}{purpose} | {lv['requests']} | "
                      f"{_ms(lv['throughput_rps'])} | {_ms(lat['p50'])} | {_ms(lat['p90'])} | {_ms(lat['p95'])} | "
                      f"{_ms(lat['p99'])} | {lv['errors']} | {lv['status_503']} | {_pct(lv['fallback_share'])} | "
                      f"{_pct(lv['accuracy'])} |")
@@ -210,10 +209,11 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
         fl = (bench.get("floor") or {}).get("latency_ms")
         if fl:
             L.append("")
-            L.append(f"HTTP floor on the same client and server (GET /healthz, concurrency 1): p50 {_ms(fl['p50'], 2)} ms, "
-                     f"p99 {_ms(fl['p99'], 2)} ms. CPU time per request (ms, client / server / boards) and load "
-                     "average per level: " + "; ".join(
-                         f"c={lv['concurrency']}: " + " / ".join(_ms(v, 1) for v in (lv.get('cpu_ms_per_request') or {}).values())
+            L.append(f"HTTP floor on the same client and server (GET /healthz, concurrency 1): "
+                     f"p50 {_ms(fl['p50'], 2)} ms, p99 {_ms(fl['p99'], 2)} ms. CPU time per request (ms, client / "
+                     "server / boards) and load average per level: " + "; ".join(
+                         f"c={lv['concurrency']}: "
+                         + " / ".join(_ms(v, 1) for v in (lv.get('cpu_ms_per_request') or {}).values())
                          + f" (load {lv.get('load_avg_1m')})" for lv in bench["levels"]) + ".")
         if bench["strategies"]:
             L.append("")
@@ -224,8 +224,9 @@ def render(ev: dict, plan: dict, bench: dict | None, root: Path | None = None, r
         if c1:
             L.append("")
             L.append("Per board at concurrency 1 (p50 ms): " + "; ".join(
-                f"{x['model_id']} ({x['source']}) queue {_ms(x['queue_ms']['p50'], 2)}, wire {_ms(x['wire_ms']['p50'], 2)}, "
-                f"on board {_ms(x['board_ms']['p50'], 2)}" for x in c1["boards"]) + ".")
+                f"{x['model_id']} ({x['source']}) queue {_ms(x['queue_ms']['p50'], 2)}, "
+                f"wire {_ms(x['wire_ms']['p50'], 2)}, on board {_ms(x['board_ms']['p50'], 2)}"
+                for x in c1["boards"]) + ".")
         L.append("")
     if rob:
         from .robustness import format_report as robustness_table
@@ -257,9 +258,6 @@ def best_subsets_table(ev: dict) -> list[str]:
     return L
 
 
-FLEET_SIZES = (3, 4, 5)
-
-
 def _pp(a, b) -> str:
     return "-" if a is None or b is None else f"{100 * (a - b):+.2f}"
 
@@ -279,9 +277,11 @@ def fleets_per_vote_table(ev: dict, history: dict | None = None, plan: dict | No
         old_acc = (zoo_b["val_accuracy"], zoo_b["test_accuracy"])
     elif old:
         old_acc = (old["card"].get("val_accuracy"), old["card"].get("test_accuracy"))
-    L = ["**Fleets of 3, 4 and 5 per vote** (each vote's own best subset of that size on validation; test "
+    sizes = ", ".join(str(k) for k in FLEET_SIZES[:-1]) + f" and {FLEET_SIZES[-1]}"
+    over_ref = f"over `{ref['id']}`" if ref else "over the reference"
+    L = [f"**Fleets of {sizes} per vote** (each vote's own best subset of that size on validation; test "
          "accuracy, and its margin in points over the one-board systems' test accuracy)", "",
-         "| fleet | vote | members | val | test | over `resnet8` | over the fair baseline | over the old baseline |",
+         f"| fleet | vote | members | val | test | {over_ref} | over the fair baseline | over the old baseline |",
          "|---|---|---|---|---|---|---|---|"]
     per = ev.get("best_per_strategy", {})
     for k in FLEET_SIZES:
@@ -394,6 +394,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dir", default="runs/results", help="where ensemble-eval.json, plan.json, bench/bench.json are")
     p.add_argument("--readme", default="README.md")
     p.add_argument("--history", default=str(HISTORY),
-                   help="models that left the zoo (fleetvote retire): the old baseline's row (default models/history.json)")
+                   help="models that left the zoo (fleetvote retire): the old baseline's row "
+                        "(default models/history.json)")
     p.add_argument("--print", action="store_true", help="also print the markdown")
     p.set_defaults(func=_cmd)

@@ -37,6 +37,7 @@ import numpy as np
 from ..command import add_data, command_line
 from ..errors import ConfigError
 from ..fusion import STRATEGIES, fuse_batch
+from . import pct as _pct
 from .ensemble_eval import accuracy, engine_outputs, fingerprint, outputs_cache_dir, subset_indices
 
 DEFAULT_SEED = 2019  # any fixed number (the paper's year); the noise is the only random corruption
@@ -299,10 +300,6 @@ def run(zoo: Path, ensemble: Path, limit: int | None = None, data: str | None = 
 
 
 # ---- the report ------------------------------------------------------------------------------
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f} %"
-
 
 def _pp(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:+.2f} pp"
