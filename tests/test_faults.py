@@ -291,7 +291,8 @@ async def test_service_answers_through_each_fault_and_the_board_returns_to_ready
                 m, _ = await classify(http, i)
                 if m["source"] == "board" and await state(http) == "ready":
                     break
-                assert time.monotonic() - t0 < 15, f"board not back after {fault}: {await state(http)}"
+                assert time.monotonic() - t0 < 15, (f"board not back after {fault}: {await state(http)}; "
+                                                    f"last answer from {m['source']} ({m.get('reason')})")
                 i += 1
                 await asyncio.sleep(0.1)
             await http.close()
