@@ -746,3 +746,27 @@ def test_the_admission_module_keeps_its_lines_within_120_columns():
     source = Path(admission.__file__).read_text().splitlines()
     long = [(n, len(line)) for n, line in enumerate(source, 1) if len(line) > 120]
     assert long == [], f"admission.py lines over 120 columns (line, length): {long}"
+
+
+async def test_a_board_left_idle_by_one_slow_answer_is_tried_again_within_seconds(monkeypatch):
+    """One answer slower than every deadline (a load spike) must not keep a ready board out of
+    admission for good: its measured service time is renewed only by answers, which it would
+    then never get. The estimate's excess over the HELLO figures halves every
+    SERVICE_HALF_LIFE_S without an answer, so the board is placed again, and the next answer
+    measures it afresh."""
+    from fleetvote.fleet import owner
+
+    now = [1000.0]
+    monkeypatch.setattr(owner.time, "monotonic", lambda: now[0])
+    fleet, (board,), _ = fleet_of(1)
+    board._service_ms, board._service_at = 2_000.0, now[0]  # its one answer took 2 s
+    placed, reasons = fleet._admit(fleet.ensemble, [0], 400.0, True, 1)
+    assert not placed and reasons[0][0] == QUEUE_FULL  # right after it: the engine stands in
+    now[0] += 4 * owner.SERVICE_HALF_LIFE_S  # 2 s of excess over 5 ms of HELLO-less prior: 125 ms
+    assert board.service_ms() == pytest.approx(admission.INITIAL_BOARD_MS + 1_995.0 / 16)
+    placed, reasons = fleet._admit(fleet.ensemble, [0], 400.0, True, 1)
+    assert placed == {0: board} and not reasons  # tried again
+    # a board measured by its answers alone (no time of the last one) keeps its estimate
+    measured(board, 2_000.0)._service_at = None
+    now[0] += 100.0
+    assert board.service_ms() == 2_000.0

@@ -34,6 +34,13 @@ from ..link.codec import Info, Result
 log = logging.getLogger("fleetvote.board")
 
 WINDOW = 1000  # latencies kept per board for percentiles
+# A board's measured service time is only renewed by its answers, and admission sends a board no
+# image it would finish after the request's deadline: one slow answer (a load spike, a fault)
+# could keep a board's estimate above every deadline, and the board idle, for good (seen as a
+# test that waited 15 s for a ready board's answer). So the excess of an estimate over the
+# board's HELLO figures halves every SERVICE_HALF_LIFE_S without an answer: a board left idle
+# by its estimate is tried again within a few seconds, and its next answer measures it afresh.
+SERVICE_HALF_LIFE_S = 1.0
 
 
 class State(str, Enum):
@@ -136,6 +143,7 @@ class Board:
         self._rtt_p99 = 0.0  # refreshed every 16 answers: a percentile per request cost ~10 % CPU
         self._answers = 0
         self._service_ms: float | None = None  # moving average of the round trips (admission)
+        self._service_at: float | None = None  # time.monotonic() of the answer that last moved it
 
     # ---- public --------------------------------------------------------------------------
 
@@ -169,10 +177,19 @@ class Board:
 
     def service_ms(self) -> float:
         """The time this board takes per image, as admission counts it: the moving average of its
-        round trips (weight ``admission.EWMA`` on the newest), else its HELLO figures (wire at its
-        baud + compute at ~8 instructions per MAC), else ``admission.INITIAL_BOARD_MS``."""
-        if self._service_ms is not None:
+        round trips (weight ``admission.EWMA`` on the newest), its excess over the HELLO figures
+        halving every ``SERVICE_HALF_LIFE_S`` without an answer; else the HELLO figures (wire at
+        its baud + compute at ~8 instructions per MAC), else ``admission.INITIAL_BOARD_MS``."""
+        prior = self._prior_ms()
+        if self._service_ms is None:
+            return prior
+        if self._service_at is None or self._service_ms <= prior:
             return self._service_ms
+        idle_s = max(time.monotonic() - self._service_at, 0.0)
+        return prior + (self._service_ms - prior) * 0.5 ** (idle_s / SERVICE_HALF_LIFE_S)
+
+    def _prior_ms(self) -> float:
+        """The service time the board's HELLO implies, before any answer measured it."""
         est = 0.0
         if self.info and self.info.link_baud:
             est += 3124 * 10 / self.info.link_baud * 1000
@@ -367,7 +384,9 @@ class Board:
             return
         rtt = (time.perf_counter() - job.started) * 1000
         self.rtt_ms.append(rtt)
-        self._service_ms = rtt if self._service_ms is None else (1 - EWMA) * self._service_ms + EWMA * rtt
+        # the average goes on from the estimate as it stands (decayed while the board was idle)
+        self._service_ms = rtt if self._service_ms is None else (1 - EWMA) * self.service_ms() + EWMA * rtt
+        self._service_at = time.monotonic()
         self._answers += 1
         if self._answers >= 20 and self._answers % 16 == 4:
             self._rtt_p99 = float(np.percentile(np.fromiter(self.rtt_ms, np.float64), 99))
