@@ -163,9 +163,10 @@ def _chaos_board(tmp_path, model_id, spec: str):
     return p
 
 
-async def _count_failures(tmp_path, n: int) -> tuple[list[str], int]:
-    """Outcomes of n classifications, and how many replies came after their request had timed
-    out: a slow answer on a busy machine, not a fault (a DROP never answers)."""
+async def _count_failures(tmp_path, n: int) -> tuple[list[str], int, int]:
+    """Outcomes of n classifications, how many replies came after their request had timed out (a
+    slow answer on a busy machine, not a fault: a DROP never answers), and how many corrupted
+    (BAD_CRC) replies did: each of those was a BAD_CRC whose request counted a timeout."""
     client = await BoardClient.open(str(tmp_path / "b"), Timeouts(classify=0.2, ping=0.3))
     out = []
     try:
@@ -177,9 +178,11 @@ async def _count_failures(tmp_path, n: int) -> tuple[list[str], int]:
                 out.append(type(exc).__name__)
         await asyncio.sleep(0.5)  # a last late reply, if any
         late = client.counters.dropped_late_replies
+        # a corrupted reply in time fails its request (BoardProtocolError); every other one came late
+        late_bad = client.counters.decode_errors - out.count("BoardProtocolError")
     finally:
         await client.close()
-    return out, late
+    return out, late, late_bad
 
 
 async def test_chaos_option_faults_a_seeded_share_of_classifications(board_bin, model_id, tmp_path):
@@ -187,7 +190,7 @@ async def test_chaos_option_faults_a_seeded_share_of_classifications(board_bin, 
     for _ in range(2):
         p = _chaos_board(tmp_path, model_id, "7:0.5:DROP,BAD_CRC")
         try:
-            outcomes, late = await _count_failures(tmp_path, 40)
+            outcomes, late, late_bad = await _count_failures(tmp_path, 40)
         finally:
             p.send_signal(signal.SIGTERM)
             _, err = p.communicate(timeout=5)
@@ -196,8 +199,8 @@ async def test_chaos_option_faults_a_seeded_share_of_classifications(board_bin, 
         assert len(fired) == 40 - outcomes.count("ok") - late
         assert 8 <= len(fired) <= 32  # about half
         assert set(outcomes) == {"ok", "BoardTimeout", "BoardProtocolError"}
-        assert f"board: faults fired {len(fired)}: DROP {outcomes.count('BoardTimeout') - late} DELAY 0 GARBAGE 0 " \
-               f"BAD_CRC {outcomes.count('BoardProtocolError')}" in err
+        assert f"board: faults fired {len(fired)}: DROP {outcomes.count('BoardTimeout') - late - late_bad} DELAY 0 " \
+               f"GARBAGE 0 BAD_CRC {outcomes.count('BoardProtocolError') + late_bad}" in err
     assert runs[0] == runs[1]  # the same seed, the same faults
 
 
