@@ -60,6 +60,32 @@ def measured(board: Board, service_ms: float) -> Board:
     return board
 
 
+def overlap_counting_engine(monkeypatch, ms: float) -> tuple[type, list[int]]:
+    """An engine class that passes for the real one (so the probe runs it) and whose batches each
+    take ``ms``; and ``most``, the largest number of batches seen running at once."""
+    import threading
+
+    from fleetvote.engine import Engine
+
+    class Real(Engine):
+        def __init__(self):
+            pass
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def run_batch(engine, images):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(ms / 1000)
+        with lock:
+            running[0] -= 1
+        return np.tile(ENGINE_BYTES, (len(images), 1)), float(ms), float(ms)
+
+    monkeypatch.setattr(admission, "_run_batch", run_batch)
+    return Real, most
+
+
 async def serve(board: Board, n: int) -> None:
     """Answer the first ``n`` jobs of the board's queue."""
     for _ in range(n):
@@ -523,27 +549,9 @@ async def test_an_engine_stand_in_in_time_is_never_taken_for_a_deadline_refusal(
 async def test_the_probe_holds_its_lane_so_a_member_submitted_meanwhile_waits_for_it(monkeypatch):
     """The probe is its lane's batch while it runs: admission counts it, and a member of that
     model submitted meanwhile runs after it, never beside it on the same engine."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from fleetvote.engine import Engine
-
-    class Real(Engine):
-        def __init__(self):
-            pass
-
-    lock, running, most = threading.Lock(), [0], [0]
-
-    def run_batch(engine, images):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.05)
-        with lock:
-            running[0] -= 1
-        return np.tile(ENGINE_BYTES, (len(images), 1)), 50.0, 50.0
-
-    monkeypatch.setattr(admission, "_run_batch", run_batch)
+    Real, most = overlap_counting_engine(monkeypatch, 50)
     with ThreadPoolExecutor(2) as pool:  # two workers: room to run both at once, if the lane let them
         batches = admission.EngineBatches(pool, workers=2, cores=2)
         member = Member("m0", 1.0, "00" * 32, Real(), {})
@@ -563,27 +571,9 @@ async def test_a_probe_cancelled_mid_run_holds_its_lane_until_its_engine_run_end
     """Fleet.stop cancels the scan while it probes: the probe's coroutine ends at once, but its
     worker thread still runs the engine. The lane stays taken until that run ends, so a member
     submitted meanwhile never runs beside the probe on the same engine (found in review)."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from fleetvote.engine import Engine
-
-    class Real(Engine):
-        def __init__(self):
-            pass
-
-    lock, running, most = threading.Lock(), [0], [0]
-
-    def run_batch(engine, images):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.1)
-        with lock:
-            running[0] -= 1
-        return np.tile(ENGINE_BYTES, (len(images), 1)), 100.0, 100.0
-
-    monkeypatch.setattr(admission, "_run_batch", run_batch)
+    Real, most = overlap_counting_engine(monkeypatch, 100)
     with ThreadPoolExecutor(2) as pool:  # two workers: room to run both at once, if the lane let them
         batches = admission.EngineBatches(pool, workers=2, cores=2)
         member = Member("m0", 1.0, "00" * 32, Real(), {})
