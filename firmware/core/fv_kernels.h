@@ -104,4 +104,15 @@ void fv_fully_connected_opt(const fv_fc_params *p, const int8_t *in, int8_t *out
 void fv_max_pool_opt(const fv_pool_params *p, const int8_t *in, int8_t *out);
 void fv_add_opt(const fv_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
+/* A CONV_2D and the DEPTHWISE_CONV_2D that is the only reader of its output, fused (the runner
+ * decides, fv_runner_prepare): the convolution writes its outputs into the depthwise layer's
+ * widened channel planes (the optimised kernels' scratch) instead of NHWC bytes, and the
+ * depthwise layer reads them there; the bytes the depthwise layer writes are the reference's.
+ * fv_dw_planes_ok is 1 when the pair qualifies (a build without the optimised kernels: never);
+ * then fv_conv2d_to_planes_opt(conv, dw, in) and fv_depthwise_conv2d_from_planes_opt(dw, out)
+ * run the two layers, in this order, with nothing in between that uses the scratch. */
+int fv_dw_planes_ok(const fv_conv_params *conv, const fv_conv_params *dw);
+void fv_conv2d_to_planes_opt(const fv_conv_params *conv, const fv_conv_params *dw, const int8_t *in);
+void fv_depthwise_conv2d_from_planes_opt(const fv_conv_params *dw, int8_t *out);
+
 #endif /* FV_KERNELS_H */

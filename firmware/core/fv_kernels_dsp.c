@@ -650,17 +650,63 @@ typedef struct {
     int32_t pairs;            /* channel pairs, >= 1 */
 } pw_job;
 
-#define PW_RQ(A, B)                                                                                  \
+/* SAT: SSAT (the int8 output byte) or USAT (that byte minus the zero point -128, the next
+ * depthwise layer's input with its offset included: planes_job below) */
+#define PW_RQ_SAT(A, B, SAT)                                                                         \
     "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"                                                         \
     "ldr %[wb02], [%[wp]], #4\n\t"                                                                   \
     "smmlar %[x0], %[" A "], %[wa02], %[wa13]\n\t"                                                   \
     "sub %[" A "], %[x0], %[" A "], lsr #31\n\t"                                                     \
     "asr %[" A "], %[" A "], %[wb02]\n\t"                                                            \
-    "ssat %[" A "], #8, %[" A "]\n\t"                                                                \
+    SAT " %[" A "], #8, %[" A "]\n\t"                                                                \
     "smmlar %[x0], %[" B "], %[wa02], %[wa13]\n\t"                                                   \
     "sub %[" B "], %[x0], %[" B "], lsr #31\n\t"                                                     \
     "asr %[" B "], %[" B "], %[wb02]\n\t"                                                            \
-    "ssat %[" B "], #8, %[" B "]\n\t"
+    SAT " %[" B "], #8, %[" B "]\n\t"
+#define PW_RQ(A, B) PW_RQ_SAT(A, B, "ssat")
+
+/* The loop over the job's channel pairs, its requantisation and stores (STORE) in between. */
+#define PW_PAIRS_ASM(STORE)                                                                          \
+    "ldr %[x0], [%[ce], #0]\n\t"                                                                     \
+    "ldr %[x1], [%[ce], #4]\n\t"                                                                     \
+    "ldr %[wa02], [%[ce], #8]\n\t"                                                                   \
+    "ldr %[wa13], [%[ce], #12]\n\t"                                                                  \
+    "ldr %[n], [%[ce], #16]\n\t"                                                                     \
+    "sub sp, sp, #16\n\t"                                                                            \
+    "str %[x0], [sp, #0]\n\t"                                                                        \
+    "str %[x1], [sp, #4]\n\t"                                                                        \
+    "str %[wa02], [sp, #8]\n\t"                                                                      \
+    "str %[wa13], [sp, #12]\n\t"                                                                     \
+    "2:\n\t"                                                                                         \
+    "ldrd %[a00], %[a10], [%[wp]], #8\n\t"                                                           \
+    "mov %[a01], %[a00]\n\t"                                                                         \
+    "mov %[a11], %[a10]\n\t"                                                                         \
+    "ldrd %[cp], %[ce], [sp, #8]\n\t"                                                                \
+    "1:\n\t"                                                                                         \
+    "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"                                                         \
+    "ldrd %[wb02], %[wb13], [%[wp]], #8\n\t"                                                         \
+    "ldrd %[x0], %[x1], [%[cp]], #16\n\t"                                                            \
+    "smlad %[a00], %[wa02], %[x0], %[a00]\n\t"                                                       \
+    "smlad %[a00], %[wa13], %[x1], %[a00]\n\t"                                                       \
+    "smlad %[a10], %[wb02], %[x0], %[a10]\n\t"                                                       \
+    "smlad %[a10], %[wb13], %[x1], %[a10]\n\t"                                                       \
+    "ldrd %[x0], %[x1], [%[cp], #-8]\n\t"                                                            \
+    "smlad %[a01], %[wa02], %[x0], %[a01]\n\t"                                                       \
+    "smlad %[a01], %[wa13], %[x1], %[a01]\n\t"                                                       \
+    "smlad %[a11], %[wb02], %[x0], %[a11]\n\t"                                                       \
+    "smlad %[a11], %[wb13], %[x1], %[a11]\n\t"                                                       \
+    "cmp %[cp], %[ce]\n\t"                                                                           \
+    "bne 1b\n\t"                                                                                     \
+    STORE                                                                                            \
+    "subs %[n], %[n], #1\n\t"                                                                        \
+    "bne 2b\n\t"                                                                                     \
+    "add sp, sp, #16\n\t"
+#define PW_PAIRS_OPERANDS                                                                            \
+    : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [wa02] "=&r"(wa02),   \
+      [wa13] "=&r"(wa13), [wb02] "=&r"(wb02), [wb13] "=&r"(wb13), [x0] "=&r"(x0), [x1] "=&r"(x1),   \
+      [cp] "=&r"(cp), [ce] "+&r"(ce), [wp] "+&r"(wp), [n] "=&r"(n)                                   \
+    :                                                                                                \
+    : "cc", "memory"
 
 static void pw_pairs(const pw_job *job)
 {
@@ -668,52 +714,45 @@ static void pw_pairs(const pw_job *job)
     const int32_t *cp;
     const void *ce = job; /* the job's pointer, then the columns' end */
     const int32_t *wp = pw;
-    __asm__ volatile(
-        "ldr %[x0], [%[ce], #0]\n\t"
-        "ldr %[x1], [%[ce], #4]\n\t"
-        "ldr %[wa02], [%[ce], #8]\n\t"
-        "ldr %[wa13], [%[ce], #12]\n\t"
-        "ldr %[n], [%[ce], #16]\n\t"
-        "sub sp, sp, #16\n\t"
-        "str %[x0], [sp, #0]\n\t"
-        "str %[x1], [sp, #4]\n\t"
-        "str %[wa02], [sp, #8]\n\t"
-        "str %[wa13], [sp, #12]\n\t"
-        "2:\n\t"
-        "ldrd %[a00], %[a10], [%[wp]], #8\n\t"
-        "mov %[a01], %[a00]\n\t"
-        "mov %[a11], %[a10]\n\t"
-        "ldrd %[cp], %[ce], [sp, #8]\n\t"
-        "1:\n\t"
-        "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"
-        "ldrd %[wb02], %[wb13], [%[wp]], #8\n\t"
-        "ldrd %[x0], %[x1], [%[cp]], #16\n\t"
-        "smlad %[a00], %[wa02], %[x0], %[a00]\n\t"
-        "smlad %[a00], %[wa13], %[x1], %[a00]\n\t"
-        "smlad %[a10], %[wb02], %[x0], %[a10]\n\t"
-        "smlad %[a10], %[wb13], %[x1], %[a10]\n\t"
-        "ldrd %[x0], %[x1], [%[cp], #-8]\n\t"
-        "smlad %[a01], %[wa02], %[x0], %[a01]\n\t"
-        "smlad %[a01], %[wa13], %[x1], %[a01]\n\t"
-        "smlad %[a11], %[wb02], %[x0], %[a11]\n\t"
-        "smlad %[a11], %[wb13], %[x1], %[a11]\n\t"
-        "cmp %[cp], %[ce]\n\t"
-        "bne 1b\n\t"
-        PW_RQ("a00", "a01") PW_RQ("a10", "a11")
-        "ldrd %[x0], %[x1], [sp, #0]\n\t"
-        "strb %[a00], [%[x0]], #1\n\t"
-        "strb %[a10], [%[x0]], #1\n\t"
-        "strb %[a01], [%[x1]], #1\n\t"
-        "strb %[a11], [%[x1]], #1\n\t"
-        "strd %[x0], %[x1], [sp, #0]\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 2b\n\t"
-        "add sp, sp, #16\n\t"
-        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [wa02] "=&r"(wa02),
-          [wa13] "=&r"(wa13), [wb02] "=&r"(wb02), [wb13] "=&r"(wb13), [x0] "=&r"(x0), [x1] "=&r"(x1),
-          [cp] "=&r"(cp), [ce] "+&r"(ce), [wp] "+&r"(wp), [n] "=&r"(n)
-        :
-        : "cc", "memory");
+    __asm__ volatile(PW_PAIRS_ASM(PW_RQ("a00", "a01") PW_RQ("a10", "a11")
+                                  "ldrd %[x0], %[x1], [sp, #0]\n\t"
+                                  "strb %[a00], [%[x0]], #1\n\t"
+                                  "strb %[a10], [%[x0]], #1\n\t"
+                                  "strb %[a01], [%[x1]], #1\n\t"
+                                  "strb %[a11], [%[x1]], #1\n\t"
+                                  "strd %[x0], %[x1], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
+}
+
+/* The same pixel pair (x, x + 1 of one row, x even) written into the next depthwise layer's
+ * channel planes (dwf_* below) instead of NHWC bytes: the records' requantisation without the
+ * zero point (-128), so that USAT #8 leaves q + 128, the byte with the depthwise's input offset
+ * (128) included, as int16; the pair's two values of a channel are one word of its plane row
+ * (PKHBT), channel b's word cs bytes after channel a's. Per channel pair 8 instructions instead
+ * of the 6 of the byte stores (a load of cs, one store less, two PKHBT). */
+typedef struct {
+    int16_t *o;               /* channel 2 p0's plane word of the pixel pair */
+    int32_t cs;               /* bytes from one channel's plane to the next */
+    const int32_t *cols;
+    const int32_t *cols_end;
+    int32_t pairs;
+} planes_job;
+_Static_assert(offsetof(planes_job, cs) == offsetof(pw_job, o1) && offsetof(planes_job, pairs) == offsetof(pw_job, pairs),
+               "pw_pairs and pw_pairs_planes read their jobs at the same offsets");
+
+static void pw_pairs_planes(const planes_job *job)
+{
+    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
+    const int32_t *cp;
+    const void *ce = job;
+    const int32_t *wp = pw;
+    __asm__ volatile(PW_PAIRS_ASM(PW_RQ_SAT("a00", "a01", "usat") PW_RQ_SAT("a10", "a11", "usat")
+                                  "ldrd %[x0], %[x1], [sp, #0]\n\t"
+                                  "pkhbt %[a00], %[a00], %[a01], lsl #16\n\t"
+                                  "pkhbt %[a10], %[a10], %[a11], lsl #16\n\t"
+                                  "str %[a00], [%[x0]]\n\t"
+                                  "str %[a10], [%[x0], %[x1]]\n\t"
+                                  "add %[x0], %[x0], %[x1], lsl #1\n\t"
+                                  "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
 }
 
 /* One weight row's group g (k values, row at w) as two doubled int16 pair words. */
@@ -726,11 +765,11 @@ static inline void pw_widen(const int8_t *w, int32_t k, int32_t g, int32_t *d)
     d[1] = __sadd16(v13, v13);
 }
 
-/* A chunk of channel pairs [p0, p0 + np) as records in pw. */
-static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np)
+/* A chunk of channel pairs [p0, p0 + np) as records in pw; zp21 = 2 * the zero point the
+ * requantisation adds + 1. */
+static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np, int32_t zp21)
 {
     const int32_t groups = (k + 3) >> 2;
-    const int32_t zp21 = 2 * p->output_offset + 1;
     const int32_t *const bias = p->bias;
     int32_t *d = pw;
     for (int32_t i = p0; i < p0 + np; i++) {
@@ -768,27 +807,50 @@ static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np)
  * the columns are cheap to build again (a 1x1 convolution over whole groups) and a chunk holds
  * PW_MIN_CHUNK_PAIRS pairs or more: dsconv26's 1x1 layers over 104 and 208 channels.
  */
-static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2)
+static int pw_fits(const fv_conv_params *p, int32_t k)
+{
+    const int32_t pairs = p->out_c >> 1;
+    const int32_t cap = FV_DSP_PW_WORDS / (4 * ((k + 3) >> 2) + PW_REC_EXTRA); /* channel pairs per chunk */
+    const int cheap_cols = p->k_h == 1 && p->k_w == 1 && (p->in_c & 3) == 0;
+    return p->act_min == -128 && p->act_max == 127 && pairs > 0 && p->out_h * p->out_w >= 2 &&
+           (pairs <= cap || (cheap_cols && cap >= PW_MIN_CHUNK_PAIRS));
+}
+
+/* planes: NULL, or the next depthwise layer's channel planes (dwf_* below; pitch halfwords per
+ * plane row, cs per channel), which then take the outputs instead of out; the caller
+ * (fv_conv2d_to_planes_opt) has checked that out_c and out_w are even and the zero point -128. */
+static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2,
+                             int16_t *planes, int32_t pitch, int32_t cs)
 {
     const int32_t groups = (k + 3) >> 2;
     const int32_t out_c = p->out_c;
     const int32_t pairs = out_c >> 1;
     const int32_t rec = 4 * groups + PW_REC_EXTRA;
     const int32_t n_px = p->out_h * p->out_w;
-    const int32_t zp21 = 2 * p->output_offset + 1;
+    /* into the planes: the requantisation without the zero point (USAT, pw_pairs_planes) */
+    const int32_t zp21 = planes != NULL ? 1 : 2 * p->output_offset + 1;
     const int32_t *const bias = p->bias;
     const int32_t cap = FV_DSP_PW_WORDS / rec; /* channel pairs per chunk */
-    const int cheap_cols = p->k_h == 1 && p->k_w == 1 && (p->in_c & 3) == 0;
-    int32_t px;
+    int32_t px = 0;
 
-    if (p->act_min != -128 || p->act_max != 127 || pairs == 0 || n_px < 2 ||
-        (pairs > cap && !(cheap_cols && cap >= PW_MIN_CHUNK_PAIRS))) {
+    if (!pw_fits(p, k)) {
         return 0;
     }
     for (int32_t p0 = 0; p0 < pairs; p0 += cap) {
         const int32_t np = pairs - p0 < cap ? pairs - p0 : cap;
         const int last = p0 + np == pairs;
-        pw_build(p, k, p0, np);
+        pw_build(p, k, p0, np, zp21);
+        if (planes != NULL) {
+            for (px = 0; px < n_px; px += 2) {
+                const int32_t y = px / p->out_w, x = px - y * p->out_w;
+                const planes_job job = {planes + (size_t)(2 * p0) * (size_t)cs + (size_t)((y + 1) * pitch + x + 2),
+                                        2 * cs, cols, cols + COL_STRIDE * groups, np};
+                im2col(p, in, px, col_a, k, off2);
+                im2col(p, in, px + 1, col_b, k, off2);
+                pw_pairs_planes(&job);
+            }
+            continue;
+        }
         for (px = 0; px + 1 < n_px; px += 2) {
             int8_t *const o0 = out + (size_t)px * (size_t)out_c;
             const pw_job job = {o0 + 2 * p0, o0 + out_c + 2 * p0, cols, cols + COL_STRIDE * groups, np};
@@ -865,7 +927,7 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         fv_conv2d_ref(p, in, out);
         return;
     }
-    if (conv2d_prewidened(p, in, out, k, off2)) {
+    if (conv2d_prewidened(p, in, out, k, off2, NULL, 0, 0)) {
         return;
     }
     if (pad) {
@@ -1383,10 +1445,12 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "smlatb %[a3], %[w12], %[ya], %[a3]\n\t"
 /* kernel rows 2 and 1 first (the sums start from the bias), row 0 last: its first load steps xp
  * to the next pass (post-indexed by XSTEP), its other loads reach back by XSTEP */
-#define DWP_PASS(ROW, XSTEP)                                                                         \
-    ROW("16", "[%[xp], #576]", "576", "%[b]", "%[b]", "%[b]", "%[b]")                                \
-    ROW("8", "[%[xp], #288]", "288", "%[a0]", "%[a1]", "%[a2]", "%[a3]")                             \
+#define DWP_PASS_R(ROW, XSTEP, R1, R2)                                                               \
+    ROW("16", "[%[xp], #" R2 "]", R2, "%[b]", "%[b]", "%[b]", "%[b]")                                \
+    ROW("8", "[%[xp], #" R1 "]", R1, "%[a0]", "%[a1]", "%[a2]", "%[a3]")                             \
     ROW("0", "[%[xp]], #" XSTEP, "-" XSTEP, "%[a0]", "%[a1]", "%[a2]", "%[a3]")
+/* R1, R2: the bytes from a plane row to the next and the one after (this path's: 288 and 576) */
+#define DWP_PASS(ROW, XSTEP) DWP_PASS_R(ROW, XSTEP, "288", "576")
 /* sum J requantised in place: rq2_raw, then SSAT (m, round_zp in w01, w12, e in ya) */
 #define DWP_RQ(J)                                                                                    \
     "smmlar %[yb], %[a" J "], %[w01], %[w12]\n\t"                                                    \
@@ -1407,7 +1471,8 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
  * advances, 8 (stride 1) or 16 (stride 2). Per pass 33 (stride 1) or 36 (stride 2) for the sums,
  * 1-2 loads and 12-16 for the requantisation, 6 for the stores, 2 for the loop: 54-60
  * instructions for 36 MACs; per row 6 more. */
-#define DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4)                                                        \
+#define DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4) DWP_ROWS_ASM_R(ROW, XSTEP, LOAD_E, RQ4, "288", "576")
+#define DWP_ROWS_ASM_R(ROW, XSTEP, LOAD_E, RQ4, R1, R2)                                              \
     "ldr %[b], [%[rp], #24]\n\t"                                                                     \
     "ldr %[c], [%[rp], #64]\n\t"                                                                     \
     "ldr %[xp], [%[rp], #40]\n\t"                                                                    \
@@ -1416,7 +1481,7 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
     "ldr %[ya], [%[rp], #60]\n\t"                                                                    \
     "add %[end], %[xp], %[ya]\n\t"                                                                   \
     "2:\n\t"                                                                                         \
-    DWP_PASS(ROW, XSTEP)                                                                             \
+    DWP_PASS_R(ROW, XSTEP, R1, R2)                                                                   \
     "ldrd %[w01], %[w12], [%[rp], #28]\n\t"                                                          \
     LOAD_E RQ4                                                                                       \
     "strb %[a0], [%[op]]\n\t"                                                                        \
@@ -1439,13 +1504,14 @@ static inline int8_t dwp_rq(int32_t acc2, const rq_chan *r)
       [end] "=&r"(end), [b] "=&r"(b)                                                                 \
     : [rp] "r"(rp)                                                                                   \
     : "cc", "memory"
-#define DWP_ROWS_FN(NAME, ROW, XSTEP, LOAD_E, RQ4)                                                   \
+#define DWP_ROWS_FN(NAME, ROW, XSTEP, LOAD_E, RQ4) DWP_ROWS_FN_R(NAME, ROW, XSTEP, LOAD_E, RQ4, "288", "576")
+#define DWP_ROWS_FN_R(NAME, ROW, XSTEP, LOAD_E, RQ4, R1, R2)                                         \
     static __attribute__((noinline)) void NAME(dwp_chan *rp)                                         \
     {                                                                                                \
         int32_t a0, a1, a2, a3, w01, w12, ya, yb, c, b;                                              \
         const int32_t *xp, *end;                                                                     \
         int8_t *op;                                                                                  \
-        __asm__ volatile(DWP_ROWS_ASM(ROW, XSTEP, LOAD_E, RQ4) DWP_ROWS_OPERANDS);                   \
+        __asm__ volatile(DWP_ROWS_ASM_R(ROW, XSTEP, LOAD_E, RQ4, R1, R2) DWP_ROWS_OPERANDS);         \
     }
 _Static_assert(DWP_ROW * 4 == 288, "the passes' row offsets are 288 and 576 bytes");
 DWP_ROWS_FN(dwp_rows_s1, DWP_S1_ROW, "8", DWP_LOAD_E, DWP_RQ4)
@@ -1698,6 +1764,138 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
         }
     }
     return 1;
+}
+
+/* ---- a convolution writing straight into the next depthwise layer's channel planes -----------
+ * The fusion (the runner's, fv_runner.c): a CONV_2D whose only reader is a 3x3 depthwise layer
+ * of the channel-plane path writes its outputs as that layer's planes, int16 with the input
+ * offset included (conv2d_prewidened, pw_pairs_planes), and the depthwise reads them there, so
+ * that nothing widens the NHWC bytes (dwp_widen: 0.41 instructions per MAC of dsconv26's
+ * depthwise layers) and no band is rebuilt. Every zoo depthwise layer follows the first layer or
+ * a 1x1 convolution, whose ReLU output has the zero point -128: the producer's requantisation
+ * then ends in USAT #8 instead of SSAT #8 (q + 128 = clamp(v, 0, 255) for the value v before the
+ * zero point), so the offset costs nothing; its stores cost 2 instructions more per 4 outputs
+ * (0.5 per output value, about 35,000 instructions of dsconv26's first and 1x1 layers).
+ *
+ * Layout (dw_plane, the layer's whole input): one plane per channel, in_h + 1 rows of
+ * pitch = in_w + 2 halfwords; channel ch's row y (y = -1 .. in_h) at halfword
+ * ch * (in_h + 1) * pitch + (y + 1) * pitch, so that a channel's bottom padding row (y = in_h)
+ * is the next channel's top one (y = -1); column x at halfword x + 2 of its row (a word holds an
+ * even column and the next), halfwords 0 and 1 of a row are 0: the left padding, and the right
+ * padding of the row before (its column in_w and in_w + 1, which a pass may read). Then the last
+ * channel's bottom row and one more row: (c * (in_h + 1) + 2) * pitch halfwords. Only the
+ * padding words are zeroed here; the producer writes every other one. The passes are dwp_rows'
+ * with the row offsets of the pitch (2 pitch and 4 pitch bytes), one function per width the zoo
+ * has (4, 8, 16, 32), stride and shift: 72 functions, about 16 KB of flash.
+ * RAM: dsconv26's largest, the first layer's 32x32x26 output, takes 26 x 33 x 34 + 68 halfwords,
+ * 58 KB (tools/dsp_limits.py sizes FV_DSP_DW_WORDS to it); the NHWC tensor's arena bytes stay
+ * reserved and unused.
+ */
+#define DWF_ROWS_E(W, R1, R2, E)                                                                     \
+    DWP_ROWS_FN_R(dwf_rows_s1_w##W##_e##E, DWP_S1_ROW, "8", "", DWP_RQ4_E(#E), R1, R2)               \
+    DWP_ROWS_FN_R(dwf_rows_s2_w##W##_e##E, DWP_S2_ROW, "16", "", DWP_RQ4_E(#E), R1, R2)
+#define DWF_ROWS_W(W, R1, R2)                                                                        \
+    DWF_ROWS_E(W, R1, R2, 5) DWF_ROWS_E(W, R1, R2, 6) DWF_ROWS_E(W, R1, R2, 7) DWF_ROWS_E(W, R1, R2, 8) \
+    DWF_ROWS_E(W, R1, R2, 9) DWF_ROWS_E(W, R1, R2, 10) DWF_ROWS_E(W, R1, R2, 11)                     \
+    DWF_ROWS_E(W, R1, R2, 12) DWF_ROWS_E(W, R1, R2, 13)
+/* pitch = W + 2 halfwords: 2 pitch and 4 pitch bytes */
+DWF_ROWS_W(4, "12", "24")
+DWF_ROWS_W(8, "20", "40")
+DWF_ROWS_W(16, "36", "72")
+DWF_ROWS_W(32, "68", "136")
+#define DWF_FNS(S, W)                                                                                \
+    {dwf_rows_s##S##_w##W##_e5, dwf_rows_s##S##_w##W##_e6, dwf_rows_s##S##_w##W##_e7,                \
+     dwf_rows_s##S##_w##W##_e8, dwf_rows_s##S##_w##W##_e9, dwf_rows_s##S##_w##W##_e10,               \
+     dwf_rows_s##S##_w##W##_e11, dwf_rows_s##S##_w##W##_e12, dwf_rows_s##S##_w##W##_e13}
+#define DWF_WIDTHS 4 /* in_w 4, 8, 16, 32: index log2(in_w) - 2 */
+static const dwp_rows_fn DWF_ROWS[2][DWF_WIDTHS][DWP_E_MAX - DWP_E_MIN + 1] = {
+    {DWF_FNS(1, 4), DWF_FNS(1, 8), DWF_FNS(1, 16), DWF_FNS(1, 32)},
+    {DWF_FNS(2, 4), DWF_FNS(2, 8), DWF_FNS(2, 16), DWF_FNS(2, 32)},
+};
+
+static int32_t dwf_width_index(int32_t w)
+{
+    return w == 4 ? 0 : w == 8 ? 1 : w == 16 ? 2 : w == 32 ? 3 : -1;
+}
+
+int fv_dw_planes_ok(const fv_conv_params *conv, const fv_conv_params *dw)
+{
+    const int32_t s = dw->stride_w, c = dw->in_c;
+    const int32_t k = conv->k_h * conv->k_w * conv->in_c;
+    if (dw->depth_multiplier != 1 || dw->k_h != 3 || dw->k_w != 3 || dw->dil_h != 1 || dw->dil_w != 1 ||
+        (s != 1 && s != 2) || dw->stride_h != s || dw->pad_left != (s == 1 ? 1 : 0) || dw->pad_top != dw->pad_left ||
+        dw->act_min != -128 || dw->act_max != 127 || dwf_width_index(dw->in_w) < 0 || dw->in_h < 1 ||
+        dw->out_w * s != dw->in_w || dw->out_h * s != dw->in_h || (dw->out_w & 3) != 0) {
+        return 0; /* the pass's shapes: 3x3 SAME on an even width of the table, 4 outputs per pass */
+    }
+    /* the producer: its outputs are the layer's input, in pixel pairs and channel pairs, its
+     * zero point -128 (the USAT), on the pre-widened path */
+    if (conv->out_c != c || conv->out_h != dw->in_h || conv->out_w != dw->in_w || (c & 1) != 0 ||
+        conv->output_offset != -128 || dw->input_offset != 128 || k > FV_DSP_MAX_K || !pw_fits(conv, k) ||
+        !rq_fast_ok(conv->bias, conv->multiplier, conv->shift, conv->out_c, k, conv->output_offset)) {
+        return 0;
+    }
+    if (!rq_fast_ok(dw->bias, dw->multiplier, dw->shift, c, 9, dw->output_offset) ||
+        (c * (dw->in_h + 1) + 2) * (dw->in_w + 2) > 2 * FV_DSP_DW_WORDS) {
+        return 0;
+    }
+    for (int32_t ch = 0; ch < c; ch++) {
+        if (-dw->shift[ch] < DWP_E_MIN || -dw->shift[ch] > DWP_E_MAX) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void fv_conv2d_to_planes_opt(const fv_conv_params *conv, const fv_conv_params *dw, const int8_t *in)
+{
+    const int32_t pitch = dw->in_w + 2;
+    const int ran = conv2d_prewidened(conv, in, NULL, conv->k_h * conv->k_w * conv->in_c,
+                                      pack_offset(conv->input_offset), (int16_t *)(void *)dw_plane, pitch,
+                                      (dw->in_h + 1) * pitch);
+    FV_ASSERT(ran); /* fv_dw_planes_ok held */
+}
+
+void fv_depthwise_conv2d_from_planes_opt(const fv_conv_params *dw, int8_t *out)
+{
+    const int32_t c = dw->in_c, s = dw->stride_w, out_w = dw->out_w;
+    const int32_t pitch = dw->in_w + 2, wpr = pitch / 2; /* halfwords and words per plane row */
+    const int32_t rows = c * (dw->in_h + 1) + 2;         /* plane rows in all */
+    const int32_t c0 = 2 - dw->pad_left;                 /* the first window's column */
+    const int32_t zp21 = 2 * dw->output_offset + 1;
+    const dwp_rows_fn *const fns = DWF_ROWS[s - 1][dwf_width_index(dw->in_w)];
+    int8_t *const oend = out + (size_t)dw->out_h * (size_t)out_w * (size_t)c;
+    dwp_chan rec[4];
+    /* the padding: every row's first word; the channels' shared top/bottom rows, the last two
+     * rows whole */
+    for (int32_t r = 0; r < rows; r++) {
+        dw_plane[r * wpr] = 0;
+    }
+    for (int32_t r = 0; r < rows - 2; r += dw->in_h + 1) {
+        memset(dw_plane + r * wpr, 0, (size_t)wpr * 4u);
+    }
+    memset(dw_plane + (rows - 2) * wpr, 0, (size_t)(2 * wpr) * 4u);
+    for (int32_t j = 0; j < 4; j++) { /* what every channel shares */
+        rec[j].row_bytes = (out_w >> 2) * 8 * s;
+        rec[j].xr_delta = s * 2 * pitch - rec[j].row_bytes;
+        rec[j].orow_delta = 0;
+        rec[j].c = c;
+    }
+    for (int32_t g4 = 0; g4 < c; g4 += 4) {
+        const int32_t n = c - g4 < 4 ? c - g4 : 4;
+        dwp_weights(dw->weights, c, g4, n, rec);
+        for (int32_t j = 0; j < n; j++) {
+            const int32_t ch = g4 + j;
+            dwp_chan *const r = &rec[j];
+            r->bias2 = dw->bias != NULL ? 2 * dw->bias[ch] : 0;
+            r->rq = rq_of(dw->multiplier, dw->shift, ch, zp21);
+            /* row -pad_top of the channel, the word of column c0 */
+            r->xr = dw_plane + (ch * (dw->in_h + 1) + 1 - dw->pad_top) * wpr + (c0 >> 1);
+            r->orow = out + ch;
+            r->oend = oend + ch;
+            fns[r->rq.e - DWP_E_MIN](r);
+        }
+    }
 }
 
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)

@@ -37,6 +37,31 @@ __attribute__((weak)) void fv_add_opt(const fv_add_params *p, const int8_t *in1,
     fv_add_ref(p, in1, in2, out);
 }
 
+/* Builds without the optimised kernels fuse nothing: the two run functions are then never
+ * called. */
+__attribute__((weak)) int fv_dw_planes_ok(const fv_conv_params *conv, const fv_conv_params *dw)
+{
+    (void)conv;
+    (void)dw;
+    return 0;
+}
+
+__attribute__((weak)) void fv_conv2d_to_planes_opt(const fv_conv_params *conv, const fv_conv_params *dw,
+                                                   const int8_t *in)
+{
+    (void)conv;
+    (void)dw;
+    (void)in;
+    FV_ASSERT(0);
+}
+
+__attribute__((weak)) void fv_depthwise_conv2d_from_planes_opt(const fv_conv_params *dw, int8_t *out)
+{
+    (void)dw;
+    (void)out;
+    FV_ASSERT(0);
+}
+
 /* ---- the kernels behind one signature ------------------------------------------------------
  * Each takes its params struct and buffers out of the layer; the kernel itself is unchanged. */
 
@@ -146,6 +171,41 @@ static const fv_op_fn op_tables[FV_KERNEL_SETS][FV_OP_TABLE_SIZE] = {
     },
 };
 
+/* 1 when no layer after `k + 1` reads layer k's output before a layer overwrites its bytes (the
+ * plan reuses arena offsets, so a later layer reading the same offset may read another tensor).
+ * The model's output is the last layer's, written after layer k + 1. */
+static int only_next_reads(const fv_model *model, uint32_t k)
+{
+    const fv_layer *const l = &model->layers[k];
+    const uint32_t lo = l->out, hi = l->out + l->out_bytes;
+    for (uint32_t j = k + 2; j < model->n_layers; ++j) {
+        const fv_layer *const m = &model->layers[j];
+        if (m->in0 == lo || (m->kind == FV_OP_ADD && m->in1 == lo)) {
+            return 0;
+        }
+        if (m->out < hi && m->out + m->out_bytes > lo) {
+            return 1; /* overwritten: dead from here on */
+        }
+    }
+    return 1;
+}
+
+/* The fused pairs of `model` (fv_runner.h: to_planes, from_planes). */
+static void plan_fusion(fv_runner *r, const fv_model *model)
+{
+    r->to_planes = r->from_planes = 0;
+    for (uint32_t k = 0; k + 1 < model->n_layers && k + 1 < 64u; ++k) {
+        const fv_layer *const a = &model->layers[k], *const b = &model->layers[k + 1];
+        if (a->kind == FV_OP_CONV_2D && b->kind == FV_OP_DEPTHWISE_CONV_2D && b->in0 == a->out &&
+            only_next_reads(model, k) &&
+            fv_dw_planes_ok((const fv_conv_params *)a->params, (const fv_conv_params *)b->params)) {
+            r->to_planes |= (uint64_t)1 << k;
+            r->from_planes |= (uint64_t)1 << (k + 1);
+            ++k;
+        }
+    }
+}
+
 int fv_runner_prepare(fv_runner *r, const fv_model *model, fv_kernel_set kernels)
 {
     /* the set is the board's own choice (its config word, a build flag), never the wire's */
@@ -154,6 +214,7 @@ int fv_runner_prepare(fv_runner *r, const fv_model *model, fv_kernel_set kernels
     r->model = model;
     r->kernels = kernels;
     r->ops = NULL;
+    r->to_planes = r->from_planes = 0;
     for (uint32_t k = 0; k < model->n_layers; ++k) {
         const uint32_t kind = (uint32_t)model->layers[k].kind;
         if (kind >= FV_OP_TABLE_SIZE || ops[kind] == NULL) {
@@ -161,6 +222,9 @@ int fv_runner_prepare(fv_runner *r, const fv_model *model, fv_kernel_set kernels
         }
     }
     r->ops = ops;
+    if (kernels == FV_KERNELS_OPT) {
+        plan_fusion(r, model);
+    }
     return 0;
 }
 
@@ -177,7 +241,14 @@ void fv_run(const fv_runner *r, int8_t *arena, const uint8_t *pixels, int8_t *ou
     }
     for (uint32_t k = 0; k < model->n_layers; ++k) {
         const fv_layer *l = &model->layers[k];
-        r->ops[l->kind](l, arena);
+        if (k < 64u && ((r->to_planes >> k) & 1u) != 0) {
+            fv_conv2d_to_planes_opt((const fv_conv_params *)l->params,
+                                    (const fv_conv_params *)model->layers[k + 1].params, arena + l->in0);
+        } else if (k < 64u && ((r->from_planes >> k) & 1u) != 0) {
+            fv_depthwise_conv2d_from_planes_opt((const fv_conv_params *)l->params, arena + l->out);
+        } else {
+            r->ops[l->kind](l, arena);
+        }
         if (hook != NULL) {
             hook(k, l, hook_ctx);
         }

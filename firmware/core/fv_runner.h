@@ -37,6 +37,11 @@ typedef struct {
     const fv_model *model;
     const fv_op_fn *ops;   /* the chosen table, FV_OP_TABLE_SIZE entries; NULL: not prepared */
     fv_kernel_set kernels;
+    /* Fused pairs (optimised kernels only, fv_kernels.h: fv_dw_planes_ok): bit k of to_planes,
+     * layer k (a CONV_2D) writes the channel planes of layer k + 1 (a DEPTHWISE_CONV_2D, bit
+     * k + 1 of from_planes) instead of its output tensor, which no other layer reads. Layers
+     * from 64 on are never fused. */
+    uint64_t to_planes, from_planes;
 } fv_runner;
 
 /* Chooses the table of `kernels` for `model` and checks every layer against it. Returns 0, or -1

@@ -102,14 +102,38 @@ def dw_plane_words(path: Path) -> int:
     from fleetvote.engine.kernels import DepthwiseConv2D
 
     words = 2
-    for _, k in Engine.from_file(path).layer_table():
+    kernels = [k for _, k in Engine.from_file(path).layer_table()]
+    for i, k in enumerate(kernels):
         if isinstance(k, DepthwiseConv2D):
             ncols = ((k.ow + 1) // 2 * 2 - 1) * k.sw + k.dw * (k.kw - 1) + 1
             rows = (k.oh - 1) * k.sh + k.dh * (k.kh - 1) + 1
             words = max(words, 2 * ncols * rows)
             if k.kh == k.kw == 3:
                 words = max(words, DWP_MIN_ROWS * DWP_ROW_WORDS)
+            if i > 0:
+                words = max(words, fused_plane_words(kernels[i - 1], k))
     return words
+
+
+# the widths of the fused pair's passes (core/fv_kernels_dsp.c, DWF_ROWS)
+DWF_WIDTHS = (4, 8, 16, 32)
+
+
+def fused_plane_words(conv, dw) -> int:
+    """Words of the channel planes a convolution writes for the 3x3 depthwise layer after it
+    (core/fv_kernels_dsp.c, fv_conv2d_to_planes_opt): (c (in_h + 1) + 2) rows of in_w + 2
+    halfwords, when the pair may fuse (the shapes and zero points fv_dw_planes_ok asks for; the
+    firmware checks the rest and falls back when the planes do not fit); 0 otherwise."""
+    from fleetvote.engine.kernels import Conv2D, DepthwiseConv2D
+
+    if not isinstance(conv, Conv2D) or isinstance(conv, DepthwiseConv2D) or not isinstance(dw, DepthwiseConv2D):
+        return 0
+    h, w, c = conv.oh, conv.ow, conv.cout
+    if (dw.kh, dw.kw, dw.cin, dw.mult_depth) != (3, 3, c, 1) or w not in DWF_WIDTHS or c % 2:
+        return 0
+    if conv.out_zp != -128 or dw.in_zp != -128 or dw.sw not in (1, 2) or dw.ow * dw.sw != w:
+        return 0
+    return (c * (h + 1) + 2) * (w + 2) // 2
 
 
 def main() -> int:

@@ -154,6 +154,12 @@ $(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) $(KT
 $(KD_DIR)/test_kernels_dsp_m4.elf: tests/test_kernels_dsp.c $(KD_SRC) $(KT_HDR) | $(KD_DIR)
 	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_MAX_K=512 -DFV_DSP_DW_WORDS=256 -DFV_DSP_PW_WORDS=1024 -Icore tests/test_kernels_dsp.c $(KD_SRC) -o $@
 
-test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf
+# the fused convolution + depthwise pairs, with a model's scratch sizes (room for dsconv26's planes)
+$(KD_DIR)/test_kernels_dsp_fused_m4.elf: tests/test_kernels_dsp_fused.c $(KD_SRC) core/fv_runner.c $(KT_HDR) | $(KD_DIR)
+	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_DW_WORDS=16384 -DFV_DSP_PW_WORDS=4096 -Icore tests/test_kernels_dsp_fused.c \
+	    $(KD_SRC) core/fv_runner.c -o $@
+
+test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf $(KD_DIR)/test_kernels_dsp_fused_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_opt_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_dsp_m4.elf
+	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_dsp_fused_m4.elf

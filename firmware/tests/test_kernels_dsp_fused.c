@@ -1,0 +1,342 @@
+/*
+ * The fused convolution + depthwise pair (core/fv_kernels_dsp.c, fv_conv2d_to_planes_opt and
+ * fv_depthwise_conv2d_from_planes_opt; the runner's plan_fusion) against the two reference
+ * kernels run one after the other, byte for byte, under QEMU's MPS2 AN386 (make -C firmware
+ * test-kernels-dsp). Built with a model's scratch sizes (FV_DSP_DW_WORDS=16384, room for
+ * dsconv26's largest planes, 14,620 words; FV_DSP_PW_WORDS=4096), not the small ones of
+ * test_kernels_dsp.c, so that the pairs fuse:
+ *
+ *  - the zoo's pairs at their real sizes (dsconv26: the first layer 3x3 over RGB into a stride-2
+ *    depthwise at 32x32x26, the 1x1 layers into the stride-1 and stride-2 depthwise layers at
+ *    16x16x52, 8x8x104, 4x4x208), each of which must qualify (fv_dw_planes_ok): a pair that
+ *    silently stopped fusing fails here;
+ *  - random pairs: widths 4, 8, 16, 32 (8-32 at stride 2), heights 1-12, strides 1 and 2, 2-64 channels (a partial
+ *    group of 2 among them), 1x1 and 3x3 producers over 1-40 channels, any input offset of the
+ *    producer and output offset of the depthwise;
+ *  - pairs that must not fuse (a producer zero point other than -128, an odd width, a shift the
+ *    passes have no function for);
+ *  - the runner: a model of the first four dsconv26 layers, run with the optimised kernels (the
+ *    two pairs fused) and the reference, and the same model with an ADD that reads the first
+ *    convolution's output again (that pair must not fuse).
+ * Every output buffer is followed by guard bytes that must stay intact. The last line is
+ * "N passed, M failed"; exit status 0 only when all passed.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fv_kernels.h"
+#include "fv_runner.h"
+
+#define GUARD 32
+#define IN_MAX 16384
+#define W_MAX 32768
+#define MID_MAX 32768
+#define OUT_MAX 16384
+
+static int8_t in_buf[IN_MAX] __attribute__((aligned(4)));
+static int8_t w_conv[W_MAX] __attribute__((aligned(4)));
+static int8_t w_dw[9 * 256] __attribute__((aligned(4)));
+static int32_t b_conv[256], m_conv[256], s_conv[256];
+static int32_t b_dw[256], m_dw[256], s_dw[256];
+static int8_t mid[MID_MAX] __attribute__((aligned(4)));
+static int8_t out_ref[OUT_MAX + GUARD] __attribute__((aligned(4)));
+static int8_t out_opt[OUT_MAX + GUARD] __attribute__((aligned(4)));
+
+static uint32_t rng_state = 0x2545F491u;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static int32_t between(int32_t lo, int32_t hi)
+{
+    return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1));
+}
+
+static void fill_i8(int8_t *p, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        p[i] = (int8_t)between(-128, 127);
+    }
+}
+
+/* multipliers in [2^30, 2^31), shifts in [lo, hi], biases that keep the fast requantisation */
+static void fill_quant(int32_t *b, int32_t *m, int32_t *s, int32_t n, int32_t lo, int32_t hi)
+{
+    for (int32_t i = 0; i < n; i++) {
+        m[i] = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
+        s[i] = between(lo, hi);
+        b[i] = between(-60000, 60000);
+    }
+}
+
+/* The pair: conv (k x k, stride 1, SAME, in_c -> c over h x w) then a 3x3 depthwise of stride s
+ * (SAME: padding 1 before at stride 1, none at stride 2 on an even size). */
+static void make_pair(fv_conv_params *conv, fv_conv_params *dw, int32_t h, int32_t w, int32_t in_c, int32_t c,
+                      int32_t k, int32_t s)
+{
+    memset(conv, 0, sizeof *conv);
+    memset(dw, 0, sizeof *dw);
+    conv->in_h = conv->out_h = h;
+    conv->in_w = conv->out_w = w;
+    conv->in_c = in_c;
+    conv->out_c = c;
+    conv->k_h = conv->k_w = k;
+    conv->stride_h = conv->stride_w = 1;
+    conv->dil_h = conv->dil_w = 1;
+    conv->pad_top = conv->pad_left = k / 2;
+    conv->input_offset = between(-127, 128);
+    conv->output_offset = -128; /* a ReLU's zero point: the zoo's */
+    conv->act_min = -128;
+    conv->act_max = 127;
+    conv->weights = w_conv;
+    conv->bias = b_conv;
+    conv->multiplier = m_conv;
+    conv->shift = s_conv;
+    dw->in_h = h;
+    dw->in_w = w;
+    dw->in_c = dw->out_c = c;
+    dw->out_h = h / s;
+    dw->out_w = w / s;
+    dw->k_h = dw->k_w = 3;
+    dw->stride_h = dw->stride_w = s;
+    dw->dil_h = dw->dil_w = 1;
+    dw->pad_top = dw->pad_left = s == 1 ? 1 : 0;
+    dw->depth_multiplier = 1;
+    dw->input_offset = 128; /* -(the convolution's zero point) */
+    dw->output_offset = between(-128, 127);
+    dw->act_min = -128;
+    dw->act_max = 127;
+    dw->weights = w_dw;
+    dw->bias = (rnd() % 4u) == 0u ? NULL : b_dw;
+    dw->multiplier = m_dw;
+    dw->shift = s_dw;
+    fill_i8(in_buf, h * w * in_c);
+    fill_i8(w_conv, c * k * k * in_c);
+    fill_i8(w_dw, 9 * c);
+    fill_quant(b_conv, m_conv, s_conv, c, -14, -1);
+    fill_quant(b_dw, m_dw, s_dw, c, -13, -5); /* the shifts the passes have functions for */
+}
+
+static int compare(const char *what, int32_t case_no, int32_t n)
+{
+    for (int32_t i = 0; i < n + GUARD; i++) {
+        if (out_ref[i] != out_opt[i]) {
+            printf("FAIL %s case %ld: byte %ld of %ld: ref %d fused %d%s\n", what, (long)case_no, (long)i, (long)n,
+                   out_ref[i], out_opt[i], i >= n ? " (guard)" : "");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The pair fused against the two references: 1 when it qualified and every byte agrees. */
+static int run_pair(const fv_conv_params *conv, const fv_conv_params *dw, int32_t case_no)
+{
+    const int32_t n_out = dw->out_h * dw->out_w * dw->out_c;
+    if (!fv_dw_planes_ok(conv, dw)) {
+        printf("FAIL pair case %ld: %ldx%ldx%ld k%ld -> %ld s%ld does not fuse\n", (long)case_no, (long)conv->in_h,
+               (long)conv->in_w, (long)conv->in_c, (long)conv->k_h, (long)conv->out_c, (long)dw->stride_w);
+        return 0;
+    }
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    fv_conv2d_ref(conv, in_buf, mid);
+    fv_depthwise_conv2d_ref(dw, mid, out_ref);
+    fv_conv2d_to_planes_opt(conv, dw, in_buf);
+    fv_depthwise_conv2d_from_planes_opt(dw, out_opt);
+    if (!compare("pair", case_no, n_out)) {
+        printf("  %ldx%ldx%ld k%ld -> %ld, depthwise s%ld\n", (long)conv->in_h, (long)conv->in_w, (long)conv->in_c,
+               (long)conv->k_h, (long)conv->out_c, (long)dw->stride_w);
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    int16_t hw, in_c, c;
+    int8_t k, s;
+} pair_shape;
+
+/* dsconv26's pairs (models/zoo/dsconv26-*): the first layer into depthwise 1, 1x1 layers 2, 4,
+ * 6, 8, 10 into depthwise layers 3, 5, 7, 9, 11 */
+static const pair_shape ZOO_PAIRS[] = {
+    {32, 3, 26, 3, 2}, {16, 26, 52, 1, 1}, {16, 52, 52, 1, 2},
+    {8, 52, 104, 1, 1}, {8, 104, 104, 1, 2}, {4, 104, 208, 1, 1},
+};
+#define ZOO_PAIRS_N ((int32_t)(sizeof ZOO_PAIRS / sizeof ZOO_PAIRS[0]))
+#define ZOO_REPEATS 3
+#define RANDOM_CASES 120
+
+static int random_case(int32_t case_no)
+{
+    fv_conv_params conv, dw;
+    static const int32_t widths[4] = {4, 8, 16, 32};
+    for (;;) {
+        const int32_t s = between(1, 2);
+        const int32_t w = widths[between(s - 1, 3)]; /* out_w a multiple of 4: the passes' */
+        const int32_t h = s * between(1, 12 / s);
+        const int32_t c = 2 * between(1, 32);
+        const int32_t k = (rnd() % 3u) == 0u ? 3 : 1;
+        const int32_t in_c = between(1, 40);
+        if (h * w * in_c <= IN_MAX && h * w * c <= MID_MAX && c * k * k * in_c <= 1152 &&
+            (h / s) * (w / s) * c <= OUT_MAX) {
+            make_pair(&conv, &dw, h, w, in_c, c, k, s);
+            break;
+        }
+    }
+    return run_pair(&conv, &dw, case_no);
+}
+
+/* Pairs fv_dw_planes_ok must refuse (the runner then runs the layers apart). */
+static int refusals(void)
+{
+    fv_conv_params conv, dw;
+    int ok = 1;
+    make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
+    ok &= fv_dw_planes_ok(&conv, &dw);
+    conv.output_offset = -100; /* no USAT: the offset would cost an instruction per value */
+    dw.input_offset = 100;
+    ok &= !fv_dw_planes_ok(&conv, &dw);
+    make_pair(&conv, &dw, 6, 6, 16, 16, 1, 1); /* a width without pass functions */
+    ok &= !fv_dw_planes_ok(&conv, &dw);
+    make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
+    s_dw[3] = -4; /* a shift without pass functions */
+    ok &= !fv_dw_planes_ok(&conv, &dw);
+    make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
+    dw.act_min = -100; /* an activation range the passes' SSAT does not give */
+    ok &= !fv_dw_planes_ok(&conv, &dw);
+    if (!ok) {
+        printf("FAIL refusals: a pair fused that must not, or the control pair did not\n");
+    }
+    return ok;
+}
+
+/* ---- through the runner: a model of dsconv26's first four layers ---------------------------- */
+#define A_OFF 0u       /* the arena's two ping-pong tensors, as the plan lays them out */
+#define B_OFF 26624u
+#define X_OFF 40000u   /* the ADD's output */
+#define ARENA (X_OFF + 13312u)
+static int8_t arena_ref[ARENA] __attribute__((aligned(4)));
+static int8_t arena_opt[ARENA] __attribute__((aligned(4)));
+static int8_t w0[26 * 27], w1[9 * 26], w2[52 * 26], w3[9 * 52];
+static int32_t q0[3][52], q1[3][52], q2[3][52], q3[3][52]; /* bias, multiplier, shift */
+static uint8_t pixels[3072];
+
+static void quant(int32_t q[3][52], int32_t n, int32_t lo, int32_t hi)
+{
+    fill_quant(q[0], q[1], q[2], n, lo, hi);
+}
+
+static int runner_case(int with_add)
+{
+    fv_conv_params p0, p1, p2, p3;
+    fv_add_params add;
+    fv_layer layers[5];
+    fv_model model;
+    fv_runner r_ref, r_opt;
+    uint32_t n_out;
+    int ok = 1;
+    make_pair(&p0, &p1, 32, 32, 3, 26, 3, 2);
+    make_pair(&p2, &p3, 16, 16, 26, 52, 1, 1);
+    fill_i8(w0, (int32_t)sizeof w0);
+    fill_i8(w1, (int32_t)sizeof w1);
+    fill_i8(w2, (int32_t)sizeof w2);
+    fill_i8(w3, (int32_t)sizeof w3);
+    quant(q0, 26, -12, -6);
+    quant(q1, 26, -12, -6);
+    quant(q2, 52, -12, -6);
+    quant(q3, 52, -12, -6);
+    p0.input_offset = 128; /* the model's input: pixel - 128 */
+    p0.weights = w0, p0.bias = q0[0], p0.multiplier = q0[1], p0.shift = q0[2];
+    p1.weights = w1, p1.bias = q1[0], p1.multiplier = q1[1], p1.shift = q1[2];
+    p2.weights = w2, p2.bias = q2[0], p2.multiplier = q2[1], p2.shift = q2[2];
+    p2.input_offset = -p1.output_offset;
+    p3.weights = w3, p3.bias = q3[0], p3.multiplier = q3[1], p3.shift = q3[2];
+    p2.output_offset = -128;
+    p3.input_offset = 128;
+    /* {kind, params, in0, in1, out, in_bytes, out_bytes, macc} */
+    layers[0] = (fv_layer){FV_OP_CONV_2D, &p0, B_OFF, 0u, A_OFF, 3072u, 26624u, 0u};
+    layers[1] = (fv_layer){FV_OP_DEPTHWISE_CONV_2D, &p1, A_OFF, 0u, B_OFF, 26624u, 6656u, 0u};
+    layers[2] = (fv_layer){FV_OP_CONV_2D, &p2, B_OFF, 0u, A_OFF, 6656u, 13312u, 0u};
+    layers[3] = (fv_layer){FV_OP_DEPTHWISE_CONV_2D, &p3, A_OFF, 0u, B_OFF, 13312u, 13312u, 0u};
+    memset(&add, 0, sizeof add);
+    add.size = 13312;
+    add.in1_offset = 128;
+    add.in2_offset = -p3.output_offset;
+    add.left_shift = 20;
+    add.in1_multiplier = add.in2_multiplier = add.out_multiplier = 1 << 30;
+    add.in1_shift = add.in2_shift = -1;
+    add.out_shift = -20;
+    add.output_offset = 0;
+    add.act_min = -128;
+    add.act_max = 127;
+    /* the ADD reads layer 2's output (at A) a second time: that pair must not fuse */
+    layers[4] = (fv_layer){FV_OP_ADD, &add, A_OFF, B_OFF, X_OFF, 13312u, 13312u, 0u};
+    memset(&model, 0, sizeof model);
+    model.id = "fused-test";
+    model.n_layers = with_add ? 5u : 4u;
+    model.layers = layers;
+    model.input_offset = B_OFF;
+    model.output_offset = with_add ? X_OFF : B_OFF;
+    n_out = 13312u;
+    model.num_classes = n_out;
+    for (uint32_t i = 0; i < sizeof pixels; i++) {
+        pixels[i] = (uint8_t)rnd();
+    }
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    if (fv_runner_prepare(&r_ref, &model, FV_KERNELS_REF) != 0 || fv_runner_prepare(&r_opt, &model, FV_KERNELS_OPT) != 0) {
+        printf("FAIL runner: prepare\n");
+        return 0;
+    }
+    /* fused: both pairs without the ADD; with it, only the first (layer 2's output is read again) */
+    if (r_ref.to_planes != 0 || r_opt.to_planes != (with_add ? 0x1u : 0x5u) ||
+        r_opt.from_planes != (with_add ? 0x2u : 0xAu)) {
+        printf("FAIL runner%s: fused pairs to %lx from %lx\n", with_add ? " with add" : "",
+               (unsigned long)r_opt.to_planes, (unsigned long)r_opt.from_planes);
+        ok = 0;
+    }
+    fv_run(&r_ref, arena_ref, pixels, out_ref, NULL, NULL);
+    fv_run(&r_opt, arena_opt, pixels, out_opt, NULL, NULL);
+    return compare(with_add ? "runner with add" : "runner", 0, (int32_t)n_out) && ok;
+}
+
+int main(void)
+{
+    long passed = 0, failed = 0;
+    for (int32_t i = 0; i < ZOO_PAIRS_N * ZOO_REPEATS; i++) {
+        const pair_shape *z = &ZOO_PAIRS[i / ZOO_REPEATS];
+        fv_conv_params conv, dw;
+        int ok;
+        make_pair(&conv, &dw, z->hw, z->hw, z->in_c, z->c, z->k, z->s);
+        ok = run_pair(&conv, &dw, i);
+        passed += ok;
+        failed += !ok;
+    }
+    for (int32_t i = 0; i < RANDOM_CASES; i++) {
+        const int ok = random_case(i);
+        passed += ok;
+        failed += !ok;
+    }
+    {
+        const int ok = refusals();
+        passed += ok;
+        failed += !ok;
+    }
+    for (int with_add = 0; with_add < 2; with_add++) {
+        const int ok = runner_case(with_add);
+        passed += ok;
+        failed += !ok;
+    }
+    printf("fused conv + depthwise vs reference: %ld zoo pairs, %d random pairs, refusals, 2 runner models\n",
+           (long)(ZOO_PAIRS_N * ZOO_REPEATS), RANDOM_CASES);
+    printf("%ld passed, %ld failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
