@@ -1856,6 +1856,38 @@ void fv_conv2d_to_planes_opt(const fv_conv_params *conv, const fv_conv_params *d
     FV_ASSERT(ran); /* fv_dw_planes_ok held */
 }
 
+/* The padding words of c channels' planes (h rows, wpr words per row): per channel its top row
+ * whole (the bottom row of the channel before) and the first word of each data row. The zero
+ * comes through an empty asm, so that the compiler sees no constant and does not turn the short
+ * loops into memset calls (about 25 instructions each, where a row takes 1-9 stores): per channel
+ * (wpr + 1) / 2 stores for the top row and 2.5 instructions per data row: 28,600 fewer
+ * instructions over dsconv26's depthwise layers (612,500 -> 583,900) than a word store per row
+ * and a memset per top row. */
+static void dwf_pad(int32_t *d, int32_t c, int32_t h, int32_t wpr)
+{
+    int32_t z;
+    __asm__("" : "=r"(z) : "0"(0));
+    for (int32_t ch = 0; ch < c; ch++) {
+        int32_t *const row_end = d + wpr;
+        int32_t y = h;
+        d[0] = z;
+        for (d += 1; d < row_end; d += 2) { /* wpr is odd: in_w is a multiple of 4 */
+            d[0] = z;
+            d[1] = z;
+        }
+        d = row_end;
+        if ((y & 1) != 0) {
+            d[0] = z;
+            d += wpr;
+        }
+        for (y >>= 1; y > 0; y--) {
+            d[0] = z;
+            d[wpr] = z;
+            d += 2 * wpr;
+        }
+    }
+}
+
 void fv_depthwise_conv2d_from_planes_opt(const fv_conv_params *dw, int8_t *out)
 {
     const int32_t c = dw->in_c, s = dw->stride_w, out_w = dw->out_w;
@@ -1866,15 +1898,8 @@ void fv_depthwise_conv2d_from_planes_opt(const fv_conv_params *dw, int8_t *out)
     const dwp_rows_fn *const fns = DWF_ROWS[s - 1][dwf_width_index(dw->in_w)];
     int8_t *const oend = out + (size_t)dw->out_h * (size_t)out_w * (size_t)c;
     dwp_chan rec[4];
-    /* the padding: every row's first word; the channels' shared top/bottom rows, the last two
-     * rows whole */
-    for (int32_t r = 0; r < rows; r++) {
-        dw_plane[r * wpr] = 0;
-    }
-    for (int32_t r = 0; r < rows - 2; r += dw->in_h + 1) {
-        memset(dw_plane + r * wpr, 0, (size_t)wpr * 4u);
-    }
-    memset(dw_plane + (rows - 2) * wpr, 0, (size_t)(2 * wpr) * 4u);
+    dwf_pad(dw_plane, c, dw->in_h, wpr);
+    memset(dw_plane + (rows - 2) * wpr, 0, (size_t)(2 * wpr) * 4u); /* the last two rows */
     for (int32_t j = 0; j < 4; j++) { /* what every channel shares */
         rec[j].row_bytes = (out_w >> 2) * 8 * s;
         rec[j].xr_delta = s * 2 * pitch - rec[j].row_bytes;
