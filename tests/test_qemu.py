@@ -449,7 +449,7 @@ def test_bench_firmware_counts_instructions_and_dsp_convolutions_take_at_most_2_
 # dsconv26 with the channel-plane kernel, whose floor is 1.89 (core/fv_kernels_dsp.c), so 2.4
 # holds it from sliding back towards the 2.41 before its widening stopped after the quads, the 3.2
 # of the 4-channel block or the 6.7 of the per-pixel kernel)
-KIND_LIMITS = {"first layer": 2.5, "conv 1x1": 1.6, "depthwise": 2.4}
+KIND_LIMITS = {"first layer": 2.5, "conv 1x1": 1.6, "depthwise": 2.0}  # the gates
 
 
 def test_bench_firmware_first_layer_and_1x1_take_their_gates_and_depthwise_stays_under_its_limit(members):

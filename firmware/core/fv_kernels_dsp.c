@@ -1320,9 +1320,10 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * 2 instructions per 3 MACs, 6 per output instead of the 9 SMLABB/SMLATT of the 4-channel block,
  * and neighbouring outputs share the loaded words. Four outputs of one channel per pass.
  *
- * Where the instructions go (dsconv26-s3, make bench-firmware, 722,000 instructions, 2.30 per MAC
- * over its depthwise layers; stride 1: 1.82 at 16x16, 2.06 at 8x8, 2.87 at 4x4; stride 2: 2.63,
- * 2.76, 3.60 at 16, 8, 4 output columns), measured by leaving one part out at a time:
+ * Where the instructions went on this path alone (dsconv26-s3, make bench-firmware, 722,000
+ * instructions, 2.30 per MAC over its depthwise layers; stride 1: 1.82 at 16x16, 2.06 at 8x8,
+ * 2.87 at 4x4; stride 2: 2.63, 2.76, 3.60 at 16, 8, 4 output columns), measured by leaving one
+ * part out at a time:
  *   passes, their calls and row steps  516 k  1.64 per MAC (the passes alone 480 k, 1.53: 54
  *                                             (stride 1) or 57 (stride 2) per 36 MACs; the 24
  *                                             multiplies 0.67, loads 0.25-0.33, the
@@ -1341,9 +1342,16 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * steps and the small images (0.41 now). The passes are near their floor (SMLAD's 1.5 MACs per
  * multiply, an exact requantisation of 3 per output, a byte store per output: NHWC puts a
  * channel's outputs c bytes apart); widening 8 channels per LDRD (c % 8 == 0) would take about
- * 1.4 per value. What would reach it is not widening at all: the preceding 1x1 convolution
- * (every depthwise layer of the zoo follows one or the first layer) writing its outputs straight
- * into the planes, int16 with the offset, a fusion of two layers the runner does not do.
+ * 1.4 per value. What reaches it is not widening at all: the preceding 1x1 convolution (every
+ * depthwise layer of the zoo follows one or the first layer) writing its outputs straight into
+ * the planes, int16 with the offset. The runner now fuses such pairs (fv_conv2d_to_planes_opt,
+ * fv_depthwise_conv2d_from_planes_opt below: a plane per channel for the whole layer, no bands),
+ * and dsconv26's depthwise layers count 583,900 instructions, 1.86 per MAC (stride 1: 1.63 at
+ * 16x16, 1.84 at 8x8, 2.51 at 4x4; stride 2: 1.74, 1.98, 2.71 at 16, 8, 4 output columns): the
+ * passes and row steps as above, the padding words 26,100 (counted by leaving dwf_pad out), the
+ * per-channel records, weights and calls the rest (about 100 per channel, which the 4x4 layers
+ * feel most). This path still runs the layers that do not fuse (another producer, a tensor read
+ * twice, a width without pass functions, a plane too large for FV_DSP_DW_WORDS).
  *
  * Plane layout: per plane row, the group's 4 channels one after the other, DWP_PITCH halfwords
  * each; input column x at halfword x + 2 (so that a word holds an even column and the next
