@@ -219,6 +219,34 @@ def test_dsp_scratch_holds_the_add_tables_of_every_zoo_model_with_an_add():
         assert dsp_limits.max_column(path) >= words, path.parent.name
 
 
+def test_dsp_limits_sizes_the_fused_depthwise_planes_and_builds_them_only_where_a_pair_fuses():
+    """Every depthwise layer of a dsconv model follows a convolution whose output it alone reads:
+    dsp_limits.py reserves the largest pair's channel planes (core/fv_kernels_dsp.c: c (in_h + 1)
+    + 2 rows of in_w + 2 halfwords; dsconv26's first layer into its stride-2 depthwise,
+    32x32x26) and counts the pairs (FV_DSP_FUSED_PAIRS), so that models without one leave the
+    fused kernels out; the widths it accepts are those the firmware has pass functions for."""
+    import re
+
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import dsp_limits
+    from fleetvote.engine.kernels import DepthwiseConv2D
+
+    c = (ROOT / "firmware" / "core" / "fv_kernels_dsp.c").read_text()
+    widths = {int(w) for w in re.findall(r"^DWF_ROWS_W\((\d+),", c, re.M)}
+    assert widths == set(dsp_limits.DWF_WIDTHS)
+    models = sorted(ZOO.glob("*/model.tflite"))
+    with_dw = [p for p in models if any(isinstance(k, DepthwiseConv2D) for _, k in Engine.from_file(p).layer_table())]
+    without = [p for p in models if p not in with_dw]
+    assert with_dw and without, "the zoo needs a model with depthwise layers and one without"
+    for path in with_dw:
+        n_dw = sum(isinstance(k, DepthwiseConv2D) for _, k in Engine.from_file(path).layer_table())
+        assert dsp_limits.fused_pairs(path) == n_dw, path.parent.name
+        if path.parent.name.startswith("dsconv26"):
+            assert dsp_limits.dw_plane_words(path) == (26 * 33 + 2) * 34 // 2, path.parent.name
+    for path in without[:3]:
+        assert dsp_limits.fused_pairs(path) == 0, path.parent.name
+
+
 def _conv(kh: int, kw: int, cin: int, cout: int, out_px: int = 64, lo: int = -128, hi: int = 127):
     """A CONV_2D kernel with only the fields dsp_limits.pw_words_of reads."""
     from fleetvote.engine.kernels import Conv2D

@@ -723,6 +723,7 @@ static void pw_pairs(const pw_job *job)
                                   "strd %[x0], %[x1], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
 }
 
+#if FV_DSP_FUSED_PAIRS > 0 /* the fused kernels (fv_kernels_dsp.h) */
 /* The same pixel pair (x, x + 1 of one row, x even) written into the next depthwise layer's
  * channel planes (dwf_* below) instead of NHWC bytes: the records' requantisation without the
  * zero point (-128), so that USAT #8 leaves q + 128, the byte with the depthwise's input offset
@@ -755,6 +756,31 @@ static void pw_pairs_planes(const planes_job *job)
                                   "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
 }
 
+/* The same for a row's first pixel pair (x = 0), which also writes the row's first word, the
+ * left padding (0, 0), by STRD: the depthwise layer then zeroes only its padding rows
+ * (dwf_pad). One instruction more per channel pair and row (c / 2 x in_h per producer, 2,500
+ * over dsconv26's six), where zeroing the word on the depthwise side took 2.5 per channel and
+ * row: its depthwise layers counted 15,300 instructions fewer. */
+static void pw_pairs_planes_row(const planes_job *job)
+{
+    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
+    const int32_t *cp;
+    const void *ce = job;
+    const int32_t *wp = pw;
+    __asm__ volatile(PW_PAIRS_ASM(PW_RQ_SAT("a00", "a01", "usat") PW_RQ_SAT("a10", "a11", "usat")
+                                  "ldrd %[x0], %[x1], [sp, #0]\n\t"
+                                  "pkhbt %[a00], %[a00], %[a01], lsl #16\n\t"
+                                  "pkhbt %[a10], %[a10], %[a11], lsl #16\n\t"
+                                  "mov %[a01], #0\n\t"
+                                  "strd %[a01], %[a00], [%[x0], #-4]\n\t"
+                                  "add %[x0], %[x0], %[x1]\n\t"
+                                  "strd %[a01], %[a10], [%[x0], #-4]\n\t"
+                                  "add %[x0], %[x0], %[x1]\n\t"
+                                  "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
+}
+
+#endif /* FV_DSP_FUSED_PAIRS > 0 */
+
 /* One weight row's group g (k values, row at w) as two doubled int16 pair words. */
 static inline void pw_widen(const int8_t *w, int32_t k, int32_t g, int32_t *d)
 {
@@ -766,8 +792,8 @@ static inline void pw_widen(const int8_t *w, int32_t k, int32_t g, int32_t *d)
 }
 
 /* A chunk of channel pairs [p0, p0 + np) as records in pw; zp21 = 2 * the zero point the
- * requantisation adds + 1. */
-static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np, int32_t zp21)
+ * requantisation adds + 1 (pw_build: the layer's own). */
+static void pw_build_zp(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np, int32_t zp21)
 {
     const int32_t groups = (k + 3) >> 2;
     const int32_t *const bias = p->bias;
@@ -796,17 +822,18 @@ static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np,
     }
 }
 
+static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np)
+{
+    pw_build_zp(p, k, p0, np, 2 * p->output_offset + 1);
+}
+
 /* The most channel pairs a chunk may hold and still repay the columns it widens again: a chunk
  * after the first rebuilds every pixel's column (1x1 only, where that is a straight widening of
  * k values, about 1.3 instructions per value per pixel pair, against 2 k MACs per channel pair). */
 #define PW_MIN_CHUNK_PAIRS 12
 
-/*
- * The layer with pre-widened weights; 0 (nothing written) when it does not qualify. Weights that
- * do not fit pw at once go in chunks of channel pairs, each chunk over every pixel pair, when
- * the columns are cheap to build again (a 1x1 convolution over whole groups) and a chunk holds
- * PW_MIN_CHUNK_PAIRS pairs or more: dsconv26's 1x1 layers over 104 and 208 channels.
- */
+#if FV_DSP_FUSED_PAIRS > 0
+/* 1 when conv2d_prewidened takes the layer (the same conditions as there) */
 static int pw_fits(const fv_conv_params *p, int32_t k)
 {
     const int32_t pairs = p->out_c >> 1;
@@ -816,41 +843,67 @@ static int pw_fits(const fv_conv_params *p, int32_t k)
            (pairs <= cap || (cheap_cols && cap >= PW_MIN_CHUNK_PAIRS));
 }
 
-/* planes: NULL, or the next depthwise layer's channel planes (dwf_* below; pitch halfwords per
- * plane row, cs per channel), which then take the outputs instead of out; the caller
- * (fv_conv2d_to_planes_opt) has checked that out_c and out_w are even and the zero point -128. */
-static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2,
-                             int16_t *planes, int32_t pitch, int32_t cs)
+/* The layer with pre-widened weights written into the next depthwise layer's channel planes
+ * (dwf_* below; pitch halfwords per plane row, cs per channel) instead of out: the same chunks
+ * and pixel pairs as conv2d_prewidened, apart so that that function's loop keeps its registers.
+ * The caller (fv_conv2d_to_planes_opt) has checked pw_fits, that out_c and out_w are even and
+ * the zero point -128; the records' requantisation leaves the zero point out (USAT,
+ * pw_pairs_planes). */
+static __attribute__((noinline)) void conv2d_prewidened_planes(const fv_conv_params *p, const int8_t *in, int32_t k,
+                                                               int32_t off2, int16_t *planes, int32_t pitch, int32_t cs)
+{
+    const int32_t groups = (k + 3) >> 2;
+    const int32_t pairs = p->out_c >> 1;
+    const int32_t n_px = p->out_h * p->out_w;
+    const int32_t cap = FV_DSP_PW_WORDS / (4 * groups + PW_REC_EXTRA); /* channel pairs per chunk */
+    for (int32_t p0 = 0; p0 < pairs; p0 += cap) {
+        const int32_t np = pairs - p0 < cap ? pairs - p0 : cap;
+        pw_build_zp(p, k, p0, np, 1); /* without the zero point: the USAT */
+        for (int32_t px = 0; px < n_px; px += 2) {
+            const int32_t y = px / p->out_w, x = px - y * p->out_w;
+            const planes_job job = {planes + (size_t)(2 * p0) * (size_t)cs + (size_t)((y + 1) * pitch + x + 2),
+                                    2 * cs, cols, cols + COL_STRIDE * groups, np};
+            im2col(p, in, px, col_a, k, off2);
+            im2col(p, in, px + 1, col_b, k, off2);
+            if (x == 0) {
+                pw_pairs_planes_row(&job);
+            } else {
+                pw_pairs_planes(&job);
+            }
+        }
+    }
+}
+
+#endif /* FV_DSP_FUSED_PAIRS > 0 */
+
+/*
+ * The layer with pre-widened weights; 0 (nothing written) when it does not qualify. Weights that
+ * do not fit pw at once go in chunks of channel pairs, each chunk over every pixel pair, when
+ * the columns are cheap to build again (a 1x1 convolution over whole groups) and a chunk holds
+ * PW_MIN_CHUNK_PAIRS pairs or more: dsconv26's 1x1 layers over 104 and 208 channels.
+ */
+static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *out, int32_t k, int32_t off2)
 {
     const int32_t groups = (k + 3) >> 2;
     const int32_t out_c = p->out_c;
     const int32_t pairs = out_c >> 1;
     const int32_t rec = 4 * groups + PW_REC_EXTRA;
     const int32_t n_px = p->out_h * p->out_w;
-    /* into the planes: the requantisation without the zero point (USAT, pw_pairs_planes) */
-    const int32_t zp21 = planes != NULL ? 1 : 2 * p->output_offset + 1;
+    const int32_t zp21 = 2 * p->output_offset + 1;
     const int32_t *const bias = p->bias;
     const int32_t cap = FV_DSP_PW_WORDS / rec; /* channel pairs per chunk */
-    int32_t px = 0;
+    const int cheap_cols = p->k_h == 1 && p->k_w == 1 && (p->in_c & 3) == 0;
+    int32_t px;
 
-    if (!pw_fits(p, k)) {
+    /* pw_fits, written out: the compiler then keeps this function's code as it was */
+    if (p->act_min != -128 || p->act_max != 127 || pairs == 0 || n_px < 2 ||
+        (pairs > cap && !(cheap_cols && cap >= PW_MIN_CHUNK_PAIRS))) {
         return 0;
     }
     for (int32_t p0 = 0; p0 < pairs; p0 += cap) {
         const int32_t np = pairs - p0 < cap ? pairs - p0 : cap;
         const int last = p0 + np == pairs;
-        pw_build(p, k, p0, np, zp21);
-        if (planes != NULL) {
-            for (px = 0; px < n_px; px += 2) {
-                const int32_t y = px / p->out_w, x = px - y * p->out_w;
-                const planes_job job = {planes + (size_t)(2 * p0) * (size_t)cs + (size_t)((y + 1) * pitch + x + 2),
-                                        2 * cs, cols, cols + COL_STRIDE * groups, np};
-                im2col(p, in, px, col_a, k, off2);
-                im2col(p, in, px + 1, col_b, k, off2);
-                pw_pairs_planes(&job);
-            }
-            continue;
-        }
+        pw_build(p, k, p0, np);
         for (px = 0; px + 1 < n_px; px += 2) {
             int8_t *const o0 = out + (size_t)px * (size_t)out_c;
             const pw_job job = {o0 + 2 * p0, o0 + out_c + 2 * p0, cols, cols + COL_STRIDE * groups, np};
@@ -927,7 +980,7 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         fv_conv2d_ref(p, in, out);
         return;
     }
-    if (conv2d_prewidened(p, in, out, k, off2, NULL, 0, 0)) {
+    if (conv2d_prewidened(p, in, out, k, off2)) {
         return;
     }
     if (pad) {
@@ -1346,9 +1399,9 @@ static void dw_widen(const fv_conv_params *p, const int8_t *in, int32_t g4, int3
  * depthwise layer of the zoo follows one or the first layer) writing its outputs straight into
  * the planes, int16 with the offset. The runner now fuses such pairs (fv_conv2d_to_planes_opt,
  * fv_depthwise_conv2d_from_planes_opt below: a plane per channel for the whole layer, no bands),
- * and dsconv26's depthwise layers count 583,900 instructions, 1.86 per MAC (stride 1: 1.63 at
- * 16x16, 1.84 at 8x8, 2.51 at 4x4; stride 2: 1.74, 1.98, 2.71 at 16, 8, 4 output columns): the
- * passes and row steps as above, the padding words 26,100 (counted by leaving dwf_pad out), the
+ * and dsconv26's depthwise layers count 568,600 instructions, 1.81 per MAC (stride 1: 1.61 at
+ * 16x16, 1.79 at 8x8, 2.41 at 4x4; stride 2: 1.70, 1.90, 2.53 at 16, 8, 4 output columns): the
+ * passes and row steps as above, the padding rows 10,800 (counted by leaving dwf_pad out), the
  * per-channel records, weights and calls the rest (about 100 per channel, which the 4x4 layers
  * feel most). This path still runs the layers that do not fuse (another producer, a tensor read
  * twice, a width without pass functions, a plane too large for FV_DSP_DW_WORDS).
@@ -1782,8 +1835,11 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
  * depthwise layers) and no band is rebuilt. Every zoo depthwise layer follows the first layer or
  * a 1x1 convolution, whose ReLU output has the zero point -128: the producer's requantisation
  * then ends in USAT #8 instead of SSAT #8 (q + 128 = clamp(v, 0, 255) for the value v before the
- * zero point), so the offset costs nothing; its stores cost 2 instructions more per 4 outputs
- * (0.5 per output value, about 35,000 instructions of dsconv26's first and 1x1 layers).
+ * zero point), so the offset costs nothing; its stores take 2 instructions more per 4 outputs
+ * (PKHBT pairs the two pixels of a channel, one STR per channel) and 1 more per channel pair at
+ * a row's start (its left padding word). Counted on dsconv26-s3-r2 (make bench-firmware): the
+ * first layer +5,800 instructions and the 1x1 layers -15,000 (their C paths for odd channels
+ * and pixels stay out of the loop), against -153,400 on the depthwise side.
  *
  * Layout (dw_plane, the layer's whole input): one plane per channel, in_h + 1 rows of
  * pitch = in_w + 2 halfwords; channel ch's row y (y = -1 .. in_h) at halfword
@@ -1791,14 +1847,17 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
  * is the next channel's top one (y = -1); column x at halfword x + 2 of its row (a word holds an
  * even column and the next), halfwords 0 and 1 of a row are 0: the left padding, and the right
  * padding of the row before (its column in_w and in_w + 1, which a pass may read). Then the last
- * channel's bottom row and one more row: (c * (in_h + 1) + 2) * pitch halfwords. Only the
- * padding words are zeroed here; the producer writes every other one. The passes are dwp_rows'
+ * channel's bottom row and one more row: (c * (in_h + 1) + 2) * pitch halfwords. The padding
+ * rows are zeroed here (dwf_pad); the producer writes every other word, the data rows' left
+ * padding words among them (pw_pairs_planes_row). The passes are dwp_rows'
  * with the row offsets of the pitch (2 pitch and 4 pitch bytes), one function per width the zoo
- * has (4, 8, 16, 32), stride and shift: 72 functions, about 16 KB of flash.
- * RAM: dsconv26's largest, the first layer's 32x32x26 output, takes 26 x 33 x 34 + 68 halfwords,
- * 58 KB (tools/dsp_limits.py sizes FV_DSP_DW_WORDS to it); the NHWC tensor's arena bytes stay
- * reserved and unused.
+ * has (4, 8, 16, 32), stride and shift: 72 functions, 20 KB of flash with the rest of this block.
+ * RAM: dsconv26's largest, the first layer's 32x32x26 output, takes (26 x 33 + 2) x 34
+ * halfwords, 58 KB (tools/dsp_limits.py sizes FV_DSP_DW_WORDS to it); the NHWC tensor's arena
+ * bytes stay reserved and unused. Flash: this block (FV_DSP_FUSED_PAIRS > 0) is built only for
+ * models with a pair that may fuse.
  */
+#if FV_DSP_FUSED_PAIRS > 0
 #define DWF_ROWS_E(W, R1, R2, E)                                                                     \
     DWP_ROWS_FN_R(dwf_rows_s1_w##W##_e##E, DWP_S1_ROW, "8", "", DWP_RQ4_E(#E), R1, R2)               \
     DWP_ROWS_FN_R(dwf_rows_s2_w##W##_e##E, DWP_S2_ROW, "16", "", DWP_RQ4_E(#E), R1, R2)
@@ -1858,41 +1917,29 @@ int fv_dw_planes_ok(const fv_conv_params *conv, const fv_conv_params *dw)
 void fv_conv2d_to_planes_opt(const fv_conv_params *conv, const fv_conv_params *dw, const int8_t *in)
 {
     const int32_t pitch = dw->in_w + 2;
-    const int ran = conv2d_prewidened(conv, in, NULL, conv->k_h * conv->k_w * conv->in_c,
-                                      pack_offset(conv->input_offset), (int16_t *)(void *)dw_plane, pitch,
-                                      (dw->in_h + 1) * pitch);
-    FV_ASSERT(ran); /* fv_dw_planes_ok held */
+    const int32_t k = conv->k_h * conv->k_w * conv->in_c;
+    FV_ASSERT(pw_fits(conv, k)); /* fv_dw_planes_ok held */
+    conv2d_prewidened_planes(conv, in, k, pack_offset(conv->input_offset), (int16_t *)(void *)dw_plane, pitch,
+                             (dw->in_h + 1) * pitch);
 }
 
-/* The padding words of c channels' planes (h rows, wpr words per row): per channel its top row
- * whole (the bottom row of the channel before) and the first word of each data row. The zero
- * comes through an empty asm, so that the compiler sees no constant and does not turn the short
- * loops into memset calls (about 25 instructions each, where a row takes 1-9 stores): per channel
- * (wpr + 1) / 2 stores for the top row and 2.5 instructions per data row: 28,600 fewer
- * instructions over dsconv26's depthwise layers (612,500 -> 583,900) than a word store per row
- * and a memset per top row. */
+/* The padding rows of c channels' planes (h rows, wpr words per row): per channel its top row
+ * (the bottom row of the channel before); the producer wrote the data rows' first words
+ * (pw_pairs_planes_row). The zero comes through an empty asm, so that the compiler sees no
+ * constant and does not turn the short loop into a memset call (about 25 instructions, where a
+ * row takes 3-17 stores). */
 static void dwf_pad(int32_t *d, int32_t c, int32_t h, int32_t wpr)
 {
     int32_t z;
     __asm__("" : "=r"(z) : "0"(0));
     for (int32_t ch = 0; ch < c; ch++) {
         int32_t *const row_end = d + wpr;
-        int32_t y = h;
         d[0] = z;
-        for (d += 1; d < row_end; d += 2) { /* wpr is odd: in_w is a multiple of 4 */
-            d[0] = z;
-            d[1] = z;
+        for (int32_t *e = d + 1; e < row_end; e += 2) { /* wpr is odd: in_w is a multiple of 4 */
+            e[0] = z;
+            e[1] = z;
         }
-        d = row_end;
-        if ((y & 1) != 0) {
-            d[0] = z;
-            d += wpr;
-        }
-        for (y >>= 1; y > 0; y--) {
-            d[0] = z;
-            d[wpr] = z;
-            d += 2 * wpr;
-        }
+        d += (h + 1) * wpr;
     }
 }
 
@@ -1930,6 +1977,8 @@ void fv_depthwise_conv2d_from_planes_opt(const fv_conv_params *dw, int8_t *out)
         }
     }
 }
+
+#endif /* FV_DSP_FUSED_PAIRS > 0 */
 
 void fv_depthwise_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {

@@ -27,6 +27,14 @@
 #endif
 #define FV_DSP_PAD_K ((FV_DSP_MAX_K + 3) & ~3)
 
+/* the fused convolution + depthwise kernels (fv_kernels_dsp.c, fv_dw_planes_ok) and their pass
+ * functions, about 20 KB of flash, are built when the model has a pair that may fuse
+ * (FV_DSP_FUSED_PAIRS > 0, from tools/dsp_limits.py) or no fv_dsp_limits.h says otherwise;
+ * without them the runner's weak fallbacks fuse nothing */
+#ifndef FV_DSP_FUSED_PAIRS
+#define FV_DSP_FUSED_PAIRS 1
+#endif
+
 /* the ADD's tables: 256 scaled values of each input (firmware/tools/dsp_limits.py reserves as
  * many words; tests/test_firmware.py checks the two agree) */
 #define FV_DSP_ADD_TABLE_WORDS 512

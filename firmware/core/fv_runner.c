@@ -232,6 +232,7 @@ void fv_run(const fv_runner *r, int8_t *arena, const uint8_t *pixels, int8_t *ou
             fv_layer_hook hook, void *hook_ctx)
 {
     const fv_model *model = r->model;
+    const uint64_t fused = r->to_planes | r->from_planes;
     /* prepare checked every layer's kind against this table; the caller checked prepare */
     FV_ASSERT(r->ops != NULL);
     int8_t *input = arena + model->input_offset;
@@ -241,11 +242,13 @@ void fv_run(const fv_runner *r, int8_t *arena, const uint8_t *pixels, int8_t *ou
     }
     for (uint32_t k = 0; k < model->n_layers; ++k) {
         const fv_layer *l = &model->layers[k];
-        if (k < 64u && ((r->to_planes >> k) & 1u) != 0) {
-            fv_conv2d_to_planes_opt((const fv_conv_params *)l->params,
-                                    (const fv_conv_params *)model->layers[k + 1].params, arena + l->in0);
-        } else if (k < 64u && ((r->from_planes >> k) & 1u) != 0) {
-            fv_depthwise_conv2d_from_planes_opt((const fv_conv_params *)l->params, arena + l->out);
+        if (fused != 0 && k < 64u && ((fused >> k) & 1u) != 0) { /* a model without pairs: one test */
+            if (((r->to_planes >> k) & 1u) != 0) {
+                fv_conv2d_to_planes_opt((const fv_conv_params *)l->params,
+                                        (const fv_conv_params *)model->layers[k + 1].params, arena + l->in0);
+            } else {
+                fv_depthwise_conv2d_from_planes_opt((const fv_conv_params *)l->params, arena + l->out);
+            }
         } else {
             r->ops[l->kind](l, arena);
         }
