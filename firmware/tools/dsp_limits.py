@@ -2,8 +2,10 @@
 """fv_dsp_limits.h for one model: the longest column the DSP kernels widen (k_h * k_w * in_c of
 a convolution, depth of a fully connected layer), and at least the ADD's two tables of 256 words
 when the model has an ADD, so that their scratch (5 bytes per element, core/fv_kernels_dsp.h) is
-exactly what the model needs and no layer falls back to the reference; and the words of the
-depthwise kernel's widened input plane (FV_DSP_DW_WORDS).
+exactly what the model needs and no layer falls back to the reference; the words of the
+depthwise kernel's widened input plane (FV_DSP_DW_WORDS), at least the channel planes of a
+(convolution, depthwise) pair the runner may fuse; the pre-widened convolution weights
+(FV_DSP_PW_WORDS); and how many such pairs there are (FV_DSP_FUSED_PAIRS).
 
     dsp_limits.py models/zoo/<id>/model.tflite OUT.h
 """
@@ -131,7 +133,7 @@ def fused_plane_words(conv, dw) -> int:
     h, w, c = conv.oh, conv.ow, conv.cout
     if (dw.kh, dw.kw, dw.cin, dw.mult_depth) != (3, 3, c, 1) or w not in DWF_WIDTHS or c % 2:
         return 0
-    if conv.out_zp != -128 or dw.in_zp != -128 or dw.sw not in (1, 2) or dw.ow * dw.sw != w:
+    if conv.out_zp != -128 or dw.in_zp != -128 or dw.sw not in (1, 2) or dw.ow * dw.sw != w or dw.ow % 4:
         return 0
     return (c * (h + 1) + 2) * (w + 2) // 2
 
