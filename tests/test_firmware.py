@@ -232,8 +232,12 @@ def test_dsp_limits_sizes_the_fused_depthwise_planes_and_builds_them_only_where_
     from fleetvote.engine.kernels import DepthwiseConv2D
 
     c = (ROOT / "firmware" / "core" / "fv_kernels_dsp.c").read_text()
-    widths = {int(w) for w in re.findall(r"^DWF_ROWS_W\((\d+),", c, re.M)}
+    widths = {int(w) for w in re.findall(r"^DWF_ROWS_W\(1, (\d+),", c, re.M)}
+    widths_s2 = {int(w) for w in re.findall(r"^DWF_ROWS_W\(2, (\d+),", c, re.M)}
     assert widths == set(dsp_limits.DWF_WIDTHS)
+    assert widths_s2 == set(dsp_limits.DWF_WIDTHS_S2)
+    e = re.search(r"#define DWP_E_MIN (\d+)\s.*?#define DWP_E_MAX (\d+)", c, re.S)
+    assert (dsp_limits.DWP_E_MIN, dsp_limits.DWP_E_MAX) == (int(e.group(1)), int(e.group(2)))
     models = sorted(ZOO.glob("*/model.tflite"))
     with_dw = [p for p in models if any(isinstance(k, DepthwiseConv2D) for _, k in Engine.from_file(p).layer_table())]
     without = [p for p in models if p not in with_dw]
@@ -245,6 +249,53 @@ def test_dsp_limits_sizes_the_fused_depthwise_planes_and_builds_them_only_where_
             assert dsp_limits.dw_plane_words(path) == (26 * 33 + 2) * 34 // 2, path.parent.name
     for path in without[:3]:
         assert dsp_limits.fused_pairs(path) == 0, path.parent.name
+
+
+def test_dsp_limits_refuses_the_pairs_fv_dw_planes_ok_refuses_on_shape_stride_padding_and_activation():
+    """fused_plane_words mirrors fv_dw_planes_ok's cheap conditions: each change below, made to a
+    dsconv26 pair that fuses, makes it refuse (the rest the bench's fused count checks)."""
+    import copy
+
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import dsp_limits
+    from fleetvote.engine.kernels import DepthwiseConv2D
+
+    path = next(iter(sorted(ZOO.glob("dsconv26*/model.tflite"))), None)
+    if path is None:
+        pytest.skip("the zoo has no dsconv26 model")
+    kernels = [k for _, k in Engine.from_file(path).layer_table()]
+    conv, dw = next((a, b) for a, b in zip(kernels, kernels[1:])
+                    if isinstance(b, DepthwiseConv2D) and b.sw == 1 and dsp_limits.fused_plane_words(a, b) > 0)
+    changes = {"stride_h 2 under stride_w 1": {"sh": 2}, "dilation 2": {"dh": 2, "dw": 2},
+               "pad_top 0 (VALID)": {"pt": 0}, "depth multiplier 2": {"mult_depth": 2, "cout": 2 * dw.cout},
+               "a ReLU6 range": {"hi": 0}, "a right shift of 4": {"shift": dw.shift * 0 - 4},
+               "a right shift of 14": {"shift": dw.shift * 0 - 14}}
+    for what, fields in changes.items():
+        d = copy.copy(dw)
+        for k, v in fields.items():
+            setattr(d, k, v)
+        assert dsp_limits.fused_plane_words(conv, d) == 0, what
+    c = copy.copy(conv)
+    c.lo = 0
+    assert dsp_limits.fused_plane_words(c, dw) == 0, "a producer without the whole int8 range"
+
+
+def test_bench_firmware_fails_when_the_runner_fuses_other_pairs_than_the_build_planned(tmp_path):
+    """The bench image reports the pairs fused at prepare; bench_firmware.py compares them with
+    the build's FV_DSP_FUSED_PAIRS and names the mismatch."""
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import bench_firmware
+
+    limits = tmp_path / "fv_dsp_limits.h"
+    limits.write_text("#define FV_DSP_MAX_K 28\n#define FV_DSP_FUSED_PAIRS 6\n")
+    assert bench_firmware.fused_problem(6, limits) is None
+    assert "fused 5" in bench_firmware.fused_problem(5, limits)
+    assert "reports no fused pairs" in bench_firmware.fused_problem(None, limits)
+    assert "cannot read" in bench_firmware.fused_problem(6, tmp_path / "missing.h")
+    lines = ["bench model m layers 1 macc 9 clock 25000000 dwt 0", "overhead 5", "fused 3",
+             "layer ref 0 3 9 100", "total ref 100 out 00", "layer opt 0 3 9 50", "total opt 50 out 00",
+             "match 1", "done"]
+    assert bench_firmware.parse(lines)["fused"] == 3
 
 
 def _conv(kh: int, kw: int, cin: int, cout: int, out_px: int = 64, lo: int = -128, hi: int = 127):

@@ -737,7 +737,8 @@ typedef struct {
     const int32_t *cols_end;
     int32_t pairs;
 } planes_job;
-_Static_assert(offsetof(planes_job, cs) == offsetof(pw_job, o1) && offsetof(planes_job, pairs) == offsetof(pw_job, pairs),
+_Static_assert(offsetof(planes_job, cs) == offsetof(pw_job, o1) &&
+                   offsetof(planes_job, pairs) == offsetof(pw_job, pairs),
                "pw_pairs and pw_pairs_planes read their jobs at the same offsets");
 
 static void pw_pairs_planes(const planes_job *job)
@@ -849,8 +850,9 @@ static int pw_fits(const fv_conv_params *p, int32_t k)
  * The caller (fv_conv2d_to_planes_opt) has checked pw_fits, that out_c and out_w are even and
  * the zero point -128; the records' requantisation leaves the zero point out (USAT,
  * pw_pairs_planes). */
-static __attribute__((noinline)) void conv2d_prewidened_planes(const fv_conv_params *p, const int8_t *in, int32_t k,
-                                                               int32_t off2, int16_t *planes, int32_t pitch, int32_t cs)
+static __attribute__((noinline)) void conv2d_prewidened_planes(const fv_conv_params *p, const int8_t *in,
+                                                               int32_t k, int32_t off2, int16_t *planes,
+                                                               int32_t pitch, int32_t cs)
 {
     const int32_t groups = (k + 3) >> 2;
     const int32_t pairs = p->out_c >> 1;
@@ -1117,6 +1119,9 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 #define FV_DSP_DW_WORDS 1024 /* 4 KB: a 3x3 layer up to 61 columns wide (tests: FV_DSP_MAX_K=512) */
 #endif
 static int32_t dw_plane[FV_DSP_DW_WORDS] __attribute__((aligned(8)));
+/* for the tests, which dirty it before a case (fv_kernels_dsp.h) */
+int32_t *const fv_dsp_dw_plane = dw_plane;
+const uint32_t fv_dsp_dw_plane_words = FV_DSP_DW_WORDS;
 
 /* The group's record (dw_rec, rebuilt per group): everything the row loop reads, at fixed offsets:
  * words 0-3 the 4 channels' biases doubled, 4-15 their rq_chan (m, round_zp, e), 16 the plane's
@@ -1851,25 +1856,29 @@ static int dw_planar(const fv_conv_params *p, const int8_t *in, int8_t *out)
  * rows are zeroed here (dwf_pad); the producer writes every other word, the data rows' left
  * padding words among them (pw_pairs_planes_row). The passes are dwp_rows'
  * with the row offsets of the pitch (2 pitch and 4 pitch bytes), one function per width the zoo
- * has (4, 8, 16, 32), stride and shift: 72 functions, 20 KB of flash with the rest of this block.
+ * has (4, 8, 16, 32; stride 2 from 8 on), stride and shift: 63 functions, 19 KB of flash with the
+ * rest of this block.
  * RAM: dsconv26's largest, the first layer's 32x32x26 output, takes (26 x 33 + 2) x 34
  * halfwords, 58 KB (tools/dsp_limits.py sizes FV_DSP_DW_WORDS to it); the NHWC tensor's arena
  * bytes stay reserved and unused. Flash: this block (FV_DSP_FUSED_PAIRS > 0) is built only for
  * models with a pair that may fuse.
  */
 #if FV_DSP_FUSED_PAIRS > 0
-#define DWF_ROWS_E(W, R1, R2, E)                                                                     \
-    DWP_ROWS_FN_R(dwf_rows_s1_w##W##_e##E, DWP_S1_ROW, "8", "", DWP_RQ4_E(#E), R1, R2)               \
-    DWP_ROWS_FN_R(dwf_rows_s2_w##W##_e##E, DWP_S2_ROW, "16", "", DWP_RQ4_E(#E), R1, R2)
-#define DWF_ROWS_W(W, R1, R2)                                                                        \
-    DWF_ROWS_E(W, R1, R2, 5) DWF_ROWS_E(W, R1, R2, 6) DWF_ROWS_E(W, R1, R2, 7) DWF_ROWS_E(W, R1, R2, 8) \
-    DWF_ROWS_E(W, R1, R2, 9) DWF_ROWS_E(W, R1, R2, 10) DWF_ROWS_E(W, R1, R2, 11)                     \
-    DWF_ROWS_E(W, R1, R2, 12) DWF_ROWS_E(W, R1, R2, 13)
-/* pitch = W + 2 halfwords: 2 pitch and 4 pitch bytes */
-DWF_ROWS_W(4, "12", "24")
-DWF_ROWS_W(8, "20", "40")
-DWF_ROWS_W(16, "36", "72")
-DWF_ROWS_W(32, "68", "136")
+#define DWF_ROWS_1(W, R1, R2, E) DWP_ROWS_FN_R(dwf_rows_s1_w##W##_e##E, DWP_S1_ROW, "8", "", DWP_RQ4_E(#E), R1, R2)
+#define DWF_ROWS_2(W, R1, R2, E) DWP_ROWS_FN_R(dwf_rows_s2_w##W##_e##E, DWP_S2_ROW, "16", "", DWP_RQ4_E(#E), R1, R2)
+#define DWF_ROWS_W(S, W, R1, R2)                                                                     \
+    DWF_ROWS_##S(W, R1, R2, 5) DWF_ROWS_##S(W, R1, R2, 6) DWF_ROWS_##S(W, R1, R2, 7)                 \
+    DWF_ROWS_##S(W, R1, R2, 8) DWF_ROWS_##S(W, R1, R2, 9) DWF_ROWS_##S(W, R1, R2, 10)                \
+    DWF_ROWS_##S(W, R1, R2, 11) DWF_ROWS_##S(W, R1, R2, 12) DWF_ROWS_##S(W, R1, R2, 13)
+/* pitch = W + 2 halfwords: 2 pitch and 4 pitch bytes. Stride 2 at width 4 has none: its 2
+ * outputs per row are not the passes' 4 (fv_dw_planes_ok refuses it). */
+DWF_ROWS_W(1, 4, "12", "24")
+DWF_ROWS_W(1, 8, "20", "40")
+DWF_ROWS_W(2, 8, "20", "40")
+DWF_ROWS_W(1, 16, "36", "72")
+DWF_ROWS_W(2, 16, "36", "72")
+DWF_ROWS_W(1, 32, "68", "136")
+DWF_ROWS_W(2, 32, "68", "136")
 #define DWF_FNS(S, W)                                                                                \
     {dwf_rows_s##S##_w##W##_e5, dwf_rows_s##S##_w##W##_e6, dwf_rows_s##S##_w##W##_e7,                \
      dwf_rows_s##S##_w##W##_e8, dwf_rows_s##S##_w##W##_e9, dwf_rows_s##S##_w##W##_e10,               \
@@ -1877,7 +1886,7 @@ DWF_ROWS_W(32, "68", "136")
 #define DWF_WIDTHS 4 /* in_w 4, 8, 16, 32: index log2(in_w) - 2 */
 static const dwp_rows_fn DWF_ROWS[2][DWF_WIDTHS][DWP_E_MAX - DWP_E_MIN + 1] = {
     {DWF_FNS(1, 4), DWF_FNS(1, 8), DWF_FNS(1, 16), DWF_FNS(1, 32)},
-    {DWF_FNS(2, 4), DWF_FNS(2, 8), DWF_FNS(2, 16), DWF_FNS(2, 32)},
+    {{NULL}, DWF_FNS(2, 8), DWF_FNS(2, 16), DWF_FNS(2, 32)},
 };
 
 static int32_t dwf_width_index(int32_t w)
@@ -1889,11 +1898,19 @@ int fv_dw_planes_ok(const fv_conv_params *conv, const fv_conv_params *dw)
 {
     const int32_t s = dw->stride_w, c = dw->in_c;
     const int32_t k = conv->k_h * conv->k_w * conv->in_c;
-    if (dw->depth_multiplier != 1 || dw->k_h != 3 || dw->k_w != 3 || dw->dil_h != 1 || dw->dil_w != 1 ||
-        (s != 1 && s != 2) || dw->stride_h != s || dw->pad_left != (s == 1 ? 1 : 0) || dw->pad_top != dw->pad_left ||
-        dw->act_min != -128 || dw->act_max != 127 || dwf_width_index(dw->in_w) < 0 || dw->in_h < 1 ||
-        dw->out_w * s != dw->in_w || dw->out_h * s != dw->in_h || (dw->out_w & 3) != 0) {
+    if (dw->depth_multiplier != 1 || dw->out_c != c || c < 2 || dw->k_h != 3 || dw->k_w != 3 || dw->dil_h != 1 ||
+        dw->dil_w != 1 || (s != 1 && s != 2) || dw->stride_h != s || dw->pad_left != (s == 1 ? 1 : 0) ||
+        dw->pad_top != dw->pad_left || dw->act_min != -128 || dw->act_max != 127 ||
+        dwf_width_index(dw->in_w) < 0 || dw->in_h < 1 || (int64_t)dw->out_w * s != dw->in_w ||
+        (int64_t)dw->out_h * s != dw->in_h || (dw->out_w & 3) != 0) {
         return 0; /* the pass's shapes: 3x3 SAME on an even width of the table, 4 outputs per pass */
+    }
+    if (DWF_ROWS[s - 1][dwf_width_index(dw->in_w)][0] == NULL) {
+        return 0; /* no passes at this stride and width (the 4 outputs above already rule it out) */
+    }
+    /* the planes' halfwords in 64 bits: c and in_h are any int32 a model gives, in_w + 2 <= 34 */
+    if (((int64_t)c * ((int64_t)dw->in_h + 1) + 2) * (dw->in_w + 2) > 2 * (int64_t)FV_DSP_DW_WORDS) {
+        return 0;
     }
     /* the producer: its outputs are the layer's input, in pixel pairs and channel pairs, its
      * zero point -128 (the USAT), on the pre-widened path */
@@ -1902,8 +1919,7 @@ int fv_dw_planes_ok(const fv_conv_params *conv, const fv_conv_params *dw)
         !rq_fast_ok(conv->bias, conv->multiplier, conv->shift, conv->out_c, k, conv->output_offset)) {
         return 0;
     }
-    if (!rq_fast_ok(dw->bias, dw->multiplier, dw->shift, c, 9, dw->output_offset) ||
-        (c * (dw->in_h + 1) + 2) * (dw->in_w + 2) > 2 * FV_DSP_DW_WORDS) {
+    if (!rq_fast_ok(dw->bias, dw->multiplier, dw->shift, c, 9, dw->output_offset)) {
         return 0;
     }
     for (int32_t ch = 0; ch < c; ch++) {

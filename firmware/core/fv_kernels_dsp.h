@@ -28,7 +28,7 @@
 #define FV_DSP_PAD_K ((FV_DSP_MAX_K + 3) & ~3)
 
 /* the fused convolution + depthwise kernels (fv_kernels_dsp.c, fv_dw_planes_ok) and their pass
- * functions, about 20 KB of flash, are built when the model has a pair that may fuse
+ * functions, about 19 KB of flash, are built when the model has a pair that may fuse
  * (FV_DSP_FUSED_PAIRS > 0, from tools/dsp_limits.py) or no fv_dsp_limits.h says otherwise;
  * without them the runner's weak fallbacks fuse nothing */
 #ifndef FV_DSP_FUSED_PAIRS
@@ -41,5 +41,11 @@
 
 /* the words of the scratch (FV_DSP_PAD_K of them, 8-byte aligned), defined in fv_kernels_dsp.c */
 extern int32_t *const fv_dsp_scratch;
+
+/* the depthwise kernels' widened plane and its words (FV_DSP_DW_WORDS), which hold a fused pair's
+ * channel planes between its two layers; the kernels zero what they read and did not write, so
+ * the tests fill it with other bytes first (tests/test_kernels_dsp_fused.c) */
+extern int32_t *const fv_dsp_dw_plane;
+extern const uint32_t fv_dsp_dw_plane_words;
 
 #endif /* FV_KERNELS_DSP_H */

@@ -172,12 +172,14 @@ static const fv_op_fn op_tables[FV_KERNEL_SETS][FV_OP_TABLE_SIZE] = {
 };
 
 /* 1 when no layer after `k + 1` reads layer k's output before a layer overwrites its bytes (the
- * plan reuses arena offsets, so a later layer reading the same offset may read another tensor).
- * The model's output is the last layer's, written after layer k + 1. */
+ * plan reuses arena offsets, so a later layer reading the same offset may read another tensor),
+ * nor does fv_run's copy of the model's output after the last layer, when no layer overwrote
+ * them before: a fused producer never writes its NHWC output. */
 static int only_next_reads(const fv_model *model, uint32_t k)
 {
     const fv_layer *const l = &model->layers[k];
     const uint32_t lo = l->out, hi = l->out + l->out_bytes;
+    const uint32_t o = model->output_offset;
     for (uint32_t j = k + 2; j < model->n_layers; ++j) {
         const fv_layer *const m = &model->layers[j];
         if (m->in0 == lo || (m->kind == FV_OP_ADD && m->in1 == lo)) {
@@ -187,7 +189,7 @@ static int only_next_reads(const fv_model *model, uint32_t k)
             return 1; /* overwritten: dead from here on */
         }
     }
-    return 1;
+    return !(o < hi && o + model->num_classes > lo); /* still live at the end: the output's? */
 }
 
 /* The fused pairs of `model` (fv_runner.h: to_planes, from_planes). */

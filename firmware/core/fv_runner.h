@@ -49,7 +49,9 @@ typedef struct {
  * r->kernels is set either way. */
 int fv_runner_prepare(fv_runner *r, const fv_model *model, fv_kernel_set kernels);
 
-/* Layer timing hook for benchmarks (NULL in production): called after each layer. */
+/* Layer timing hook for benchmarks (NULL in production): called after each layer. Under fusion
+ * (to_planes) the producer's NHWC output is never written: a hook that reads it sees stale
+ * bytes. */
 typedef void (*fv_layer_hook)(uint32_t layer_index, const fv_layer *layer, void *ctx);
 
 /* Pixels (uint8 HWC RGB, 3072 bytes) -> int8 outputs (model->num_classes bytes). The input byte

@@ -13,12 +13,15 @@
  *  - random pairs: widths 4, 8, 16, 32 (8-32 at stride 2), heights 1-12, strides 1 and 2, 2-64 channels (a partial
  *    group of 2 among them), 1x1 and 3x3 producers over 1-40 channels, any input offset of the
  *    producer and output offset of the depthwise;
- *  - pairs that must not fuse (a producer zero point other than -128, an odd width, a shift the
- *    passes have no function for);
+ *  - pairs that must not fuse (a producer zero point other than -128, a width without passes,
+ *    out_w 2, a shift the passes have no function for, another activation range, pad_top !=
+ *    pad_left, dilation 2, out_c != in_c, planes larger than the buffer);
  *  - the runner: a model of the first four dsconv26 layers, run with the optimised kernels (the
- *    two pairs fused) and the reference, and the same model with an ADD that reads the first
- *    convolution's output again (that pair must not fuse).
- * Every output buffer is followed by guard bytes that must stay intact. The last line is
+ *    two pairs fused) and the reference, the same model with an ADD that reads the second
+ *    convolution's output again (that pair must not fuse), and with the model's output in the
+ *    second convolution's output (that pair must not fuse; the first, overwritten before, does).
+ * Every output buffer is followed by guard bytes that must stay intact; the plane buffer is
+ * filled with nonzero bytes before each case, so that unzeroed padding shows. The last line is
  * "N passed, M failed"; exit status 0 only when all passed.
  */
 #include <stddef.h>
@@ -27,6 +30,7 @@
 #include <string.h>
 
 #include "fv_kernels.h"
+#include "fv_kernels_dsp.h"
 #include "fv_runner.h"
 
 #define GUARD 32
@@ -136,6 +140,16 @@ static int compare(const char *what, int32_t case_no, int32_t n)
     return 1;
 }
 
+/* Every byte of the plane buffer nonzero and different per case, so that a padding word the
+ * kernels should zero and do not changes the output whatever ran before. */
+static void dirty_planes(void)
+{
+    const uint32_t fill = (rnd() | 0x01010101u) & 0x7F7F7F7Fu; /* no zero byte: 1..127 each */
+    for (uint32_t i = 0; i < fv_dsp_dw_plane_words; i++) {
+        fv_dsp_dw_plane[i] = (int32_t)fill;
+    }
+}
+
 /* The pair fused against the two references: 1 when it qualified and every byte agrees. */
 static int run_pair(const fv_conv_params *conv, const fv_conv_params *dw, int32_t case_no)
 {
@@ -147,6 +161,7 @@ static int run_pair(const fv_conv_params *conv, const fv_conv_params *dw, int32_
     }
     memset(out_ref, 0x5A, sizeof out_ref);
     memset(out_opt, 0x5A, sizeof out_opt);
+    dirty_planes();
     fv_conv2d_ref(conv, in_buf, mid);
     fv_depthwise_conv2d_ref(dw, mid, out_ref);
     fv_conv2d_to_planes_opt(conv, dw, in_buf);
@@ -194,27 +209,54 @@ static int random_case(int32_t case_no)
     return run_pair(&conv, &dw, case_no);
 }
 
-/* Pairs fv_dw_planes_ok must refuse (the runner then runs the layers apart). */
+/* Pairs fv_dw_planes_ok must refuse (the runner then runs the layers apart), each beside a
+ * control that differs only where said and must fuse. */
+static int refused(const char *what, int expect_fuse, const fv_conv_params *conv, const fv_conv_params *dw)
+{
+    if (fv_dw_planes_ok(conv, dw) != expect_fuse) {
+        printf("FAIL refusals: %s %s\n", what, expect_fuse ? "does not fuse" : "fuses");
+        return 0;
+    }
+    return 1;
+}
+
 static int refusals(void)
 {
     fv_conv_params conv, dw;
     int ok = 1;
     make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
-    ok &= fv_dw_planes_ok(&conv, &dw);
+    ok &= refused("the control pair", 1, &conv, &dw);
     conv.output_offset = -100; /* no USAT: the offset would cost an instruction per value */
     dw.input_offset = 100;
-    ok &= !fv_dw_planes_ok(&conv, &dw);
-    make_pair(&conv, &dw, 6, 6, 16, 16, 1, 1); /* a width without pass functions */
-    ok &= !fv_dw_planes_ok(&conv, &dw);
+    ok &= refused("a producer zero point -100", 0, &conv, &dw);
+    make_pair(&conv, &dw, 6, 6, 16, 16, 1, 1);
+    ok &= refused("width 6 (no pass functions)", 0, &conv, &dw);
+    make_pair(&conv, &dw, 4, 4, 16, 16, 1, 2);
+    ok &= refused("width 4 at stride 2 (out_w 2, not a multiple of 4)", 0, &conv, &dw);
     make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
-    s_dw[3] = -4; /* a shift without pass functions */
-    ok &= !fv_dw_planes_ok(&conv, &dw);
+    s_dw[3] = -4;
+    ok &= refused("a shift without pass functions", 0, &conv, &dw);
     make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
-    dw.act_min = -100; /* an activation range the passes' SSAT does not give */
-    ok &= !fv_dw_planes_ok(&conv, &dw);
-    if (!ok) {
-        printf("FAIL refusals: a pair fused that must not, or the control pair did not\n");
-    }
+    dw.act_min = -100;
+    ok &= refused("an activation range the passes' SSAT does not give", 0, &conv, &dw);
+    make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
+    dw.pad_top = 0;
+    ok &= refused("pad_top 0 with pad_left 1", 0, &conv, &dw);
+    make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
+    dw.dil_h = dw.dil_w = 2;
+    dw.pad_top = dw.pad_left = 2; /* SAME at dilation 2 */
+    ok &= refused("dilation 2", 0, &conv, &dw);
+    make_pair(&conv, &dw, 8, 8, 16, 16, 1, 1);
+    dw.out_c = 32; /* the depth multiplier left at 1: out_c alone must refuse */
+    ok &= refused("out_c 32 of 16 channels", 0, &conv, &dw);
+    dw.depth_multiplier = 2;
+    ok &= refused("depth multiplier 2", 0, &conv, &dw);
+    /* the planes of 32x32 and c channels: (33 c + 2) x 34 halfwords, 31,484 for 28 (fits the
+     * test's 16,384 words), 33,728 for 30 (does not) */
+    make_pair(&conv, &dw, 32, 32, 16, 28, 1, 1);
+    ok &= refused("32x32x28 planes (31,484 halfwords)", 1, &conv, &dw);
+    make_pair(&conv, &dw, 32, 32, 16, 30, 1, 1);
+    ok &= refused("32x32x30 planes (33,728 halfwords, more than the buffer)", 0, &conv, &dw);
     return ok;
 }
 
@@ -234,8 +276,15 @@ static void quant(int32_t q[3][52], int32_t n, int32_t lo, int32_t hi)
     fill_quant(q[0], q[1], q[2], n, lo, hi);
 }
 
-static int runner_case(int with_add)
+/* variant 0: the four layers; 1: and an ADD that reads layer 2's output again; 2: the four
+ * layers with the model's output at A, where both producers write: layer 2's output is the
+ * model's (its NHWC bytes must be written, so that pair must not fuse), layer 0's is overwritten
+ * by layer 2 before (that pair fuses) */
+static int runner_case(int variant)
 {
+    static const char *const names[3] = {"runner", "runner with add", "runner with output at A"};
+    static const uint64_t to[3] = {0x5u, 0x1u, 0x1u}, from[3] = {0xAu, 0x2u, 0x2u};
+    const int with_add = variant == 1;
     fv_conv_params p0, p1, p2, p3;
     fv_add_params add;
     fv_layer layers[5];
@@ -254,11 +303,23 @@ static int runner_case(int with_add)
     quant(q2, 52, -12, -6);
     quant(q3, 52, -12, -6);
     p0.input_offset = 128; /* the model's input: pixel - 128 */
-    p0.weights = w0, p0.bias = q0[0], p0.multiplier = q0[1], p0.shift = q0[2];
-    p1.weights = w1, p1.bias = q1[0], p1.multiplier = q1[1], p1.shift = q1[2];
-    p2.weights = w2, p2.bias = q2[0], p2.multiplier = q2[1], p2.shift = q2[2];
+    p0.weights = w0;
+    p0.bias = q0[0];
+    p0.multiplier = q0[1];
+    p0.shift = q0[2];
+    p1.weights = w1;
+    p1.bias = q1[0];
+    p1.multiplier = q1[1];
+    p1.shift = q1[2];
+    p2.weights = w2;
+    p2.bias = q2[0];
+    p2.multiplier = q2[1];
+    p2.shift = q2[2];
     p2.input_offset = -p1.output_offset;
-    p3.weights = w3, p3.bias = q3[0], p3.multiplier = q3[1], p3.shift = q3[2];
+    p3.weights = w3;
+    p3.bias = q3[0];
+    p3.multiplier = q3[1];
+    p3.shift = q3[2];
     p2.output_offset = -128;
     p3.input_offset = 128;
     /* {kind, params, in0, in1, out, in_bytes, out_bytes, macc} */
@@ -284,7 +345,7 @@ static int runner_case(int with_add)
     model.n_layers = with_add ? 5u : 4u;
     model.layers = layers;
     model.input_offset = B_OFF;
-    model.output_offset = with_add ? X_OFF : B_OFF;
+    model.output_offset = with_add ? X_OFF : variant == 2 ? A_OFF : B_OFF;
     n_out = 13312u;
     model.num_classes = n_out;
     for (uint32_t i = 0; i < sizeof pixels; i++) {
@@ -292,20 +353,22 @@ static int runner_case(int with_add)
     }
     memset(out_ref, 0x5A, sizeof out_ref);
     memset(out_opt, 0x5A, sizeof out_opt);
-    if (fv_runner_prepare(&r_ref, &model, FV_KERNELS_REF) != 0 || fv_runner_prepare(&r_opt, &model, FV_KERNELS_OPT) != 0) {
+    if (fv_runner_prepare(&r_ref, &model, FV_KERNELS_REF) != 0 ||
+        fv_runner_prepare(&r_opt, &model, FV_KERNELS_OPT) != 0) {
         printf("FAIL runner: prepare\n");
         return 0;
     }
-    /* fused: both pairs without the ADD; with it, only the first (layer 2's output is read again) */
-    if (r_ref.to_planes != 0 || r_opt.to_planes != (with_add ? 0x1u : 0x5u) ||
-        r_opt.from_planes != (with_add ? 0x2u : 0xAu)) {
-        printf("FAIL runner%s: fused pairs to %lx from %lx\n", with_add ? " with add" : "",
-               (unsigned long)r_opt.to_planes, (unsigned long)r_opt.from_planes);
+    /* fused: both pairs, or only the first where layer 2's output is read again (the ADD, the
+     * model's output) */
+    if (r_ref.to_planes != 0 || r_opt.to_planes != to[variant] || r_opt.from_planes != from[variant]) {
+        printf("FAIL %s: fused pairs to %lx from %lx\n", names[variant], (unsigned long)r_opt.to_planes,
+               (unsigned long)r_opt.from_planes);
         ok = 0;
     }
+    dirty_planes();
     fv_run(&r_ref, arena_ref, pixels, out_ref, NULL, NULL);
     fv_run(&r_opt, arena_opt, pixels, out_opt, NULL, NULL);
-    return compare(with_add ? "runner with add" : "runner", 0, (int32_t)n_out) && ok;
+    return compare(names[variant], 0, (int32_t)n_out) && ok;
 }
 
 int main(void)
@@ -330,12 +393,12 @@ int main(void)
         passed += ok;
         failed += !ok;
     }
-    for (int with_add = 0; with_add < 2; with_add++) {
-        const int ok = runner_case(with_add);
+    for (int variant = 0; variant < 3; variant++) {
+        const int ok = runner_case(variant);
         passed += ok;
         failed += !ok;
     }
-    printf("fused conv + depthwise vs reference: %ld zoo pairs, %d random pairs, refusals, 2 runner models\n",
+    printf("fused conv + depthwise vs reference: %ld zoo pairs, %d random pairs, refusals, 3 runner models\n",
            (long)(ZOO_PAIRS_N * ZOO_REPEATS), RANDOM_CASES);
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

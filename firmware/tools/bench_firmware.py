@@ -22,7 +22,9 @@ NUCLEO-F411RE at 100 MHz, for a stated cycles-per-instruction assumption, beside
 With ``--cards ZOO`` it records each model's whole-inference instructions per MAC (both kernel
 sets) in ZOO/<id>/card.json under ``"bench_firmware"``, with the machine, the emulator, the
 compiler of the image and the make command that counts it again; ``fleetvote plan`` reads them.
-Exit status 1 if a bench fails or the two kernel sets disagree on the output.
+Exit status 1 if a bench fails, the two kernel sets disagree on the output, or the runner fused
+another number of (convolution, depthwise) pairs than the build planned (FV_DSP_FUSED_PAIRS of
+tools/dsp_limits.py: the planes' RAM and the fused kernels' flash are reserved for them).
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ def parse(lines: list[str]) -> dict:
                        clock_hz=int(kv["clock"]), dwt=int(kv["dwt"]))
         elif f[0] == "overhead":
             out["overhead"] = int(f[1])
+        elif f[0] == "fused":
+            out["fused"] = int(f[1])
         elif f[0] == "layer":
             out["layers"][f[1]].append({"index": int(f[2]), "kind": int(f[3]), "macc": int(f[4]), "ticks": int(f[5])})
         elif f[0] == "total":
@@ -192,7 +196,31 @@ def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
     total = {v: b["total"][v] / tpi for v in ("ref", "opt")}
     return {"model": b["model"], "macc": b["macc"], "layers": rows, "groups": groups,
             "total_instructions": {k: round(v) for k, v in total.items()}, "match": b["match"],
-            "outputs": b["out"], "overhead_instructions": round(b.get("overhead", 0) / tpi)}
+            "outputs": b["out"], "overhead_instructions": round(b.get("overhead", 0) / tpi),
+            "fused_pairs": b.get("fused")}
+
+
+def fused_problem(fused: int | None, limits: Path) -> str | None:
+    """Why the pairs the runner fused at prepare (the bench's `fused` line) are not the
+    FV_DSP_FUSED_PAIRS the build planned for (`limits`, its fv_dsp_limits.h from
+    tools/dsp_limits.py); None when they agree. A pair dsp_limits.py counts that the firmware
+    refuses (a condition only fv_dw_planes_ok checks) would keep the planes' RAM and the fused
+    kernels' flash for nothing; one the firmware fuses that dsp_limits.py does not count would
+    run with planes sized for another layer."""
+    try:
+        found = re.search(r"#define FV_DSP_FUSED_PAIRS (\d+)", limits.read_text())
+    except OSError as exc:
+        return f"cannot read the build's planned pairs: {exc}"
+    if found is None:
+        return f"{limits} has no FV_DSP_FUSED_PAIRS (rebuild the bench image)"
+    if fused is None:
+        return "the bench image reports no fused pairs (a bench.c before the count: rebuild it)"
+    planned = int(found.group(1))
+    if fused != planned:
+        return (f"the runner fused {fused} (convolution, depthwise) pairs at prepare, dsp_limits.py planned "
+                f"FV_DSP_FUSED_PAIRS {planned}: make its fused_plane_words agree with fv_dw_planes_ok "
+                f"(core/fv_kernels_dsp.c)")
+    return None
 
 
 def per_mac(instr: float, macc: int) -> str:
@@ -374,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and res["match"]
         results.append(res)
         print(report(res, shapes))
+        problem = fused_problem(res["fused_pairs"], image.parent / "fv_dsp_limits.h")
+        if problem is not None:
+            print(f"{m}: {problem}")
+            ok = False
         if a.cards and res["match"]:
             try:
                 record = card_record(res, emulator, compiler_of(image.with_suffix(".elf")))

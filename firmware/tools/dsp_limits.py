@@ -117,30 +117,51 @@ def dw_plane_words(path: Path) -> int:
     return words
 
 
-# the widths of the fused pair's passes (core/fv_kernels_dsp.c, DWF_ROWS)
+# the widths of the fused pair's passes (core/fv_kernels_dsp.c, DWF_ROWS): at stride 1 all four,
+# at stride 2 from 8 on (width 4 gives 2 outputs per row, not the passes' 4)
 DWF_WIDTHS = (4, 8, 16, 32)
+DWF_WIDTHS_S2 = (8, 16, 32)
+# the requantisation shifts the passes have functions for (DWP_E_MIN, DWP_E_MAX: right shifts)
+DWP_E_MIN, DWP_E_MAX = 5, 13
 
 
 def fused_plane_words(conv, dw) -> int:
     """Words of the channel planes a convolution writes for the 3x3 depthwise layer after it
     (core/fv_kernels_dsp.c, fv_conv2d_to_planes_opt): (c (in_h + 1) + 2) rows of in_w + 2
-    halfwords, when the pair may fuse (the shapes and zero points fv_dw_planes_ok asks for; the
-    firmware checks the rest and falls back when the planes do not fit); 0 otherwise."""
+    halfwords, when the pair may fuse; 0 otherwise.
+
+    This mirrors fv_dw_planes_ok's shape, stride, padding, dilation, activation, zero-point and
+    shift conditions. Firmware-only stay those that need the firmware's own arithmetic or
+    build: rq_fast_ok (the fast requantisation's bounds on bias and multiplier, per channel),
+    pw_fits (the pre-widened weights against FV_DSP_PW_WORDS, sized by pw_words_of), the plane
+    size against FV_DSP_DW_WORDS (sized here from this very function) and the runner's "only
+    the depthwise reads the output" (only_next_reads, on the arena plan). A pair this counts and
+    the firmware refuses is caught by the bench: the bench image reports the pairs the runner
+    fused at prepare and tools/bench_firmware.py fails when they differ from this count
+    (FV_DSP_FUSED_PAIRS), so no RAM or flash stays reserved for a pair that never fuses."""
     from fleetvote.engine.kernels import Conv2D, DepthwiseConv2D
 
     if not isinstance(conv, Conv2D) or isinstance(conv, DepthwiseConv2D) or not isinstance(dw, DepthwiseConv2D):
         return 0
     h, w, c = conv.oh, conv.ow, conv.cout
-    if (dw.kh, dw.kw, dw.cin, dw.mult_depth) != (3, 3, c, 1) or w not in DWF_WIDTHS or c % 2:
+    if (dw.kh, dw.kw, dw.cin, dw.cout, dw.mult_depth, dw.dh, dw.dw) != (3, 3, c, c, 1, 1, 1) or c % 2:
         return 0
-    if conv.out_zp != -128 or dw.in_zp != -128 or dw.sw not in (1, 2) or dw.ow * dw.sw != w or dw.ow % 4:
+    s = dw.sw
+    if dw.sh != s or w not in (DWF_WIDTHS if s == 1 else DWF_WIDTHS_S2 if s == 2 else ()):
+        return 0
+    # SAME: padding 1 before at stride 1, none before at stride 2 (the even sizes here)
+    if (dw.pt, dw.pl) != ((1, 1) if s == 1 else (0, 0)) or dw.ow * s != w or dw.oh * s != h or dw.ow % 4:
+        return 0
+    if conv.out_zp != -128 or dw.in_zp != -128 or (dw.lo, dw.hi) != (-128, 127) or (conv.lo, conv.hi) != (-128, 127):
+        return 0
+    if any(not DWP_E_MIN <= -int(e) <= DWP_E_MAX for e in dw.shift):
         return 0
     return (c * (h + 1) + 2) * (w + 2) // 2
 
 
 def fused_pairs(path: Path) -> int:
     """How many (convolution, depthwise) pairs of the model may fuse (fused_plane_words); with
-    none, the firmware leaves the fused kernels and their 72 pass functions (20 KB of flash) out
+    none, the firmware leaves the fused kernels and their 63 pass functions (19 KB of flash) out
     (FV_DSP_FUSED_PAIRS)."""
     from fleetvote.engine import Engine
 

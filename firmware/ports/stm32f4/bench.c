@@ -5,6 +5,8 @@
  *
  *   bench model <id> layers <n> macc <macc> clock <hz> dwt <0|1>
  *   overhead <ticks>                       fv_run with no layers: input quantisation, output copy
+ *   fused <pairs>                          the (convolution, depthwise) pairs the optimised runner
+ *                                          fused at prepare (fv_runner.h, to_planes)
  *   layer <ref|opt> <k> <kind> <macc> <ticks>
  *   total <ref|opt> <ticks> out <10 bytes, hex>
  *   done
@@ -118,6 +120,15 @@ int main(void)
         if (fv_runner_prepare(&r, m, v ? FV_KERNELS_OPT : FV_KERNELS_REF) != 0) {
             put_str("error unknown layer kind\n");
             continue;
+        }
+        if (v) { /* bench_firmware.py checks it against FV_DSP_FUSED_PAIRS (tools/dsp_limits.py) */
+            uint32_t pairs = 0u;
+            for (uint64_t bits = r.to_planes; bits != 0u; bits &= bits - 1u) {
+                ++pairs;
+            }
+            put_str("fused ");
+            put_u64(pairs);
+            put_str("\n");
         }
         /* the total without the hook (whose printing would count), then the layers with it */
         t0 = fv_port_ticks();
