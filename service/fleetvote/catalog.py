@@ -26,7 +26,9 @@ from .errors import ConfigError
 CATALOG = Path(__file__).resolve().parents[2] / "firmware" / "boards" / "catalog.json"
 
 # What the firmware itself (runtime, protocol, port, stack) takes beside a model's weights and
-# arena. Upper bounds until the STM32 port's size report measures them per board.
+# arena: the planner's guess for a model the size report has not measured. Not a bound: the size
+# report measures 32-68 KB of flash and 19-87 KB of RAM beside the model (the DSP kernels' buffers,
+# and a model with fused depthwise pairs adds its int16 planes), so plan with the size report.
 FIRMWARE_FLASH_BYTES = 24 * 1024
 FIRMWARE_RAM_BYTES = 12 * 1024
 

@@ -6,7 +6,8 @@ For each model of the zoo:
 * what it needs: flash and RAM of its firmware image as measured by the STM32 port's size report
   (``firmware/build/size-report.json``, from ``make -C firmware size-report``) when that file
   exists and has the pair; otherwise the card's weights and arena plus ``FIRMWARE_FLASH_BYTES``
-  and ``FIRMWARE_RAM_BYTES`` of ``fleetvote.catalog`` (upper bounds); the report says which;
+  and ``FIRMWARE_RAM_BYTES`` of ``fleetvote.catalog`` (a guess, low for models with fused
+  depthwise planes); the report says which;
 * the cheapest board of the catalogue (``firmware/boards/catalog.json``; boards with a price only,
   which leaves out the emulated one) that it fits; ties go to the faster clock. A model of role
   ``reference`` (MLPerf Tiny's ResNet-8) goes on a nucleo-f411re, the members' board, whatever
