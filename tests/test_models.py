@@ -161,9 +161,11 @@ def test_train_export_eval_analyze_on_a_few_hundred_images(keras_mod, cifar_path
     # (BatchNorm statistics move without gradients, so compare the convolution kernels)
     child = tmp_path / "child"
     assert main(["train", "--arch", "resnet:4", "--epochs", "1", "--limit", "300", "--lr", "0",
-                 "--init", str(run), "--out", str(child), "--data", cifar_path]) == 0
-    # the recipe names the parent run by its id, never by a path of this machine
-    assert json.loads((child / "run.json").read_text())["recipe"]["init"] == run.name
+                 "--init", str(run), "--teacher", str(run / "checkpoint.keras"), "--out", str(child),
+                 "--data", cifar_path]) == 0
+    # the recipe names the parent and the teacher runs by their ids, never by a path of this machine
+    recipe = json.loads((child / "run.json").read_text())["recipe"]
+    assert recipe["init"] == run.name and recipe["teacher"] == run.name and recipe["distill_alpha"] == 0.5
     import keras
 
     from fleetvote_models.archs import build
@@ -334,6 +336,32 @@ def test_alternating_flip_shows_each_image_both_ways_over_two_epochs():
         augment(x, ["altflip"], rng)
     with pytest.raises(ValueError, match="unknown augmentation"):
         augment(x, ["rotate"], rng)
+
+
+def test_a_teacher_labels_the_augmented_view_the_student_fits():
+    from fleetvote_models.train import epoch_views
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 255, (64, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 64)
+    seen = []
+
+    def teacher(batch):  # not flip- or shift-invariant: left columns weigh more than right ones
+        seen.append(batch)
+        score = (batch * np.linspace(1, -1, 32)[None, None, :, None]).mean(axis=(1, 2, 3))
+        logits = np.outer(score, np.arange(10)) * 20  # soft: scores are about +-0.05
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+    args = (x, y, np.arange(64), 7, 3, ["crop", "flip"], 0.1)
+    xa, ya = epoch_views(*args, teacher=teacher, distill_alpha=0.25)
+    plain_x, plain_y = epoch_views(*args)
+    assert np.array_equal(xa, plain_x) and len(seen) == 1 and seen[0] is xa  # the very inputs fitted
+    np.testing.assert_allclose(ya, 0.25 * teacher(xa) + 0.75 * plain_y, rtol=1e-6)
+    # the view differs from the image it came from, so a teacher shown the original would differ
+    order = np.random.default_rng([7, 3]).permutation(64)
+    assert not np.allclose(teacher(x[order].astype(np.float32) / 255.0), teacher(xa))
+    np.testing.assert_allclose(ya.sum(1), 1.0, rtol=1e-5)
 
 
 def test_weight_average_follows_slowly_and_warms_up_fast():

@@ -99,7 +99,6 @@ def export_run(run: Path, model_id: str, zoo: Path, role: str = "member",
     dest = zoo / model_id
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "model.tflite").write_bytes(blob)
-    # the float model too, as a distillation teacher or for a re-export (small: < 6 MB)
     train_info = {
         "id": model_id, "role": role, "arch": recipe["arch"], "seed": recipe["seed"],
         "epochs": run_info["epoch"], "best_epoch": run_info["best_epoch"],

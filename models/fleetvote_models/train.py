@@ -38,11 +38,39 @@ def _onehot(y: np.ndarray, smoothing: float) -> np.ndarray:
     return out
 
 
-def _teacher_targets(teacher: str, x: np.ndarray) -> np.ndarray:
+def load_teacher(teacher: str):
+    """The teacher's predict function: class probabilities of a batch of [0, 1] float images.
+
+    It runs on each epoch's augmented view, the very inputs the student fits that epoch (online
+    distillation): a teacher shown the unaugmented image would teach the crop and flip the
+    student never sees (Beyer et al. 2022, "Knowledge distillation: a good teacher is patient and
+    consistent", https://arxiv.org/abs/2106.05237, section 3: consistent views)."""
     import keras
 
     model = keras.models.load_model(teacher, compile=False)
-    return np.asarray(model.predict(x.astype(np.float32) / 255.0, batch_size=500, verbose=0))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(x, batch_size=500, verbose=0), dtype=np.float32)
+
+    return predict
+
+
+def epoch_views(x: np.ndarray, y: np.ndarray, ids: np.ndarray, seed: int, epoch: int,
+                augmentations: list[str], smoothing: float, teacher=None,
+                distill_alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's augmented inputs (float, [0, 1]) and targets: a pure function of (seed, epoch),
+    so that --resume reproduces the run it continues. With a ``teacher`` (``load_teacher``), the
+    targets mix its predictions on these same augmented inputs into the smoothed one-hot labels."""
+    from .augment import augment
+
+    erng = np.random.default_rng([seed, epoch])
+    order = erng.permutation(len(x))
+    xa = augment(x[order], augmentations, erng, ids=ids[order], epoch=epoch,
+                 seed=seed).astype(np.float32) / 255.0
+    ya = _onehot(y[order], smoothing)
+    if teacher is not None:
+        ya = distill_alpha * teacher(xa) + (1 - distill_alpha) * ya
+    return xa, ya
 
 
 def run_id(path: str | None) -> str | None:
@@ -120,7 +148,6 @@ def train(
     from fleetvote.data import load_split
 
     from .archs import build, keras_macc, parse_arch
-    from .augment import augment
 
     try:  # before the data is loaded and the run directory made: a typo costs nothing
         parse_arch(arch)
@@ -166,7 +193,7 @@ def train(
         tr, va, ids = type(tr)(tr.x[pick], tr.y[pick]), type(va)(va.x[vpick], va.y[vpick]), ids[pick]
     n = len(tr)
     steps = math.ceil(n / batch_size)
-    soft = _teacher_targets(teacher, tr.x) if teacher else None
+    teacher_predict = load_teacher(teacher) if teacher else None
 
     average = WeightAverage(ema) if ema else None
     if state["epoch"] > 0:
@@ -194,16 +221,8 @@ def train(
           f"{n} training images, {epochs} epochs")
 
     def views(epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """One epoch's augmented inputs and targets: a pure function of (seed, epoch), so that
-        --resume reproduces the run it continues."""
-        erng = np.random.default_rng([seed, epoch])
-        order = erng.permutation(n)
-        xa = augment(tr.x[order], list(augmentations), erng, ids=ids[order], epoch=epoch,
-                     seed=seed).astype(np.float32) / 255.0
-        ya = _onehot(tr.y[order], label_smoothing)
-        if soft is not None:
-            ya = distill_alpha * soft[order] + (1 - distill_alpha) * ya
-        return xa, ya
+        return epoch_views(tr.x, tr.y, ids, seed, epoch, list(augmentations), label_smoothing,
+                           teacher_predict, distill_alpha)
 
     xv = va.x.astype(np.float32) / 255.0
     # the next epoch's views are made in a thread while this epoch fits (numpy releases the GIL

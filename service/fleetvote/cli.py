@@ -140,7 +140,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "decay per step (0.999 is about three epochs); 0: off")
     t.add_argument("--subset", type=float, default=1.0, help="train on this seeded share of the train split (bagging)")
     t.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
-    t.add_argument("--teacher", help="a .keras model whose soft predictions are mixed into the targets")
+    t.add_argument("--teacher", help="a .keras model (a finished run's checkpoint.keras) whose predictions on "
+                   "each epoch's augmented view are mixed into the targets")
     t.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the teacher's targets")
     t.add_argument("--init", metavar="RUN", help="start from the best weights of this finished run of the same "
                    "--arch (a warm restart: a new cosine cycle from those weights)")
