@@ -115,4 +115,16 @@ int fv_dw_planes_ok(const fv_conv_params *conv, const fv_conv_params *dw);
 void fv_conv2d_to_planes_opt(const fv_conv_params *conv, const fv_conv_params *dw, const int8_t *in);
 void fv_depthwise_conv2d_from_planes_opt(const fv_conv_params *dw, int8_t *out);
 
+/* A CONV_2D and the MAX_POOL_2D that is the only reader of its output, fused (the runner
+ * decides, fv_runner_prepare): the convolution writes the pooled tensor, never its own output.
+ * Exact because the convolution's requantisation is monotone non-decreasing in its sum (the
+ * kernel's comment, fv_kernels_dsp.c, gives the argument and its one condition, a multiplier
+ * >= 0): the maximum of the requantised bytes is the requantisation of the maximum sum.
+ * fv_conv_pool_ok is 1 when the pair qualifies (2x2 windows of stride 2 without padding over an
+ * even output, the pool's activation range no narrower than the convolution's; a build without
+ * the optimised kernels: never); then fv_conv2d_pool_opt(conv, pool, in, out) writes the pool's
+ * out_h x out_w x c bytes to out, which must not overlap in. */
+int fv_conv_pool_ok(const fv_conv_params *conv, const fv_pool_params *pool);
+void fv_conv2d_pool_opt(const fv_conv_params *conv, const fv_pool_params *pool, const int8_t *in, int8_t *out);
+
 #endif /* FV_KERNELS_H */

@@ -833,7 +833,7 @@ static void pw_build(const fv_conv_params *p, int32_t k, int32_t p0, int32_t np)
  * k values, about 1.3 instructions per value per pixel pair, against 2 k MACs per channel pair). */
 #define PW_MIN_CHUNK_PAIRS 12
 
-#if FV_DSP_FUSED_PAIRS > 0
+#if FV_DSP_FUSED_PAIRS > 0 || FV_DSP_POOL_PAIRS > 0
 /* 1 when conv2d_prewidened takes the layer (the same conditions as there) */
 static int pw_fits(const fv_conv_params *p, int32_t k)
 {
@@ -843,6 +843,9 @@ static int pw_fits(const fv_conv_params *p, int32_t k)
     return p->act_min == -128 && p->act_max == 127 && pairs > 0 && p->out_h * p->out_w >= 2 &&
            (pairs <= cap || (cheap_cols && cap >= PW_MIN_CHUNK_PAIRS));
 }
+#endif
+
+#if FV_DSP_FUSED_PAIRS > 0
 
 /* The layer with pre-widened weights written into the next depthwise layer's channel planes
  * (dwf_* below; pitch halfwords per plane row, cs per channel) instead of out: the same chunks
@@ -946,6 +949,23 @@ static int conv2d_prewidened(const fv_conv_params *p, const int8_t *in, int8_t *
 static int8_t wpad[WPAD_BYTES] __attribute__((aligned(4)));
 static int32_t bpad[WPAD_OC];
 
+/* The layer's weights into wpad as out_cp rows of kp bytes, zero-padded, its biases into bpad
+ * (zero for the padding row). */
+static inline void pad_weights(const fv_conv_params *p, int32_t k, int32_t kp, int32_t out_cp)
+{
+    for (int32_t oc = 0; oc < out_cp; oc++) {
+        int8_t *const d = wpad + (size_t)oc * (size_t)kp;
+        if (oc < p->out_c) {
+            memcpy(d, p->weights + (size_t)oc * (size_t)k, (size_t)k);
+            memset(d + k, 0, (size_t)(kp - k));
+            bpad[oc] = p->bias != NULL ? p->bias[oc] : 0;
+        } else {
+            memset(d, 0, (size_t)kp);
+            bpad[oc] = 0;
+        }
+    }
+}
+
 void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
@@ -986,17 +1006,7 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         return;
     }
     if (pad) {
-        for (int32_t oc = 0; oc < out_cp; oc++) {
-            int8_t *const d = wpad + (size_t)oc * (size_t)kp;
-            if (oc < out_c) {
-                memcpy(d, p->weights + (size_t)oc * (size_t)k, (size_t)k);
-                memset(d + k, 0, (size_t)(kp - k));
-                bpad[oc] = p->bias != NULL ? p->bias[oc] : 0;
-            } else {
-                memset(d, 0, (size_t)kp);
-                bpad[oc] = 0;
-            }
-        }
+        pad_weights(p, k, kp, out_cp);
     }
     for (px = 0; px + 1 < n_px; px += 2) {
         int8_t *o0 = out + (size_t)px * (size_t)out_c;
@@ -1075,6 +1085,275 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         }
     }
 }
+
+#if FV_DSP_POOL_PAIRS > 0 /* the fused kernels (fv_kernels_dsp.h) */
+/* ---- CONV_2D fused with the MAX_POOL_2D after it ---------------------------------------------
+ * The zoo's pools (the VGG members' three, the first layer's of resnet18 and the baseline's four)
+ * take every 2x2 window, stride 2, no padding, of a 3x3 convolution's output, which nothing else
+ * reads. Fused, the convolution computes the four sums of a window, keeps the largest and
+ * requantises it once: it writes the pooled tensor and never its own output, and the pool layer
+ * has nothing left to do (the runner, fv_runner.c).
+ *
+ * Why exact. The convolution's output byte is q(s) = clamp(zp + MBQM(s, m, shift)) of its sum
+ * s = bias + sum w (x + offset); the pool's byte is the maximum of q(s_i) over the window, then
+ * clamped to the pool's activation range, which fv_conv_pool_ok requires to contain the
+ * convolution's (so that clamp changes nothing). q is monotone non-decreasing in s when the
+ * multiplier m >= 0: SaturatingRoundingDoublingHighMul(s, m) is floor((s m + 2^30) / 2^31) for
+ * either sign (the comment on rq_byte above), non-decreasing in s for m >= 0, and it saturates
+ * only for s = m = INT32_MIN; RoundingDivideByPOT(t, e) is (t + 2^(e-1) - [t < 0]) >> e, and
+ * t - [t < 0] and the floor shift are non-decreasing; adding zp and clamping are too. For any
+ * non-decreasing q, max q(s_i) = q(max s_i). The bias is per channel, so a window's four sums of
+ * one channel share it: the largest sum is the bias plus the largest dot product, and the max
+ * may be taken on the sums with the bias in. The one condition is m >= 0 (a negative multiplier
+ * would turn the order around; tflite's are in [2^30, 2^31)); rq_fast_ok checks it with the
+ * rest of the fast requantisation's conditions, among them right shifts only (a left shift could
+ * wrap s << shift in int32, which is not monotone), and fv_conv_pool_ok fuses no layer that
+ * fails them. The forms used here, rq_byte, rq_byte_full and the records' SMMLAR (rq2_raw on the
+ * doubled sum 2 s, itself monotone), equal MBQM on every sum the layer's bounds allow, and the
+ * window's maximum is one of its sums, so each requantises it as the reference would.
+ *
+ * Order: per window its top pixel pair (row 2 qy, columns 2 qx and 2 qx + 1, the 2x2 block's
+ * two horizontally adjacent pixels), then its bottom pair (row 2 qy + 1): the columns are built
+ * as often as unfused, and pool_max holds the top pair's larger sum per channel (int32, one word
+ * per output channel; FV_DSP_POOL_WORDS, from tools/dsp_limits.py) until the bottom pair's
+ * requantisation. On the pre-widened path, per channel pair and window, the top pair's loop ends
+ * in 2 maxima (CMP, IT, MOV) and a STRD (about 10 instructions), the bottom pair's in 4 maxima, 2
+ * requantisations and 2 byte stores (about 28), where unfused the two pairs requantised and
+ * stored 8 bytes (2 x 26) and the pool then took 2.0-4.4 instructions per byte it wrote.
+ */
+static int32_t pool_max[FV_DSP_POOL_WORDS] __attribute__((aligned(8)));
+
+static inline int32_t max_i32(int32_t a, int32_t b)
+{
+    return a > b ? a : b;
+}
+
+/* A = max(A, B), signed */
+#define PW_MAX(A, B) "cmp %[" A "], %[" B "]\n\tit lt\n\tmovlt %[" A "], %[" B "]\n\t"
+/* the record's next channel (m, round_zp, e) applied to the one doubled sum A, then SSAT */
+#define PW_RQ1(A)                                                                                    \
+    "ldrd %[wa02], %[wa13], [%[wp]], #8\n\t"                                                         \
+    "ldr %[wb02], [%[wp]], #4\n\t"                                                                   \
+    "smmlar %[x0], %[" A "], %[wa02], %[wa13]\n\t"                                                   \
+    "sub %[" A "], %[x0], %[" A "], lsr #31\n\t"                                                     \
+    "asr %[" A "], %[" A "], %[wb02]\n\t"                                                            \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+/* The top pixel pair of a window: per channel pair the larger of each channel's two (doubled)
+ * sums into the job's o1, pool_max (2 words, STRD); the records' requantisation words skipped. */
+static void pw_pairs_pool_top(const pw_job *job)
+{
+    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
+    const int32_t *cp;
+    const void *ce = job;
+    const int32_t *wp = pw;
+    __asm__ volatile(PW_PAIRS_ASM(PW_MAX("a00", "a01") PW_MAX("a10", "a11")
+                                  "ldr %[x1], [sp, #4]\n\t"
+                                  "strd %[a00], %[a10], [%[x1]], #8\n\t"
+                                  "str %[x1], [sp, #4]\n\t"
+                                  "add %[wp], %[wp], #24\n\t") PW_PAIRS_OPERANDS);
+}
+
+/* The bottom pixel pair: the larger of each channel's two sums, the larger of that and the top
+ * pair's (pool_max), requantised once, the pooled byte stored at the job's o0. */
+static void pw_pairs_pool_bottom(const pw_job *job)
+{
+    int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
+    const int32_t *cp;
+    const void *ce = job;
+    const int32_t *wp = pw;
+    __asm__ volatile(PW_PAIRS_ASM(PW_MAX("a00", "a01") PW_MAX("a10", "a11")
+                                  "ldr %[x1], [sp, #4]\n\t"
+                                  "ldrd %[a01], %[a11], [%[x1]], #8\n\t"
+                                  "str %[x1], [sp, #4]\n\t"
+                                  PW_MAX("a00", "a01") PW_MAX("a10", "a11")
+                                  PW_RQ1("a00") PW_RQ1("a10")
+                                  "ldr %[x0], [sp, #0]\n\t"
+                                  "strb %[a00], [%[x0]], #1\n\t"
+                                  "strb %[a10], [%[x0]], #1\n\t"
+                                  "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
+}
+
+/* The pre-widened path (conv2d_prewidened's chunks and records; the caller checked pw_fits):
+ * windows in row-major order, each as its top then its bottom pixel pair. An odd last channel
+ * (the first layer's 11) takes dot_1x2 with the layer's own weights, its sums not doubled (its
+ * own pool_max word: the pairs' end at out_c - 1). */
+static __attribute__((noinline)) void conv2d_prewidened_pool(const fv_conv_params *p, const int8_t *in,
+                                                             int8_t *out, int32_t k, int32_t off2)
+{
+    const int32_t groups = (k + 3) >> 2;
+    const int32_t out_c = p->out_c, out_w = p->out_w;
+    const int32_t pairs = out_c >> 1;
+    const int32_t cap = FV_DSP_PW_WORDS / (4 * groups + PW_REC_EXTRA); /* channel pairs per chunk */
+    const int32_t q_h = p->out_h >> 1, q_w = out_w >> 1;
+    const int32_t zp21 = 2 * p->output_offset + 1;
+    for (int32_t p0 = 0; p0 < pairs; p0 += cap) {
+        const int32_t np = pairs - p0 < cap ? pairs - p0 : cap;
+        const int odd = p0 + np == pairs && (out_c & 1) != 0;
+        pw_build(p, k, p0, np);
+        for (int32_t qy = 0; qy < q_h; qy++) {
+            for (int32_t qx = 0; qx < q_w; qx++) {
+                int8_t *const o = out + ((size_t)qy * (size_t)q_w + (size_t)qx) * (size_t)out_c;
+                const pw_job job = {o + 2 * p0, (int8_t *)(void *)(pool_max + 2 * p0), cols,
+                                    cols + COL_STRIDE * groups, np};
+                for (int32_t r = 0; r < 2; r++) {
+                    const int32_t px = (2 * qy + r) * out_w + 2 * qx;
+                    im2col(p, in, px, col_a, k, off2);
+                    im2col(p, in, px + 1, col_b, k, off2);
+                    if (r == 0) {
+                        pw_pairs_pool_top(&job);
+                    } else {
+                        pw_pairs_pool_bottom(&job);
+                    }
+                    if (odd) {
+                        const int32_t oc = out_c - 1;
+                        int32_t acc[2], m;
+                        acc[0] = acc[1] = p->bias != NULL ? p->bias[oc] : 0;
+                        dot_1x2(p->weights + (size_t)oc * (size_t)k, cols, k >> 2, k & 3, acc);
+                        m = max_i32(acc[0], acc[1]);
+                        if (r == 0) {
+                            pool_max[oc] = m;
+                        } else {
+                            const rq_chan rc = rq_of(p->multiplier, p->shift, oc, zp21);
+                            o[oc] = rq_byte_full(max_i32(m, pool_max[oc]), &rc);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The other layers: fv_conv2d_opt's 2x2 blocks (dot_2x2_pairs, channel chunks of OC_CHUNK, the
+ * padded weights), windows in row-major order, each as its top then its bottom pixel pair; the
+ * top pair's larger sums go to pool_max, the bottom pair's, with those, are requantised. */
+static __attribute__((noinline)) void conv2d_pool_blocks(const fv_conv_params *p, const int8_t *in, int8_t *out,
+                                                         int32_t k, int32_t off2)
+{
+    const int32_t out_c = p->out_c, out_w = p->out_w;
+    const int32_t kp = (k + 3) & ~3;
+    const int32_t out_cp = (out_c + 1) & ~1;
+    const int pad = ((k & 3) != 0 || (out_c & 1) != 0) && out_cp * kp <= WPAD_BYTES && out_cp <= WPAD_OC;
+    const int32_t kr = pad ? kp : k;
+    const int32_t groups = kr >> 2;
+    const int32_t tail = kr & 3;
+    const int32_t out_cc = pad ? out_cp : out_c;
+    const int8_t *const weights = pad ? wpad : p->weights;
+    const int32_t *const bias = pad ? bpad : p->bias;
+    const int32_t *const multiplier = p->multiplier;
+    const int32_t *const shift = p->shift;
+    const int32_t zp21 = 2 * p->output_offset + 1, act_min = p->act_min, act_max = p->act_max;
+    /* as in fv_conv2d_opt: the pairs that may read a partial last group whole */
+    const int32_t whole_groups = tail != 0 ? groups + 1 : groups;
+    const int32_t last_pair = tail == 0 ? out_cc : (k < 4 ? -2 : (out_cc & ~1) - 2);
+    const int full_range = act_min == -128 && act_max == 127;
+    const int32_t q_h = p->out_h >> 1, q_w = out_w >> 1;
+    if (pad) {
+        pad_weights(p, k, kp, out_cp);
+    }
+    for (int32_t qy = 0; qy < q_h; qy++) {
+        for (int32_t qx = 0; qx < q_w; qx++) {
+            int8_t *const o = out + ((size_t)qy * (size_t)q_w + (size_t)qx) * (size_t)out_c;
+            for (int32_t r = 0; r < 2; r++) {
+                const int32_t px = (2 * qy + r) * out_w + 2 * qx;
+                im2col(p, in, px, col_a, k, off2);
+                im2col(p, in, px + 1, col_b, k, off2);
+                for (int32_t oc0 = 0; oc0 < out_c; oc0 += OC_CHUNK) {
+                    const int32_t n = out_cc - oc0 < OC_CHUNK ? out_cc - oc0 : OC_CHUNK;
+                    const int32_t n_out = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK;
+                    const int32_t before_last = (last_pair - oc0) / 2;
+                    const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);
+                    int32_t j = 0;
+                    if (fast_pairs > 0) {
+                        const pairs_job job = {weights + (size_t)oc0 * (size_t)kr, kr, cols, 16 * whole_groups,
+                                               2 * kr - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias,
+                                               accs, fast_pairs};
+                        dot_2x2_pairs(&job);
+                        j = 2 * fast_pairs;
+                    }
+                    for (; j + 1 < n; j += 2) {
+                        const int32_t oc = oc0 + j;
+                        const int8_t *w0 = weights + (size_t)oc * (size_t)kr;
+                        int32_t *const acc = &accs[2 * j];
+                        acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
+                        acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;
+                        if (oc < last_pair) {
+                            dot_2x2_groups(w0, kr, cols, whole_groups, acc);
+                        } else {
+                            dot_2x2(w0, kr, cols, groups, tail, acc);
+                        }
+                    }
+                    if (j < n) { /* an odd last channel */
+                        const int32_t oc = oc0 + j;
+                        accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;
+                        dot_1x2(weights + (size_t)oc * (size_t)kr, cols, groups, tail, &accs[2 * j]);
+                    }
+                    if (r == 0) {
+                        for (j = 0; j < n_out; j++) {
+                            pool_max[oc0 + j] = max_i32(accs[2 * j], accs[2 * j + 1]);
+                        }
+                    } else if (full_range) {
+                        for (j = 0; j < n_out; j++) {
+                            const int32_t oc = oc0 + j;
+                            const rq_chan rc = rq_of(multiplier, shift, oc, zp21);
+                            const int32_t m = max_i32(max_i32(accs[2 * j], accs[2 * j + 1]), pool_max[oc]);
+                            o[oc] = rq_byte_full(m, &rc);
+                        }
+                    } else {
+                        for (j = 0; j < n_out; j++) {
+                            const int32_t oc = oc0 + j;
+                            const rq_chan rc = rq_of(multiplier, shift, oc, zp21);
+                            const int32_t m = max_i32(max_i32(accs[2 * j], accs[2 * j + 1]), pool_max[oc]);
+                            o[oc] = rq_byte(m, &rc, act_min, act_max);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+int fv_conv_pool_ok(const fv_conv_params *conv, const fv_pool_params *pool)
+{
+    /* the column (k, in 64 bits: any int32 a model gives) within the scratch */
+    if (conv->in_c <= 0 || conv->out_c <= 0 || conv->k_h <= 0 || conv->k_w <= 0 ||
+        (int64_t)conv->k_h * conv->k_w * conv->in_c > FV_DSP_MAX_K) {
+        return 0;
+    }
+    /* the pool the kernel does: 2x2 windows, stride 2, no padding, over the convolution's whole
+     * output, of even height and width (the reference pool drops an odd last row or column;
+     * those layers run unfused) */
+    if (pool->f_h != 2 || pool->f_w != 2 || pool->stride_h != 2 || pool->stride_w != 2 || pool->pad_top != 0 ||
+        pool->pad_left != 0 || pool->c != conv->out_c || pool->in_h != conv->out_h || pool->in_w != conv->out_w ||
+        conv->out_h < 2 || conv->out_w < 2 || (conv->out_h & 1) != 0 || (conv->out_w & 1) != 0 ||
+        pool->out_h != conv->out_h / 2 || pool->out_w != conv->out_w / 2) {
+        return 0;
+    }
+    /* the pool's clamp a no-op on the convolution's bytes */
+    if (pool->act_min > conv->act_min || pool->act_max < conv->act_max || conv->act_min > conv->act_max) {
+        return 0;
+    }
+    /* the running maximum's words; the fast requantisation, whose multiplier >= 0 is the fusion's
+     * condition (above) */
+    return conv->out_c <= FV_DSP_POOL_WORDS &&
+           rq_fast_ok(conv->bias, conv->multiplier, conv->shift, conv->out_c, conv->k_h * conv->k_w * conv->in_c,
+                      conv->output_offset);
+}
+
+void fv_conv2d_pool_opt(const fv_conv_params *conv, const fv_pool_params *pool, const int8_t *in, int8_t *out)
+{
+    const int32_t k = conv->k_h * conv->k_w * conv->in_c;
+    /* fv_conv_pool_ok held at prepare (its shape conditions again: cheap) */
+    FV_ASSERT(pool->in_h == conv->out_h && pool->in_w == conv->out_w && pool->c == conv->out_c &&
+              (conv->out_h & 1) == 0 && (conv->out_w & 1) == 0 && conv->out_c <= FV_DSP_POOL_WORDS &&
+              k <= FV_DSP_MAX_K);
+    if (pw_fits(conv, k)) {
+        conv2d_prewidened_pool(conv, in, out, k, pack_offset(conv->input_offset));
+    } else {
+        conv2d_pool_blocks(conv, in, out, k, pack_offset(conv->input_offset));
+    }
+}
+#endif /* FV_DSP_POOL_PAIRS > 0 */
 
 /* ---- DEPTHWISE_CONV_2D ---------------------------------------------------------------------- */
 

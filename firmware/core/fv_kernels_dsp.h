@@ -35,6 +35,18 @@
 #define FV_DSP_FUSED_PAIRS 1
 #endif
 
+/* the fused convolution + max pool kernels (fv_kernels_dsp.c, fv_conv_pool_ok) are built when
+ * the model has such a pair that may fuse (FV_DSP_POOL_PAIRS > 0, tools/dsp_limits.py) or no
+ * fv_dsp_limits.h says otherwise; FV_DSP_POOL_WORDS sizes their running maximum, one int32 per
+ * output channel of the widest fused convolution (dsp_limits.py: the model's; 128 channels, 512
+ * bytes, elsewhere); a wider convolution runs unfused */
+#ifndef FV_DSP_POOL_PAIRS
+#define FV_DSP_POOL_PAIRS 1
+#endif
+#ifndef FV_DSP_POOL_WORDS
+#define FV_DSP_POOL_WORDS 128
+#endif
+
 /* the ADD's tables: 256 scaled values of each input (firmware/tools/dsp_limits.py reserves as
  * many words; tests/test_firmware.py checks the two agree) */
 #define FV_DSP_ADD_TABLE_WORDS 512

@@ -62,6 +62,23 @@ __attribute__((weak)) void fv_depthwise_conv2d_from_planes_opt(const fv_conv_par
     FV_ASSERT(0);
 }
 
+__attribute__((weak)) int fv_conv_pool_ok(const fv_conv_params *conv, const fv_pool_params *pool)
+{
+    (void)conv;
+    (void)pool;
+    return 0;
+}
+
+__attribute__((weak)) void fv_conv2d_pool_opt(const fv_conv_params *conv, const fv_pool_params *pool,
+                                              const int8_t *in, int8_t *out)
+{
+    (void)conv;
+    (void)pool;
+    (void)in;
+    (void)out;
+    FV_ASSERT(0);
+}
+
 /* ---- the kernels behind one signature ------------------------------------------------------
  * Each takes its params struct and buffers out of the layer; the kernel itself is unchanged. */
 
@@ -192,17 +209,40 @@ static int only_next_reads(const fv_model *model, uint32_t k)
     return !(o < hi && o + model->num_classes > lo); /* still live at the end: the output's? */
 }
 
-/* The fused pairs of `model` (fv_runner.h: to_planes, from_planes). */
+/* 1 when the byte ranges [a, a + na) and [b, b + nb) of the arena overlap */
+static int overlap(uint32_t a, uint32_t na, uint32_t b, uint32_t nb)
+{
+    return a < b + nb && b < a + na;
+}
+
+/* The fused pairs of `model` (fv_runner.h: to_planes, from_planes, to_pool, from_pool,
+ * pool_copy). */
 static void plan_fusion(fv_runner *r, const fv_model *model)
 {
-    r->to_planes = r->from_planes = 0;
+    r->to_planes = r->from_planes = r->to_pool = r->from_pool = r->pool_copy = 0;
     for (uint32_t k = 0; k + 1 < model->n_layers && k + 1 < 64u; ++k) {
         const fv_layer *const a = &model->layers[k], *const b = &model->layers[k + 1];
-        if (a->kind == FV_OP_CONV_2D && b->kind == FV_OP_DEPTHWISE_CONV_2D && b->in0 == a->out &&
-            only_next_reads(model, k) &&
+        if (a->kind != FV_OP_CONV_2D || b->in0 != a->out || !only_next_reads(model, k)) {
+            continue;
+        }
+        if (b->kind == FV_OP_DEPTHWISE_CONV_2D &&
             fv_dw_planes_ok((const fv_conv_params *)a->params, (const fv_conv_params *)b->params)) {
             r->to_planes |= (uint64_t)1 << k;
             r->from_planes |= (uint64_t)1 << (k + 1);
+            ++k;
+        } else if (b->kind == FV_OP_MAX_POOL_2D &&
+                   fv_conv_pool_ok((const fv_conv_params *)a->params, (const fv_pool_params *)b->params)) {
+            r->to_pool |= (uint64_t)1 << k;
+            r->from_pool |= (uint64_t)1 << (k + 1);
+            /* The plan may give the pool's output the bytes of the convolution's input, dead once
+             * the convolution has run (every zoo pair: the greedy plan reuses the freed slot),
+             * but the fused convolution writes the pooled bytes while it still reads its input.
+             * Then it writes them at the start of its own output's slot (never overlapping its
+             * input, only the pool reads it, and the pool's output does not overlap it either:
+             * both are live at the pool), and the pool layer copies them into place. */
+            if (overlap(b->out, b->out_bytes, a->in0, a->in_bytes)) {
+                r->pool_copy |= (uint64_t)1 << (k + 1);
+            }
             ++k;
         }
     }
@@ -216,7 +256,7 @@ int fv_runner_prepare(fv_runner *r, const fv_model *model, fv_kernel_set kernels
     r->model = model;
     r->kernels = kernels;
     r->ops = NULL;
-    r->to_planes = r->from_planes = 0;
+    r->to_planes = r->from_planes = r->to_pool = r->from_pool = r->pool_copy = 0;
     for (uint32_t k = 0; k < model->n_layers; ++k) {
         const uint32_t kind = (uint32_t)model->layers[k].kind;
         if (kind >= FV_OP_TABLE_SIZE || ops[kind] == NULL) {
@@ -234,7 +274,7 @@ void fv_run(const fv_runner *r, int8_t *arena, const uint8_t *pixels, int8_t *ou
             fv_layer_hook hook, void *hook_ctx)
 {
     const fv_model *model = r->model;
-    const uint64_t fused = r->to_planes | r->from_planes;
+    const uint64_t fused = r->to_planes | r->from_planes | r->to_pool | r->from_pool;
     /* prepare checked every layer's kind against this table; the caller checked prepare */
     FV_ASSERT(r->ops != NULL);
     int8_t *input = arena + model->input_offset;
@@ -248,9 +288,18 @@ void fv_run(const fv_runner *r, int8_t *arena, const uint8_t *pixels, int8_t *ou
             if (((r->to_planes >> k) & 1u) != 0) {
                 fv_conv2d_to_planes_opt((const fv_conv_params *)l->params,
                                         (const fv_conv_params *)model->layers[k + 1].params, arena + l->in0);
-            } else {
+            } else if (((r->from_planes >> k) & 1u) != 0) {
                 fv_depthwise_conv2d_from_planes_opt((const fv_conv_params *)l->params, arena + l->out);
-            }
+            } else if (((r->to_pool >> k) & 1u) != 0) {
+                const fv_layer *const pool = &model->layers[k + 1];
+                const int copy = ((r->pool_copy >> (k + 1)) & 1u) != 0;
+                fv_conv2d_pool_opt((const fv_conv_params *)l->params, (const fv_pool_params *)pool->params,
+                                   arena + l->in0, arena + (copy ? l->out : pool->out));
+            } else if (((r->pool_copy >> k) & 1u) != 0) {
+                /* the pooled bytes at the start of the input's slot (plan_fusion); the two slots
+                 * are both live here, so they do not overlap */
+                memcpy(arena + l->out, arena + l->in0, l->out_bytes);
+            } /* else a pool whose convolution wrote its output in place: nothing left to do */
         } else {
             r->ops[l->kind](l, arena);
         }

@@ -42,6 +42,13 @@ typedef struct {
      * k + 1 of from_planes) instead of its output tensor, which no other layer reads. Layers
      * from 64 on are never fused. */
     uint64_t to_planes, from_planes;
+    /* Fused (CONV_2D, MAX_POOL_2D) pairs (optimised kernels only, fv_kernels.h: fv_conv_pool_ok):
+     * bit k of to_pool, layer k (a CONV_2D) writes the pooled output of layer k + 1 (a
+     * MAX_POOL_2D, bit k + 1 of from_pool) instead of its own, which no other layer reads; the
+     * pool layer then does nothing, or, where its bit of pool_copy is set (its output's slot
+     * overlaps the convolution's input, which the convolution still reads while it writes),
+     * copies the pooled bytes that the convolution wrote at the start of its own output's slot. */
+    uint64_t to_pool, from_pool, pool_copy;
 } fv_runner;
 
 /* Chooses the table of `kernels` for `model` and checks every layer against it. Returns 0, or -1
@@ -50,8 +57,8 @@ typedef struct {
 int fv_runner_prepare(fv_runner *r, const fv_model *model, fv_kernel_set kernels);
 
 /* Layer timing hook for benchmarks (NULL in production): called after each layer. Under fusion
- * (to_planes) the producer's NHWC output is never written: a hook that reads it sees stale
- * bytes. */
+ * (to_planes, to_pool) the producer's NHWC output is never written: a hook that reads it sees
+ * stale bytes (or, under pool_copy, the pooled ones). */
 typedef void (*fv_layer_hook)(uint32_t layer_index, const fv_layer *layer, void *ctx);
 
 /* Pixels (uint8 HWC RGB, 3072 bytes) -> int8 outputs (model->num_classes bytes). The input byte

@@ -159,7 +159,16 @@ $(KD_DIR)/test_kernels_dsp_fused_m4.elf: tests/test_kernels_dsp_fused.c $(KD_SRC
 	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_DW_WORDS=16384 -DFV_DSP_PW_WORDS=4096 -Icore tests/test_kernels_dsp_fused.c \
 	    $(KD_SRC) core/fv_runner.c -o $@
 
-test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf $(KD_DIR)/test_kernels_dsp_fused_m4.elf
+# the fused convolution + max pool pairs, with a model's scratch sizes (the baseline's longest
+# column; the pre-widened words of the zoo's builds)
+$(KD_DIR)/test_kernels_dsp_pool_m4.elf: tests/test_kernels_dsp_pool.c $(KD_SRC) core/fv_runner.c $(KT_HDR) \
+                                        core/fv_kernels_dsp.h core/fv_runner.h | $(KD_DIR)
+	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_MAX_K=1152 -DFV_DSP_PW_WORDS=4096 -DFV_DSP_POOL_WORDS=128 -Icore \
+	    tests/test_kernels_dsp_pool.c $(KD_SRC) core/fv_runner.c -o $@
+
+test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf $(KD_DIR)/test_kernels_dsp_fused_m4.elf \
+                  $(KD_DIR)/test_kernels_dsp_pool_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_opt_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_dsp_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_dsp_fused_m4.elf
+	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_dsp_pool_m4.elf

@@ -1,0 +1,435 @@
+/*
+ * The fused convolution + max pool (core/fv_kernels_dsp.c, fv_conv_pool_ok and
+ * fv_conv2d_pool_opt; the runner's plan_fusion) against the reference convolution then the
+ * reference max pool, byte for byte, under QEMU's MPS2 AN386 (make -C firmware test-kernels-dsp).
+ * Built with a model's scratch sizes (FV_DSP_PW_WORDS=4096, FV_DSP_MAX_K=1152, the baseline's
+ * longest column; FV_DSP_POOL_WORDS=128), so that both of the kernel's paths run: the
+ * pre-widened records (small layers, the whole int8 range) and the 2x2 blocks (the rest):
+ *
+ *  - the zoo's pairs at their real sizes (every 3x3 convolution that feeds a 2x2 pool: the first
+ *    layers over RGB into 11, 12 and 18 channels, 16, 22, 24, 44, 48, 32, 64 and 128 channels),
+ *    each of which must qualify (fv_conv_pool_ok): a pair that silently stopped fusing fails;
+ *  - random pairs: even and odd sizes 2-17 (odd: must be refused, and the unfused optimised
+ *    kernels must still give the reference's bytes), 1x1 and 3x3 convolutions, 1-48 input
+ *    channels, 1-64 output channels with 11, 16, 18, 22 and 48 drawn often, any input and output
+ *    offset, activation ranges the whole int8 range, a ReLU's (from the zero point) or narrower,
+ *    biases random, zero, negative or absent, shifts -14..-1;
+ *  - pairs that must not fuse (a negative multiplier, a left shift, a pool narrower than the
+ *    convolution's range, 3x3 or stride-1 pools, padding, odd sizes, more channels than
+ *    FV_DSP_POOL_WORDS);
+ *  - the runner: a model of two (convolution, pool) pairs, the first pool's output apart from
+ *    the convolution's input (written in place), the second's over it (written beside, then
+ *    copied: pool_copy); the same with a layer that reads the first convolution's output again
+ *    (that pair must not fuse); and with odd sizes (nothing fuses).
+ * Every output buffer is followed by guard bytes that must stay intact. The last line is
+ * "N passed, M failed"; exit status 0 only when all passed.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fv_kernels.h"
+#include "fv_kernels_dsp.h"
+#include "fv_runner.h"
+
+#define GUARD 32
+#define IN_MAX 32768                  /* 32x32x32, the baseline's second layer's input */
+#define W_MAX (128 * 9 * 128)         /* the baseline's 3x3 over 128 channels */
+#define CONV_MAX 32768
+#define OUT_MAX 8192
+
+static int8_t in_buf[IN_MAX] __attribute__((aligned(4)));
+static int8_t w_conv[W_MAX] __attribute__((aligned(4)));
+static int32_t b_conv[256], m_conv[256], s_conv[256];
+static int8_t conv_out[CONV_MAX] __attribute__((aligned(4)));
+static int8_t out_ref[OUT_MAX + GUARD] __attribute__((aligned(4)));
+static int8_t out_opt[OUT_MAX + GUARD] __attribute__((aligned(4)));
+
+static uint32_t rng_state = 0x1D872B41u;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static int32_t between(int32_t lo, int32_t hi)
+{
+    return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1));
+}
+
+static void fill_i8(int8_t *p, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        p[i] = (int8_t)between(-128, 127);
+    }
+}
+
+/* multipliers in [2^30, 2^31) (tflite's), shifts in [lo, hi]; biases by `kind`: 0 random within
+ * the fast requantisation's bound, 1 zero, 2 negative (the sums then mostly below zero) */
+static void fill_quant(int32_t *b, int32_t *m, int32_t *s, int32_t n, int32_t lo, int32_t hi, int kind)
+{
+    for (int32_t i = 0; i < n; i++) {
+        m[i] = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
+        s[i] = between(lo, hi);
+        b[i] = kind == 1 ? 0 : kind == 2 ? -between(1000, 200000) : between(-60000, 60000);
+    }
+}
+
+/* conv: k x k, stride 1, SAME (padding k / 2), in_c -> c over h x w; pool: 2x2, stride 2, VALID,
+ * the whole int8 range */
+static void make_pair(fv_conv_params *conv, fv_pool_params *pool, int32_t h, int32_t w, int32_t in_c, int32_t c,
+                      int32_t k)
+{
+    memset(conv, 0, sizeof *conv);
+    memset(pool, 0, sizeof *pool);
+    conv->in_h = conv->out_h = h;
+    conv->in_w = conv->out_w = w;
+    conv->in_c = in_c;
+    conv->out_c = c;
+    conv->k_h = conv->k_w = k;
+    conv->stride_h = conv->stride_w = 1;
+    conv->dil_h = conv->dil_w = 1;
+    conv->pad_top = conv->pad_left = k / 2;
+    conv->input_offset = between(-127, 128);
+    conv->output_offset = -128; /* a ReLU's zero point: the zoo's */
+    conv->act_min = -128;
+    conv->act_max = 127;
+    conv->weights = w_conv;
+    conv->bias = b_conv;
+    conv->multiplier = m_conv;
+    conv->shift = s_conv;
+    pool->in_h = h;
+    pool->in_w = w;
+    pool->c = c;
+    pool->out_h = h / 2;
+    pool->out_w = w / 2;
+    pool->f_h = pool->f_w = 2;
+    pool->stride_h = pool->stride_w = 2;
+    pool->act_min = -128;
+    pool->act_max = 127;
+    fill_i8(in_buf, h * w * in_c);
+    fill_i8(w_conv, c * k * k * in_c);
+    fill_quant(b_conv, m_conv, s_conv, c, -14, -1, 0);
+}
+
+static int compare(const char *what, int32_t case_no, int32_t n)
+{
+    for (int32_t i = 0; i < n + GUARD; i++) {
+        if (out_ref[i] != out_opt[i]) {
+            printf("FAIL %s case %ld: byte %ld of %ld: ref %d opt %d%s\n", what, (long)case_no, (long)i, (long)n,
+                   out_ref[i], out_opt[i], i >= n ? " (guard)" : "");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void describe(const fv_conv_params *conv)
+{
+    printf("  %ldx%ldx%ld k%ld -> %ld, offsets %ld %ld, range [%ld, %ld], bias %s\n", (long)conv->in_h,
+           (long)conv->in_w, (long)conv->in_c, (long)conv->k_h, (long)conv->out_c, (long)conv->input_offset,
+           (long)conv->output_offset, (long)conv->act_min, (long)conv->act_max,
+           conv->bias == NULL ? "none" : "some");
+}
+
+/* The pair against the two references: fused when expect_fuse (and it must qualify), else it
+ * must be refused and the unfused optimised kernels (the runner's fallback) run instead. */
+static int run_pair(const fv_conv_params *conv, const fv_pool_params *pool, int expect_fuse, int32_t case_no)
+{
+    const int32_t n_out = pool->out_h * pool->out_w * pool->c;
+    const int fuses = fv_conv_pool_ok(conv, pool);
+    if (fuses != expect_fuse) {
+        printf("FAIL pair case %ld: %s\n", (long)case_no, expect_fuse ? "does not fuse" : "fuses");
+        describe(conv);
+        return 0;
+    }
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    fv_conv2d_ref(conv, in_buf, conv_out);
+    fv_max_pool_ref(pool, conv_out, out_ref);
+    if (fuses) {
+        fv_conv2d_pool_opt(conv, pool, in_buf, out_opt);
+    } else {
+        memset(conv_out, 0x33, sizeof conv_out);
+        fv_conv2d_opt(conv, in_buf, conv_out);
+        fv_max_pool_opt(pool, conv_out, out_opt);
+    }
+    if (!compare(fuses ? "fused pair" : "unfused pair", case_no, n_out)) {
+        describe(conv);
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    int16_t hw, in_c, c;
+} pair_shape;
+
+/* the zoo's (3x3 convolution, 2x2 pool) pairs (models/zoo/: vgg11-s5-co, vgg12-s1, vggw12-16-48-112-s43,
+ * resnet18-s2's first layer, the baseline's four) */
+static const pair_shape ZOO_PAIRS[] = {
+    {32, 3, 11}, {32, 3, 12}, {32, 3, 18}, {16, 22, 22}, {16, 24, 24}, {16, 16, 16}, {8, 44, 44},
+    {8, 48, 48}, {32, 32, 32}, {16, 64, 64}, {8, 64, 128}, {4, 128, 128},
+};
+#define ZOO_PAIRS_N ((int32_t)(sizeof ZOO_PAIRS / sizeof ZOO_PAIRS[0]))
+#define RANDOM_CASES 300
+
+static int random_case(int32_t case_no)
+{
+    static const int32_t often[5] = {11, 16, 18, 22, 48};
+    fv_conv_params conv;
+    fv_pool_params pool;
+    int32_t h, w, in_c, c, k, even;
+    for (;;) {
+        h = between(2, 17);
+        w = between(2, 17);
+        k = (rnd() % 4u) == 0u ? 1 : 3;
+        in_c = (rnd() % 3u) == 0u ? 3 : between(1, 48);
+        c = (rnd() % 2u) == 0u ? often[between(0, 4)] : between(1, 64);
+        if (h * w * in_c <= IN_MAX && h * w * c <= CONV_MAX && c * k * k * in_c <= W_MAX && k * k * in_c <= 1152) {
+            break;
+        }
+    }
+    make_pair(&conv, &pool, h, w, in_c, c, k);
+    even = (h & 1) == 0 && (w & 1) == 0;
+    conv.output_offset = (rnd() % 2u) == 0u ? -128 : between(-128, 127);
+    switch (rnd() % 4u) {
+    case 0: /* the whole int8 range */
+        break;
+    case 1: /* a ReLU: from the zero point up */
+        conv.act_min = conv.output_offset;
+        break;
+    case 2: /* a ReLU6-like range */
+        conv.act_min = conv.output_offset;
+        conv.act_max = conv.output_offset + between(0, 127 - conv.output_offset);
+        break;
+    default: /* any range, and the pool's wider than or equal to it */
+        conv.act_min = between(-128, 0);
+        conv.act_max = between(conv.act_min, 127);
+        pool.act_min = between(-128, conv.act_min);
+        pool.act_max = between(conv.act_max, 127);
+        break;
+    }
+    switch (rnd() % 4u) {
+    case 0:
+        fill_quant(b_conv, m_conv, s_conv, c, -14, -1, 1);
+        break;
+    case 1:
+        fill_quant(b_conv, m_conv, s_conv, c, -14, -1, 2);
+        break;
+    case 2:
+        conv.bias = NULL;
+        break;
+    default:
+        break;
+    }
+    return run_pair(&conv, &pool, even, case_no);
+}
+
+/* Pairs fv_conv_pool_ok must refuse, each beside a control that differs only where said. */
+static int refused(const char *what, int expect_fuse, const fv_conv_params *conv, const fv_pool_params *pool)
+{
+    if (fv_conv_pool_ok(conv, pool) != expect_fuse) {
+        printf("FAIL refusals: %s %s\n", what, expect_fuse ? "does not fuse" : "fuses");
+        return 0;
+    }
+    return 1;
+}
+
+static int refusals(void)
+{
+    fv_conv_params conv;
+    fv_pool_params pool;
+    int ok = 1;
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    ok &= refused("the control pair", 1, &conv, &pool);
+    m_conv[5] = -m_conv[5]; /* the order of the sums turned around: max is not max */
+    ok &= refused("a negative multiplier", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    s_conv[2] = 1; /* s << 1 may wrap: not monotone */
+    ok &= refused("a left shift", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    pool.act_max = 100; /* the pool's clamp would change bytes the fused kernel does not clamp */
+    ok &= refused("a pool range narrower than the convolution's", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    pool.stride_h = pool.stride_w = 1;
+    pool.out_h = pool.out_w = 7;
+    ok &= refused("a 2x2 pool of stride 1", 0, &conv, &pool);
+    make_pair(&conv, &pool, 9, 9, 16, 16, 3);
+    pool.f_h = pool.f_w = 3;
+    pool.stride_h = pool.stride_w = 3;
+    pool.out_h = pool.out_w = 3;
+    ok &= refused("a 3x3 pool", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    pool.pad_top = pool.pad_left = 1;
+    pool.out_h = pool.out_w = 5;
+    ok &= refused("a padded pool", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 7, 16, 16, 3);
+    ok &= refused("an odd width", 0, &conv, &pool);
+    make_pair(&conv, &pool, 7, 8, 16, 16, 3);
+    ok &= refused("an odd height", 0, &conv, &pool);
+    make_pair(&conv, &pool, 4, 4, 8, FV_DSP_POOL_WORDS, 3);
+    ok &= refused("FV_DSP_POOL_WORDS channels", 1, &conv, &pool);
+    make_pair(&conv, &pool, 4, 4, 8, FV_DSP_POOL_WORDS + 2, 3);
+    ok &= refused("more channels than FV_DSP_POOL_WORDS", 0, &conv, &pool);
+    return ok;
+}
+
+/* ---- through the runner ------------------------------------------------------------------------
+ * Layers: 0 conv 32x32x3 -> 18 (at A), 1 pool -> 16x16x18 (at P), 2 conv -> 22 (at Q), 3 pool ->
+ * 8x8x22 (at R, over P: the second convolution's input), and in variant 1 a 1x1 convolution that
+ * reads layer 0's output again (at X). Variant 2: a 2x2 first convolution without padding, 31x31,
+ * whose pools drop a row and a column: nothing fuses. */
+#define IN_OFF 0u
+#define A_OFF 4096u
+#define P_OFF 22528u
+#define Q_OFF 27136u
+#define R_OFF 22528u
+#define X_OFF 32768u
+#define ARENA (X_OFF + 2048u)
+static int8_t arena_ref[ARENA] __attribute__((aligned(4)));
+static int8_t arena_opt[ARENA] __attribute__((aligned(4)));
+static int8_t w0[18 * 27], w2[22 * 9 * 18], w4[2 * 18];
+static int32_t q0[3][22], q2[3][22], q4[3][22]; /* bias, multiplier, shift */
+static uint8_t pixels[3072];
+
+static void conv_layer(fv_conv_params *p, int32_t hw, int32_t in_c, int32_t c, int32_t k, int32_t pad,
+                       const int8_t *w, int32_t q[3][22])
+{
+    memset(p, 0, sizeof *p);
+    p->in_h = p->in_w = hw;
+    p->out_h = p->out_w = hw + 2 * pad - k + 1;
+    p->in_c = in_c;
+    p->out_c = c;
+    p->k_h = p->k_w = k;
+    p->stride_h = p->stride_w = 1;
+    p->dil_h = p->dil_w = 1;
+    p->pad_top = p->pad_left = pad;
+    p->input_offset = 128; /* every tensor's zero point -128 */
+    p->output_offset = -128;
+    p->act_min = -128;
+    p->act_max = 127;
+    p->weights = w;
+    p->bias = q[0];
+    p->multiplier = q[1];
+    p->shift = q[2];
+}
+
+static void pool_layer(fv_pool_params *p, const fv_conv_params *conv)
+{
+    memset(p, 0, sizeof *p);
+    p->in_h = conv->out_h;
+    p->in_w = conv->out_w;
+    p->c = conv->out_c;
+    p->out_h = conv->out_h / 2;
+    p->out_w = conv->out_w / 2;
+    p->f_h = p->f_w = 2;
+    p->stride_h = p->stride_w = 2;
+    p->act_min = -128;
+    p->act_max = 127;
+}
+
+static int runner_case(int variant)
+{
+    static const char *const names[3] = {"runner", "runner with a second reader", "runner with odd sizes"};
+    static const uint64_t to[3] = {0x5u, 0x4u, 0x0u}, from[3] = {0xAu, 0x8u, 0x0u}, copy[3] = {0x8u, 0x8u, 0x0u};
+    fv_conv_params c0, c2, c4;
+    fv_pool_params p1, p3;
+    fv_layer layers[5];
+    fv_model model;
+    fv_runner r_ref, r_opt;
+    uint32_t n_out;
+    int ok = 1;
+    fill_i8(w0, (int32_t)sizeof w0);
+    fill_i8(w2, (int32_t)sizeof w2);
+    fill_i8(w4, (int32_t)sizeof w4);
+    fill_quant(q0[0], q0[1], q0[2], 22, -12, -6, 0);
+    fill_quant(q2[0], q2[1], q2[2], 22, -12, -6, 0);
+    fill_quant(q4[0], q4[1], q4[2], 22, -12, -6, 0);
+    if (variant == 2) {
+        conv_layer(&c0, 32, 3, 18, 2, 0, w0, q0); /* 31x31 */
+    } else {
+        conv_layer(&c0, 32, 3, 18, 3, 1, w0, q0);
+    }
+    pool_layer(&p1, &c0);
+    conv_layer(&c2, p1.out_w, 18, 22, 3, 1, w2, q2);
+    pool_layer(&p3, &c2);
+    conv_layer(&c4, 32, 18, 2, 1, 0, w4, q4);
+    /* {kind, params, in0, in1, out, in_bytes, out_bytes, macc} */
+    {
+        const uint32_t a = (uint32_t)(c0.out_h * c0.out_w * 18), p = (uint32_t)(p1.out_h * p1.out_w * 18);
+        const uint32_t q = (uint32_t)(c2.out_h * c2.out_w * 22), r = (uint32_t)(p3.out_h * p3.out_w * 22);
+        layers[0] = (fv_layer){FV_OP_CONV_2D, &c0, IN_OFF, 0u, A_OFF, 3072u, a, 0u};
+        layers[1] = (fv_layer){FV_OP_MAX_POOL_2D, &p1, A_OFF, 0u, P_OFF, a, p, 0u};
+        layers[2] = (fv_layer){FV_OP_CONV_2D, &c2, P_OFF, 0u, Q_OFF, p, q, 0u};
+        layers[3] = (fv_layer){FV_OP_MAX_POOL_2D, &p3, Q_OFF, 0u, R_OFF, q, r, 0u};
+        layers[4] = (fv_layer){FV_OP_CONV_2D, &c4, A_OFF, 0u, X_OFF, a, 2048u, 0u};
+        n_out = variant == 1 ? 2048u : r;
+    }
+    memset(&model, 0, sizeof model);
+    model.id = "pool-test";
+    model.n_layers = variant == 1 ? 5u : 4u;
+    model.layers = layers;
+    model.input_offset = IN_OFF;
+    model.output_offset = variant == 1 ? X_OFF : R_OFF;
+    model.num_classes = n_out;
+    for (uint32_t i = 0; i < sizeof pixels; i++) {
+        pixels[i] = (uint8_t)rnd();
+    }
+    memset(out_ref, 0x5A, sizeof out_ref);
+    memset(out_opt, 0x5A, sizeof out_opt);
+    memset(arena_ref, 0x11, sizeof arena_ref);
+    memset(arena_opt, 0x22, sizeof arena_opt);
+    if (fv_runner_prepare(&r_ref, &model, FV_KERNELS_REF) != 0 ||
+        fv_runner_prepare(&r_opt, &model, FV_KERNELS_OPT) != 0) {
+        printf("FAIL runner: prepare\n");
+        return 0;
+    }
+    if (r_ref.to_pool != 0 || r_ref.from_pool != 0 || r_opt.to_pool != to[variant] ||
+        r_opt.from_pool != from[variant] || r_opt.pool_copy != copy[variant] || r_opt.to_planes != 0) {
+        printf("FAIL %s: fused pairs to %lx from %lx copy %lx\n", names[variant], (unsigned long)r_opt.to_pool,
+               (unsigned long)r_opt.from_pool, (unsigned long)r_opt.pool_copy);
+        ok = 0;
+    }
+    fv_run(&r_ref, arena_ref, pixels, out_ref, NULL, NULL);
+    fv_run(&r_opt, arena_opt, pixels, out_opt, NULL, NULL);
+    return compare(names[variant], 0, (int32_t)n_out) && ok;
+}
+
+int main(void)
+{
+    long passed = 0, failed = 0;
+    for (int32_t i = 0; i < ZOO_PAIRS_N; i++) {
+        const pair_shape *z = &ZOO_PAIRS[i];
+        fv_conv_params conv;
+        fv_pool_params pool;
+        int ok;
+        make_pair(&conv, &pool, z->hw, z->hw, z->in_c, z->c, 3);
+        ok = run_pair(&conv, &pool, 1, i);
+        passed += ok;
+        failed += !ok;
+    }
+    for (int32_t i = 0; i < RANDOM_CASES; i++) {
+        const int ok = random_case(i);
+        passed += ok;
+        failed += !ok;
+    }
+    {
+        const int ok = refusals();
+        passed += ok;
+        failed += !ok;
+    }
+    for (int variant = 0; variant < 3; variant++) {
+        const int ok = runner_case(variant);
+        passed += ok;
+        failed += !ok;
+    }
+    printf("fused conv + max pool vs reference: %ld zoo pairs, %d random pairs, refusals, 3 runner models\n",
+           (long)ZOO_PAIRS_N, RANDOM_CASES);
+    printf("%ld passed, %ld failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
