@@ -280,6 +280,88 @@ def test_dsp_limits_refuses_the_pairs_fv_dw_planes_ok_refuses_on_shape_stride_pa
     assert dsp_limits.fused_plane_words(c, dw) == 0, "a producer without the whole int8 range"
 
 
+def test_dsp_limits_counts_the_max_pools_that_fuse_with_their_convolution_and_sizes_the_running_maximum():
+    """Every zoo max pool (2x2, stride 2, VALID, over an even output) follows a convolution whose
+    output it alone reads: dsp_limits.py counts the pairs (FV_DSP_POOL_PAIRS: the bench fails
+    when the runner fuses another number) and reserves one int32 per output channel of the
+    widest such convolution (FV_DSP_POOL_WORDS, core/fv_kernels_dsp.c: pool_max); models without
+    a pool leave the fused kernels out."""
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import dsp_limits
+    from fleetvote.engine.kernels import Pool2D
+
+    with_pool = without = 0
+    for path in sorted(ZOO.glob("*/model.tflite")):
+        kernels = [k for _, k in Engine.from_file(path).layer_table()]
+        pairs = [(a, b) for a, b in zip(kernels, kernels[1:]) if isinstance(b, Pool2D) and b.kind == "max"]
+        assert dsp_limits.pool_fusion(path) == (len(pairs), max([2] + [a.cout for a, _ in pairs])), path.parent.name
+        with_pool += bool(pairs)
+        without += not pairs
+    assert with_pool and without, "the zoo needs a model with max pools and one without"
+
+
+def test_dsp_limits_refuses_the_pool_pairs_fv_conv_pool_ok_refuses_on_shape_padding_and_range():
+    """pool_words_of mirrors fv_conv_pool_ok's cheap conditions: each change below, made to a zoo
+    (convolution, max pool) pair that fuses, makes it refuse (the C kernel's own refusals are in
+    firmware/tests/test_kernels_dsp_pool.c)."""
+    import copy
+
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import dsp_limits
+    from fleetvote.engine.kernels import Pool2D
+
+    found = None
+    for path in sorted(ZOO.glob("*/model.tflite")):
+        kernels = [k for _, k in Engine.from_file(path).layer_table()]
+        found = next(((a, b) for a, b in zip(kernels, kernels[1:]) if isinstance(b, Pool2D) and b.kind == "max"), None)
+        if found:
+            break
+    if found is None:
+        pytest.skip("the zoo has no max pool")
+    conv, pool = found
+    assert dsp_limits.pool_words_of(conv, pool) == conv.cout
+    changes = {"a 3x3 window": {"fh": 3, "fw": 3}, "stride 1": {"sh": 1, "sw": 1}, "padding": {"pt": 1, "pl": 1},
+               "an average pool": {"kind": "avg"}, "a range narrower than the convolution's": {"hi": 100},
+               "an output of another size": {"oh": pool.oh - 1}}
+    for what, fields in changes.items():
+        p = copy.copy(pool)
+        for k, v in fields.items():
+            setattr(p, k, v)
+        assert dsp_limits.pool_words_of(conv, p) == 0, what
+    c = copy.copy(conv)
+    c.oh, c.ow = conv.oh - 1, conv.ow - 1  # odd: the reference pool drops a row and a column
+    p = copy.copy(pool)
+    p.oh, p.ow = c.oh // 2, c.ow // 2
+    assert dsp_limits.pool_words_of(c, p) == 0, "an odd convolution output"
+    assert dsp_limits.pool_words_of(pool, pool) == 0, "a producer that is not a convolution"
+
+
+def test_bench_firmware_fails_when_the_runner_fuses_other_pool_pairs_than_the_build_planned(tmp_path):
+    """The bench image reports the (convolution, max pool) pairs fused at prepare; bench_firmware.py
+    compares them with the build's FV_DSP_POOL_PAIRS and names the mismatch; the table's max pool
+    row says how many of its pools were fused (their work is the convolution's)."""
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import bench_firmware
+
+    limits = tmp_path / "fv_dsp_limits.h"
+    limits.write_text("#define FV_DSP_MAX_K 28\n#define FV_DSP_FUSED_PAIRS 0\n#define FV_DSP_POOL_PAIRS 3\n")
+    assert bench_firmware.pool_fused_problem(3, limits) is None
+    assert "fused 2 (convolution, max pool)" in bench_firmware.pool_fused_problem(2, limits)
+    assert "reports no fused pool pairs" in bench_firmware.pool_fused_problem(None, limits)
+    limits.write_text("#define FV_DSP_FUSED_PAIRS 0\n")
+    assert "no FV_DSP_POOL_PAIRS" in bench_firmware.pool_fused_problem(3, limits)
+    pool = next(o.number for o in bench_firmware.OPS if o.label == "MAX_POOL_2D")
+    conv = next(o.number for o in bench_firmware.OPS if o.label == "CONV_2D")
+    lines = ["bench model m layers 2 macc 9 clock 1000000000 dwt 0", "overhead 0", "fused 0", "fused_pool 1",
+             f"layer ref 0 {conv} 9 100", f"layer ref 1 {pool} 0 40", "total ref 140 out 00",
+             f"layer opt 0 {conv} 9 50", f"layer opt 1 {pool} 0 0", "total opt 50 out 00", "match 1", "done"]
+    b = bench_firmware.parse(lines)
+    assert b["fused_pool"] == 1
+    res = {"machine": "netduinoplus2", **bench_firmware.analyse(b, [("conv", 9, 16), ("pool", 0, 4)])}
+    row = bench_firmware.table_record(res)["kinds"]["max pool"]
+    assert (row["pools"], row["fused_pools"], row["opt_instructions"]) == (1, 1, 0)
+
+
 def test_bench_firmware_fails_when_the_runner_fuses_other_pairs_than_the_build_planned(tmp_path):
     """The bench image reports the pairs fused at prepare; bench_firmware.py compares them with
     the build's FV_DSP_FUSED_PAIRS and names the mismatch."""

@@ -24,7 +24,17 @@ sets) in ZOO/<id>/card.json under ``"bench_firmware"``, with the machine, the em
 compiler of the image and the make command that counts it again; ``fleetvote plan`` reads them.
 Exit status 1 if a bench fails, the two kernel sets disagree on the output, or the runner fused
 another number of (convolution, depthwise) pairs than the build planned (FV_DSP_FUSED_PAIRS of
-tools/dsp_limits.py: the planes' RAM and the fused kernels' flash are reserved for them).
+tools/dsp_limits.py: the planes' RAM and the fused kernels' flash are reserved for them), or of
+(convolution, max pool) pairs (FV_DSP_POOL_PAIRS: their running maximum and kernels).
+
+A fused max pool (fv_conv2d_pool_opt) is computed by the convolution before it: its maxima and
+its one requantisation per pooled byte are counted in that convolution's layer, and the pool
+layer keeps only what is left of it (nothing, or a copy of the pooled bytes where the arena plan
+puts the pool's output over the convolution's input). The max pool rows therefore say how many
+of their pools were fused (``fused_pools`` of ``pools``), so that a small figure is not read as a
+standalone kernel's; with ``--table``, each model counted again prints its whole-model figures
+and those of the layer kinds the fusion touches (first layer, conv, max pool) before (the table's
+row) and after.
 """
 
 from __future__ import annotations
@@ -125,6 +135,8 @@ def parse(lines: list[str]) -> dict:
             out["overhead"] = int(f[1])
         elif f[0] == "fused":
             out["fused"] = int(f[1])
+        elif f[0] == "fused_pool":
+            out["fused_pool"] = int(f[1])
         elif f[0] == "layer":
             out["layers"][f[1]].append({"index": int(f[2]), "kind": int(f[3]), "macc": int(f[4]), "ticks": int(f[5])})
         elif f[0] == "total":
@@ -197,7 +209,8 @@ def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
     return {"model": b["model"], "macc": b["macc"], "layers": rows, "groups": groups,
             "total_instructions": {k: round(v) for k, v in total.items()}, "match": b["match"],
             "outputs": b["out"], "overhead_instructions": round(b.get("overhead", 0) / tpi),
-            "fused_pairs": b.get("fused")}
+            "fused_pairs": b.get("fused"), "fused_pool_pairs": b.get("fused_pool"),
+            "pools": sum(1 for l in b["layers"]["ref"] if KINDS.get(l["kind"]) == "MAX_POOL_2D")}
 
 
 def fused_problem(fused: int | None, limits: Path) -> str | None:
@@ -223,6 +236,25 @@ def fused_problem(fused: int | None, limits: Path) -> str | None:
     return None
 
 
+def pool_fused_problem(fused: int | None, limits: Path) -> str | None:
+    """The same for the (convolution, max pool) pairs: the bench's `fused_pool` line against the
+    build's FV_DSP_POOL_PAIRS (tools/dsp_limits.py, pool_words_of against fv_conv_pool_ok)."""
+    try:
+        found = re.search(r"#define FV_DSP_POOL_PAIRS (\d+)", limits.read_text())
+    except OSError as exc:
+        return f"cannot read the build's planned pool pairs: {exc}"
+    if found is None:
+        return f"{limits} has no FV_DSP_POOL_PAIRS (rebuild the bench image)"
+    if fused is None:
+        return "the bench image reports no fused pool pairs (a bench.c before the count: rebuild it)"
+    planned = int(found.group(1))
+    if fused != planned:
+        return (f"the runner fused {fused} (convolution, max pool) pairs at prepare, dsp_limits.py planned "
+                f"FV_DSP_POOL_PAIRS {planned}: make its pool_words_of agree with fv_conv_pool_ok "
+                f"(core/fv_kernels_dsp.c)")
+    return None
+
+
 def per_mac(instr: float, macc: int) -> str:
     return f"{instr / macc:6.2f}" if macc else "     -"
 
@@ -244,8 +276,10 @@ def report(a: dict, shapes: list[tuple[str, int]]) -> str:
         if v["ref"] == 0:
             continue
         if g in PER_BYTE and v["out_bytes"]:  # pooling, ADD: per output byte
+            fused = (f", {a['fused_pool_pairs']} of {a['pools']} fused into the convolution before (counted there)"
+                     if g == "max pool" and a.get("fused_pool_pairs") else "")
             out.append(f"    {g:<16} {v['out_bytes']:>10,} B     ref {v['ref']:>11,.0f} ({v['ref'] / v['out_bytes']:.2f}/byte)"
-                       f"  dsp {v['opt']:>11,.0f} ({v['opt'] / v['out_bytes']:.2f}/byte)")
+                       f"  dsp {v['opt']:>11,.0f} ({v['opt'] / v['out_bytes']:.2f}/byte{fused})")
             continue
         out.append(f"    {g:<16} {v['macc']:>10,} MACs  ref {v['ref']:>11,.0f} ({per_mac(v['ref'], v['macc']).strip()}/MAC)"
                    f"  dsp {v['opt']:>11,.0f} ({per_mac(v['opt'], v['macc']).strip()}/MAC)")
@@ -327,10 +361,40 @@ def table_record(res: dict) -> dict:
         elif g in PER_BYTE and v["out_bytes"]:
             row.update(out_bytes=v["out_bytes"], ref_per_out_byte=round(v["ref"] / v["out_bytes"], 3),
                        opt_per_out_byte=round(v["opt"] / v["out_bytes"], 3))
+        if g == "max pool":  # a fused pool's work is its convolution's (the module's docstring)
+            row.update(pools=res.get("pools", 0), fused_pools=res.get("fused_pool_pairs") or 0)
         kinds[g] = row
     t = res["total_instructions"]
     return {"model": res["model"], "machine": res["machine"], "macc": res["macc"], "total_instructions": t,
             "instructions_per_mac": {v: round(t[v] / res["macc"], 3) for v in ("ref", "opt")}, "kinds": kinds}
+
+
+# the layer kinds whose instructions the (convolution, max pool) fusion moves between them
+POOL_FUSION_KINDS = ("first layer", "conv", "max pool")
+
+
+def before_after(path: Path, results: list[dict]) -> list[str]:
+    """Per model counted now that has a row in the table at ``path``: the whole model's
+    instructions per MAC and the instructions of the kinds in POOL_FUSION_KINDS, the table's row
+    (before) beside this count (after), and the max pool's per output byte."""
+    try:
+        old = {r["model"]: r for r in json.loads(path.read_text()).get("models", [])}
+    except (OSError, json.JSONDecodeError):
+        return []
+    lines = []
+    for res in results:
+        was = old.get(res["model"])
+        if was is None:
+            continue
+        now = table_record(res)
+        moved = [sum(r["kinds"].get(g, {}).get("opt_instructions", 0) for g in POOL_FUSION_KINDS) for r in (was, now)]
+        pool = [r["kinds"].get("max pool", {}).get("opt_per_out_byte") for r in (was, now)]
+        lines.append(f"{res['model']}: whole model {was['instructions_per_mac']['opt']:.3f} -> "
+                     f"{now['instructions_per_mac']['opt']:.3f} instructions/MAC ({was['total_instructions']['opt']:,} -> "
+                     f"{now['total_instructions']['opt']:,}); first layer + conv + max pool {moved[0]:,} -> {moved[1]:,} "
+                     f"({moved[1] - moved[0]:+,})" + (f"; max pool {pool[0]} -> {pool[1]} per output byte"
+                                                      if pool[0] is not None or pool[1] is not None else ""))
+    return lines
 
 
 def write_table(path: Path, results: list[dict], emulator: str) -> None:
@@ -350,7 +414,9 @@ def write_table(path: Path, results: list[dict], emulator: str) -> None:
         "_doc": "instructions per MAC per layer kind and per model, reference beside optimised (DSP) kernels, "
                 "counted under QEMU -icount shift=0 by firmware/tools/bench_firmware.py; written by the command "
                 "below (rows of models counted alone replace theirs), read by fleetvote plan (offline/bom.py) "
-                "when firmware/build/bench-firmware.json is absent",
+                "when firmware/build/bench-firmware.json is absent; a max pool row's fused_pools of its pools "
+                "were fused into the convolution before them (their work is counted in that convolution's row; "
+                "the pool layers keep only a copy where the arena plan needs one)",
         "command": "make bench-firmware MODELS=\"" + " ".join(models) + "\" TABLE=firmware/bench/instructions.json",
         "emulator": f"{emulator}, -icount shift=0", "cpi": CPI, "cpi_range": CPI_RANGE,
         "models": list(rows.values())}, indent=2) + "\n")
@@ -402,10 +468,11 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and res["match"]
         results.append(res)
         print(report(res, shapes))
-        problem = fused_problem(res["fused_pairs"], image.parent / "fv_dsp_limits.h")
-        if problem is not None:
-            print(f"{m}: {problem}")
-            ok = False
+        for problem in (fused_problem(res["fused_pairs"], image.parent / "fv_dsp_limits.h"),
+                        pool_fused_problem(res["fused_pool_pairs"], image.parent / "fv_dsp_limits.h")):
+            if problem is not None:
+                print(f"{m}: {problem}")
+                ok = False
         if a.cards and res["match"]:
             try:
                 record = card_record(res, emulator, compiler_of(image.with_suffix(".elf")))
@@ -419,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
           f"the core clock each bench reports: clock / 1 GHz ticks per instruction); latency = instructions x CPI "
           f"/ 100 MHz, CPI {CPI} assumed (see bench_firmware.py)")
     print(REFERENCE_FIGURES)
+    if a.table:
+        for line in before_after(a.table, results):
+            print(line)
     if a.table and ok:
         write_table(a.table, results, emulator)
     if a.json:

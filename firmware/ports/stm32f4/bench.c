@@ -7,6 +7,7 @@
  *   overhead <ticks>                       fv_run with no layers: input quantisation, output copy
  *   fused <pairs>                          the (convolution, depthwise) pairs the optimised runner
  *                                          fused at prepare (fv_runner.h, to_planes)
+ *   fused_pool <pairs>                     the (convolution, max pool) pairs it fused (to_pool)
  *   layer <ref|opt> <k> <kind> <macc> <ticks>
  *   total <ref|opt> <ticks> out <10 bytes, hex>
  *   done
@@ -121,12 +122,19 @@ int main(void)
             put_str("error unknown layer kind\n");
             continue;
         }
-        if (v) { /* bench_firmware.py checks it against FV_DSP_FUSED_PAIRS (tools/dsp_limits.py) */
+        if (v) { /* bench_firmware.py checks them against FV_DSP_FUSED_PAIRS, FV_DSP_POOL_PAIRS (dsp_limits.py) */
             uint32_t pairs = 0u;
             for (uint64_t bits = r.to_planes; bits != 0u; bits &= bits - 1u) {
                 ++pairs;
             }
             put_str("fused ");
+            put_u64(pairs);
+            put_str("\n");
+            pairs = 0u;
+            for (uint64_t bits = r.to_pool; bits != 0u; bits &= bits - 1u) {
+                ++pairs;
+            }
+            put_str("fused_pool ");
             put_u64(pairs);
             put_str("\n");
         }
