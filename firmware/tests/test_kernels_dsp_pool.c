@@ -10,7 +10,8 @@
  *    layers over RGB into 11, 12 and 18 channels, 16, 22, 24, 44, 48, 32, 64 and 128 channels),
  *    each of which must qualify (fv_conv_pool_ok): a pair that silently stopped fusing fails;
  *  - random pairs: even and odd sizes 2-17 (odd: must be refused, and the unfused optimised
- *    kernels must still give the reference's bytes), 1x1 and 3x3 convolutions, 1-48 input
+ *    kernels must still give the reference's bytes), 1x1 and 3x3 convolutions (stride 1 or 2,
+ *    SAME or VALID, dilation 1 or 2), 1-48 input
  *    channels, 1-64 output channels with 11, 16, 18, 22 and 48 drawn often, any input and output
  *    offset, activation ranges the whole int8 range, a ReLU's (from the zero point) or narrower,
  *    biases random, zero, negative or absent, shifts -14..-1;
@@ -138,10 +139,14 @@ static void describe(const fv_conv_params *conv)
 
 /* The pair against the two references: fused when expect_fuse (and it must qualify), else it
  * must be refused and the unfused optimised kernels (the runner's fallback) run instead. */
+static long n_fused, n_unfused; /* the pairs run each way */
+
 static int run_pair(const fv_conv_params *conv, const fv_pool_params *pool, int expect_fuse, int32_t case_no)
 {
     const int32_t n_out = pool->out_h * pool->out_w * pool->c;
     const int fuses = fv_conv_pool_ok(conv, pool);
+    n_fused += fuses;
+    n_unfused += !fuses;
     if (fuses != expect_fuse) {
         printf("FAIL pair case %ld: %s\n", (long)case_no, expect_fuse ? "does not fuse" : "fuses");
         describe(conv);
@@ -176,26 +181,55 @@ static const pair_shape ZOO_PAIRS[] = {
     {8, 48, 48}, {32, 32, 32}, {16, 64, 64}, {8, 64, 128}, {4, 128, 128},
 };
 #define ZOO_PAIRS_N ((int32_t)(sizeof ZOO_PAIRS / sizeof ZOO_PAIRS[0]))
-#define RANDOM_CASES 300
+#define RANDOM_CASES 600
+
+/* The convolution of make_pair re-shaped: stride s, padding pad (0: VALID) and dilation d on an
+ * in_h x in_w input (its output, and the pool's input and output, follow). */
+static void reshape_conv(fv_conv_params *conv, fv_pool_params *pool, int32_t in_h, int32_t in_w, int32_t s,
+                         int32_t pad, int32_t d)
+{
+    const int32_t span = d * (conv->k_h - 1) + 1;
+    conv->in_h = in_h;
+    conv->in_w = in_w;
+    conv->stride_h = conv->stride_w = s;
+    conv->dil_h = conv->dil_w = d;
+    conv->pad_top = conv->pad_left = pad;
+    conv->out_h = (in_h + 2 * pad - span) / s + 1;
+    conv->out_w = (in_w + 2 * pad - span) / s + 1;
+    pool->in_h = conv->out_h;
+    pool->in_w = conv->out_w;
+    pool->out_h = conv->out_h / 2;
+    pool->out_w = conv->out_w / 2;
+}
 
 static int random_case(int32_t case_no)
 {
     static const int32_t often[5] = {11, 16, 18, 22, 48};
     fv_conv_params conv;
     fv_pool_params pool;
-    int32_t h, w, in_c, c, k, even;
+    int32_t h, w, in_c, c, k, even, s, d, pad;
     for (;;) {
         h = between(2, 17);
         w = between(2, 17);
+        if (rnd() % 3u != 0u) { /* mostly even sizes, which fuse (at stride 1, SAME) */
+            h &= ~1;
+            w &= ~1;
+        }
         k = (rnd() % 4u) == 0u ? 1 : 3;
         in_c = (rnd() % 3u) == 0u ? 3 : between(1, 48);
         c = (rnd() % 2u) == 0u ? often[between(0, 4)] : between(1, 64);
-        if (h * w * in_c <= IN_MAX && h * w * c <= CONV_MAX && c * k * k * in_c <= W_MAX && k * k * in_c <= 1152) {
+        /* mostly the zoo's stride 1, SAME; sometimes stride 2, VALID or dilation 2 */
+        s = (rnd() % 5u) == 0u ? 2 : 1;
+        d = k == 3 && (rnd() % 6u) == 0u ? 2 : 1;
+        pad = (rnd() % 5u) == 0u ? 0 : d * (k / 2);
+        if (h * w * in_c <= IN_MAX && h * w * c <= CONV_MAX && c * k * k * in_c <= W_MAX && k * k * in_c <= 1152 &&
+            (h + 2 * pad - d * (k - 1) - 1) / s + 1 >= 2 && (w + 2 * pad - d * (k - 1) - 1) / s + 1 >= 2) {
             break;
         }
     }
     make_pair(&conv, &pool, h, w, in_c, c, k);
-    even = (h & 1) == 0 && (w & 1) == 0;
+    reshape_conv(&conv, &pool, h, w, s, pad, d);
+    even = (conv.out_h & 1) == 0 && (conv.out_w & 1) == 0;
     conv.output_offset = (rnd() % 2u) == 0u ? -128 : between(-128, 127);
     switch (rnd() % 4u) {
     case 0: /* the whole int8 range */
@@ -428,8 +462,8 @@ int main(void)
         passed += ok;
         failed += !ok;
     }
-    printf("fused conv + max pool vs reference: %ld zoo pairs, %d random pairs, refusals, 3 runner models\n",
-           (long)ZOO_PAIRS_N, RANDOM_CASES);
+    printf("fused conv + max pool vs reference: %ld zoo pairs, %d random pairs (%ld fused, %ld refused and run "
+           "unfused), refusals, 3 runner models\n", (long)ZOO_PAIRS_N, RANDOM_CASES, n_fused, n_unfused);
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
