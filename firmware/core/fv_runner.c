@@ -232,17 +232,20 @@ static void plan_fusion(fv_runner *r, const fv_model *model)
             ++k;
         } else if (b->kind == FV_OP_MAX_POOL_2D &&
                    fv_conv_pool_ok((const fv_conv_params *)a->params, (const fv_pool_params *)b->params)) {
-            r->to_pool |= (uint64_t)1 << k;
-            r->from_pool |= (uint64_t)1 << (k + 1);
             /* The plan may give the pool's output the bytes of the convolution's input, dead once
              * the convolution has run (every zoo pair: the greedy plan reuses the freed slot),
              * but the fused convolution writes the pooled bytes while it still reads its input.
              * Then it writes them at the start of its own output's slot (never overlapping its
-             * input, only the pool reads it, and the pool's output does not overlap it either:
-             * both are live at the pool), and the pool layer copies them into place. */
-            if (overlap(b->out, b->out_bytes, a->in0, a->in_bytes)) {
-                r->pool_copy |= (uint64_t)1 << (k + 1);
+             * input; only the pool reads it), and the pool layer copies them into place: the
+             * plan keeps the pool's input and output apart (both live at the pool), and a plan
+             * that did not (an in-place pool) is not fused. */
+            const int copy = overlap(b->out, b->out_bytes, a->in0, a->in_bytes);
+            if (copy && overlap(b->out, b->out_bytes, a->out, a->out_bytes)) {
+                continue;
             }
+            r->to_pool |= (uint64_t)1 << k;
+            r->from_pool |= (uint64_t)1 << (k + 1);
+            r->pool_copy |= (uint64_t)copy << (k + 1);
             ++k;
         }
     }
