@@ -389,9 +389,10 @@ def before_after(path: Path, results: list[dict]) -> list[str]:
         now = table_record(res)
         moved = [sum(r["kinds"].get(g, {}).get("opt_instructions", 0) for g in POOL_FUSION_KINDS) for r in (was, now)]
         pool = [r["kinds"].get("max pool", {}).get("opt_per_out_byte") for r in (was, now)]
-        lines.append(f"{res['model']}: whole model {was['instructions_per_mac']['opt']:.3f} -> "
-                     f"{now['instructions_per_mac']['opt']:.3f} instructions/MAC ({was['total_instructions']['opt']:,} -> "
-                     f"{now['total_instructions']['opt']:,}); first layer + conv + max pool {moved[0]:,} -> {moved[1]:,} "
+        per_mac_ = [r["instructions_per_mac"]["opt"] for r in (was, now)]
+        total = [r["total_instructions"]["opt"] for r in (was, now)]
+        lines.append(f"{res['model']}: whole model {per_mac_[0]:.3f} -> {per_mac_[1]:.3f} instructions/MAC "
+                     f"({total[0]:,} -> {total[1]:,}); first layer + conv + max pool {moved[0]:,} -> {moved[1]:,} "
                      f"({moved[1] - moved[0]:+,})" + (f"; max pool {pool[0]} -> {pool[1]} per output byte"
                                                       if pool[0] is not None or pool[1] is not None else ""))
     return lines

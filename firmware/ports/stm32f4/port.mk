@@ -166,8 +166,8 @@ $(KD_DIR)/test_kernels_dsp_pool_m4.elf: tests/test_kernels_dsp_pool.c $(KD_SRC) 
 	$(ARM_CC) $(KD_FLAGS) -DFV_DSP_MAX_K=1152 -DFV_DSP_PW_WORDS=4096 -DFV_DSP_POOL_WORDS=128 -Icore \
 	    tests/test_kernels_dsp_pool.c $(KD_SRC) core/fv_runner.c -o $@
 
-test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf $(KD_DIR)/test_kernels_dsp_fused_m4.elf \
-                  $(KD_DIR)/test_kernels_dsp_pool_m4.elf
+test-kernels-dsp: $(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf \
+                  $(KD_DIR)/test_kernels_dsp_fused_m4.elf $(KD_DIR)/test_kernels_dsp_pool_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_opt_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_dsp_m4.elf
 	timeout 300 $(QEMU_ARM) -M mps2-an386 -nographic -semihosting -kernel $(KD_DIR)/test_kernels_dsp_fused_m4.elf
