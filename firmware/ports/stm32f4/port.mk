@@ -90,7 +90,7 @@ $(STM_BOARD_DIR)/fv_board.h $(STM_BOARD_DIR)/memory.ld $(STM_BOARD_DIR)/unlimite
 $(filter-out $(GEN)/models.c,$(STM_GEN_SRC)): $(GEN)/models.c
 
 # the DSP kernels' scratch, sized to the model's longest column
-$(STM_OUT)/fv_dsp_limits.h: $(ZOO)/$(MODEL)/model.tflite tools/dsp_limits.py
+$(STM_OUT)/fv_dsp_limits.h: $(ZOO)/$(MODEL)/model.tflite tools/dsp_limits.py $(DSP_RULES)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/dsp_limits.py $< $@
 $(STM_OUT)/obj/core/fv_kernels_dsp.o $(STM_OUT)/obj/core/fv_kernels_dsp_elementwise.o: $(STM_OUT)/fv_dsp_limits.h
