@@ -72,7 +72,9 @@ def test_the_estimate_adds_the_dsp_buffers_that_the_models_layers_size():
     """Without a size report the planner's RAM is the arena, the firmware's own RAM and the DSP
     kernels' buffers as the firmware's build sizes them from the layers (fv_dsp_limits.h): for a
     model with a fused depthwise pair (dsconv26-s3-r2) those include the pair's int16 planes, 58
-    KB for dsconv26's 32x32x26 pair; the estimate without the model file counts none and says so."""
+    KB for dsconv26's 32x32x26 pair; the estimate without the model file counts none and says so;
+    ``fleetvote analyze --board`` counts the same."""
+    from fleetvote.offline.analyze import analyze
     from fleetvote.offline.bom import ESTIMATE, requirement
     from fleetvote.offline.dsp_buffers import model_limits, static_ram_bytes
 
@@ -87,6 +89,8 @@ def test_the_estimate_adds_the_dsp_buffers_that_the_models_layers_size():
                                card["arena_bytes"] + FIRMWARE_RAM_BYTES + dsp, ESTIMATE), mid
         f0, r0, src0 = requirement(card, "nucleo-f411re", {})
         assert (f0, r0) == (f, r - dsp) and "DSP buffers not counted" in src0
+        # fleetvote analyze --board counts the same RAM
+        assert analyze(ZOO / mid / "model.tflite", board="nucleo-f411re")["board"]["ram_needed"] == r, mid
         if mid.startswith("dsconv26"):  # the first layer's planes: 26 (32 + 1) + 2 rows of 34 halfwords
             assert lim.dw_words == (26 * 33 + 2) * 34 // 2 and dsp > 58_000
 
