@@ -178,6 +178,54 @@ async def test_fault_injection_works_in_the_test_build(board_bin, tmp_path):
         stop_process(b.process)
 
 
+def test_host_build_follows_a_model_leaving_the_zoo_and_a_second_make_does_nothing(tmp_path):
+    """A zoo model's retirement leaves no newer file behind: firmware/Makefile's zoo-ids stamp
+    (the sorted ids, rewritten only when they change) regenerates the model table, codegen drops
+    the retired model's source, the board relinks; then make has nothing to do. On a copy of two
+    zoo models and a build folder of its own."""
+    import shutil
+
+    from fleetvote.offline.codegen import c_ident
+
+    ids = sorted((p.stat().st_size, p.parent.name) for p in ZOO.glob("*/model.tflite"))
+    if len(ids) < 2:
+        pytest.skip("the zoo needs two models")
+    (_, keep), (_, leave) = ids[:2]  # the two smallest: the quickest build
+    zoo, build = tmp_path / "zoo", tmp_path / "build"
+    for mid in (keep, leave):
+        (zoo / mid).mkdir(parents=True)
+        for name in ("model.tflite", "card.json"):
+            shutil.copy(ZOO / mid / name, zoo / mid / name)
+    args = ("BOARD=host", f"ZOO={zoo}", f"BUILD={build}")
+    make(*args)
+    gen, board = build / "gen" / "all", build / "host" / "board"
+    assert f"&fv_model_{c_ident(leave)}," in (gen / "models.c").read_text()
+    assert "Nothing to be done" in make(*args)
+    linked = board.stat().st_mtime_ns
+    shutil.rmtree(zoo / leave)  # the copy's retirement
+    out = make(*args)
+    assert "codegen" in out and board.stat().st_mtime_ns != linked
+    table = (gen / "models.c").read_text()
+    assert f"&fv_model_{c_ident(keep)}," in table and f"fv_model_{c_ident(leave)}" not in table
+    assert (gen / "zoo-ids").read_text().split() == [keep]
+    assert not (gen / f"model_{c_ident(leave)}.c").exists() and (gen / f"model_{c_ident(keep)}.c").exists()
+    assert "Nothing to be done" in make(*args)
+
+
+def test_codegen_removes_the_sources_of_models_it_no_longer_writes_and_nothing_else(tmp_path):
+    from fleetvote.offline.codegen import generate
+
+    ids = sorted((p.stat().st_size, p.parent.name) for p in ZOO.glob("*/model.tflite"))
+    if len(ids) < 2:
+        pytest.skip("the zoo needs two models")
+    (_, keep), (_, leave) = ids[:2]
+    out = tmp_path / "gen"
+    first = {p.name for p in generate([(m, ZOO / m / "model.tflite") for m in (keep, leave)], out)}
+    (out / "model_mine.c").write_text("/* a hand-written file in the same folder */\n")
+    second = {p.name for p in generate([(keep, ZOO / keep / "model.tflite")], out)}
+    assert {p.name for p in out.iterdir()} == second | {"model_mine.c"} and len(first) == len(second) + 1
+
+
 def test_codegen_is_deterministic_and_agrees_with_analyze(tmp_path):
     import re
 

@@ -52,7 +52,68 @@ def test_every_member_fits_a_nucleo_f411re():
 
     cat = load_catalog()
     for c in members():
-        assert fits(c, "nucleo-f411re", cat["nucleo-f411re"], {}), c["id"]
+        assert fits(c, "nucleo-f411re", cat["nucleo-f411re"], {}, ZOO), c["id"]
+
+
+def zoo_model(fused: bool, prefer: str | None = None) -> str:
+    """A zoo model with (``fused``) or without a (convolution, depthwise) pair that fuses; ``prefer``
+    when it is one."""
+    from fleetvote.offline.dsp_buffers import model_limits
+
+    ids = sorted(p.parent.name for p in ZOO.glob("*/model.tflite"))
+    ids = ([prefer] if prefer in ids else []) + ids
+    found = next((m for m in ids if (model_limits(ZOO / m / "model.tflite").fused_pairs > 0) == fused), None)
+    if found is None:
+        pytest.skip(f"the zoo has no model {'with' if fused else 'without'} a fused depthwise pair")
+    return found
+
+
+def test_the_estimate_adds_the_dsp_buffers_that_the_models_layers_size():
+    """Without a size report the planner's RAM is the arena, the firmware's own RAM and the DSP
+    kernels' buffers as the firmware's build sizes them from the layers (fv_dsp_limits.h): for a
+    model with a fused depthwise pair (dsconv26-s3-r2) those include the pair's int16 planes, 58
+    KB for dsconv26's 32x32x26 pair; the estimate without the model file counts none and says so;
+    ``fleetvote analyze --board`` counts the same."""
+    from fleetvote.offline.analyze import analyze
+    from fleetvote.offline.bom import ESTIMATE, requirement
+    from fleetvote.offline.dsp_buffers import model_limits, static_ram_bytes
+
+    cards = {c["id"]: c for c in load_cards(ZOO)}
+    for mid in (zoo_model(True, "dsconv26-s3-r2"), zoo_model(False, "vgg12-s1-r2")):
+        card, lim = cards[mid], model_limits(ZOO / mid / "model.tflite")
+        pad_k = (lim.max_k + 3) // 4 * 4
+        dsp = 4 * pad_k + pad_k + 4 + 4 * lim.pw_words + 4 * lim.dw_words  # cols, stage, pw, dw_plane
+        dsp += 4 * lim.pool_words if lim.pool_pairs else 0  # pool_max, built with a (conv, pool) pair
+        assert static_ram_bytes(lim) == dsp
+        f, r, src = requirement(card, "nucleo-f411re", {}, ZOO)
+        assert (f, r, src) == (card["flash_bytes"] + FIRMWARE_FLASH_BYTES,
+                               card["arena_bytes"] + FIRMWARE_RAM_BYTES + dsp, ESTIMATE), mid
+        f0, r0, src0 = requirement(card, "nucleo-f411re", {})
+        assert (f0, r0) == (f, r - dsp) and "DSP buffers not counted" in src0
+        # fleetvote analyze --board counts the same RAM
+        assert analyze(ZOO / mid / "model.tflite", board="nucleo-f411re")["board"]["ram_needed"] == r, mid
+        if mid.startswith("dsconv26"):  # the first layer's planes: 26 (32 + 1) + 2 rows of 34 halfwords
+            assert lim.dw_words == (26 * 33 + 2) * 34 // 2 and dsp > 58_000
+
+
+def test_the_dsp_buffers_counted_are_the_arrays_the_firmware_sizes_by_its_limits():
+    """Every static array of the DSP kernels whose length names an FV_DSP_* figure is in
+    dsp_buffers.SIZED_BUFFERS with its element size and length, and nothing else is: a new
+    model-sized buffer in the C must be counted by the planner too."""
+    import re
+
+    from conftest import ROOT
+    from fleetvote.offline.dsp_buffers import SIZED_BUFFERS
+
+    width = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4}
+    found = set()
+    for name in ("fv_kernels_dsp.c", "fv_kernels_dsp_elementwise.c"):
+        c = (ROOT / "firmware" / "core" / name).read_text()
+        for typ, var, length in re.findall(r"^static (\w+) (\w+)\[([^\]]*FV_DSP_[^\]]*)\]", c, re.M):
+            m = re.fullmatch(r"(FV_DSP_\w+)(?: \+ (\d+))?", length.strip())
+            assert m, f"{name}: {var}[{length}]: a length dsp_buffers.SIZED_BUFFERS cannot state"
+            found.add((var, width[typ], m.group(1), int(m.group(2) or 0)))
+    assert found == set(SIZED_BUFFERS)
 
 
 def test_baseline_fits_only_boards_with_its_flash_and_goes_on_the_cheapest():
@@ -94,7 +155,7 @@ def test_measured_firmware_figures_replace_the_estimates(tmp_path):
     assert note is None
     assert requirement(card, "nucleo-f411re", sizes) == (150_000, 40_000, "size report")
     assert requirement(card, "nucleo-l476rg", sizes)[2].startswith("size report (nucleo-f411re")
-    assert requirement(card, "nucleo-f411re", {})[2] == "card + firmware estimate"
+    assert requirement(card, "nucleo-f411re", {}, ZOO)[2] == "card + firmware estimate"
     assert load_size_report(tmp_path / "absent.json") == ({}, None)
     bf = tmp_path / "bench.json"  # the layout of firmware/tools/bench_firmware.py
     bf.write_text(json.dumps({"cpi": 1.3, "models": [{"model": card["id"], "machine": "netduinoplus2", "macc": 1000,

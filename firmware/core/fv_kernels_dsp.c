@@ -741,20 +741,27 @@ _Static_assert(offsetof(planes_job, cs) == offsetof(pw_job, o1) &&
                    offsetof(planes_job, pairs) == offsetof(pw_job, pairs),
                "pw_pairs and pw_pairs_planes read their jobs at the same offsets");
 
+/* The loop of both planes kernels: each channel pair's two pixels requantised by USAT, then
+ * packed by PKHBT into one plane word per channel (a00: the pair's first channel, a10: its
+ * second); x0 = the first channel's plane word (the job's o, kept at sp + 0), x1 = cs. STORE
+ * writes the two words and puts the next channel pair's x0 back at sp + 0. */
+#define PW_PLANES_ASM(STORE)                                                                         \
+    PW_PAIRS_ASM(PW_RQ_SAT("a00", "a01", "usat") PW_RQ_SAT("a10", "a11", "usat")                     \
+                 "ldrd %[x0], %[x1], [sp, #0]\n\t"                                                   \
+                 "pkhbt %[a00], %[a00], %[a01], lsl #16\n\t"                                         \
+                 "pkhbt %[a10], %[a10], %[a11], lsl #16\n\t"                                         \
+                 STORE)
+
 static void pw_pairs_planes(const planes_job *job)
 {
     int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
     const int32_t *cp;
     const void *ce = job;
     const int32_t *wp = pw;
-    __asm__ volatile(PW_PAIRS_ASM(PW_RQ_SAT("a00", "a01", "usat") PW_RQ_SAT("a10", "a11", "usat")
-                                  "ldrd %[x0], %[x1], [sp, #0]\n\t"
-                                  "pkhbt %[a00], %[a00], %[a01], lsl #16\n\t"
-                                  "pkhbt %[a10], %[a10], %[a11], lsl #16\n\t"
-                                  "str %[a00], [%[x0]]\n\t"
-                                  "str %[a10], [%[x0], %[x1]]\n\t"
-                                  "add %[x0], %[x0], %[x1], lsl #1\n\t"
-                                  "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
+    __asm__ volatile(PW_PLANES_ASM("str %[a00], [%[x0]]\n\t"
+                                   "str %[a10], [%[x0], %[x1]]\n\t"
+                                   "add %[x0], %[x0], %[x1], lsl #1\n\t"
+                                   "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
 }
 
 /* The same for a row's first pixel pair (x = 0), which also writes the row's first word, the
@@ -768,16 +775,12 @@ static void pw_pairs_planes_row(const planes_job *job)
     const int32_t *cp;
     const void *ce = job;
     const int32_t *wp = pw;
-    __asm__ volatile(PW_PAIRS_ASM(PW_RQ_SAT("a00", "a01", "usat") PW_RQ_SAT("a10", "a11", "usat")
-                                  "ldrd %[x0], %[x1], [sp, #0]\n\t"
-                                  "pkhbt %[a00], %[a00], %[a01], lsl #16\n\t"
-                                  "pkhbt %[a10], %[a10], %[a11], lsl #16\n\t"
-                                  "mov %[a01], #0\n\t"
-                                  "strd %[a01], %[a00], [%[x0], #-4]\n\t"
-                                  "add %[x0], %[x0], %[x1]\n\t"
-                                  "strd %[a01], %[a10], [%[x0], #-4]\n\t"
-                                  "add %[x0], %[x0], %[x1]\n\t"
-                                  "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
+    __asm__ volatile(PW_PLANES_ASM("mov %[a01], #0\n\t"
+                                   "strd %[a01], %[a00], [%[x0], #-4]\n\t"
+                                   "add %[x0], %[x0], %[x1]\n\t"
+                                   "strd %[a01], %[a10], [%[x0], #-4]\n\t"
+                                   "add %[x0], %[x0], %[x1]\n\t"
+                                   "str %[x0], [sp, #0]\n\t") PW_PAIRS_OPERANDS);
 }
 
 #endif /* FV_DSP_FUSED_PAIRS > 0 */

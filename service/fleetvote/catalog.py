@@ -25,10 +25,16 @@ from .errors import ConfigError
 
 CATALOG = Path(__file__).resolve().parents[2] / "firmware" / "boards" / "catalog.json"
 
-# What the firmware itself (runtime, protocol, port, stack) takes beside a model's weights and
-# arena: the planner's guess for a model the size report has not measured. Not a bound: the size
-# report measures 32-68 KB of flash and 19-87 KB of RAM beside the model (the DSP kernels' buffers,
-# and a model with fused depthwise pairs adds its int16 planes), so plan with the size report.
+# What the firmware itself takes beside a model, for the planner's estimate of a model the size
+# report has not measured (fleetvote.offline.bom.requirement).
+# RAM: beside the model's arena and the DSP kernels' buffers sized by its layers (which the
+# planner adds: fleetvote.offline.dsp_buffers.static_ram_bytes, the rule the firmware's build
+# sizes them by), the runtime, protocol, port, frame buffer, receive ring, stack and the DSP
+# kernels' fixed arrays. `make -C firmware size-report` (2026-12-02, the zoo's 12 models on the 3
+# STM32F4 boards) measures 11,380-11,388 B of it: 12 KB leaves about 900 B.
+# Flash: still a guess, low (the same report: 32-68 KB beside the weights; the generated layer
+# tables and, for a model with a fused depthwise pair, 19 KB of fused kernels); plan with the
+# size report where flash matters.
 FIRMWARE_FLASH_BYTES = 24 * 1024
 FIRMWARE_RAM_BYTES = 12 * 1024
 

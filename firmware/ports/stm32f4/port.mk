@@ -90,7 +90,7 @@ $(STM_BOARD_DIR)/fv_board.h $(STM_BOARD_DIR)/memory.ld $(STM_BOARD_DIR)/unlimite
 $(filter-out $(GEN)/models.c,$(STM_GEN_SRC)): $(GEN)/models.c
 
 # the DSP kernels' scratch, sized to the model's longest column
-$(STM_OUT)/fv_dsp_limits.h: $(ZOO)/$(MODEL)/model.tflite tools/dsp_limits.py
+$(STM_OUT)/fv_dsp_limits.h: $(ZOO)/$(MODEL)/model.tflite tools/dsp_limits.py $(DSP_RULES)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/dsp_limits.py $< $@
 $(STM_OUT)/obj/core/fv_kernels_dsp.o $(STM_OUT)/obj/core/fv_kernels_dsp_elementwise.o: $(STM_OUT)/fv_dsp_limits.h
@@ -146,7 +146,12 @@ KD_FLAGS := -std=c99 -O2 $(WARN) $(STM_ARCH) -ffunction-sections -fdata-sections
             -Wl,--section-start=.vectors=0x0 -Wl,-u,fv_qemu_vectors -Wl,--gc-sections
 KD_SRC := core/fv_kernels_ref.c core/fv_kernels_dsp.c core/fv_kernels_dsp_elementwise.c tests/qemu_mps2_an386.c
 # the header the two DSP files share (their scratch)
-$(KD_DIR)/test_kernels_opt_m4.elf $(KD_DIR)/test_kernels_dsp_m4.elf: core/fv_kernels_dsp.h
+$(addprefix $(KD_DIR)/test_kernels_,opt_m4.elf dsp_m4.elf dsp_fused_m4.elf): core/fv_kernels_dsp.h
+# the fused test also runs the runner
+$(KD_DIR)/test_kernels_dsp_fused_m4.elf: core/fv_runner.h
+# the random generator the random tests share (tests/test_rng.h: a change there changes their cases)
+$(KD_DIR)/test_kernels_dsp_m4.elf $(KD_DIR)/test_kernels_dsp_fused_m4.elf \
+    $(KD_DIR)/test_kernels_dsp_pool_m4.elf: tests/test_rng.h
 
 $(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) $(KT_VECTORS)
 	$(ARM_CC) $(KD_FLAGS) -DFV_TEST_OPT -Icore -I$(KD_DIR) tests/test_kernels.c $(KD_SRC) -o $@

@@ -5,7 +5,8 @@ FULLY_CONNECTED), parameters (elements of its constant tensors), read-only bytes
 constants (int8 weights, int32 biases), and the activation bytes it reads and writes. Totals add
 the peak live activation bytes of the buffer plan and the arena that plan needs, and whether the
 model fits a board of the catalogue (flash for weights plus firmware, RAM for the arena plus
-firmware; the firmware's own figures come from the size report of the STM32 port).
+firmware plus the DSP kernels' buffers the model's layers size, ``dsp_buffers``; the firmware's
+own figures, ``fleetvote.catalog``, come from the size report of the STM32 port).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..catalog import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, get_board
 from ..engine import Engine, load_model
+from .dsp_buffers import limits_of, static_ram_bytes
 
 
 # The seed's single-board model as X-CUBE-AI's analysis reported it (the project's starting brief;
@@ -67,7 +69,9 @@ def analyze(model_path: Path, board: str | None = None, vs_seed: bool | None = N
     if board:
         b = get_board(board)
         flash_need = total["weight_bytes"] + FIRMWARE_FLASH_BYTES
-        ram_need = total["arena_bytes"] + FIRMWARE_RAM_BYTES
+        # the firmware's own RAM and the DSP kernels' buffers this model's layers size (bom.requirement)
+        dsp_ram = static_ram_bytes(limits_of(k for _, k in engine.layer_table()))
+        ram_need = total["arena_bytes"] + FIRMWARE_RAM_BYTES + dsp_ram
         rep["board"] = {"name": board, "flash_bytes": b["flash_bytes"], "ram_bytes": b["ram_bytes"],
                         "flash_needed": flash_need, "ram_needed": ram_need,
                         "fits": flash_need <= b["flash_bytes"] and ram_need <= b["ram_bytes"]}

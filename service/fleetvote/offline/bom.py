@@ -5,9 +5,13 @@ For each model of the zoo:
 
 * what it needs: flash and RAM of its firmware image as measured by the STM32 port's size report
   (``firmware/build/size-report.json``, from ``make -C firmware size-report``) when that file
-  exists and has the pair; otherwise the card's weights and arena plus ``FIRMWARE_FLASH_BYTES``
-  and ``FIRMWARE_RAM_BYTES`` of ``fleetvote.catalog`` (a guess, low for models with fused
-  depthwise planes); the report says which;
+  exists and has the pair; otherwise an estimate: the card's weights plus
+  ``FIRMWARE_FLASH_BYTES`` of ``fleetvote.catalog`` (a guess, low: the size report measures more),
+  and the card's arena plus ``FIRMWARE_RAM_BYTES`` (the firmware's own RAM) plus the DSP kernels'
+  static buffers the model's layers need (``dsp_buffers.static_ram_bytes``, the rule that sizes
+  them in its image: the column scratch, the pre-widened weights and the depthwise plane, which
+  holds a fused depthwise pair's int16 planes; without the zoo's model file they are not
+  counted, and the source says so); the report says which;
 * the cheapest board of the catalogue (``firmware/boards/catalog.json``; boards with a price only,
   which leaves out the emulated one) that it fits; ties go to the faster clock. A model of role
   ``reference`` (MLPerf Tiny's ResNet-8) goes on a nucleo-f411re, the members' board, whatever
@@ -51,6 +55,7 @@ from ..command import command_line
 from ..errors import ConfigError
 from ..settings import ROOT
 from . import rel_path as _rel
+from .dsp_buffers import model_limits, static_ram_bytes
 
 SIZE_REPORT = ROOT / "firmware" / "build" / "size-report.json"
 BENCH_FIRMWARE = ROOT / "firmware" / "build" / "bench-firmware.json"
@@ -165,8 +170,15 @@ def load_bench_firmware(path: Path = BENCH_FIRMWARE) -> tuple[dict[str, tuple[fl
 
 # ---- fitting and latency ---------------------------------------------------------------------
 
-def requirement(card: dict, board: str, sizes: dict[tuple[str, str], tuple[int, int]]) -> tuple[int, int, str]:
-    """(flash, RAM, source) that ``card``'s model needs on ``board``."""
+ESTIMATE = "card + firmware estimate"
+NO_MODEL = " (no model file: DSP buffers not counted)"
+
+
+def requirement(card: dict, board: str, sizes: dict[tuple[str, str], tuple[int, int]],
+                zoo: Path | None = None) -> tuple[int, int, str]:
+    """(flash, RAM, source) that ``card``'s model needs on ``board``: the size report's image of
+    the pair, else of the model on another board, else the estimate (module docstring), whose
+    DSP buffers come from ``zoo``/<id>/model.tflite."""
     mid = card["id"]
     if (board, mid) in sizes:
         f, r = sizes[(board, mid)]
@@ -177,12 +189,14 @@ def requirement(card: dict, board: str, sizes: dict[tuple[str, str], tuple[int, 
         r = max(fr[1] for _b, fr in measured)
         return f, r, f"size report ({'/'.join(sorted(b for b, _ in measured))} image)"
     arena = card.get("arena_bytes") or card.get("ram_bytes") or 0
-    return (int(card["flash_bytes"]) + FIRMWARE_FLASH_BYTES, int(arena) + FIRMWARE_RAM_BYTES,
-            "card + firmware estimate")
+    model = Path(zoo) / mid / "model.tflite" if zoo is not None else None
+    dsp = static_ram_bytes(model_limits(model)) if model is not None and model.is_file() else None
+    return (int(card["flash_bytes"]) + FIRMWARE_FLASH_BYTES, int(arena) + FIRMWARE_RAM_BYTES + (dsp or 0),
+            ESTIMATE if dsp is not None else ESTIMATE + NO_MODEL)
 
 
-def fits(card: dict, board: str, spec: dict, sizes) -> bool:
-    f, r, _ = requirement(card, board, sizes)
+def fits(card: dict, board: str, spec: dict, sizes, zoo: Path | None = None) -> bool:
+    f, r, _ = requirement(card, board, sizes, zoo)
     return f <= spec["flash_bytes"] and r <= spec["ram_bytes"]
 
 
@@ -190,8 +204,9 @@ def priced_boards(catalog: dict) -> dict[str, dict]:
     return {n: b for n, b in catalog.items() if b.get("price_usd") is not None and not b.get("emulated")}
 
 
-def cheapest_board(card: dict, catalog: dict, sizes) -> str | None:
-    ok = [(b["price_usd"], -b["clock_hz"], n) for n, b in priced_boards(catalog).items() if fits(card, n, b, sizes)]
+def cheapest_board(card: dict, catalog: dict, sizes, zoo: Path | None = None) -> str | None:
+    ok = [(b["price_usd"], -b["clock_hz"], n) for n, b in priced_boards(catalog).items()
+          if fits(card, n, b, sizes, zoo)]
     return min(ok)[2] if ok else None
 
 
@@ -335,22 +350,22 @@ def instructions_per_mac(card: dict, measured: dict[str, tuple[float, str]]) -> 
 
 
 def model_row(card: dict, catalog: dict, sizes, ipms, cpi: float | None, accuracy: float | None,
-              measured: dict[tuple[str, str], dict] | None = None) -> dict:
+              measured: dict[tuple[str, str], dict] | None = None, zoo: Path | None = None) -> dict:
     if card.get("role") == "reference":
-        board = REFERENCE_BOARD if fits(card, REFERENCE_BOARD, catalog[REFERENCE_BOARD], sizes) else None
+        board = REFERENCE_BOARD if fits(card, REFERENCE_BOARD, catalog[REFERENCE_BOARD], sizes, zoo) else None
     else:
-        board = cheapest_board(card, catalog, sizes)
+        board = cheapest_board(card, catalog, sizes, zoo)
     # the card's validation accuracy beside the test accuracy: the results table's members rows
     # read it for models ensemble-eval does not score (the reference)
     row = {"id": card["id"], "role": card.get("role"), "macc": card.get("macc"), "test_accuracy": accuracy,
            "val_accuracy": card.get("val_accuracy"), "board": board, "fits_boards": sorted(n for n, b in priced_boards(catalog).items()
-                                                 if fits(card, n, b, sizes))}
+                                                 if fits(card, n, b, sizes, zoo))}
     if board is None:  # no latency to estimate: no count needed
-        f, r, src = requirement(card, "-", sizes)
+        f, r, src = requirement(card, "-", sizes, zoo)
         row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=None, latency=None, ipm_source=None)
         return row
     ipm, row["ipm_source"] = instructions_per_mac(card, ipms)
-    f, r, src = requirement(card, board, sizes)
+    f, r, src = requirement(card, board, sizes, zoo)
     spec = catalog[board]
     probe = (measured or {}).get((board, card["id"]))
     row.update(flash_bytes=f, ram_bytes=r, sizes_from=src, price_usd=spec["price_usd"],
@@ -425,11 +440,13 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
     notes = []
     if sizes:
         notes.append(f"flash/RAM: measured firmware images from {_rel(size_report)} (models it lacks: card "
-                     f"weights + {FIRMWARE_FLASH_BYTES:,} B flash, arena + {FIRMWARE_RAM_BYTES:,} B RAM)")
+                     f"weights + {FIRMWARE_FLASH_BYTES:,} B flash, arena + {FIRMWARE_RAM_BYTES:,} B RAM + "
+                     "the DSP buffers of its layers)")
     else:
         notes.append(f"flash/RAM: no size report ({size_note or f'{_rel(size_report)} does not exist yet'}): card "
-                     f"weights + {FIRMWARE_FLASH_BYTES:,} B flash and arena + {FIRMWARE_RAM_BYTES:,} B RAM of "
-                     "firmware (fleetvote.catalog upper bounds)")
+                     f"weights + {FIRMWARE_FLASH_BYTES:,} B flash (a guess) and arena + {FIRMWARE_RAM_BYTES:,} B "
+                     "RAM of firmware + the DSP buffers of each model's layers (fleetvote.catalog, "
+                     "fleetvote.offline.dsp_buffers)")
     notes.append(f"cycles per instruction: {cpi_note}; the Cortex-M7 boards are given the Cortex-M4 build's "
                  "instruction count")
     ev = json.loads(Path(eval_json).read_text()) if eval_json else None
@@ -442,7 +459,7 @@ def run(zoo: Path, eval_json: Path | None = None, bench_json: Path | None = None
     notes.append(f"host overhead: {host_ms} ms p50 at concurrency 1 from {bench_json}" if host_ms is not None else
                  "host overhead: not measured (no --bench): 0 ms added")
     acc = {m["id"]: m["test_accuracy"] for m in ev["models"]} if ev else {}
-    rows = {i: model_row(c, catalog, sizes, ipms, cpi, acc.get(i, c.get("test_accuracy")), measured)
+    rows = {i: model_row(c, catalog, sizes, ipms, cpi, acc.get(i, c.get("test_accuracy")), measured, zoo)
             for i, c in cards.items()}
     used = ", ".join(f"{i} {r['latency']['instructions_per_mac']}" for i, r in sorted(rows.items()) if r["latency"])
     if ipm is not None:

@@ -268,7 +268,7 @@ def plan(members: list[str], probes: list[Probe], zoo: Path = ZOO) -> Plan:
 
     def fit(member: str, board: str) -> str | None:
         spec = get_board(board)
-        f, r, src = requirement(cards[member], board, sizes)
+        f, r, src = requirement(cards[member], board, sizes, zoo)
         if f > spec["flash_bytes"] or r > spec["ram_bytes"]:
             return None
         return f"{f / 1024:.0f} of {spec['flash_bytes'] / 1024:.0f} KiB flash, {r / 1024:.0f} of " \

@@ -156,7 +156,7 @@ def planned_latency_ms(model_ids: list[str], zoo: Path | None = None, catalog: P
     ipms, _, _ = load_bench_firmware(BENCH_FIRMWARE)
     out = {}
     for mid in dict.fromkeys(model_ids):
-        row = model_row(cards[mid], catalog, sizes, ipms, None, None)
+        row = model_row(cards[mid], catalog, sizes, ipms, None, None, zoo=zoo)
         if row["latency"] is None:
             raise ConfigError(f"{mid} fits no priced board of the catalogue: no planned latency for it; "
                               "use --board-speed host")
