@@ -166,6 +166,7 @@ def test_train_export_eval_analyze_on_a_few_hundred_images(keras_mod, cifar_path
     # the recipe names the parent and the teacher runs by their ids, never by a path of this machine
     recipe = json.loads((child / "run.json").read_text())["recipe"]
     assert recipe["init"] == run.name and recipe["teacher"] == run.name and recipe["distill_alpha"] == 0.5
+    assert recipe["distill_views"] == "augmented"
     import keras
 
     from fleetvote_models.archs import build

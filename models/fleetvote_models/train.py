@@ -69,8 +69,13 @@ def epoch_views(x: np.ndarray, y: np.ndarray, ids: np.ndarray, seed: int, epoch:
                  seed=seed).astype(np.float32) / 255.0
     ya = _onehot(y[order], smoothing)
     if teacher is not None:
-        ya = distill_alpha * teacher(xa) + (1 - distill_alpha) * ya
+        ya = with_teacher(xa, ya, teacher, distill_alpha)
     return xa, ya
+
+
+def with_teacher(xa: np.ndarray, ya: np.ndarray, teacher, distill_alpha: float) -> np.ndarray:
+    """The targets ``ya`` of the view ``xa`` with the teacher's predictions on that view mixed in."""
+    return distill_alpha * teacher(xa) + (1 - distill_alpha) * ya
 
 
 def run_id(path: str | None) -> str | None:
@@ -164,6 +169,9 @@ def train(
         "augmentation": list(augmentations), "label_smoothing": label_smoothing,
         "subset": subset, "limit": limit, "teacher": run_id(teacher),
         "distill_alpha": distill_alpha if teacher else None,
+        # the teacher labels each epoch's augmented view (since 2026-12-02; before, the unaugmented
+        # images once): a run with a teacher from before cannot resume under the new targets
+        "distill_views": "augmented" if teacher else None,
         "init": run_id(init),
         "weight_decay": weight_decay, "ema": ema or None,
         "backend": keras.backend.backend(),
@@ -221,8 +229,9 @@ def train(
           f"{n} training images, {epochs} epochs")
 
     def views(epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        return epoch_views(tr.x, tr.y, ids, seed, epoch, list(augmentations), label_smoothing,
-                           teacher_predict, distill_alpha)
+        # without the teacher: Keras promises no thread safety for a predict beside a fit, so the
+        # teacher labels the view in the main thread, between fits (with_teacher below)
+        return epoch_views(tr.x, tr.y, ids, seed, epoch, list(augmentations), label_smoothing)
 
     xv = va.x.astype(np.float32) / 255.0
     # the next epoch's views are made in a thread while this epoch fits (numpy releases the GIL
@@ -235,6 +244,8 @@ def train(
             t0 = time.time()
             assert upcoming is not None
             xa, ya = upcoming.result()
+            if teacher_predict is not None:  # a full pass of the teacher over the view: not free
+                ya = with_teacher(xa, ya, teacher_predict, distill_alpha)
             upcoming = pool.submit(views, epoch + 1) if epoch + 1 < last else None
             t_views = time.time()
             bar = _progress(steps, f"epoch {epoch + 1}/{epochs}")

@@ -9,8 +9,7 @@ For each model of the zoo:
   ``FIRMWARE_FLASH_BYTES`` of ``fleetvote.catalog`` (a guess, low: the size report measures more),
   and the card's arena plus ``FIRMWARE_RAM_BYTES`` (the firmware's own RAM) plus the DSP kernels'
   static buffers the model's layers need (``dsp_buffers.static_ram_bytes``, the rule that sizes
-  them in its image: the column scratch, the pre-widened weights and the depthwise plane, which
-  holds a fused depthwise pair's int16 planes; without the zoo's model file they are not
+  them in its image, ``dsp_buffers.SIZED_BUFFERS``; without the zoo's model file they are not
   counted, and the source says so); the report says which;
 * the cheapest board of the catalogue (``firmware/boards/catalog.json``; boards with a price only,
   which leaves out the emulated one) that it fits; ties go to the faster clock. A model of role
