@@ -53,7 +53,7 @@ check-cards: venv  ## recompute every zoo card on all 10,000 test images
 bench-engine: venv  ## images/s of the engine vs LiteRT vs tflite-micro, as ratios
 	$(BIN)/python -m fleetvote.testbed.bench_engine
 
-model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-s1
+model: venv  ## train (resumable) and export one zoo model: make model ID=vgg12-s31
 	@test -n "$(ID)" || { echo "usage: make model ID=<id of models/recipes.json>"; exit 2; }
 	$(BIN)/python -m fleetvote_models.recipes $(ID)
 

@@ -54,3 +54,21 @@ def test_images(cifar_path):
 
 def zoo_models() -> list[Path]:
     return sorted(p.parent for p in ZOO.glob("*/model.tflite"))
+
+
+def zoo_model(fused: bool, prefer: str | None = None, role: str | None = None) -> str:
+    """A zoo model with (``fused``) or without a (convolution, depthwise) pair that fuses, of card
+    ``role`` ("member": one that fits a nucleo-f411re) when given; ``prefer`` when it is one, else
+    the first by id. Skips when the zoo has none: tests name models by what they need, not by id,
+    so that retiring a member (``fleetvote retire``) leaves them running."""
+    import json
+
+    from fleetvote.offline.dsp_buffers import model_limits
+
+    ids = [m.name for m in zoo_models()
+           if role is None or json.loads((m / "card.json").read_text()).get("role") == role]
+    ids = ([prefer] if prefer in ids else []) + ids
+    found = next((m for m in ids if (model_limits(ZOO / m / "model.tflite").fused_pairs > 0) == fused), None)
+    if found is None:
+        pytest.skip(f"the zoo has no {role or 'model'} {'with' if fused else 'without'} a fused depthwise pair")
+    return found

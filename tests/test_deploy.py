@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import ROOT, ZOO, need_module
+from conftest import ROOT, ZOO, need_module, zoo_models
 from test_service import board_bin, raw, wait_for  # noqa: F401  (board_bin is a fixture)
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -211,13 +211,14 @@ def test_build_context_is_the_package_and_firmware_sources_only():
     """No .git, .venv, build outputs (a stale host binary), runs, tests or docs: a small context,
     sent fast, whose COPY cache key changes only with the sources."""
     patterns = dockerignore_patterns()
-    sent = {"pyproject.toml", "README.md", "service/fleetvote/app.py", "models/zoo/vgg12-s1/model.tflite",
+    zoo = f"models/zoo/{zoo_models()[0].name}"  # any zoo model: its model is sent, its training log is not
+    sent = {"pyproject.toml", "README.md", "service/fleetvote/app.py", f"{zoo}/model.tflite",
             "models/zoo/ensemble.json", "firmware/core/fv_app.c", "firmware/boards/catalog.json",
             "firmware/Makefile"}
     kept_out = {".git/config", ".venv/bin/python", "build/containers/summary.json", "firmware/build/host/board",
                 "runs/x/log.jsonl", "tests/test_deploy.py", "docs/deploy.md", ".ci/run", "Dockerfile",
                 "service/fleetvote/__pycache__/app.cpython-311.pyc", "service/fleetvote.egg-info/PKG-INFO",
-                "models/zoo/vgg12-s1/train_log.jsonl", "service/build/lib/fleetvote/app.py", "out/x"}
+                f"{zoo}/train_log.jsonl", "service/build/lib/fleetvote/app.py", "out/x"}
     assert {x for x in sent | kept_out if not dockerignored(x, patterns)} == sent
     # and the repository's own files: what is sent is exactly the sources under those five names
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()

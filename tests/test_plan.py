@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import ZOO
+from conftest import ZOO, zoo_model
 from fleetvote.catalog import FIRMWARE_FLASH_BYTES, FIRMWARE_RAM_BYTES, load_catalog
 from fleetvote.offline.cards import load_cards
 
@@ -55,19 +55,6 @@ def test_every_member_fits_a_nucleo_f411re():
         assert fits(c, "nucleo-f411re", cat["nucleo-f411re"], {}, ZOO), c["id"]
 
 
-def zoo_model(fused: bool, prefer: str | None = None) -> str:
-    """A zoo model with (``fused``) or without a (convolution, depthwise) pair that fuses; ``prefer``
-    when it is one."""
-    from fleetvote.offline.dsp_buffers import model_limits
-
-    ids = sorted(p.parent.name for p in ZOO.glob("*/model.tflite"))
-    ids = ([prefer] if prefer in ids else []) + ids
-    found = next((m for m in ids if (model_limits(ZOO / m / "model.tflite").fused_pairs > 0) == fused), None)
-    if found is None:
-        pytest.skip(f"the zoo has no model {'with' if fused else 'without'} a fused depthwise pair")
-    return found
-
-
 def test_the_estimate_adds_the_dsp_buffers_that_the_models_layers_size():
     """Without a size report the planner's RAM is the arena, the firmware's own RAM and the DSP
     kernels' buffers as the firmware's build sizes them from the layers (fv_dsp_limits.h): for a
@@ -79,7 +66,7 @@ def test_the_estimate_adds_the_dsp_buffers_that_the_models_layers_size():
     from fleetvote.offline.dsp_buffers import model_limits, static_ram_bytes
 
     cards = {c["id"]: c for c in load_cards(ZOO)}
-    for mid in (zoo_model(True, "dsconv26-s3-r2"), zoo_model(False, "vgg12-s1-r2")):
+    for mid in (zoo_model(True, "dsconv26-s3-r2"), zoo_model(False, role="member")):
         card, lim = cards[mid], model_limits(ZOO / mid / "model.tflite")
         pad_k = (lim.max_k + 3) // 4 * 4
         dsp = 4 * pad_k + pad_k + 4 + 4 * lim.pw_words + 4 * lim.dw_words  # cols, stage, pw, dw_plane

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import serial
 
-from conftest import ROOT, ZOO, need, need_tool
+from conftest import ROOT, ZOO, need, need_tool, zoo_model
 from fleetvote.catalog import port_boards, real_boards
 from fleetvote.engine import Engine
 from fleetvote.errors import BoardError, BoardRejected, ConfigError
@@ -395,14 +395,11 @@ def test_planned_ram_of_a_model_the_size_report_lacks_covers_its_real_image():
     from size_report import measure
 
     from fleetvote.offline.bom import ESTIMATE, requirement
-    from fleetvote.offline.dsp_buffers import model_limits
 
-    ids = sorted(p.parent.name for p in ZOO.glob("*/model.tflite"))
-    fused = {m: model_limits(ZOO / m / "model.tflite").fused_pairs > 0 for m in ids}
-    picks = [next((m for m in (["dsconv26-s3-r2"] if "dsconv26-s3-r2" in ids else []) + ids if fused[m]), None),
-             next((m for m in (["vgg12-s1-r2"] if "vgg12-s1-r2" in ids else []) + ids if not fused[m]), None)]
+    # members (they fit the F411): one with a fused depthwise pair and one without
+    picks = [zoo_model(True, "dsconv26-s3-r2", role="member"), zoo_model(False, role="member")]
     cards = {c["id"]: c for c in load_cards(ZOO)}
-    for mid in filter(None, picks):
+    for mid in picks:
         make("BOARD=nucleo-f411re", f"MODEL={mid}", "VARIANT=release", "measure")
         real = measure(FIRMWARE / "build" / "stm32f4" / "nucleo-f411re" / mid / "release" / "measure.elf")["ram"]
         _f, planned, src = requirement(cards[mid], "nucleo-f411re", {}, ZOO)

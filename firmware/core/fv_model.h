@@ -25,7 +25,7 @@ typedef struct {
 } fv_layer;
 
 typedef struct {
-    const char *id;               /* zoo id, e.g. "vgg12-s1" */
+    const char *id;               /* zoo id, e.g. "vgg12-s31" */
     uint8_t sha256[32];           /* of the .tflite the code was generated from */
     uint32_t macc;
     uint32_t arena_bytes;

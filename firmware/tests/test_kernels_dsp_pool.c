@@ -153,7 +153,7 @@ typedef struct {
     int16_t hw, in_c, c;
 } pair_shape;
 
-/* the zoo's (3x3 convolution, 2x2 pool) pairs (models/zoo/: vgg11-s5-co, vgg12-s1, vggw12-16-48-112-s43,
+/* the zoo's (3x3 convolution, 2x2 pool) pairs (models/zoo/: vgg11-s5-co, vgg12-s31, vggw12-16-48-112-s43,
  * resnet18-s2's first layer, the baseline's four) */
 static const pair_shape ZOO_PAIRS[] = {
     {32, 3, 11}, {32, 3, 12}, {32, 3, 18}, {16, 22, 22}, {16, 24, 24}, {16, 16, 16}, {8, 44, 44},

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions per inference of any zoo model's firmware, counted under QEMU.
 
-    bench_firmware.py --models vgg12-s1 baseline [--build firmware/build] [--json OUT] [--cards ZOO]
+    bench_firmware.py --models vgg12-s31 baseline [--build firmware/build] [--json OUT] [--cards ZOO]
     bench_firmware.py --machine baseline        the machine that counts a model (bench-firmware's
                                                 make recipe asks, then builds that image)
 

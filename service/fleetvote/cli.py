@@ -24,10 +24,10 @@ from .testbed.virtual import BOARD_SPEEDS, VirtualFleet, planned_latency_ms
 
 EPILOG = """\
 examples:
-  fleetvote train --arch vgg:12 --seed 1 --epochs 30 --out runs/vgg12-s1
-  fleetvote export runs/vgg12-s1 --id vgg12-s1 --zoo models/zoo
-  fleetvote eval models/zoo/vgg12-s1/model.tflite --split test
-  fleetvote analyze models/zoo/vgg12-s1/model.tflite --board nucleo-f411re
+  fleetvote train --arch vgg:12 --seed 7 --epochs 30 --out runs/vgg12-s7
+  fleetvote export runs/vgg12-s7 --id vgg12-s7 --zoo models/zoo
+  fleetvote eval models/zoo/vgg12-s31/model.tflite --split test
+  fleetvote analyze models/zoo/vgg12-s31/model.tflite --board nucleo-f411re
   fleetvote card --check
   fleetvote serve --virtual          # the dashboard at http://127.0.0.1:8000/
 

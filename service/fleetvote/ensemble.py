@@ -3,11 +3,11 @@ answers from boards make a quorum. Validated at start-up; a bad file stops the s
 message that says what is wrong.
 
     {
-      "members": [{"id": "vgg12-s1", "weight": 0.81}, ...],   # zoo ids; weight >= 0 (weighted vote)
+      "members": [{"id": "vgg12-s31", "weight": 0.81}, ...],   # zoo ids; weight >= 0 (weighted vote)
       "strategy": "soft",                                     # a name in fusion.REGISTRY (default soft)
       "quorum": 3,                                            # 1 <= quorum <= len(members)
       "mode": "all",                                          # all | early | cascade (default all)
-      "cascade": {"stage1": ["vgg12-s1"], "threshold": 0.9, "agree": true}, # needed by mode cascade
+      "cascade": {"stage1": ["vgg12-s31"], "threshold": 0.9, "agree": true}, # needed by mode cascade
       "cascade_alternatives": [{"stage1": ["resnet18-s2"], "threshold": 0.8}]  # optional
     }
 

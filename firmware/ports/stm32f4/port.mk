@@ -1,8 +1,8 @@
 # STM32F4 boards (included by firmware/Makefile; paths are relative to firmware/).
 #
-#   make -C firmware BOARD=nucleo-f411re MODEL=vgg12-s1              release image
-#   make -C firmware BOARD=netduinoplus2 MODEL=vgg12-s1              QEMU test image (fault injection)
-#   make -C firmware BOARD=netduinoplus2 MODEL=vgg12-s1 VARIANT=bench  instruction-count bench
+#   make -C firmware BOARD=nucleo-f411re MODEL=vgg12-s31             release image
+#   make -C firmware BOARD=netduinoplus2 MODEL=vgg12-s31             QEMU test image (fault injection)
+#   make -C firmware BOARD=netduinoplus2 MODEL=vgg12-s31 VARIANT=bench instruction-count bench
 #   make -C firmware size-report       flash and RAM of every (board, zoo model) pair
 #   make -C firmware bench-firmware    instructions per MAC under QEMU (the rule is in ../../Makefile)
 #   make -C firmware test-kernels-dsp  the DSP kernels against the reference, under QEMU

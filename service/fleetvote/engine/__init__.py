@@ -1,7 +1,7 @@
 """A pure-numpy int8 interpreter for the zoo's ``.tflite`` models, bit-exact with TFLite Micro's
 reference kernels (and so with the boards' firmware).
 
-    engine = Engine.from_file("models/zoo/vgg12-s1/model.tflite")
+    engine = Engine.from_file("models/zoo/vgg12-s31/model.tflite")
     out = engine.run(images)          # uint8 (N, 32, 32, 3) or (32, 32, 3) -> int8 (N, 10)
     probs = engine.probabilities(out) # (out + 128) / 256
 

@@ -124,7 +124,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         description="The table X-CUBE-AI gave the seed, for an int8 .tflite: per layer MACC, "
                                     "parameters, weight bytes, and the peak activation bytes of a buffer "
                                     "plan over tensor lifetimes. Exit status 3 when it does not fit --board.",
-                        epilog="example: fleetvote analyze models/zoo/vgg12-s1/model.tflite --board nucleo-f411re",
+                        epilog="example: fleetvote analyze models/zoo/vgg12-s31/model.tflite --board nucleo-f411re",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     an.add_argument("model")
     an.add_argument("--board", help="a board of firmware/boards/catalog.json")

@@ -310,7 +310,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Writes model_<id>.c (weights, precomputed multipliers and shifts, the "
                                    "layer list over a planned arena), models.c (the registry) and fv_arena.h "
                                    "into --out. The same models give the same bytes.",
-                       epilog="example: fleetvote codegen --out firmware/build/gen --model vgg12-s1\n"
+                       epilog="example: fleetvote codegen --out firmware/build/gen --model vgg12-s31\n"
                               "         fleetvote codegen --ops-header firmware/core/fv_ops.h",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("--zoo", default="models/zoo")

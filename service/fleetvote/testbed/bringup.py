@@ -1,6 +1,6 @@
 """Real-board bring-up: ``fleetvote flash`` and ``fleetvote probe`` (docs/hardware.md).
 
-    fleetvote flash --model vgg12-s1 /dev/serial/by-id/usb-STMicro..._STLink_0671FF...-if02
+    fleetvote flash --model vgg12-s31 /dev/serial/by-id/usb-STMicro..._STLink_0671FF...-if02
     fleetvote flash --ensemble models/zoo/ensemble.json
     fleetvote probe /dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02 --limit 50
 
@@ -157,8 +157,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "named, an unknown chip or a board no firmware port builds stop it before anything is "
                     "written; a failed flash stops it there. See docs/hardware.md.",
         epilog="examples:\n"
-               "  fleetvote flash --model vgg12-s1 /dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02\n"
-               "  fleetvote flash --model vgg12-s1 --serial 0671FF485550755187121723 --board nucleo-f411re\n"
+               "  fleetvote flash --model vgg12-s31 /dev/serial/by-id/usb-STMicroelectronics_STM32_STLink_0671FF...-if02\n"
+               "  fleetvote flash --model vgg12-s31 --serial 0671FF485550755187121723 --board nucleo-f411re\n"
                "  fleetvote flash --ensemble --dry-run          # the plan only\n"
                "  fleetvote flash --ensemble models/zoo/ensemble.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,9 +2,9 @@
 ``netduinoplus2`` machine (an STM32F405), one ``qemu-system-arm`` process per board, each serial
 port on a pty with a stable link in ``run/qemu/``.
 
-    with QemuFleet(["vgg12-s1", "resnet18-s2"], n=2) as fleet:
+    with QemuFleet(["vgg12-s31", "resnet18-s2-r3"], n=2) as fleet:
         for b in fleet.boards:
-            print(b.model_id, b.url)        # run/qemu/board0-vgg12-s1 -> /dev/pts/N
+            print(b.model_id, b.url)        # run/qemu/board0-vgg12-s31 -> /dev/pts/N
 
     fleetvote sim --qemu 2                  # the same from a shell, until Ctrl-C
     fleetvote serve --link-glob 'run/qemu/board*'
