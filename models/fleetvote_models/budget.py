@@ -15,9 +15,9 @@ For each architecture, outside the zoo (in ``--scratch``, default ``$TMPDIR/flee
    compute from that count, the board's CPI from its flash wait states) against 160 ms.
 
 Instruction counts depend on the shapes, not on the trained weights: measured, vgg:12 after the
-1-epoch smoke run counts 6,221,292 instructions with the DSP kernels, the trained vgg12-s1 (30
-epochs) 6,221,488, 0.003 % apart (``make -C firmware bench-firmware MODELS=vgg12-s1``). Flash and
-RAM are the same bytes whatever the training.
+1-epoch smoke run counted 6,221,292 instructions with the DSP kernels of 2026-12-01, the trained
+vgg12-s1 (30 epochs, retired since) 6,221,488, 0.003 % apart (``make -C firmware bench-firmware
+MODELS=vgg12-s1`` when it was in the zoo). Flash and RAM are the same bytes whatever the training.
 
 ``--fit-time`` measures nothing of the above but the time of ``model.fit`` instead: the best of 3
 epochs over 4,096 training images per architecture, scaled to 45,000 (for scheduling; compare an
