@@ -21,7 +21,10 @@
  *  - the runner: a model of two (convolution, pool) pairs, the first pool's output apart from
  *    the convolution's input (written in place), the second's over it (written beside, then
  *    copied: pool_copy); the same with a layer that reads the first convolution's output again
- *    (that pair must not fuse); and with odd sizes (nothing fuses).
+ *    (that pair must not fuse; the second pair's output, fused and copied, compared too); with odd
+ *    sizes (nothing fuses); and with the second pool's output over both its convolution's input
+ *    and output (an in-place pool the copy could not serve: that pair must not fuse);
+ *  - a 1x1 convolution over 16x16x128 into 128 and 127 channels: the pre-widened path in chunks.
  * Every output buffer is followed by guard bytes that must stay intact. The last line is
  * "N passed, M failed"; exit status 0 only when all passed.
  */
@@ -243,6 +246,32 @@ static int random_case(int32_t case_no)
     return run_pair(&conv, &pool, even, case_no);
 }
 
+/* The pre-widened path in chunks (conv2d_prewidened_pool's loop over p0, pool_max + 2 * p0, the
+ * odd channel only in the last chunk): a 1x1 convolution over 16x16x128 into 128 and 127
+ * channels. Its records are 4 * ceil(128 / 4) + PW_REC_EXTRA (8, core/fv_kernels_dsp.c) = 136
+ * words, so FV_DSP_PW_WORDS = 4096 holds 30 channel pairs a chunk (offline/dsp_buffers.py,
+ * pw_words_of: the same rule); 64 (63) pairs then take chunks of 30, 30 and 4 (3, then the odd
+ * channel), and pw_fits takes the layer since it is 1x1 over whole groups of 4 and 30 >= 12
+ * (PW_MIN_CHUNK_PAIRS). The case checks that arithmetic before it runs, so that a change of the
+ * build's sizes that made the layer fit one chunk, or leave the path, fails here. */
+#define PW_REC_EXTRA_WORDS 8 /* core/fv_kernels_dsp.c: PW_REC_EXTRA */
+#define PW_MIN_CHUNK_PAIRS_TEST 12 /* core/fv_kernels_dsp.c: PW_MIN_CHUNK_PAIRS */
+
+static int chunked_case(int32_t c, int32_t case_no)
+{
+    fv_conv_params conv;
+    fv_pool_params pool;
+    const int32_t k = 128;
+    const int32_t cap = FV_DSP_PW_WORDS / (4 * ((k + 3) / 4) + PW_REC_EXTRA_WORDS);
+    make_pair(&conv, &pool, 16, 16, 128, c, 1);
+    if (!(c / 2 > cap && cap >= PW_MIN_CHUNK_PAIRS_TEST && (c / 2 + cap - 1) / cap >= 3)) {
+        printf("FAIL chunked case %ld: %ld channel pairs in chunks of %ld: not the chunked path\n", (long)case_no,
+               (long)(c / 2), (long)cap);
+        return 0;
+    }
+    return run_pair(&conv, &pool, 1, case_no);
+}
+
 /* Pairs fv_conv_pool_ok must refuse, each beside a control that differs only where said. */
 static int refused(const char *what, int expect_fuse, const fv_conv_params *conv, const fv_pool_params *pool)
 {
@@ -268,19 +297,26 @@ static int refusals(void)
     make_pair(&conv, &pool, 8, 8, 16, 16, 3);
     pool.act_max = 100; /* the pool's clamp would change bytes the fused kernel does not clamp */
     ok &= refused("a pool range narrower than the convolution's", 0, &conv, &pool);
+    /* the pool's shape: each case differs from the control in the one field named, the pool's
+     * output still 4x4 (the convolution's 8x8 halved), so only that field's check refuses it */
     make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.stride_h = pool.stride_w = 1;
-    pool.out_h = pool.out_w = 7;
-    ok &= refused("a 2x2 pool of stride 1", 0, &conv, &pool);
-    make_pair(&conv, &pool, 9, 9, 16, 16, 3);
-    pool.f_h = pool.f_w = 3;
-    pool.stride_h = pool.stride_w = 3;
-    pool.out_h = pool.out_w = 3;
-    ok &= refused("a 3x3 pool", 0, &conv, &pool);
+    pool.stride_h = 1;
+    ok &= refused("a 2x2 pool of row stride 1", 0, &conv, &pool);
     make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.pad_top = pool.pad_left = 1;
-    pool.out_h = pool.out_w = 5;
-    ok &= refused("a padded pool", 0, &conv, &pool);
+    pool.stride_w = 1;
+    ok &= refused("a 2x2 pool of column stride 1", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    pool.pad_top = 1;
+    ok &= refused("a pool padded at the top", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    pool.pad_left = 1;
+    ok &= refused("a pool padded at the left", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    pool.f_h = 3;
+    ok &= refused("a pool 3 rows high", 0, &conv, &pool);
+    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
+    pool.f_w = 3;
+    ok &= refused("a pool 3 columns wide", 0, &conv, &pool);
     make_pair(&conv, &pool, 8, 7, 16, 16, 3);
     ok &= refused("an odd width", 0, &conv, &pool);
     make_pair(&conv, &pool, 7, 8, 16, 16, 3);
@@ -296,17 +332,23 @@ static int refusals(void)
  * Layers: 0 conv 32x32x3 -> 18 (at A), 1 pool -> 16x16x18 (at P), 2 conv -> 22 (at Q), 3 pool ->
  * 8x8x22 (at R, over P: the second convolution's input), and in variant 1 a 1x1 convolution that
  * reads layer 0's output again (at X). Variant 2: a 2x2 first convolution without padding, 31x31,
- * whose pools drop a row and a column: nothing fuses. */
+ * whose pools drop a row and a column: nothing fuses. Variant 3: layer 3's output at R3_OFF, over
+ * the end of P (layer 2's input) and the start of Q (its output), and a layer 4 that reads it
+ * (a 1x1 convolution into 2 channels at X, the model's output, so that Q is not the model's
+ * output's bytes, which only_next_reads would refuse on its own): only the first pair fuses. The
+ * pool in place is still exact: output pixel i (22 bytes at R3_OFF + 22 i) overwrites only Q's
+ * bytes of pixels that output pixels before it have read (Q's first 32 bytes: output pixel 0's). */
 #define IN_OFF 0u
 #define A_OFF 4096u
 #define P_OFF 22528u
 #define Q_OFF 27136u
 #define R_OFF 22528u
+#define R3_OFF 25760u /* variant 3: 1408 bytes over P's last 1376 and Q's first 32 */
 #define X_OFF 32768u
 #define ARENA (X_OFF + 2048u)
 static int8_t arena_ref[ARENA] __attribute__((aligned(4)));
 static int8_t arena_opt[ARENA] __attribute__((aligned(4)));
-static int8_t w0[18 * 27], w2[22 * 9 * 18], w4[2 * 18];
+static int8_t w0[18 * 27], w2[22 * 9 * 18], w4[2 * 22];
 static int32_t q0[3][22], q2[3][22], q4[3][22]; /* bias, multiplier, shift */
 static uint8_t pixels[3072];
 
@@ -348,14 +390,17 @@ static void pool_layer(fv_pool_params *p, const fv_conv_params *conv)
 
 static int runner_case(int variant)
 {
-    static const char *const names[3] = {"runner", "runner with a second reader", "runner with odd sizes"};
-    static const uint64_t to[3] = {0x5u, 0x4u, 0x0u}, from[3] = {0xAu, 0x8u, 0x0u}, copy[3] = {0x8u, 0x8u, 0x0u};
+    static const char *const names[4] = {"runner", "runner with a second reader", "runner with odd sizes",
+                                         "runner with an in-place pool"};
+    static const uint64_t to[4] = {0x5u, 0x4u, 0x0u, 0x1u}, from[4] = {0xAu, 0x8u, 0x0u, 0x2u},
+                          copy[4] = {0x8u, 0x8u, 0x0u, 0x0u};
+    const uint32_t r_off = variant == 3 ? R3_OFF : R_OFF;
     fv_conv_params c0, c2, c4;
     fv_pool_params p1, p3;
     fv_layer layers[5];
     fv_model model;
     fv_runner r_ref, r_opt;
-    uint32_t n_out;
+    uint32_t n_out, r = 0;
     int ok = 1;
     fill_i8(w0, (int32_t)sizeof w0);
     fill_i8(w2, (int32_t)sizeof w2);
@@ -371,24 +416,33 @@ static int runner_case(int variant)
     pool_layer(&p1, &c0);
     conv_layer(&c2, p1.out_w, 18, 22, 3, 1, w2, q2);
     pool_layer(&p3, &c2);
-    conv_layer(&c4, 32, 18, 2, 1, 0, w4, q4);
+    if (variant == 3) {
+        conv_layer(&c4, 8, 22, 2, 1, 0, w4, q4); /* reads layer 3's output: the model's output is not Q */
+    } else {
+        conv_layer(&c4, 32, 18, 2, 1, 0, w4, q4);
+    }
     /* {kind, params, in0, in1, out, in_bytes, out_bytes, macc} */
     {
         const uint32_t a = (uint32_t)(c0.out_h * c0.out_w * 18), p = (uint32_t)(p1.out_h * p1.out_w * 18);
-        const uint32_t q = (uint32_t)(c2.out_h * c2.out_w * 22), r = (uint32_t)(p3.out_h * p3.out_w * 22);
+        const uint32_t q = (uint32_t)(c2.out_h * c2.out_w * 22);
+        r = (uint32_t)(p3.out_h * p3.out_w * 22);
         layers[0] = (fv_layer){FV_OP_CONV_2D, &c0, IN_OFF, 0u, A_OFF, 3072u, a, 0u};
         layers[1] = (fv_layer){FV_OP_MAX_POOL_2D, &p1, A_OFF, 0u, P_OFF, a, p, 0u};
         layers[2] = (fv_layer){FV_OP_CONV_2D, &c2, P_OFF, 0u, Q_OFF, p, q, 0u};
-        layers[3] = (fv_layer){FV_OP_MAX_POOL_2D, &p3, Q_OFF, 0u, R_OFF, q, r, 0u};
-        layers[4] = (fv_layer){FV_OP_CONV_2D, &c4, A_OFF, 0u, X_OFF, a, 2048u, 0u};
-        n_out = variant == 1 ? 2048u : r;
+        layers[3] = (fv_layer){FV_OP_MAX_POOL_2D, &p3, Q_OFF, 0u, r_off, q, r, 0u};
+        if (variant == 3) {
+            layers[4] = (fv_layer){FV_OP_CONV_2D, &c4, r_off, 0u, X_OFF, r, 128u, 0u};
+        } else {
+            layers[4] = (fv_layer){FV_OP_CONV_2D, &c4, A_OFF, 0u, X_OFF, a, 2048u, 0u};
+        }
+        n_out = variant == 1 ? 2048u : variant == 3 ? 128u : r;
     }
     memset(&model, 0, sizeof model);
     model.id = "pool-test";
-    model.n_layers = variant == 1 ? 5u : 4u;
+    model.n_layers = variant == 1 || variant == 3 ? 5u : 4u;
     model.layers = layers;
     model.input_offset = IN_OFF;
-    model.output_offset = variant == 1 ? X_OFF : R_OFF;
+    model.output_offset = variant == 1 || variant == 3 ? X_OFF : r_off;
     model.num_classes = n_out;
     for (uint32_t i = 0; i < sizeof pixels; i++) {
         pixels[i] = (uint8_t)rnd();
@@ -410,6 +464,12 @@ static int runner_case(int variant)
     }
     fv_run(&r_ref, arena_ref, pixels, out_ref, NULL, NULL);
     fv_run(&r_opt, arena_opt, pixels, out_opt, NULL, NULL);
+    if ((variant == 1 || variant == 3) && memcmp(arena_ref + r_off, arena_opt + r_off, r) != 0) {
+        /* the model's output is layer 4's: the second pool's output (variant 1: fused and
+         * copied; variant 3: unfused, in place) is in the arena */
+        printf("FAIL %s: the second pool's output differs from the reference's\n", names[variant]);
+        ok = 0;
+    }
     return compare(names[variant], 0, (int32_t)n_out) && ok;
 }
 
@@ -432,18 +492,24 @@ int main(void)
         passed += ok;
         failed += !ok;
     }
+    for (int32_t i = 0; i < 2; i++) {
+        const int ok = chunked_case(i == 0 ? 128 : 127, ZOO_PAIRS_N + RANDOM_CASES + i); /* numbered on */
+        passed += ok;
+        failed += !ok;
+    }
     {
         const int ok = refusals();
         passed += ok;
         failed += !ok;
     }
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         const int ok = runner_case(variant);
         passed += ok;
         failed += !ok;
     }
     printf("fused conv + max pool vs reference: %ld zoo pairs, %d random pairs (%ld fused, %ld refused and run "
-           "unfused), refusals, 3 runner models\n", (long)ZOO_PAIRS_N, RANDOM_CASES, n_fused, n_unfused);
+           "unfused; 2 chunked pre-widened among the fused), refusals, 4 runner models\n", (long)ZOO_PAIRS_N,
+           RANDOM_CASES, n_fused, n_unfused);
     printf("%ld passed, %ld failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
