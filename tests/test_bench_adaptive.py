@@ -52,3 +52,11 @@ def test_board_speed_is_milliseconds_or_each_members_planned_latency():
     rep = {"members": ["a", "b"], "strategy": "soft", "images": 3, "saturation": [], "slowed": None,
            "board_ms": {"a": 171.6, "b": 140.2}}
     assert "planned speed" in format_report(rep) and "a 172 ms, b 140 ms" in format_report(rep)
+
+
+def test_a_missing_data_set_is_an_error_that_names_what_to_pass_not_a_traceback(tmp_path, capsys):
+    from fleetvote.testbed.bench_adaptive import main
+
+    assert main(["--data", str(tmp_path / "absent.tar.gz"), "--requests", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench_adaptive: error:") and "CIFAR10_PATH" in err and "Traceback" not in err

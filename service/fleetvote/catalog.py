@@ -31,7 +31,8 @@ CATALOG = Path(__file__).resolve().parents[2] / "firmware" / "boards" / "catalog
 # planner adds: fleetvote.offline.dsp_buffers.static_ram_bytes, the rule the firmware's build
 # sizes them by), the runtime, protocol, port, frame buffer, receive ring, stack and the DSP
 # kernels' fixed arrays. `make -C firmware size-report` (2026-12-02, the zoo's 12 models on the 3
-# STM32F4 boards) measures 11,380-11,388 B of it: 12 KB leaves about 900 B.
+# STM32F4 boards; 11 models with the fused pools' runner code) measures 11,400-11,412 B of it:
+# 12 KB leaves about 880 B.
 # Flash: still a guess, low (the same report: 32-68 KB beside the weights; the generated layer
 # tables and, for a model with a fused depthwise pair, 19 KB of fused kernels); plan with the
 # size report where flash matters.

@@ -297,8 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     add_data(p)
     a = p.parse_args(argv)
     from ..data import load_split
+    from ..errors import DataError
 
-    ds = load_split("test", a.data)
+    try:
+        ds = load_split("test", a.data)
+    except DataError as exc:  # no archive named and no network: say what to pass, no traceback
+        print(f"bench_adaptive: error: {exc}", file=sys.stderr)
+        return 2
     idx = np.linspace(0, len(ds) - 1, num=min(a.images, len(ds))).round().astype(int)  # every class
     board_ms = a.board_ms
     if board_ms == "planned":
