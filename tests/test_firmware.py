@@ -393,11 +393,15 @@ def test_bench_firmware_fails_when_the_runner_fuses_other_pool_pairs_than_the_bu
 
     limits = tmp_path / "fv_dsp_limits.h"
     limits.write_text("#define FV_DSP_MAX_K 28\n#define FV_DSP_FUSED_PAIRS 0\n#define FV_DSP_POOL_PAIRS 3\n")
-    assert bench_firmware.pool_fused_problem(3, limits) is None
-    assert "fused 2 (convolution, max pool)" in bench_firmware.pool_fused_problem(2, limits)
-    assert "reports no fused pool pairs" in bench_firmware.pool_fused_problem(None, limits)
+    pairs = bench_firmware.POOL_PAIRS
+    assert bench_firmware.pairs_problem(3, limits, *pairs) is None
+    problem = bench_firmware.pairs_problem(2, limits, *pairs)
+    assert "fused 2 (convolution, max pool)" in problem and "pool_words_of agree with fv_conv_pool_ok" in problem
+    # the causes only the runner checks, which dsp_limits.py cannot mirror, are named too
+    assert "only_next_reads" in problem and "overlaps both" in problem and "layer 64 on" in problem
+    assert "reports no fused (convolution, max pool) pairs" in bench_firmware.pairs_problem(None, limits, *pairs)
     limits.write_text("#define FV_DSP_FUSED_PAIRS 0\n")
-    assert "no FV_DSP_POOL_PAIRS" in bench_firmware.pool_fused_problem(3, limits)
+    assert "no FV_DSP_POOL_PAIRS" in bench_firmware.pairs_problem(3, limits, *pairs)
     pool = next(o.number for o in bench_firmware.OPS if o.label == "MAX_POOL_2D")
     conv = next(o.number for o in bench_firmware.OPS if o.label == "CONV_2D")
     lines = ["bench model m layers 2 macc 9 clock 1000000000 dwt 0", "overhead 0", "fused 0", "fused_pool 1",
@@ -418,10 +422,12 @@ def test_bench_firmware_fails_when_the_runner_fuses_other_pairs_than_the_build_p
 
     limits = tmp_path / "fv_dsp_limits.h"
     limits.write_text("#define FV_DSP_MAX_K 28\n#define FV_DSP_FUSED_PAIRS 6\n")
-    assert bench_firmware.fused_problem(6, limits) is None
-    assert "fused 5" in bench_firmware.fused_problem(5, limits)
-    assert "reports no fused pairs" in bench_firmware.fused_problem(None, limits)
-    assert "cannot read" in bench_firmware.fused_problem(6, tmp_path / "missing.h")
+    pairs = bench_firmware.DEPTHWISE_PAIRS
+    assert bench_firmware.pairs_problem(6, limits, *pairs) is None
+    problem = bench_firmware.pairs_problem(5, limits, *pairs)
+    assert "fused 5 (convolution, depthwise)" in problem and "fused_plane_words agree with fv_dw_planes_ok" in problem
+    assert "reports no fused (convolution, depthwise) pairs" in bench_firmware.pairs_problem(None, limits, *pairs)
+    assert "cannot read" in bench_firmware.pairs_problem(6, tmp_path / "missing.h", *pairs)
     lines = ["bench model m layers 1 macc 9 clock 25000000 dwt 0", "overhead 5", "fused 3",
              "layer ref 0 3 9 100", "total ref 100 out 00", "layer opt 0 3 9 50", "total opt 50 out 00",
              "match 1", "done"]

@@ -1142,9 +1142,24 @@ static inline int32_t max_i32(int32_t a, int32_t b)
     "asr %[" A "], %[" A "], %[wb02]\n\t"                                                            \
     "ssat %[" A "], #8, %[" A "]\n\t"
 
+/* The pool kernels' job: pw_job's with the second output an int32 pool_max word instead of a
+ * byte (PW_PAIRS_ASM reads the job by offset: the same offsets, checked below). */
+typedef struct {
+    int8_t *o;                /* the window's pooled byte, channel 2 p0 */
+    int32_t *max;             /* pool_max + 2 p0: the top pair's larger sum per channel */
+    const int32_t *cols;
+    const int32_t *cols_end;
+    int32_t pairs;
+} pool_job;
+_Static_assert(offsetof(pool_job, o) == offsetof(pw_job, o0) && offsetof(pool_job, max) == offsetof(pw_job, o1) &&
+                   offsetof(pool_job, cols) == offsetof(pw_job, cols) &&
+                   offsetof(pool_job, cols_end) == offsetof(pw_job, cols_end) &&
+                   offsetof(pool_job, pairs) == offsetof(pw_job, pairs),
+               "pw_pairs and the pool kernels read their jobs at the same offsets");
+
 /* The top pixel pair of a window: per channel pair the larger of each channel's two (doubled)
- * sums into the job's o1, pool_max (2 words, STRD); the records' requantisation words skipped. */
-static void pw_pairs_pool_top(const pw_job *job)
+ * sums into the job's max (2 words, STRD); the records' requantisation words skipped. */
+static void pw_pairs_pool_top(const pool_job *job)
 {
     int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
     const int32_t *cp;
@@ -1158,8 +1173,8 @@ static void pw_pairs_pool_top(const pw_job *job)
 }
 
 /* The bottom pixel pair: the larger of each channel's two sums, the larger of that and the top
- * pair's (pool_max), requantised once, the pooled byte stored at the job's o0. */
-static void pw_pairs_pool_bottom(const pw_job *job)
+ * pair's (the job's max), requantised once, the pooled byte stored at the job's o. */
+static void pw_pairs_pool_bottom(const pool_job *job)
 {
     int32_t a00, a01, a10, a11, wa02, wa13, wb02, wb13, x0, x1, n;
     const int32_t *cp;
@@ -1197,8 +1212,7 @@ static __attribute__((noinline)) void conv2d_prewidened_pool(const fv_conv_param
         for (int32_t qy = 0; qy < q_h; qy++) {
             for (int32_t qx = 0; qx < q_w; qx++) {
                 int8_t *const o = out + ((size_t)qy * (size_t)q_w + (size_t)qx) * (size_t)out_c;
-                const pw_job job = {o + 2 * p0, (int8_t *)(void *)(pool_max + 2 * p0), cols,
-                                    cols + COL_STRIDE * groups, np};
+                const pool_job job = {o + 2 * p0, pool_max + 2 * p0, cols, cols + COL_STRIDE * groups, np};
                 for (int32_t r = 0; r < 2; r++) {
                     const int32_t px = (2 * qy + r) * out_w + 2 * qx;
                     im2col(p, in, px, col_a, k, off2);

@@ -32,6 +32,7 @@
 #include "fv_kernels.h"
 #include "fv_kernels_dsp.h"
 #include "fv_runner.h"
+#include "test_pair.h"
 #include "test_rng.h"
 
 #define GUARD 32
@@ -49,39 +50,13 @@ static int8_t mid[MID_MAX] __attribute__((aligned(4)));
 static int8_t out_ref[OUT_MAX + GUARD] __attribute__((aligned(4)));
 static int8_t out_opt[OUT_MAX + GUARD] __attribute__((aligned(4)));
 
-/* multipliers in [2^30, 2^31), shifts in [lo, hi], biases that keep the fast requantisation */
-static void fill_quant(int32_t *b, int32_t *m, int32_t *s, int32_t n, int32_t lo, int32_t hi)
-{
-    for (int32_t i = 0; i < n; i++) {
-        m[i] = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
-        s[i] = between(lo, hi);
-        b[i] = between(-60000, 60000);
-    }
-}
-
 /* The pair: conv (k x k, stride 1, SAME, in_c -> c over h x w) then a 3x3 depthwise of stride s
  * (SAME: padding 1 before at stride 1, none at stride 2 on an even size). */
 static void make_pair(fv_conv_params *conv, fv_conv_params *dw, int32_t h, int32_t w, int32_t in_c, int32_t c,
                       int32_t k, int32_t s)
 {
-    memset(conv, 0, sizeof *conv);
+    same_conv(conv, h, w, in_c, c, k, w_conv, b_conv, m_conv, s_conv);
     memset(dw, 0, sizeof *dw);
-    conv->in_h = conv->out_h = h;
-    conv->in_w = conv->out_w = w;
-    conv->in_c = in_c;
-    conv->out_c = c;
-    conv->k_h = conv->k_w = k;
-    conv->stride_h = conv->stride_w = 1;
-    conv->dil_h = conv->dil_w = 1;
-    conv->pad_top = conv->pad_left = k / 2;
-    conv->input_offset = between(-127, 128);
-    conv->output_offset = -128; /* a ReLU's zero point: the zoo's */
-    conv->act_min = -128;
-    conv->act_max = 127;
-    conv->weights = w_conv;
-    conv->bias = b_conv;
-    conv->multiplier = m_conv;
-    conv->shift = s_conv;
     dw->in_h = h;
     dw->in_w = w;
     dw->in_c = dw->out_c = c;
@@ -103,20 +78,13 @@ static void make_pair(fv_conv_params *conv, fv_conv_params *dw, int32_t h, int32
     fill_i8(in_buf, h * w * in_c);
     fill_i8(w_conv, c * k * k * in_c);
     fill_i8(w_dw, 9 * c);
-    fill_quant(b_conv, m_conv, s_conv, c, -14, -1);
-    fill_quant(b_dw, m_dw, s_dw, c, -13, -5); /* the shifts the passes have functions for */
+    fill_quant(b_conv, m_conv, s_conv, c, -14, -1, BIAS_RANDOM);
+    fill_quant(b_dw, m_dw, s_dw, c, -13, -5, BIAS_RANDOM); /* the shifts the passes have functions for */
 }
 
 static int compare(const char *what, int32_t case_no, int32_t n)
 {
-    for (int32_t i = 0; i < n + GUARD; i++) {
-        if (out_ref[i] != out_opt[i]) {
-            printf("FAIL %s case %ld: byte %ld of %ld: ref %d fused %d%s\n", what, (long)case_no, (long)i, (long)n,
-                   out_ref[i], out_opt[i], i >= n ? " (guard)" : "");
-            return 0;
-        }
-    }
-    return 1;
+    return compare_bytes(what, "fused", case_no, out_ref, out_opt, n, GUARD);
 }
 
 /* Every byte of the plane buffer nonzero and different per case, so that a padding word the
@@ -252,7 +220,7 @@ static uint8_t pixels[3072];
 
 static void quant(int32_t q[3][52], int32_t n, int32_t lo, int32_t hi)
 {
-    fill_quant(q[0], q[1], q[2], n, lo, hi);
+    fill_quant(q[0], q[1], q[2], n, lo, hi, BIAS_RANDOM);
 }
 
 /* variant 0: the four layers; 1: and an ADD that reads layer 2's output again; 2: the four

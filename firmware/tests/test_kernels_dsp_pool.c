@@ -36,6 +36,7 @@
 #include "fv_kernels.h"
 #include "fv_kernels_dsp.h"
 #include "fv_runner.h"
+#include "test_pair.h"
 #include "test_rng.h"
 
 #define GUARD 32
@@ -51,40 +52,13 @@ static int8_t conv_out[CONV_MAX] __attribute__((aligned(4)));
 static int8_t out_ref[OUT_MAX + GUARD] __attribute__((aligned(4)));
 static int8_t out_opt[OUT_MAX + GUARD] __attribute__((aligned(4)));
 
-/* multipliers in [2^30, 2^31) (tflite's), shifts in [lo, hi]; biases by `kind`: 0 random within
- * the fast requantisation's bound, 1 zero, 2 negative (the sums then mostly below zero) */
-static void fill_quant(int32_t *b, int32_t *m, int32_t *s, int32_t n, int32_t lo, int32_t hi, int kind)
-{
-    for (int32_t i = 0; i < n; i++) {
-        m[i] = (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu));
-        s[i] = between(lo, hi);
-        b[i] = kind == 1 ? 0 : kind == 2 ? -between(1000, 200000) : between(-60000, 60000);
-    }
-}
-
 /* conv: k x k, stride 1, SAME (padding k / 2), in_c -> c over h x w; pool: 2x2, stride 2, VALID,
  * the whole int8 range */
 static void make_pair(fv_conv_params *conv, fv_pool_params *pool, int32_t h, int32_t w, int32_t in_c, int32_t c,
                       int32_t k)
 {
-    memset(conv, 0, sizeof *conv);
+    same_conv(conv, h, w, in_c, c, k, w_conv, b_conv, m_conv, s_conv);
     memset(pool, 0, sizeof *pool);
-    conv->in_h = conv->out_h = h;
-    conv->in_w = conv->out_w = w;
-    conv->in_c = in_c;
-    conv->out_c = c;
-    conv->k_h = conv->k_w = k;
-    conv->stride_h = conv->stride_w = 1;
-    conv->dil_h = conv->dil_w = 1;
-    conv->pad_top = conv->pad_left = k / 2;
-    conv->input_offset = between(-127, 128);
-    conv->output_offset = -128; /* a ReLU's zero point: the zoo's */
-    conv->act_min = -128;
-    conv->act_max = 127;
-    conv->weights = w_conv;
-    conv->bias = b_conv;
-    conv->multiplier = m_conv;
-    conv->shift = s_conv;
     pool->in_h = h;
     pool->in_w = w;
     pool->c = c;
@@ -96,19 +70,7 @@ static void make_pair(fv_conv_params *conv, fv_pool_params *pool, int32_t h, int
     pool->act_max = 127;
     fill_i8(in_buf, h * w * in_c);
     fill_i8(w_conv, c * k * k * in_c);
-    fill_quant(b_conv, m_conv, s_conv, c, -14, -1, 0);
-}
-
-static int compare(const char *what, int32_t case_no, int32_t n)
-{
-    for (int32_t i = 0; i < n + GUARD; i++) {
-        if (out_ref[i] != out_opt[i]) {
-            printf("FAIL %s case %ld: byte %ld of %ld: ref %d opt %d%s\n", what, (long)case_no, (long)i, (long)n,
-                   out_ref[i], out_opt[i], i >= n ? " (guard)" : "");
-            return 0;
-        }
-    }
-    return 1;
+    fill_quant(b_conv, m_conv, s_conv, c, -14, -1, BIAS_RANDOM);
 }
 
 static void describe(const fv_conv_params *conv)
@@ -117,6 +79,11 @@ static void describe(const fv_conv_params *conv)
            (long)conv->in_w, (long)conv->in_c, (long)conv->k_h, (long)conv->out_c, (long)conv->input_offset,
            (long)conv->output_offset, (long)conv->act_min, (long)conv->act_max,
            conv->bias == NULL ? "none" : "some");
+}
+
+static int compare(const char *what, int32_t case_no, int32_t n)
+{
+    return compare_bytes(what, "opt", case_no, out_ref, out_opt, n, GUARD);
 }
 
 /* The pair against the two references: fused when expect_fuse (and it must qualify), else it
@@ -232,10 +199,10 @@ static int random_case(int32_t case_no)
     }
     switch (rnd() % 4u) {
     case 0:
-        fill_quant(b_conv, m_conv, s_conv, c, -14, -1, 1);
+        fill_quant(b_conv, m_conv, s_conv, c, -14, -1, BIAS_ZERO);
         break;
     case 1:
-        fill_quant(b_conv, m_conv, s_conv, c, -14, -1, 2);
+        fill_quant(b_conv, m_conv, s_conv, c, -14, -1, BIAS_NEGATIVE);
         break;
     case 2:
         conv.bias = NULL;
@@ -405,9 +372,9 @@ static int runner_case(int variant)
     fill_i8(w0, (int32_t)sizeof w0);
     fill_i8(w2, (int32_t)sizeof w2);
     fill_i8(w4, (int32_t)sizeof w4);
-    fill_quant(q0[0], q0[1], q0[2], 22, -12, -6, 0);
-    fill_quant(q2[0], q2[1], q2[2], 22, -12, -6, 0);
-    fill_quant(q4[0], q4[1], q4[2], 22, -12, -6, 0);
+    fill_quant(q0[0], q0[1], q0[2], 22, -12, -6, BIAS_RANDOM);
+    fill_quant(q2[0], q2[1], q2[2], 22, -12, -6, BIAS_RANDOM);
+    fill_quant(q4[0], q4[1], q4[2], 22, -12, -6, BIAS_RANDOM);
     if (variant == 2) {
         conv_layer(&c0, 32, 3, 18, 2, 0, w0, q0); /* 31x31 */
     } else {

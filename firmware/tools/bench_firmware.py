@@ -213,45 +213,38 @@ def analyse(b: dict, shapes: list[tuple[str, int]]) -> dict:
             "pools": sum(1 for l in b["layers"]["ref"] if KINDS.get(l["kind"]) == "MAX_POOL_2D")}
 
 
-def fused_problem(fused: int | None, limits: Path) -> str | None:
-    """Why the pairs the runner fused at prepare (the bench's `fused` line) are not the
-    FV_DSP_FUSED_PAIRS the build planned for (`limits`, its fv_dsp_limits.h from
-    tools/dsp_limits.py); None when they agree. A pair dsp_limits.py counts that the firmware
-    refuses (a condition only fv_dw_planes_ok checks) would keep the planes' RAM and the fused
-    kernels' flash for nothing; one the firmware fuses that dsp_limits.py does not count would
-    run with planes sized for another layer."""
-    try:
-        found = re.search(r"#define FV_DSP_FUSED_PAIRS (\d+)", limits.read_text())
-    except OSError as exc:
-        return f"cannot read the build's planned pairs: {exc}"
-    if found is None:
-        return f"{limits} has no FV_DSP_FUSED_PAIRS (rebuild the bench image)"
-    if fused is None:
-        return "the bench image reports no fused pairs (a bench.c before the count: rebuild it)"
-    planned = int(found.group(1))
-    if fused != planned:
-        return (f"the runner fused {fused} (convolution, depthwise) pairs at prepare, dsp_limits.py planned "
-                f"FV_DSP_FUSED_PAIRS {planned}: make its fused_plane_words agree with fv_dw_planes_ok "
-                f"(core/fv_kernels_dsp.c)")
-    return None
+# pairs_problem's last four arguments for each kind of fused pair: the macro in fv_dsp_limits.h,
+# the pair, the rule in tools/dsp_limits.py that counts them, the one in the firmware that fuses them
+DEPTHWISE_PAIRS = ("FV_DSP_FUSED_PAIRS", "convolution, depthwise", "fused_plane_words", "fv_dw_planes_ok")
+POOL_PAIRS = ("FV_DSP_POOL_PAIRS", "convolution, max pool", "pool_words_of", "fv_conv_pool_ok")
 
 
-def pool_fused_problem(fused: int | None, limits: Path) -> str | None:
-    """The same for the (convolution, max pool) pairs: the bench's `fused_pool` line against the
-    build's FV_DSP_POOL_PAIRS (tools/dsp_limits.py, pool_words_of against fv_conv_pool_ok)."""
+def pairs_problem(fused: int | None, limits: Path, macro: str, pair_name: str, python_rule: str,
+                  c_rule: str) -> str | None:
+    """Why the pairs the runner fused at prepare (the bench's `fused` or `fused_pool` line) are
+    not the `macro` the build planned for (`limits`, its fv_dsp_limits.h from tools/dsp_limits.py);
+    None when they agree. Used for FV_DSP_FUSED_PAIRS, the (convolution, depthwise) pairs
+    (fused_plane_words against fv_dw_planes_ok), and FV_DSP_POOL_PAIRS, the (convolution, max pool)
+    pairs (pool_words_of against fv_conv_pool_ok). A pair dsp_limits.py counts that the firmware
+    refuses would keep the planes' or pool's RAM and the fused kernels' flash for nothing; one the
+    firmware fuses that dsp_limits.py does not count would run with buffers sized for another layer."""
     try:
-        found = re.search(r"#define FV_DSP_POOL_PAIRS (\d+)", limits.read_text())
+        found = re.search(rf"#define {macro} (\d+)", limits.read_text())
     except OSError as exc:
-        return f"cannot read the build's planned pool pairs: {exc}"
+        return f"cannot read the build's planned ({pair_name}) pairs: {exc}"
     if found is None:
-        return f"{limits} has no FV_DSP_POOL_PAIRS (rebuild the bench image)"
+        return f"{limits} has no {macro} (rebuild the bench image)"
     if fused is None:
-        return "the bench image reports no fused pool pairs (a bench.c before the count: rebuild it)"
+        return f"the bench image reports no fused ({pair_name}) pairs (a bench.c before the count: rebuild it)"
     planned = int(found.group(1))
     if fused != planned:
-        return (f"the runner fused {fused} (convolution, max pool) pairs at prepare, dsp_limits.py planned "
-                f"FV_DSP_POOL_PAIRS {planned}: make its pool_words_of agree with fv_conv_pool_ok "
-                f"(core/fv_kernels_dsp.c)")
+        return (f"the runner fused {fused} ({pair_name}) pairs at prepare, dsp_limits.py planned "
+                f"{macro} {planned}: make its {python_rule} agree with {c_rule} (core/fv_kernels_dsp.c), "
+                f"or see whether the runner refused for a cause it alone checks "
+                f"(core/fv_runner.c, plan_fusion): another layer reads the convolution's output "
+                f"(only_next_reads), a pool whose output overlaps both the convolution's input and its "
+                f"output (it would need the copy into place and write over what it reads), or a pair "
+                f"from layer 64 on (the runner's masks have 64 bits)")
     return None
 
 
@@ -469,8 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and res["match"]
         results.append(res)
         print(report(res, shapes))
-        for problem in (fused_problem(res["fused_pairs"], image.parent / "fv_dsp_limits.h"),
-                        pool_fused_problem(res["fused_pool_pairs"], image.parent / "fv_dsp_limits.h")):
+        limits = image.parent / "fv_dsp_limits.h"
+        for problem in (pairs_problem(res["fused_pairs"], limits, *DEPTHWISE_PAIRS),
+                        pairs_problem(res["fused_pool_pairs"], limits, *POOL_PAIRS)):
             if problem is not None:
                 print(f"{m}: {problem}")
                 ok = False

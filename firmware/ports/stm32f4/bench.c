@@ -46,6 +46,16 @@ static void put_u64(uint64_t v)
     put_str(buf + i);
 }
 
+/* the pairs a runner mask (to_planes, to_pool: one bit a fused producer) holds */
+static uint32_t set_bits(uint64_t mask)
+{
+    uint32_t n = 0u;
+    for (; mask != 0u; mask &= mask - 1u) { /* clears the lowest set bit */
+        ++n;
+    }
+    return n;
+}
+
 static void put_hex8(uint8_t b)
 {
     static const char digits[] = "0123456789abcdef";
@@ -123,19 +133,10 @@ int main(void)
             continue;
         }
         if (v) { /* bench_firmware.py checks them against FV_DSP_FUSED_PAIRS, FV_DSP_POOL_PAIRS (dsp_limits.py) */
-            uint32_t pairs = 0u;
-            for (uint64_t bits = r.to_planes; bits != 0u; bits &= bits - 1u) {
-                ++pairs;
-            }
             put_str("fused ");
-            put_u64(pairs);
-            put_str("\n");
-            pairs = 0u;
-            for (uint64_t bits = r.to_pool; bits != 0u; bits &= bits - 1u) {
-                ++pairs;
-            }
-            put_str("fused_pool ");
-            put_u64(pairs);
+            put_u64(set_bits(r.to_planes));
+            put_str("\nfused_pool ");
+            put_u64(set_bits(r.to_pool));
             put_str("\n");
         }
         /* the total without the hook (whose printing would count), then the layers with it */

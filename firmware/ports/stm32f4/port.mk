@@ -152,6 +152,8 @@ $(KD_DIR)/test_kernels_dsp_fused_m4.elf: core/fv_runner.h
 # the random generator the random tests share (tests/test_rng.h: a change there changes their cases)
 $(KD_DIR)/test_kernels_dsp_m4.elf $(KD_DIR)/test_kernels_dsp_fused_m4.elf \
     $(KD_DIR)/test_kernels_dsp_pool_m4.elf: tests/test_rng.h
+# the helpers the two fused-pair tests share (tests/test_pair.h: quantisation, producer, comparison)
+$(KD_DIR)/test_kernels_dsp_fused_m4.elf $(KD_DIR)/test_kernels_dsp_pool_m4.elf: tests/test_pair.h
 
 $(KD_DIR)/test_kernels_opt_m4.elf: tests/test_kernels.c $(KD_SRC) $(KT_HDR) $(KT_VECTORS)
 	$(ARM_CC) $(KD_FLAGS) -DFV_TEST_OPT -Icore -I$(KD_DIR) tests/test_kernels.c $(KD_SRC) -o $@
