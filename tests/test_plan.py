@@ -326,6 +326,10 @@ def test_energy_per_answer_is_supply_times_run_current_times_compute_time():
     lat = latency(4_000_000, f411, 1.5)
     assert lat["energy_mj"] == pytest.approx(3.3 * 0.01 * lat["compute_ms"], abs=1e-3)
     assert energy_mj({"clock_hz": 480_000_000}, 100.0) is None  # no sourced run current: none
+    # the baseline's board: 110 mA at 480 MHz (DS12110, Table 130) at 3.3 V = 363 mW: 36.3 mJ in 100 ms
+    h743 = load_catalog()["nucleo-h743zi2"]
+    assert "DS12110" in h743["run_current_source"] and "Table 130" in h743["run_current_source"]
+    assert energy_mj(h743, 100.0) == pytest.approx(36.3, abs=0.01)
 
 
 def test_fleet_energy_is_the_sum_of_its_members(tmp_path):
