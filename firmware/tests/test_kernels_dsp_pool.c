@@ -132,6 +132,16 @@ static const pair_shape ZOO_PAIRS[] = {
 #define ZOO_PAIRS_N ((int32_t)(sizeof ZOO_PAIRS / sizeof ZOO_PAIRS[0]))
 #define RANDOM_CASES 600
 
+/* zoo pair i, which must fuse */
+static int zoo_case(int32_t i)
+{
+    const pair_shape *z = &ZOO_PAIRS[i];
+    fv_conv_params conv;
+    fv_pool_params pool;
+    make_pair(&conv, &pool, z->hw, z->hw, z->in_c, z->c, 3);
+    return run_pair(&conv, &pool, 1, i);
+}
+
 /* The convolution of make_pair re-shaped: stride s, padding pad (0: VALID) and dilation d on an
  * in_h x in_w input (its output, and the pool's input and output, follow). */
 static void reshape_conv(fv_conv_params *conv, fv_pool_params *pool, int32_t in_h, int32_t in_w, int32_t s,
@@ -224,10 +234,12 @@ static int random_case(int32_t case_no)
 #define PW_REC_EXTRA_WORDS 8 /* core/fv_kernels_dsp.c: PW_REC_EXTRA */
 #define PW_MIN_CHUNK_PAIRS_TEST 12 /* core/fv_kernels_dsp.c: PW_MIN_CHUNK_PAIRS */
 
-static int chunked_case(int32_t c, int32_t case_no)
+static int chunked_case(int32_t i)
 {
     fv_conv_params conv;
     fv_pool_params pool;
+    const int32_t c = i == 0 ? 128 : 127;
+    const int32_t case_no = ZOO_PAIRS_N + RANDOM_CASES + i; /* numbered on */
     const int32_t k = 128;
     const int32_t cap = FV_DSP_PW_WORDS / (4 * ((k + 3) / 4) + PW_REC_EXTRA_WORDS);
     make_pair(&conv, &pool, 16, 16, 128, c, 1);
@@ -375,7 +387,7 @@ static void pool_layer(fv_pool_params *p, const fv_conv_params *conv)
     p->act_max = 127;
 }
 
-static int runner_case(int variant)
+static int runner_case(int32_t variant)
 {
     static const char *const names[4] = {"runner", "runner with a second reader", "runner with odd sizes",
                                          "runner with an in-place pool"};
@@ -462,41 +474,15 @@ static int runner_case(int variant)
 
 int main(void)
 {
-    long passed = 0, failed = 0;
+    case_tally t = {0, 0};
     test_rng_seed(0x1D872B41u);
-    for (int32_t i = 0; i < ZOO_PAIRS_N; i++) {
-        const pair_shape *z = &ZOO_PAIRS[i];
-        fv_conv_params conv;
-        fv_pool_params pool;
-        int ok;
-        make_pair(&conv, &pool, z->hw, z->hw, z->in_c, z->c, 3);
-        ok = run_pair(&conv, &pool, 1, i);
-        passed += ok;
-        failed += !ok;
-    }
-    for (int32_t i = 0; i < RANDOM_CASES; i++) {
-        const int ok = random_case(i);
-        passed += ok;
-        failed += !ok;
-    }
-    for (int32_t i = 0; i < 2; i++) {
-        const int ok = chunked_case(i == 0 ? 128 : 127, ZOO_PAIRS_N + RANDOM_CASES + i); /* numbered on */
-        passed += ok;
-        failed += !ok;
-    }
-    {
-        const int ok = refusals();
-        passed += ok;
-        failed += !ok;
-    }
-    for (int variant = 0; variant < 4; variant++) {
-        const int ok = runner_case(variant);
-        passed += ok;
-        failed += !ok;
-    }
+    run_cases(&t, ZOO_PAIRS_N, zoo_case);
+    run_cases(&t, RANDOM_CASES, random_case);
+    run_cases(&t, 2, chunked_case);
+    count_case(&t, refusals());
+    run_cases(&t, 4, runner_case);
     printf("fused conv + max pool vs reference: %ld zoo pairs, %d random pairs (%ld fused, %ld refused and run "
            "unfused; 2 chunked pre-widened among the fused), refusals, 4 runner models\n", (long)ZOO_PAIRS_N,
            RANDOM_CASES, n_fused, n_unfused);
-    printf("%ld passed, %ld failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return summary(&t);
 }
