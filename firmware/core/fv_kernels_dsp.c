@@ -976,10 +976,10 @@ static inline void pad_weights(const fv_conv_params *p, int32_t k, int32_t kp, i
  * A macro, not a function: an always_inline function with these arguments changed both kernels'
  * register allocation and stack slots (the bench then counted 30 instructions fewer for
  * vgg11-s5-co and -r2 and the same for the other zoo models: ties broken otherwise, not a better
- * loop), and one called with the chunk's output step as a function pointer changed
- * fv_conv2d_opt's more; expanded in place, the object code is the one the kernels had before
- * (arm-none-eabi-objdump -d, every zoo model's bench build). Arguments are plain names, some read
- * more than once. */
+ * loop), as did the arguments in another order or in a struct, and one called with the chunk's
+ * output step as a function pointer changed fv_conv2d_opt's more (GCC 12.2, -O2); expanded in
+ * place, the object code is the one the kernels had before (arm-none-eabi-objdump -d, every zoo
+ * model's bench build). Arguments are plain names, some read more than once. */
 #define CONV_CHUNK_SUMS(weights, bias, kr, groups, tail, whole_groups, last_pair, oc0, n)                  \
     do {                                                                                                   \
         /* the pairs before the layer's last (which may read its tail byte by byte) */                     \
