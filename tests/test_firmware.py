@@ -384,24 +384,49 @@ def test_dsp_limits_refuses_the_pool_pairs_fv_conv_pool_ok_refuses_on_shape_padd
     assert dsp_limits.pool_words_of(pool, pool) == 0, "a producer that is not a convolution"
 
 
-def test_bench_firmware_fails_when_the_runner_fuses_other_pool_pairs_than_the_build_planned(tmp_path):
-    """The bench image reports the (convolution, max pool) pairs fused at prepare; bench_firmware.py
-    compares them with the build's FV_DSP_POOL_PAIRS and names the mismatch; the table's max pool
-    row says how many of its pools were fused (their work is the convolution's)."""
+PAIR_MACROS = ("FV_DSP_FUSED_PAIRS", "FV_DSP_POOL_PAIRS")
+
+
+@pytest.mark.parametrize("pairs_name, macro, planned, named, rules, bench_line", [
+    pytest.param("DEPTHWISE_PAIRS", "FV_DSP_FUSED_PAIRS", 6, "(convolution, depthwise)",
+                 "fused_plane_words agree with fv_dw_planes_ok", "fused", id="depthwise"),
+    pytest.param("POOL_PAIRS", "FV_DSP_POOL_PAIRS", 3, "(convolution, max pool)",
+                 "pool_words_of agree with fv_conv_pool_ok", "fused_pool", id="max-pool"),
+])
+def test_bench_firmware_fails_when_the_runner_fuses_other_pairs_than_the_build_planned(
+        tmp_path, pairs_name, macro, planned, named, rules, bench_line):
+    """The bench image reports the pairs of each kind fused at prepare (its `fused` and
+    `fused_pool` lines); bench_firmware.py compares them with the build's FV_DSP_FUSED_PAIRS and
+    FV_DSP_POOL_PAIRS, reading only the kind's own macro, and names the mismatch."""
     sys.path.insert(0, str(ROOT / "firmware" / "tools"))
     import bench_firmware
 
     limits = tmp_path / "fv_dsp_limits.h"
-    limits.write_text("#define FV_DSP_MAX_K 28\n#define FV_DSP_FUSED_PAIRS 0\n#define FV_DSP_POOL_PAIRS 3\n")
-    pairs = bench_firmware.POOL_PAIRS
-    assert bench_firmware.pairs_problem(3, limits, *pairs) is None
-    problem = bench_firmware.pairs_problem(2, limits, *pairs)
-    assert "fused 2 (convolution, max pool)" in problem and "pool_words_of agree with fv_conv_pool_ok" in problem
+    # the other kind's macro at 0: the kind's own must be the one read
+    limits.write_text("#define FV_DSP_MAX_K 28\n" + "".join(
+        f"#define {m} {planned if m == macro else 0}\n" for m in PAIR_MACROS))
+    pairs = getattr(bench_firmware, pairs_name)
+    assert bench_firmware.pairs_problem(planned, limits, *pairs) is None
+    problem = bench_firmware.pairs_problem(planned - 1, limits, *pairs)
+    assert f"fused {planned - 1} {named}" in problem and rules in problem
     # the causes only the runner checks, which dsp_limits.py cannot mirror, are named too
     assert "only_next_reads" in problem and "overlaps both" in problem and "layer 64 on" in problem
-    assert "reports no fused (convolution, max pool) pairs" in bench_firmware.pairs_problem(None, limits, *pairs)
-    limits.write_text("#define FV_DSP_FUSED_PAIRS 0\n")
-    assert "no FV_DSP_POOL_PAIRS" in bench_firmware.pairs_problem(3, limits, *pairs)
+    assert f"reports no fused {named} pairs" in bench_firmware.pairs_problem(None, limits, *pairs)
+    assert "cannot read" in bench_firmware.pairs_problem(planned, tmp_path / "missing.h", *pairs)
+    limits.write_text("".join(f"#define {m} 0\n" for m in PAIR_MACROS if m != macro))
+    assert f"no {macro}" in bench_firmware.pairs_problem(planned, limits, *pairs)
+    lines = ["bench model m layers 1 macc 9 clock 25000000 dwt 0", "overhead 5", f"{bench_line} {planned}",
+             "layer ref 0 3 9 100", "total ref 100 out 00", "layer opt 0 3 9 50", "total opt 50 out 00",
+             "match 1", "done"]
+    assert bench_firmware.parse(lines)[bench_line] == planned
+
+
+def test_bench_firmware_table_counts_fused_pools_as_the_convolutions_work():
+    """The table's max pool row says how many of its pools were fused (their work is the
+    convolution's, so the row counts them at 0 instructions)."""
+    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
+    import bench_firmware
+
     pool = next(o.number for o in bench_firmware.OPS if o.label == "MAX_POOL_2D")
     conv = next(o.number for o in bench_firmware.OPS if o.label == "CONV_2D")
     lines = ["bench model m layers 2 macc 9 clock 1000000000 dwt 0", "overhead 0", "fused 0", "fused_pool 1",
@@ -412,26 +437,6 @@ def test_bench_firmware_fails_when_the_runner_fuses_other_pool_pairs_than_the_bu
     res = {"machine": "netduinoplus2", **bench_firmware.analyse(b, [("conv", 9, 16), ("pool", 0, 4)])}
     row = bench_firmware.table_record(res)["kinds"]["max pool"]
     assert (row["pools"], row["fused_pools"], row["opt_instructions"]) == (1, 1, 0)
-
-
-def test_bench_firmware_fails_when_the_runner_fuses_other_pairs_than_the_build_planned(tmp_path):
-    """The bench image reports the pairs fused at prepare; bench_firmware.py compares them with
-    the build's FV_DSP_FUSED_PAIRS and names the mismatch."""
-    sys.path.insert(0, str(ROOT / "firmware" / "tools"))
-    import bench_firmware
-
-    limits = tmp_path / "fv_dsp_limits.h"
-    limits.write_text("#define FV_DSP_MAX_K 28\n#define FV_DSP_FUSED_PAIRS 6\n")
-    pairs = bench_firmware.DEPTHWISE_PAIRS
-    assert bench_firmware.pairs_problem(6, limits, *pairs) is None
-    problem = bench_firmware.pairs_problem(5, limits, *pairs)
-    assert "fused 5 (convolution, depthwise)" in problem and "fused_plane_words agree with fv_dw_planes_ok" in problem
-    assert "reports no fused (convolution, depthwise) pairs" in bench_firmware.pairs_problem(None, limits, *pairs)
-    assert "cannot read" in bench_firmware.pairs_problem(6, tmp_path / "missing.h", *pairs)
-    lines = ["bench model m layers 1 macc 9 clock 25000000 dwt 0", "overhead 5", "fused 3",
-             "layer ref 0 3 9 100", "total ref 100 out 00", "layer opt 0 3 9 50", "total opt 50 out 00",
-             "match 1", "done"]
-    assert bench_firmware.parse(lines)["fused"] == 3
 
 
 def _conv(kh: int, kw: int, cin: int, cout: int, out_px: int = 64, lo: int = -128, hi: int = 127):

@@ -969,6 +969,49 @@ static inline void pad_weights(const fv_conv_params *p, int32_t k, int32_t kp, i
     }
 }
 
+/* The sums of channels oc0 .. oc0 + n - 1 for the pixel pair in cols, biases included, into accs
+ * (per channel pixel 0 then pixel 1, as dot_2x2 leaves them), with the layer's values as
+ * fv_conv2d_opt derives them (kr, the row length; last_pair, the first pair that may not read its
+ * last group whole): the channel chunk of fv_conv2d_opt and of the fused pool's conv2d_pool_blocks.
+ * A macro, not a function: an always_inline function with these arguments changed both kernels'
+ * register allocation and stack slots (the bench then counted 30 instructions fewer for
+ * vgg11-s5-co and -r2 and the same for the other zoo models: ties broken otherwise, not a better
+ * loop), as did the arguments in another order or in a struct, and one called with the chunk's
+ * output step as a function pointer changed fv_conv2d_opt's more (GCC 12.2, -O2); expanded in
+ * place, the object code is the one the kernels had before (arm-none-eabi-objdump -d, every zoo
+ * model's bench build). Arguments are plain names, some read more than once. */
+#define CONV_CHUNK_SUMS(weights, bias, kr, groups, tail, whole_groups, last_pair, oc0, n)                  \
+    do {                                                                                                   \
+        /* the pairs before the layer's last (which may read its tail byte by byte) */                     \
+        const int32_t before_last = (last_pair - oc0) / 2;                                                 \
+        const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);      \
+        int32_t j = 0;                                                                                     \
+        if (fast_pairs > 0) {                                                                              \
+            const pairs_job job = {weights + (size_t)oc0 * (size_t)kr, kr, cols, 16 * whole_groups,        \
+                                   2 * kr - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs, \
+                                   fast_pairs};                                                            \
+            dot_2x2_pairs(&job);                                                                           \
+            j = 2 * fast_pairs;                                                                            \
+        }                                                                                                  \
+        for (; j + 1 < n; j += 2) {                                                                        \
+            const int32_t oc = oc0 + j;                                                                    \
+            const int8_t *w0 = weights + (size_t)oc * (size_t)kr;                                          \
+            int32_t *const acc = &accs[2 * j];                                                             \
+            acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;                                                 \
+            acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;                                             \
+            if (oc < last_pair) {                                                                          \
+                dot_2x2_groups(w0, kr, cols, whole_groups, acc);                                           \
+            } else {                                                                                       \
+                dot_2x2(w0, kr, cols, groups, tail, acc);                                                  \
+            }                                                                                              \
+        }                                                                                                  \
+        if (j < n) { /* an odd last channel */                                                             \
+            const int32_t oc = oc0 + j;                                                                    \
+            accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;                                   \
+            dot_1x2(weights + (size_t)oc * (size_t)kr, cols, groups, tail, &accs[2 * j]);                  \
+        }                                                                                                  \
+    } while (0)
+
 void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 {
     const int32_t k = p->k_h * p->k_w * p->in_c;
@@ -1023,43 +1066,16 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
         for (int32_t oc0 = 0; oc0 < out_c; oc0 += OC_CHUNK) {
             const int32_t n = out_cc - oc0 < OC_CHUNK ? out_cc - oc0 : OC_CHUNK;
             const int32_t n_out = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK; /* stored */
-            /* the pairs before the layer's last (which may read its tail byte by byte) */
-            const int32_t before_last = (last_pair - oc0) / 2;
-            const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);
-            int32_t j = 0;
-            if (fast_pairs > 0) {
-                const pairs_job job = {weights + (size_t)oc0 * (size_t)kr, kr, cols, 16 * whole_groups,
-                                       2 * kr - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs,
-                                       fast_pairs};
-                dot_2x2_pairs(&job);
-                j = 2 * fast_pairs;
-            }
-            for (; j + 1 < n; j += 2) {
-                const int32_t oc = oc0 + j;
-                const int8_t *w0 = weights + (size_t)oc * (size_t)kr;
-                int32_t *const acc = &accs[2 * j];
-                acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
-                acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;
-                if (oc < last_pair) {
-                    dot_2x2_groups(w0, kr, cols, whole_groups, acc);
-                } else {
-                    dot_2x2(w0, kr, cols, groups, tail, acc);
-                }
-            }
-            if (j < n) { /* an odd last channel */
-                const int32_t oc = oc0 + j;
-                accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;
-                dot_1x2(weights + (size_t)oc * (size_t)kr, cols, groups, tail, &accs[2 * j]);
-            }
+            CONV_CHUNK_SUMS(weights, bias, kr, groups, tail, whole_groups, last_pair, oc0, n);
             if (full_range) {
-                for (j = 0; j < n_out; j++) {
+                for (int32_t j = 0; j < n_out; j++) {
                     const int32_t oc = oc0 + j;
                     const rq_chan r = rq_of(multiplier, shift, oc, zp21);
                     o0[oc] = rq_byte_full(accs[2 * j], &r);
                     o1[oc] = rq_byte_full(accs[2 * j + 1], &r);
                 }
             } else {
-                for (j = 0; j < n_out; j++) {
+                for (int32_t j = 0; j < n_out; j++) {
                     const int32_t oc = oc0 + j;
                     const rq_chan r = rq_of(multiplier, shift, oc, zp21);
                     o0[oc] = rq_byte(accs[2 * j], &r, act_min, act_max);
@@ -1278,46 +1294,20 @@ static __attribute__((noinline)) void conv2d_pool_blocks(const fv_conv_params *p
                 for (int32_t oc0 = 0; oc0 < out_c; oc0 += OC_CHUNK) {
                     const int32_t n = out_cc - oc0 < OC_CHUNK ? out_cc - oc0 : OC_CHUNK;
                     const int32_t n_out = out_c - oc0 < OC_CHUNK ? out_c - oc0 : OC_CHUNK;
-                    const int32_t before_last = (last_pair - oc0) / 2;
-                    const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);
-                    int32_t j = 0;
-                    if (fast_pairs > 0) {
-                        const pairs_job job = {weights + (size_t)oc0 * (size_t)kr, kr, cols, 16 * whole_groups,
-                                               2 * kr - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias,
-                                               accs, fast_pairs};
-                        dot_2x2_pairs(&job);
-                        j = 2 * fast_pairs;
-                    }
-                    for (; j + 1 < n; j += 2) {
-                        const int32_t oc = oc0 + j;
-                        const int8_t *w0 = weights + (size_t)oc * (size_t)kr;
-                        int32_t *const acc = &accs[2 * j];
-                        acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;
-                        acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;
-                        if (oc < last_pair) {
-                            dot_2x2_groups(w0, kr, cols, whole_groups, acc);
-                        } else {
-                            dot_2x2(w0, kr, cols, groups, tail, acc);
-                        }
-                    }
-                    if (j < n) { /* an odd last channel */
-                        const int32_t oc = oc0 + j;
-                        accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;
-                        dot_1x2(weights + (size_t)oc * (size_t)kr, cols, groups, tail, &accs[2 * j]);
-                    }
+                    CONV_CHUNK_SUMS(weights, bias, kr, groups, tail, whole_groups, last_pair, oc0, n);
                     if (r == 0) {
-                        for (j = 0; j < n_out; j++) {
+                        for (int32_t j = 0; j < n_out; j++) {
                             pool_max[oc0 + j] = max_i32(accs[2 * j], accs[2 * j + 1]);
                         }
                     } else if (full_range) {
-                        for (j = 0; j < n_out; j++) {
+                        for (int32_t j = 0; j < n_out; j++) {
                             const int32_t oc = oc0 + j;
                             const rq_chan rc = rq_of(multiplier, shift, oc, zp21);
                             const int32_t m = max_i32(max_i32(accs[2 * j], accs[2 * j + 1]), pool_max[oc]);
                             o[oc] = rq_byte_full(m, &rc);
                         }
                     } else {
-                        for (j = 0; j < n_out; j++) {
+                        for (int32_t j = 0; j < n_out; j++) {
                             const int32_t oc = oc0 + j;
                             const rq_chan rc = rq_of(multiplier, shift, oc, zp21);
                             const int32_t m = max_i32(max_i32(accs[2 * j], accs[2 * j + 1]), pool_max[oc]);

@@ -136,6 +136,15 @@ static const pair_shape ZOO_PAIRS[] = {
 #define ZOO_REPEATS 3
 #define RANDOM_CASES 120
 
+/* case i: zoo pair i / ZOO_REPEATS, drawn again each repeat */
+static int zoo_case(int32_t i)
+{
+    const pair_shape *z = &ZOO_PAIRS[i / ZOO_REPEATS];
+    fv_conv_params conv, dw;
+    make_pair(&conv, &dw, z->hw, z->hw, z->in_c, z->c, z->k, z->s);
+    return run_pair(&conv, &dw, i);
+}
+
 static int random_case(int32_t case_no)
 {
     fv_conv_params conv, dw;
@@ -227,7 +236,7 @@ static void quant(int32_t q[3][52], int32_t n, int32_t lo, int32_t hi)
  * layers with the model's output at A, where both producers write: layer 2's output is the
  * model's (its NHWC bytes must be written, so that pair must not fuse), layer 0's is overwritten
  * by layer 2 before (that pair fuses) */
-static int runner_case(int variant)
+static int runner_case(int32_t variant)
 {
     static const char *const names[3] = {"runner", "runner with add", "runner with output at A"};
     static const uint64_t to[3] = {0x5u, 0x1u, 0x1u}, from[3] = {0xAu, 0x2u, 0x2u};
@@ -320,34 +329,13 @@ static int runner_case(int variant)
 
 int main(void)
 {
-    long passed = 0, failed = 0;
+    case_tally t = {0, 0};
     test_rng_seed(0x2545F491u); /* the seed of every random case below */
-    for (int32_t i = 0; i < ZOO_PAIRS_N * ZOO_REPEATS; i++) {
-        const pair_shape *z = &ZOO_PAIRS[i / ZOO_REPEATS];
-        fv_conv_params conv, dw;
-        int ok;
-        make_pair(&conv, &dw, z->hw, z->hw, z->in_c, z->c, z->k, z->s);
-        ok = run_pair(&conv, &dw, i);
-        passed += ok;
-        failed += !ok;
-    }
-    for (int32_t i = 0; i < RANDOM_CASES; i++) {
-        const int ok = random_case(i);
-        passed += ok;
-        failed += !ok;
-    }
-    {
-        const int ok = refusals();
-        passed += ok;
-        failed += !ok;
-    }
-    for (int variant = 0; variant < 3; variant++) {
-        const int ok = runner_case(variant);
-        passed += ok;
-        failed += !ok;
-    }
+    run_cases(&t, ZOO_PAIRS_N * ZOO_REPEATS, zoo_case);
+    run_cases(&t, RANDOM_CASES, random_case);
+    count_case(&t, refusals());
+    run_cases(&t, 3, runner_case);
     printf("fused conv + depthwise vs reference: %ld zoo pairs, %d random pairs, refusals, 3 runner models\n",
            (long)(ZOO_PAIRS_N * ZOO_REPEATS), RANDOM_CASES);
-    printf("%ld passed, %ld failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return summary(&t);
 }

@@ -132,6 +132,16 @@ static const pair_shape ZOO_PAIRS[] = {
 #define ZOO_PAIRS_N ((int32_t)(sizeof ZOO_PAIRS / sizeof ZOO_PAIRS[0]))
 #define RANDOM_CASES 600
 
+/* zoo pair i, which must fuse */
+static int zoo_case(int32_t i)
+{
+    const pair_shape *z = &ZOO_PAIRS[i];
+    fv_conv_params conv;
+    fv_pool_params pool;
+    make_pair(&conv, &pool, z->hw, z->hw, z->in_c, z->c, 3);
+    return run_pair(&conv, &pool, 1, i);
+}
+
 /* The convolution of make_pair re-shaped: stride s, padding pad (0: VALID) and dilation d on an
  * in_h x in_w input (its output, and the pool's input and output, follow). */
 static void reshape_conv(fv_conv_params *conv, fv_pool_params *pool, int32_t in_h, int32_t in_w, int32_t s,
@@ -224,10 +234,12 @@ static int random_case(int32_t case_no)
 #define PW_REC_EXTRA_WORDS 8 /* core/fv_kernels_dsp.c: PW_REC_EXTRA */
 #define PW_MIN_CHUNK_PAIRS_TEST 12 /* core/fv_kernels_dsp.c: PW_MIN_CHUNK_PAIRS */
 
-static int chunked_case(int32_t c, int32_t case_no)
+static int chunked_case(int32_t i)
 {
     fv_conv_params conv;
     fv_pool_params pool;
+    const int32_t c = i == 0 ? 128 : 127;
+    const int32_t case_no = ZOO_PAIRS_N + RANDOM_CASES + i; /* numbered on */
     const int32_t k = 128;
     const int32_t cap = FV_DSP_PW_WORDS / (4 * ((k + 3) / 4) + PW_REC_EXTRA_WORDS);
     make_pair(&conv, &pool, 16, 16, 128, c, 1);
@@ -239,59 +251,79 @@ static int chunked_case(int32_t c, int32_t case_no)
     return run_pair(&conv, &pool, 1, case_no);
 }
 
-/* Pairs fv_conv_pool_ok must refuse, each beside a control that differs only where said. */
-static int refused(const char *what, int expect_fuse, const fv_conv_params *conv, const fv_pool_params *pool)
-{
-    if (fv_conv_pool_ok(conv, pool) != expect_fuse) {
-        printf("FAIL refusals: %s %s\n", what, expect_fuse ? "does not fuse" : "fuses");
-        return 0;
-    }
-    return 1;
-}
+/* Pairs fv_conv_pool_ok must refuse, each beside a control that differs only where said: the
+ * pair make_pair draws (3x3), or the case before's again (`again`: drawn once, as the test drew
+ * them before it was a table, so that the cases after it keep their draws), then one edit. */
+typedef enum {
+    EDIT_NONE,
+    EDIT_NEGATE_MULTIPLIER_5, /* the order of the sums turned around: max is not max */
+    EDIT_LEFT_SHIFT_2,        /* s << 1 may wrap: not monotone */
+    EDIT_POOL_FIELD           /* the pool's int32_t at `field` (offsetof) set to `value` */
+} refusal_edit;
+
+typedef struct {
+    const char *what;
+    int expect_fuse;
+    int again;
+    int16_t h, w, in_c, c;
+    refusal_edit edit;
+    size_t field;
+    int32_t value;
+} refusal_case;
+
+#define POOL_FIELD(f, v) EDIT_POOL_FIELD, offsetof(fv_pool_params, f), (v)
+
+/* the pool's shape: each case differs from the control in the one field named, the pool's output
+ * still 4x4 (the convolution's 8x8 halved), so only that field's check refuses it */
+static const refusal_case REFUSALS[] = {
+    {"the control pair", 1, 0, 8, 8, 16, 16, EDIT_NONE, 0, 0},
+    {"a negative multiplier", 0, 1, 8, 8, 16, 16, EDIT_NEGATE_MULTIPLIER_5, 0, 0},
+    {"a left shift", 0, 0, 8, 8, 16, 16, EDIT_LEFT_SHIFT_2, 0, 0},
+    /* the pool's clamp would change bytes the fused kernel does not clamp */
+    {"a pool range narrower than the convolution's", 0, 0, 8, 8, 16, 16, POOL_FIELD(act_max, 100)},
+    {"a 2x2 pool of row stride 1", 0, 0, 8, 8, 16, 16, POOL_FIELD(stride_h, 1)},
+    {"a 2x2 pool of column stride 1", 0, 0, 8, 8, 16, 16, POOL_FIELD(stride_w, 1)},
+    {"a pool padded at the top", 0, 0, 8, 8, 16, 16, POOL_FIELD(pad_top, 1)},
+    {"a pool padded at the left", 0, 0, 8, 8, 16, 16, POOL_FIELD(pad_left, 1)},
+    {"a pool 3 rows high", 0, 0, 8, 8, 16, 16, POOL_FIELD(f_h, 3)},
+    {"a pool 3 columns wide", 0, 0, 8, 8, 16, 16, POOL_FIELD(f_w, 3)},
+    {"an odd width", 0, 0, 8, 7, 16, 16, EDIT_NONE, 0, 0},
+    {"an odd height", 0, 0, 7, 8, 16, 16, EDIT_NONE, 0, 0},
+    {"FV_DSP_POOL_WORDS channels", 1, 0, 4, 4, 8, FV_DSP_POOL_WORDS, EDIT_NONE, 0, 0},
+    {"more channels than FV_DSP_POOL_WORDS", 0, 0, 4, 4, 8, FV_DSP_POOL_WORDS + 2, EDIT_NONE, 0, 0},
+};
+#define REFUSALS_N ((int32_t)(sizeof REFUSALS / sizeof REFUSALS[0]))
 
 static int refusals(void)
 {
     fv_conv_params conv;
     fv_pool_params pool;
     int ok = 1;
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    ok &= refused("the control pair", 1, &conv, &pool);
-    m_conv[5] = -m_conv[5]; /* the order of the sums turned around: max is not max */
-    ok &= refused("a negative multiplier", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    s_conv[2] = 1; /* s << 1 may wrap: not monotone */
-    ok &= refused("a left shift", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.act_max = 100; /* the pool's clamp would change bytes the fused kernel does not clamp */
-    ok &= refused("a pool range narrower than the convolution's", 0, &conv, &pool);
-    /* the pool's shape: each case differs from the control in the one field named, the pool's
-     * output still 4x4 (the convolution's 8x8 halved), so only that field's check refuses it */
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.stride_h = 1;
-    ok &= refused("a 2x2 pool of row stride 1", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.stride_w = 1;
-    ok &= refused("a 2x2 pool of column stride 1", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.pad_top = 1;
-    ok &= refused("a pool padded at the top", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.pad_left = 1;
-    ok &= refused("a pool padded at the left", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.f_h = 3;
-    ok &= refused("a pool 3 rows high", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 8, 16, 16, 3);
-    pool.f_w = 3;
-    ok &= refused("a pool 3 columns wide", 0, &conv, &pool);
-    make_pair(&conv, &pool, 8, 7, 16, 16, 3);
-    ok &= refused("an odd width", 0, &conv, &pool);
-    make_pair(&conv, &pool, 7, 8, 16, 16, 3);
-    ok &= refused("an odd height", 0, &conv, &pool);
-    make_pair(&conv, &pool, 4, 4, 8, FV_DSP_POOL_WORDS, 3);
-    ok &= refused("FV_DSP_POOL_WORDS channels", 1, &conv, &pool);
-    make_pair(&conv, &pool, 4, 4, 8, FV_DSP_POOL_WORDS + 2, 3);
-    ok &= refused("more channels than FV_DSP_POOL_WORDS", 0, &conv, &pool);
+    for (int32_t i = 0; i < REFUSALS_N; i++) {
+        const refusal_case *r = &REFUSALS[i];
+        if (!r->again) {
+            make_pair(&conv, &pool, r->h, r->w, r->in_c, r->c, 3);
+        }
+        switch (r->edit) {
+        case EDIT_NEGATE_MULTIPLIER_5:
+            m_conv[5] = -m_conv[5];
+            break;
+        case EDIT_LEFT_SHIFT_2:
+            s_conv[2] = 1;
+            break;
+        case EDIT_POOL_FIELD: {
+            int32_t *const f = (int32_t *)(void *)((char *)&pool + r->field);
+            *f = r->value;
+            break;
+        }
+        default:
+            break;
+        }
+        if (fv_conv_pool_ok(&conv, &pool) != r->expect_fuse) {
+            printf("FAIL refusals: %s %s\n", r->what, r->expect_fuse ? "does not fuse" : "fuses");
+            ok = 0;
+        }
+    }
     return ok;
 }
 
@@ -355,7 +387,7 @@ static void pool_layer(fv_pool_params *p, const fv_conv_params *conv)
     p->act_max = 127;
 }
 
-static int runner_case(int variant)
+static int runner_case(int32_t variant)
 {
     static const char *const names[4] = {"runner", "runner with a second reader", "runner with odd sizes",
                                          "runner with an in-place pool"};
@@ -442,41 +474,15 @@ static int runner_case(int variant)
 
 int main(void)
 {
-    long passed = 0, failed = 0;
+    case_tally t = {0, 0};
     test_rng_seed(0x1D872B41u);
-    for (int32_t i = 0; i < ZOO_PAIRS_N; i++) {
-        const pair_shape *z = &ZOO_PAIRS[i];
-        fv_conv_params conv;
-        fv_pool_params pool;
-        int ok;
-        make_pair(&conv, &pool, z->hw, z->hw, z->in_c, z->c, 3);
-        ok = run_pair(&conv, &pool, 1, i);
-        passed += ok;
-        failed += !ok;
-    }
-    for (int32_t i = 0; i < RANDOM_CASES; i++) {
-        const int ok = random_case(i);
-        passed += ok;
-        failed += !ok;
-    }
-    for (int32_t i = 0; i < 2; i++) {
-        const int ok = chunked_case(i == 0 ? 128 : 127, ZOO_PAIRS_N + RANDOM_CASES + i); /* numbered on */
-        passed += ok;
-        failed += !ok;
-    }
-    {
-        const int ok = refusals();
-        passed += ok;
-        failed += !ok;
-    }
-    for (int variant = 0; variant < 4; variant++) {
-        const int ok = runner_case(variant);
-        passed += ok;
-        failed += !ok;
-    }
+    run_cases(&t, ZOO_PAIRS_N, zoo_case);
+    run_cases(&t, RANDOM_CASES, random_case);
+    run_cases(&t, 2, chunked_case);
+    count_case(&t, refusals());
+    run_cases(&t, 4, runner_case);
     printf("fused conv + max pool vs reference: %ld zoo pairs, %d random pairs (%ld fused, %ld refused and run "
            "unfused; 2 chunked pre-widened among the fused), refusals, 4 runner models\n", (long)ZOO_PAIRS_N,
            RANDOM_CASES, n_fused, n_unfused);
-    printf("%ld passed, %ld failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return summary(&t);
 }

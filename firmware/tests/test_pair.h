@@ -1,8 +1,9 @@
 /*
  * What the tests of the fused pairs (test_kernels_dsp_fused.c: convolution then depthwise;
  * test_kernels_dsp_pool.c: convolution then 2x2 max pool) share: the random quantisation of a
- * layer's channels, the producing convolution's parameters, and the byte comparison of the
- * reference's output against the optimised one's with a guard past its end.
+ * layer's channels, the producing convolution's parameters, the byte comparison of the
+ * reference's output against the optimised one's with a guard past its end, and the count of
+ * passed and failed cases with the summary line that ends each program.
  *
  * Each helper draws from test_rng.h's one generator in the order the tests drew before they
  * shared it, so the cases a test's seed generates did not change. Included once per test program.
@@ -72,6 +73,33 @@ static inline int compare_bytes(const char *what, const char *opt_name, int32_t 
         }
     }
     return 1;
+}
+
+/* a test program's count of cases */
+typedef struct {
+    long passed, failed;
+} case_tally;
+
+static inline void count_case(case_tally *t, int ok)
+{
+    t->passed += ok;
+    t->failed += !ok;
+}
+
+/* case_fn(0) .. case_fn(n - 1), in that order (the cases draw their shapes as they run: the
+ * order fixes them), each counted */
+static inline void run_cases(case_tally *t, int32_t n, int (*case_fn)(int32_t case_no))
+{
+    for (int32_t i = 0; i < n; i++) {
+        count_case(t, case_fn(i));
+    }
+}
+
+/* the program's last line, "N passed, M failed", and its exit status: 0 only when all passed */
+static inline int summary(const case_tally *t)
+{
+    printf("%ld passed, %ld failed\n", t->passed, t->failed);
+    return t->failed == 0 ? 0 : 1;
 }
 
 #endif
