@@ -979,36 +979,39 @@ static inline void pad_weights(const fv_conv_params *p, int32_t k, int32_t kp, i
  * loop), as did the arguments in another order or in a struct, and one called with the chunk's
  * output step as a function pointer changed fv_conv2d_opt's more (GCC 12.2, -O2); expanded in
  * place, the object code is the one the kernels had before (arm-none-eabi-objdump -d, every zoo
- * model's bench build). Arguments are plain names, some read more than once. */
+ * model's bench build). Pass plain names: some are read more than once. Beside its arguments it
+ * reads the file's cols and zero_bias and writes accs; its own names (before_last, fast_pairs, j,
+ * job, oc, w0, acc) live in its block. #undef after its last use, in conv2d_pool_blocks. */
 #define CONV_CHUNK_SUMS(weights, bias, kr, groups, tail, whole_groups, last_pair, oc0, n)                  \
     do {                                                                                                   \
         /* the pairs before the layer's last (which may read its tail byte by byte) */                     \
-        const int32_t before_last = (last_pair - oc0) / 2;                                                 \
-        const int32_t fast_pairs = before_last < 0 ? 0 : (before_last < n / 2 ? before_last : n / 2);      \
+        const int32_t before_last = ((last_pair) - (oc0)) / 2;                                             \
+        const int32_t fast_pairs =                                                                         \
+            before_last < 0 ? 0 : (before_last < (n) / 2 ? before_last : (n) / 2);                         \
         int32_t j = 0;                                                                                     \
         if (fast_pairs > 0) {                                                                              \
-            const pairs_job job = {weights + (size_t)oc0 * (size_t)kr, kr, cols, 16 * whole_groups,        \
-                                   2 * kr - 4 * whole_groups, bias != NULL ? bias + oc0 : zero_bias, accs, \
-                                   fast_pairs};                                                            \
+            const pairs_job job = {(weights) + (size_t)(oc0) * (size_t)(kr), (kr), cols,                   \
+                                   16 * (whole_groups), 2 * (kr) - 4 * (whole_groups),                     \
+                                   (bias) != NULL ? (bias) + (oc0) : zero_bias, accs, fast_pairs};         \
             dot_2x2_pairs(&job);                                                                           \
             j = 2 * fast_pairs;                                                                            \
         }                                                                                                  \
-        for (; j + 1 < n; j += 2) {                                                                        \
-            const int32_t oc = oc0 + j;                                                                    \
-            const int8_t *w0 = weights + (size_t)oc * (size_t)kr;                                          \
+        for (; j + 1 < (n); j += 2) {                                                                      \
+            const int32_t oc = (oc0) + j;                                                                  \
+            const int8_t *w0 = (weights) + (size_t)oc * (size_t)(kr);                                      \
             int32_t *const acc = &accs[2 * j];                                                             \
-            acc[0] = acc[1] = bias != NULL ? bias[oc] : 0;                                                 \
-            acc[2] = acc[3] = bias != NULL ? bias[oc + 1] : 0;                                             \
-            if (oc < last_pair) {                                                                          \
-                dot_2x2_groups(w0, kr, cols, whole_groups, acc);                                           \
+            acc[0] = acc[1] = (bias) != NULL ? (bias)[oc] : 0;                                             \
+            acc[2] = acc[3] = (bias) != NULL ? (bias)[oc + 1] : 0;                                         \
+            if (oc < (last_pair)) {                                                                        \
+                dot_2x2_groups(w0, (kr), cols, (whole_groups), acc);                                       \
             } else {                                                                                       \
-                dot_2x2(w0, kr, cols, groups, tail, acc);                                                  \
+                dot_2x2(w0, (kr), cols, (groups), (tail), acc);                                            \
             }                                                                                              \
         }                                                                                                  \
-        if (j < n) { /* an odd last channel */                                                             \
-            const int32_t oc = oc0 + j;                                                                    \
-            accs[2 * j] = accs[2 * j + 1] = bias != NULL ? bias[oc] : 0;                                   \
-            dot_1x2(weights + (size_t)oc * (size_t)kr, cols, groups, tail, &accs[2 * j]);                  \
+        if (j < (n)) { /* an odd last channel */                                                           \
+            const int32_t oc = (oc0) + j;                                                                  \
+            accs[2 * j] = accs[2 * j + 1] = (bias) != NULL ? (bias)[oc] : 0;                               \
+            dot_1x2((weights) + (size_t)oc * (size_t)(kr), cols, (groups), (tail), &accs[2 * j]);          \
         }                                                                                                  \
     } while (0)
 
@@ -1319,6 +1322,7 @@ static __attribute__((noinline)) void conv2d_pool_blocks(const fv_conv_params *p
         }
     }
 }
+#undef CONV_CHUNK_SUMS
 
 int fv_conv_pool_ok(const fv_conv_params *conv, const fv_pool_params *pool)
 {

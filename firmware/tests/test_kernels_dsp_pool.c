@@ -265,7 +265,7 @@ typedef struct {
     const char *what;
     int expect_fuse;
     int again;
-    int16_t h, w, in_c, c;
+    int32_t h, w, in_c, c;
     refusal_edit edit;
     size_t field;
     int32_t value;
@@ -273,20 +273,22 @@ typedef struct {
 
 #define POOL_FIELD(f, v) EDIT_POOL_FIELD, offsetof(fv_pool_params, f), (v)
 
-/* the pool's shape: each case differs from the control in the one field named, the pool's output
- * still 4x4 (the convolution's 8x8 halved), so only that field's check refuses it */
+/* each case differs from the accepted pair above it (the control, or the channel count the
+ * scratch holds) in the one thing named, so only that thing's check can refuse it */
 static const refusal_case REFUSALS[] = {
     {"the control pair", 1, 0, 8, 8, 16, 16, EDIT_NONE, 0, 0},
     {"a negative multiplier", 0, 1, 8, 8, 16, 16, EDIT_NEGATE_MULTIPLIER_5, 0, 0},
     {"a left shift", 0, 0, 8, 8, 16, 16, EDIT_LEFT_SHIFT_2, 0, 0},
     /* the pool's clamp would change bytes the fused kernel does not clamp */
     {"a pool range narrower than the convolution's", 0, 0, 8, 8, 16, 16, POOL_FIELD(act_max, 100)},
+    /* the pool's shape: the pool's output still 4x4 (the convolution's 8x8 halved) */
     {"a 2x2 pool of row stride 1", 0, 0, 8, 8, 16, 16, POOL_FIELD(stride_h, 1)},
     {"a 2x2 pool of column stride 1", 0, 0, 8, 8, 16, 16, POOL_FIELD(stride_w, 1)},
     {"a pool padded at the top", 0, 0, 8, 8, 16, 16, POOL_FIELD(pad_top, 1)},
     {"a pool padded at the left", 0, 0, 8, 8, 16, 16, POOL_FIELD(pad_left, 1)},
     {"a pool 3 rows high", 0, 0, 8, 8, 16, 16, POOL_FIELD(f_h, 3)},
     {"a pool 3 columns wide", 0, 0, 8, 8, 16, 16, POOL_FIELD(f_w, 3)},
+    /* the convolution's output: odd, or as many channels as the scratch's pool_max words and one pair more */
     {"an odd width", 0, 0, 8, 7, 16, 16, EDIT_NONE, 0, 0},
     {"an odd height", 0, 0, 7, 8, 16, 16, EDIT_NONE, 0, 0},
     {"FV_DSP_POOL_WORDS channels", 1, 0, 4, 4, 8, FV_DSP_POOL_WORDS, EDIT_NONE, 0, 0},
