@@ -1110,7 +1110,7 @@ void fv_conv2d_opt(const fv_conv_params *p, const int8_t *in, int8_t *out)
 
 #if FV_DSP_POOL_PAIRS > 0 /* the fused kernels (fv_kernels_dsp.h) */
 /* ---- CONV_2D fused with the MAX_POOL_2D after it ---------------------------------------------
- * The zoo's pools (the VGG members' three, the first layer's of resnet18 and the baseline's four)
+ * The zoo's pools (the VGG members' three, the resnetw members' first layer's and the baseline's four)
  * take every 2x2 window, stride 2, no padding, of a 3x3 convolution's output, which nothing else
  * reads. Fused, the convolution computes the four sums of a window, keeps the largest and
  * requantises it once: it writes the pooled tensor and never its own output, and the pool layer

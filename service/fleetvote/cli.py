@@ -157,7 +157,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                        description="Full-integer post-training quantisation with TensorFlow's converter, "
                                    "calibrated on training images; asserts input scale 1/255, zero point "
                                    "-128 and the int8 softmax output (1/256, -128), then writes the card.",
-                       epilog="example: fleetvote export runs/r18 --id resnet18-s2",
+                       epilog="example: fleetvote export runs/my-vgg12 --id vgg12-s7",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("run", help="run directory written by fleetvote train")
     e.add_argument("--id", required=True, help="model id in the zoo")

@@ -8,7 +8,7 @@ message that says what is wrong.
       "quorum": 3,                                            # 1 <= quorum <= len(members)
       "mode": "all",                                          # all | early | cascade (default all)
       "cascade": {"stage1": ["vgg12-s31"], "threshold": 0.9, "agree": true}, # needed by mode cascade
-      "cascade_alternatives": [{"stage1": ["resnet18-s2"], "threshold": 0.8}]  # optional
+      "cascade_alternatives": [{"stage1": ["vggw12-16-48-112-s43"], "threshold": 0.8}]  # optional
     }
 
 A member's weight defaults to its card's validation accuracy when omitted. ``mode`` is what

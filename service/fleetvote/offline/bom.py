@@ -603,7 +603,7 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
                "  fleetvote plan                                      # the zoo and the current ensemble file\n"
                "  fleetvote plan --eval runs/results/ensemble-eval.json --bench runs/results/bench/bench.json\n"
-               "  fleetvote plan --fleet vgg12-s31,resnet18-s2-r3 --json plan.json",
+               "  fleetvote plan --fleet vgg12-s31,resnetw16-16-48-64-s45 --json plan.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", default="models/zoo")
     p.add_argument("--eval", help="fleetvote ensemble-eval --json output: accuracies and the best fleets of 3, 4 and 5")

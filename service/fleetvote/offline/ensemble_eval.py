@@ -516,7 +516,7 @@ def add_parser(sub) -> None:
                     "max(resnet8, 85.6 %)).",
         epilog="examples:\n"
                "  fleetvote ensemble-eval                                      # every member, every subset\n"
-               "  fleetvote ensemble-eval --members vgg12-s31,resnet18-s2-r3 --limit 500\n"
+               "  fleetvote ensemble-eval --members vgg12-s31,resnetw16-16-48-64-s45 --limit 500\n"
                "  fleetvote ensemble-eval --png runs/ens.png --write-ensemble   # models/zoo/ensemble.json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", default="models/zoo")

@@ -24,7 +24,7 @@ A model is refused, and nothing at all changes, when any id asked for:
 The figures are written before the model's folder is removed, so an interrupted run loses
 nothing. ``--render`` rewrites ``docs/history.md`` from ``models/history.json`` alone.
 
-    fleetvote retire vgg11-s5-co vgg11-s5-co-r2 --why "a warm-restart pair no fleet uses"
+    fleetvote retire OLD-s1 OLD-s1-r2 --why "a warm-restart pair no fleet uses"
     fleetvote retire --render
 """
 
@@ -265,8 +265,8 @@ def add_parser(sub) -> None:
                                    "model another card or recipe is made from (init, teacher, parent), or a "
                                    "model a test names.",
                        epilog=("examples:\n"
-                               "  fleetvote retire vgg11-s5-co vgg11-s5-co-r2 --dry-run  # parent with child\n"
-                               "  fleetvote retire vgg11-s5-co vgg11-s5-co-r2 \\\n"
+                               "  fleetvote retire OLD-s1 OLD-s1-r2 --dry-run  # a parent with its child\n"
+                               "  fleetvote retire OLD-s1 OLD-s1-r2 \\\n"
                                "      --why \"15-25 epochs; no fleet uses them\"\n"
                                "  fleetvote retire --render        # docs/history.md from models/history.json"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,7 +2,7 @@
 ``netduinoplus2`` machine (an STM32F405), one ``qemu-system-arm`` process per board, each serial
 port on a pty with a stable link in ``run/qemu/``.
 
-    with QemuFleet(["vgg12-s31", "resnet18-s2-r3"], n=2) as fleet:
+    with QemuFleet(["vgg12-s31", "resnetw16-16-48-64-s45"], n=2) as fleet:
         for b in fleet.boards:
             print(b.model_id, b.url)        # run/qemu/board0-vgg12-s31 -> /dev/pts/N
 
