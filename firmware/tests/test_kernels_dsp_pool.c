@@ -123,9 +123,9 @@ typedef struct {
     int16_t hw, in_c, c;
 } pair_shape;
 
-/* the zoo's (3x3 convolution, 2x2 pool) pairs (models/zoo/: vgg12-s31, the vggw members, the resnetw
- * members' first layer, the baseline's four), and those of vgg:11 and the first layer of resnet:18,
- * whose members left the zoo on 2026-12-02 (docs/history.md): their shapes stay cases */
+/* the zoo's (3x3 convolution, 2x2 pool) pairs (models/zoo/: vgg11-s5-co, vgg12-s31, vggw12-16-48-112-s43,
+ * the resnetw members' first layer, the baseline's four), and the first layer of resnet:18, whose members left the zoo on 2026-12-02
+ * (docs/history.md): its shape stays a case */
 static const pair_shape ZOO_PAIRS[] = {
     {32, 3, 11}, {32, 3, 12}, {32, 3, 16}, {32, 3, 18}, {16, 22, 22}, {16, 24, 24}, {16, 16, 16}, {8, 44, 44},
     {8, 48, 48}, {32, 32, 32}, {16, 64, 64}, {8, 64, 128}, {4, 128, 128},
